@@ -1,0 +1,115 @@
+/** The `baton` command line. Each command returns its exit code; nothing here calls process.exit. */
+import { Command, InvalidArgumentError } from 'commander'
+import { jsonSchema } from '../config/schema.ts'
+import { check, renderDiagnostics, summary } from './check.ts'
+import { renderPlan } from './plan.ts'
+import { serve } from './serve.ts'
+
+export async function main (argv: readonly string[]): Promise<number> {
+  let code = 0
+  const program = new Command('baton')
+    .description('Declarative API orchestration: one config file becomes a Backend-for-Frontend.')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride()
+
+  program.command('check').argument('<file>', 'config file (YAML or JSON)')
+    .description('validate a config: every error at once, with file:line:col and a hint')
+    .action(async (file: string) => {
+      const result = await check(file)
+      if (result.diagnostics.length > 0) console.error(renderDiagnostics(result.diagnostics, process.stderr))
+      if (result.plan === undefined) {
+        const errors = result.diagnostics.filter((d) => d.severity === 'error').length
+        console.error(`${file}: ${errors} error${errors === 1 ? '' : 's'}`)
+        code = 1
+        return
+      }
+      console.log(summary(file, result.plan, result.diagnostics.length))
+    })
+
+  program.command('plan').argument('<file>', 'config file')
+    .description('print each endpoint\'s call sequence: order, service call, required, timeout, fallback')
+    .action(async (file: string) => {
+      const result = await check(file)
+      if (result.plan === undefined) {
+        console.error(renderDiagnostics(result.diagnostics, process.stderr))
+        code = 1
+        return
+      }
+      console.log(renderPlan(result.plan))
+    })
+
+  program.command('serve').argument('<file>', 'config file')
+    .description('run the gateway against the real services')
+    .option('-p, --port <port>', 'port (overrides gateway.port)', port)
+    .option('-H, --host <host>', 'interface (overrides gateway.host)')
+    .action(async (file: string, opts: { port?: number; host?: string }) => {
+      const result = await check(file)
+      if (result.plan === undefined) {
+        console.error(renderDiagnostics(result.diagnostics, process.stderr))
+        code = 1
+        return
+      }
+      code = await serve(result.plan, opts)
+    })
+
+  program.command('dev').argument('<file>', 'config file')
+    .description('run the gateway with every service\'s mock: routes, no backend needed')
+    .option('-p, --port <port>', 'port (overrides gateway.port)', port)
+    .option('-H, --host <host>', 'interface', '127.0.0.1')
+    .option('--down <services>', 'comma-separated services that answer 503', list, [])
+    .option('--slow <service=ms...>', 'delay a service, e.g. --slow cart=3000 (repeatable, or comma-separated)', slow, new Map<string, number>())
+    .action(async (file: string, opts: { port?: number; host: string; down: string[]; slow: Map<string, number> }) => {
+      const result = await check(file)
+      if (result.plan === undefined) {
+        console.error(renderDiagnostics(result.diagnostics, process.stderr))
+        code = 1
+        return
+      }
+      const known = new Set(result.plan.services.map((s) => s.name))
+      const unknown = [...opts.down, ...opts.slow.keys()].filter((s) => !known.has(s))
+      if (unknown.length > 0) {
+        console.error(`baton dev: unknown service ${unknown.map((s) => `'${s}'`).join(', ')}; services: ${[...known].join(', ')}`)
+        code = 1
+        return
+      }
+      code = await serve(result.plan, { ...opts, pretty: true, mocks: { down: new Set(opts.down), slow: opts.slow } })
+    })
+
+  program.command('schema')
+    .description('print the JSON Schema of the config file, for editors')
+    .action(() => { console.log(JSON.stringify(jsonSchema(), null, 2)) })
+
+  try {
+    await program.parseAsync([...argv])
+  } catch (err) {
+    const exit = (err as { exitCode?: number }).exitCode
+    if (typeof exit === 'number') return exit
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      console.error(`baton: cannot read ${(err as NodeJS.ErrnoException).path ?? 'the file'}: no such file`)
+      return 1
+    }
+    throw err
+  }
+  return code
+}
+
+function port (value: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535')
+  return n
+}
+
+function list (value: string, previous: string[]): string[] {
+  return [...previous, ...value.split(',').map((s) => s.trim()).filter((s) => s !== '')]
+}
+
+function slow (value: string, previous: Map<string, number>): Map<string, number> {
+  const out = new Map(previous)
+  for (const part of value.split(',')) {
+    const m = /^([\w-]+)=(\d+)(ms)?$/.exec(part.trim())
+    if (m === null) throw new InvalidArgumentError(`'${part}' is not service=ms, e.g. cart=3000`)
+    out.set(m[1] as string, Number(m[2]))
+  }
+  return out
+}

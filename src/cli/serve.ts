@@ -1,0 +1,62 @@
+/** `baton serve` and `baton dev`: compile, (start mocks,) listen, and shut down cleanly on a signal. */
+import { pino, type Logger } from 'pino'
+import { createGateway } from '../server/gateway.ts'
+import { startMocks } from '../server/mocks.ts'
+import type { GatewayPlan } from '../plan/types.ts'
+
+export interface ServeOptions {
+  host?: string
+  port?: number
+  /** baton dev: start the services' mocks and point the gateway at them. */
+  mocks?: { down: Set<string>; slow: Map<string, number> }
+  pretty?: boolean
+}
+
+export function createLogger (pretty: boolean): Logger {
+  if (!pretty) return pino({ base: null })
+  return pino({ base: null }, {
+    write (line: string) {
+      const { msg, level } = JSON.parse(line) as { msg: string; level: number }
+      process.stdout.write(`${level >= 50 ? 'error: ' : level >= 40 ? 'warning: ' : ''}${msg}\n`)
+    },
+  })
+}
+
+/** Runs until SIGINT/SIGTERM; resolves with the exit code. */
+export async function serve (plan: GatewayPlan, options: ServeOptions): Promise<number> {
+  const logger = createLogger(options.pretty === true)
+  const mocks = options.mocks === undefined ? null : await startMocks(plan, options.mocks)
+  const gateway = createGateway(plan, { logger, ...(mocks === null ? {} : { origins: mocks.origins }) })
+  const listenOptions: { host?: string; port?: number } = {}
+  if (options.host !== undefined) listenOptions.host = options.host
+  if (options.port !== undefined) listenOptions.port = options.port
+  let address
+  try {
+    address = await gateway.listen(listenOptions)
+  } catch (err) {
+    logger.error({ event: 'listen_failed', err: (err as Error).message }, `cannot listen: ${(err as Error).message}`)
+    await gateway.close()
+    await mocks?.close()
+    return 1
+  }
+  if (mocks !== null) {
+    for (const [name, origin] of mocks.origins) {
+      const state = options.mocks?.down.has(name) === true ? ' (down)' : options.mocks?.slow.has(name) === true ? ` (+${options.mocks.slow.get(name)}ms)` : ''
+      logger.info({ event: 'mock', service: name, origin }, `mock ${name} on ${origin}${state}`)
+    }
+  }
+  logger.info({ event: 'listening', port: address.port, host: address.host, url: address.url }, `${plan.name} listening on ${address.url}${plan.basePath}`)
+  for (const e of plan.endpoints) logger.info({ event: 'endpoint', route: `${e.method} ${e.route}` }, `  ${e.method} ${address.url}${e.route}`)
+
+  return await new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      logger.info({ event: 'stopping', signal }, `stopping (${signal})`)
+      Promise.all([gateway.close(), mocks?.close()]).then(() => resolve(0), (err: unknown) => {
+        logger.error({ err }, 'error while stopping')
+        resolve(1)
+      })
+    }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+}

@@ -1,0 +1,124 @@
+/**
+ * The config language, declared once. The validator (zod) and the editor JSON Schema
+ * (schema/baton.schema.json, via z.toJSONSchema) both come from these declarations, and a
+ * test checks the committed schema file against them.
+ */
+import { z } from 'zod'
+import { DURATION_HINT, DURATION_PATTERN, parseDuration, parseSize, SIZE_HINT, SIZE_PATTERN } from './units.ts'
+
+export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'] as const
+const METHOD = `(?:${HTTP_METHODS.join('|')})`
+
+/** `POST /summary`, `GET /users/{id}` */
+export const ROUTE_KEY = new RegExp(`^${METHOD} /[^\\s]*$`)
+/** `GET cart /carts/${request.body.cartId}`: method, service, path (the path may hold expressions with spaces). */
+export const CALL_REQUEST = new RegExp(`^(${METHOD})\\s+([A-Za-z][\\w-]*)\\s+(/.*)$`)
+export const SERVICE_NAME = /^[A-Za-z][\w-]*$/
+/** Call names are roots in expressions, so they must be identifiers. */
+export const CALL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+const duration = z
+  .union([z.number().nonnegative(), z.string().regex(new RegExp(DURATION_PATTERN), { error: DURATION_HINT })], { error: DURATION_HINT })
+  .transform((v) => parseDuration(v) as number)
+  .meta({ description: 'Duration: 200ms, 2s, 1.5m, 1h, or a number of milliseconds.' })
+
+const size = z
+  .union([z.number().int().nonnegative(), z.string().regex(new RegExp(SIZE_PATTERN, "i"), { error: SIZE_HINT })], { error: SIZE_HINT })
+  .transform((v) => parseSize(v) as number)
+  .meta({ description: 'Size: 512kb, 1mb, or a number of bytes.' })
+
+const percent = z
+  .union([z.number().min(0).max(100), z.string().regex(/^\d+(?:\.\d+)?%$/, { error: "write a percentage like 99.9%" })], { error: 'write a percentage like 99.9%' })
+  .meta({ description: 'Percentage, e.g. 99.95%.' })
+
+const headerMap = z
+  .record(z.string().regex(HEADER_NAME, { error: 'not a valid HTTP header name' }), z.union([z.string(), z.number(), z.boolean()]))
+  .meta({ description: 'Header name → value; values may contain ${…} expressions.' })
+
+/** Any JSON value; strings may contain ${…} expressions. */
+const template = z.unknown().meta({ description: 'Any JSON value. Strings may contain ${…} expressions; a string that is exactly one ${…} keeps the value\'s type.' })
+
+const expression = z
+  .union([z.string(), z.boolean()])
+  .meta({ description: 'An expression, with or without the surrounding ${…}.' })
+
+const mockRoute = z.strictObject({
+  status: z.number().int().min(100).max(599).default(200).describe('HTTP status the mock answers with.'),
+  body: template.optional().describe('Response body; may use ${request.params…}, ${request.query…}, ${request.body…}.'),
+  headers: headerMap.optional().describe('Response headers.'),
+  latency: duration.optional().describe('Delay before answering.'),
+})
+
+export const serviceSchema = z.strictObject({
+  url: z.string().describe('Base URL, http(s)://host[:port][/prefix]. May use ${env.NAME}.'),
+  timeout: duration.optional().describe('Default timeout of every call to this service. Without one, calls are bounded by their endpoint\'s deadline.'),
+  headers: headerMap.optional().describe('Headers added to every call to this service.'),
+  forwardHeaders: z.array(z.string().regex(HEADER_NAME)).optional().describe('Client request headers passed on to this service. Nothing is forwarded unless listed.'),
+  connections: z.number().int().positive().default(128).describe('Keep-alive connections in this service\'s pool.'),
+  maxResponseSize: size.default(10 * 1024 * 1024).describe('Largest response body accepted from this service.'),
+  latency: duration.optional().describe('Documented average latency (informational; shown by `baton plan`).'),
+  sla: percent.optional().describe('Documented availability SLA (informational).'),
+  owner: z.string().optional().describe('Team that owns the service (informational).'),
+  description: z.string().optional().describe('Free text.'),
+  mock: z.record(z.string().regex(ROUTE_KEY, { error: 'a mock route is "METHOD /path", e.g. "GET /carts/{id}"' }), mockRoute).optional()
+    .describe('Routes answered by `baton dev` instead of the real service.'),
+})
+
+const forEachSchema = z.union([z.string(), z.array(z.unknown())])
+  .meta({ description: 'A list expression: one call is made per item (identical calls once).' })
+
+export const callSchema = z.strictObject({
+  request: z.string().regex(CALL_REQUEST, { error: 'write "METHOD service /path", e.g. "GET cart /carts/${request.params.id}"' })
+    .describe('"METHOD service /path"; the path may contain ${…} expressions, percent-encoded.'),
+  query: z.record(z.string(), template).optional().describe('Query parameters; null values are left out, lists repeat the key.'),
+  headers: headerMap.optional().describe('Headers for this call.'),
+  body: template.optional().describe('JSON request body.'),
+  required: z.boolean().default(true).describe('If a required call fails the request fails; an optional call falls back.'),
+  timeout: duration.optional().describe('Timeout for this call (default: the service\'s). Always capped by the time left before the endpoint\'s deadline.'),
+  fallback: template.optional().describe('Value used when the call fails or is skipped (default null). Strings may be expressions. A call with a fallback is degradable.'),
+  when: expression.optional().describe('The call is made only when this is true; otherwise its value is its fallback.'),
+  forEach: forEachSchema.optional(),
+  as: z.string().regex(CALL_NAME).optional().describe('Name of the current item inside a forEach call (default: item).'),
+  concurrency: z.number().int().positive().default(8).describe('Most forEach calls in flight at once.'),
+  into: z.string().regex(CALL_NAME).optional().describe('forEach: instead of a list of results, the items each with its result under this key.'),
+})
+
+export const endpointSchema = z.strictObject({
+  purpose: z.string().optional().describe('What client screen or workflow this serves.'),
+  timeout: duration.optional().describe('Total deadline for the request (default: gateway.timeout).'),
+  status: z.number().int().min(200).max(299).default(200).describe('Status of a successful response.'),
+  calls: z.record(z.string(), callSchema).default({}).describe('The downstream calls, by name. Order is derived from what each reads.'),
+  response: template.optional().describe('The assembled response. Default: an object with every call\'s value by name.'),
+})
+
+export const gatewaySchema = z.strictObject({
+  name: z.string().describe('Layer name, e.g. Checkout BFF.'),
+  owner: z.string().optional().describe('Owning team (informational).'),
+  description: z.string().optional(),
+  basePath: z.string().regex(/^(\/[^\s/]+)*$/, { error: 'a base path starts with / and has no trailing slash, e.g. /v1/checkout' }).default('').describe('Prefix of every endpoint path.'),
+  host: z.string().default('0.0.0.0').describe('Interface to listen on.'),
+  port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (0: any free port).'),
+  timeout: duration.default(5000).describe('Default endpoint deadline.'),
+  bodyLimit: size.default(1024 * 1024).describe('Largest request body accepted.'),
+  retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
+})
+
+export const configSchema = z.strictObject({
+  $schema: z.string().optional().describe('Path or URL of the JSON Schema, for editors.'),
+  version: z.literal(1).describe('Config format version.'),
+  gateway: gatewaySchema,
+  services: z.record(z.string().regex(SERVICE_NAME, { error: 'a service name starts with a letter and has letters, digits, _ or -' }), serviceSchema).default({}),
+  endpoints: z.record(z.string().regex(ROUTE_KEY, { error: 'an endpoint is "METHOD /path", e.g. "POST /summary" or "GET /users/{id}"' }), endpointSchema).default({}),
+})
+
+export type Config = z.output<typeof configSchema>
+export type ServiceConfig = z.output<typeof serviceSchema>
+export type EndpointConfig = z.output<typeof endpointSchema>
+export type CallConfig = z.output<typeof callSchema>
+export type MockRouteConfig = z.output<typeof mockRoute>
+
+export function jsonSchema (): Record<string, unknown> {
+  const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>
+  return { ...schema, title: 'Baton config' }
+}

@@ -1,0 +1,13 @@
+/** Baton's public API: compile a config, then serve its plan. */
+export { compileConfig, compileFile, compileText } from './plan/compile.ts'
+export type { CompileOptions, CompileResult } from './plan/compile.ts'
+export { loadConfig, parseConfig } from './config/load.ts'
+export { jsonSchema } from './config/schema.ts'
+export type { Config } from './config/schema.ts'
+export { createGateway } from './server/gateway.ts'
+export type { Gateway, GatewayOptions } from './server/gateway.ts'
+export { startMocks } from './server/mocks.ts'
+export { ConfigError, ErrorCodes, formatDiagnostic } from './errors.ts'
+export type { Diagnostic, ErrorCode, ErrorEnvelope } from './errors.ts'
+export type { GatewayPlan, EndpointPlan, CallPlan, ServicePlan } from './plan/types.ts'
+export type { Policy, Send, UpstreamRequest, UpstreamResponse } from './upstream/client.ts'

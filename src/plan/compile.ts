@@ -1,0 +1,91 @@
+/** Validated config → immutable gateway plan, with every semantic problem reported at once. */
+import type { Diagnostic } from '../errors.ts'
+import { ConfigError } from '../errors.ts'
+import type { LoadedConfig } from '../config/load.ts'
+import { loadConfig, parseConfig } from '../config/load.ts'
+import { Diagnostics } from './diagnostics.ts'
+import { compileEndpoint } from './endpoint.ts'
+import { routeShape } from './routes.ts'
+import { compileServices } from './services.ts'
+import type { EndpointPlan, GatewayPlan } from './types.ts'
+
+export interface CompileResult {
+  plan?: GatewayPlan
+  diagnostics: Diagnostic[]
+}
+
+export interface CompileOptions {
+  /** Environment for ${env.…}; default process.env. */
+  env?: Readonly<Record<string, string | undefined>>
+}
+
+export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {}): CompileResult {
+  const { config, source } = loaded
+  if (config === undefined) return { diagnostics: loaded.diagnostics }
+  const diagnostics = new Diagnostics(source)
+  const envInput = options.env ?? process.env
+  const env: Record<string, string> = Object.create(null) as Record<string, string>
+  for (const [k, v] of Object.entries(envInput)) if (v !== undefined) env[k] = v
+  Object.freeze(env)
+
+  const services = compileServices(config, env, diagnostics)
+  const endpoints: EndpointPlan[] = []
+  const shapes = new Map<string, string>()
+  const used = new Set<string>()
+  for (const [key, endpoint] of Object.entries(config.endpoints)) {
+    const [method, path] = key.split(' ') as [string, string]
+    const shape = routeShape(method, config.gateway.basePath + path)
+    const other = shapes.get(shape)
+    if (other !== undefined) {
+      diagnostics.error('BATON_DUPLICATE_ROUTE', `'${key}' matches the same requests as '${other}'`, ['endpoints', key], { key: true, hint: 'routes that differ only in parameter names collide; merge them or change one path' })
+    }
+    shapes.set(shape, key)
+    for (const call of Object.values(endpoint.calls)) used.add(call.request.trim().split(/\s+/)[1] ?? '')
+    const plan = compileEndpoint({
+      key, endpoint, basePath: config.gateway.basePath, defaultTimeout: config.gateway.timeout, services, env, diagnostics,
+    })
+    if (plan !== null) endpoints.push(plan)
+  }
+  for (const name of services.keys()) {
+    if (!used.has(name)) diagnostics.warn('BATON_UNUSED_SERVICE', `service '${name}' is not called by any endpoint`, ['services', name], { key: true })
+  }
+
+  const all = [...loaded.diagnostics, ...diagnostics.list]
+  all.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0))
+  if (diagnostics.failed) return { diagnostics: all }
+  const { gateway } = config
+  const plan: GatewayPlan = {
+    name: gateway.name,
+    owner: gateway.owner,
+    basePath: gateway.basePath,
+    host: gateway.host,
+    port: gateway.port,
+    bodyLimit: gateway.bodyLimit,
+    retryAfterSeconds: Math.max(1, Math.ceil(gateway.retryAfter / 1000)),
+    services: [...services.values()],
+    endpoints,
+  }
+  return { plan: deepFreeze(plan), diagnostics: all }
+}
+
+/** Load, validate and compile a config file; throws ConfigError with every diagnostic when it has errors. */
+export async function compileFile (file: string, options: CompileOptions = {}): Promise<{ plan: GatewayPlan; diagnostics: Diagnostic[] }> {
+  return unwrap(compileConfig(await loadConfig(file), options))
+}
+
+export function compileText (file: string, text: string, options: CompileOptions = {}): { plan: GatewayPlan; diagnostics: Diagnostic[] } {
+  return unwrap(compileConfig(parseConfig(file, text), options))
+}
+
+function unwrap (result: CompileResult): { plan: GatewayPlan; diagnostics: Diagnostic[] } {
+  if (result.plan === undefined) throw new ConfigError(result.diagnostics)
+  return { plan: result.plan, diagnostics: result.diagnostics }
+}
+
+function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) if (typeof v !== 'function') deepFreeze(v)
+  }
+  return value
+}

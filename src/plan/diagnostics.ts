@@ -1,0 +1,35 @@
+import type { Diagnostic } from '../errors.ts'
+import type { ConfigPath, ConfigSource } from '../config/source.ts'
+
+interface Place { hint?: string | undefined; key?: boolean; offset?: number }
+
+/** Collects every problem found while compiling, each placed in the source file. */
+export class Diagnostics {
+  readonly list: Diagnostic[] = []
+  readonly #source: ConfigSource
+
+  constructor (source: ConfigSource) {
+    this.#source = source
+  }
+
+  error (code: string, message: string, path: ConfigPath, place: Place = {}): void {
+    this.#add('error', code, message, path, place)
+  }
+
+  warn (code: string, message: string, path: ConfigPath, place: Place = {}): void {
+    this.#add('warning', code, message, path, place)
+  }
+
+  get failed (): boolean {
+    return this.list.some((d) => d.severity === 'error')
+  }
+
+  #add (severity: Diagnostic['severity'], code: string, message: string, path: ConfigPath, place: Place): void {
+    const options: { key?: boolean; offset?: number } = {}
+    if (place.key === true) options.key = true
+    if (place.offset !== undefined) options.offset = place.offset
+    this.list.push(this.#source.diagnostic({
+      severity, code, message, path, ...(place.hint === undefined ? {} : { hint: place.hint }),
+    }, options))
+  }
+}

@@ -1,0 +1,237 @@
+/** One endpoint: its calls, their dependencies (read off their expressions), and the response builder. */
+import type { CallConfig, EndpointConfig } from '../config/schema.ts'
+import { CALL_REQUEST } from '../config/schema.ts'
+import { encodePathValue, type Evaluator, type Reference } from '../expr/index.ts'
+import { closest, didYouMean } from '../util/suggest.ts'
+import type { Diagnostics } from './diagnostics.ts'
+import { findCycle, levels } from './graph.ts'
+import { invalidRouteSegment, routeParams, routeToServerPath } from './routes.ts'
+import { type CallMeta, Scope } from './scope.ts'
+import { checkHeaderName } from './services.ts'
+import { compileCondition, compileString, compileValue, type TemplateScope } from './templates.ts'
+import type { CallPlan, EndpointPlan, ForEachPlan, ServicePlan } from './types.ts'
+
+/** Names an expression can always read; a call may not take one of them. */
+export const RESERVED_ROOTS = ['request', 'env', 'calls', 'auth', 'true', 'false', 'null'] as const
+const REQUEST_FIELDS = ['method', 'path', 'params', 'query', 'headers', 'body']
+const CALL_META_FIELDS = ['status', 'headers', 'body', 'ok', 'error', 'skipped']
+
+interface EndpointContext {
+  readonly key: string
+  readonly endpoint: EndpointConfig
+  readonly basePath: string
+  readonly defaultTimeout: number
+  readonly services: ReadonlyMap<string, ServicePlan>
+  readonly env: Readonly<Record<string, string>>
+  readonly diagnostics: Diagnostics
+}
+
+export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
+  const { key, endpoint, diagnostics } = ctx
+  const at = ['endpoints', key]
+  const [method, path] = key.split(' ') as [string, string]
+  const bad = invalidRouteSegment(path)
+  if (bad !== undefined) {
+    diagnostics.error('BATON_INVALID_ROUTE', `invalid path segment '${bad}' in '${key}'`, at, { key: true, hint: 'path parameters are written {name}, e.g. GET /users/{id}' })
+  }
+  const params = routeParams(path)
+  const names = Object.keys(endpoint.calls)
+  const index = new Map(names.map((n, i) => [n, i]))
+  const dependsOn: Set<number>[] = names.map(() => new Set())
+  let readsCallMeta = false
+  const errorsBefore = diagnostics.list.length
+
+  for (const name of names) {
+    if ((RESERVED_ROOTS as readonly string[]).includes(name)) {
+      diagnostics.error('BATON_RESERVED_NAME', `'${name}' is reserved and cannot name a call`, [...at, 'calls', name], { key: true, hint: `expressions use ${RESERVED_ROOTS.slice(0, 4).join(', ')} as roots; rename the call` })
+    } else if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      diagnostics.error('BATON_INVALID_NAME', `call name '${name}' is not an identifier`, [...at, 'calls', name], { key: true, hint: 'call names are read in expressions (${name.field}); use letters, digits and _, e.g. camelCase' })
+    }
+  }
+
+  /** Checks one reference and, when `from` is a call, records the dependency it implies. */
+  const onReference = (from: number | null) => (ref: Reference, refPath: readonly (string | number)[]): void => {
+    const place = { offset: ref.offset }
+    if (ref.root === 'request') {
+      const field = ref.path[0]
+      if (field !== undefined && !REQUEST_FIELDS.includes(field)) {
+        diagnostics.error('BATON_UNKNOWN_FIELD', `request has no field '${field}'`, refPath, { ...place, hint: didYouMean(field, REQUEST_FIELDS) })
+      } else if (field === 'params' && ref.path[1] !== undefined && !params.includes(ref.path[1])) {
+        const p = ref.path[1]
+        diagnostics.error('BATON_UNKNOWN_PARAM', `path parameter '${p}' is not declared in '${key}'`, refPath, {
+          ...place, hint: params.length > 0 ? (didYouMean(p, params) ?? `declared: ${params.join(', ')}`) : `declare it in the path, e.g. '${method} ${path}/{${p}}'`,
+        })
+      } else if (field === 'headers' && ref.path[1] !== undefined && ref.path[1] !== ref.path[1].toLowerCase()) {
+        diagnostics.error('BATON_HEADER_CASE', `request header names are lower case: '${ref.path[1]}'`, refPath, { ...place, hint: `write request.headers['${ref.path[1].toLowerCase()}']` })
+      }
+      return
+    }
+    let target: string | undefined
+    if (ref.root === 'calls') {
+      readsCallMeta = true
+      target = ref.path[0]
+      if (target === undefined) return
+      if (!index.has(target)) {
+        diagnostics.error('BATON_UNKNOWN_CALL', `no call named '${target}' in '${key}'`, refPath, { ...place, hint: didYouMean(target, names) })
+        return
+      }
+      const field = ref.path[1]
+      if (field !== undefined && !CALL_META_FIELDS.includes(field)) {
+        diagnostics.error('BATON_UNKNOWN_FIELD', `calls.${target} has no field '${field}'`, refPath, { ...place, hint: didYouMean(field, CALL_META_FIELDS) })
+      }
+    } else if (index.has(ref.root)) {
+      target = ref.root
+    }
+    if (target !== undefined && from !== null) dependsOn[from]?.add(index.get(target) as number)
+  }
+
+  const env = ctx.env
+  const callsView = (scope: Scope): Record<string, unknown> => {
+    const view: Record<string, unknown> = {}
+    for (let i = 0; i < names.length; i++) {
+      const meta: CallMeta | undefined = scope.meta?.[i]
+      view[names[i] as string] = meta === undefined ? null : { ...meta, body: scope.values[i] }
+    }
+    return view
+  }
+  const rootsFor = (from: number | null, itemName: string | null): TemplateScope => {
+    const known = [...RESERVED_ROOTS.slice(0, 3), ...names, ...(itemName === null ? [] : [itemName])]
+    return {
+      knownRoots: known,
+      resolveRoot: (name) => {
+        if (name === itemName) return (s) => (s as Scope).item
+        if (name === 'request') return (s) => (s as Scope).request
+        if (name === 'env') return () => env
+        if (name === 'calls') return (s) => callsView(s as Scope)
+        const i = index.get(name)
+        if (i !== undefined) return (s) => (s as Scope).values[i]
+        return undefined
+      },
+      onReference: onReference(from),
+    }
+  }
+
+  const partial: Omit<CallPlan, 'dependents' | 'level' | 'dependsOn'>[] = []
+  for (const [i, name] of names.entries()) {
+    const call = endpoint.calls[name] as CallConfig
+    const compiled = compileCall(i, name, call, [...at, 'calls', name], ctx, rootsFor)
+    if (compiled !== null) partial.push(compiled)
+  }
+
+  const response = endpoint.response === undefined
+    ? defaultResponse(names)
+    : compileValue(endpoint.response, [...at, 'response'], rootsFor(null, null), diagnostics).evaluate
+
+  const deps = dependsOn.map((s) => [...s].sort((a, b) => a - b))
+  const cycle = findCycle(deps)
+  if (cycle !== null) {
+    const first = names[cycle[0] as number] as string
+    diagnostics.error('BATON_CYCLE', `calls depend on each other in a cycle: ${cycle.map((c) => names[c]).join(' → ')}`, [...at, 'calls', first], {
+      key: true, hint: 'each arrow reads "reads a value of"; one of these calls must not read the next',
+    })
+  }
+  if (diagnostics.list.length > errorsBefore && diagnostics.failed) return null
+
+  const level = levels(deps)
+  const dependents = names.map((_, i) => deps.flatMap((d, j) => (d.includes(i) ? [j] : [])))
+  const calls: CallPlan[] = partial.map((p) => ({ ...p, dependsOn: deps[p.index] as number[], dependents: dependents[p.index] as number[], level: level[p.index] as number }))
+  return {
+    key,
+    method,
+    route: ctx.basePath + routeToServerPath(path === '/' && ctx.basePath !== '' ? '' : path),
+    params,
+    purpose: endpoint.purpose,
+    timeout: endpoint.timeout ?? ctx.defaultTimeout,
+    status: endpoint.status,
+    calls,
+    roots: calls.filter((c) => c.dependsOn.length === 0).map((c) => c.index),
+    response,
+    readsCallMeta,
+  }
+}
+
+function compileCall (
+  i: number,
+  name: string,
+  call: CallConfig,
+  at: (string | number)[],
+  ctx: EndpointContext,
+  rootsFor: (from: number | null, itemName: string | null) => TemplateScope,
+): Omit<CallPlan, 'dependents' | 'level' | 'dependsOn'> | null {
+  const { diagnostics } = ctx
+  const [, method, serviceName, rawPath] = CALL_REQUEST.exec(call.request) as unknown as [string, string, string, string]
+  const service = ctx.services.get(serviceName)
+  if (service === undefined) {
+    const suggestion = closest(serviceName, ctx.services.keys())
+    diagnostics.error('BATON_UNKNOWN_SERVICE', `no service named '${serviceName}'`, [...at, 'request'], {
+      offset: call.request.indexOf(serviceName),
+      hint: suggestion === undefined ? `declare it under services:, or use one of: ${[...ctx.services.keys()].join(', ')}` : `did you mean '${suggestion}'?`,
+    })
+  }
+
+  let forEach: ForEachPlan | null = null
+  const itemName = call.forEach === undefined ? null : (call.as ?? 'item')
+  if (itemName !== null && (itemName === name || (RESERVED_ROOTS as readonly string[]).includes(itemName) || Object.hasOwn(ctx.endpoint.calls, itemName))) {
+    diagnostics.error('BATON_RESERVED_NAME', `the forEach item cannot be named '${itemName}': that name is taken`, [...at, call.as === undefined ? 'forEach' : 'as'], { hint: 'pick another name with as: …' })
+  }
+  if (call.forEach === undefined) {
+    for (const key of ['as', 'into'] as const) {
+      if (call[key] !== undefined) diagnostics.error('BATON_FOREACH_ONLY', `'${key}' only applies to a forEach call`, [...at, key], { key: true, hint: 'add forEach: ${someCall.list}, or remove it' })
+    }
+  }
+  const callScope = rootsFor(i, null)
+  const itemScope = rootsFor(i, itemName)
+  if (call.forEach !== undefined && itemName !== null) {
+    const items = compileValue(call.forEach, [...at, 'forEach'], callScope, diagnostics)
+    forEach = { items: items.evaluate, as: itemName, concurrency: call.concurrency, into: call.into ?? null }
+  }
+
+  const pathTemplate = compileString(rawPath, [...at, 'request'], itemScope, diagnostics, encodePathValue)
+  const query = call.query === undefined
+    ? null
+    : Object.entries(call.query).map(([k, v]) => [k, compileValue(v, [...at, 'query', k], itemScope, diagnostics).evaluate] as const)
+  const headers = call.headers === undefined
+    ? null
+    : Object.entries(call.headers).flatMap(([h, v]) => {
+      if (!checkHeaderName(h, [...at, 'headers', h], diagnostics)) return []
+      const compiled = compileString(String(v), [...at, 'headers', h], itemScope, diagnostics, undefined)
+      return compiled === null ? [] : [[h.toLowerCase(), compiled.evaluate] as const]
+    })
+  const body = call.body === undefined ? null : compileValue(call.body, [...at, 'body'], itemScope, diagnostics).evaluate
+  const fallback = call.fallback === undefined || call.fallback === null ? null : compileValue(call.fallback, [...at, 'fallback'], callScope, diagnostics).evaluate
+  const when = call.when === undefined ? null : compileCondition(call.when, [...at, 'when'], callScope, diagnostics)
+
+  const timeout = call.timeout ?? service?.timeout ?? Infinity
+  const deadline = ctx.endpoint.timeout ?? ctx.defaultTimeout
+  if (Number.isFinite(timeout) && timeout > deadline) {
+    diagnostics.warn('BATON_TIMEOUT_OVER_DEADLINE', `timeout ${timeout}ms is longer than the endpoint's ${deadline}ms deadline`, [...at, call.timeout === undefined ? 'request' : 'timeout'], { hint: 'the deadline wins: the call gets at most the time left' })
+  }
+  if (service === undefined || pathTemplate === null) return null
+
+  const prefix = service.pathPrefix
+  const evalPath: Evaluator = prefix === '' ? pathTemplate.evaluate : (s) => prefix + String(pathTemplate.evaluate(s))
+  return {
+    index: i,
+    name,
+    service,
+    method,
+    path: evalPath,
+    query: query === null || query.length === 0 ? null : query,
+    headers: headers === null || headers.length === 0 ? null : headers,
+    body,
+    required: call.required && call.fallback === undefined,
+    timeout,
+    fallback,
+    when,
+    forEach,
+    config: call,
+  }
+}
+
+function defaultResponse (names: readonly string[]): Evaluator {
+  return (s) => {
+    const out: Record<string, unknown> = {}
+    for (let i = 0; i < names.length; i++) out[names[i] as string] = (s as Scope).values[i] ?? null
+    return out
+  }
+}

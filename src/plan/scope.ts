@@ -1,0 +1,39 @@
+/**
+ * What expressions see while a request runs. One fixed-shape object per request; the
+ * compiled accessors read its fields directly (a call's value is `values[index]`).
+ */
+export interface RequestView {
+  readonly method: string
+  readonly path: string
+  readonly params: Readonly<Record<string, string>>
+  readonly query: Readonly<Record<string, unknown>>
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  readonly body: unknown
+}
+
+/** Status and headers of a finished call, for `calls.<name>.status` and friends. */
+export interface CallMeta {
+  readonly status: number | null
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  readonly ok: boolean
+  /** Failure kind (`timeout`, `server_error`, …), or null. */
+  readonly error: string | null
+  readonly skipped: boolean
+}
+
+export class Scope {
+  readonly request: RequestView
+  /** Each call's value: its JSON body, or its fallback once it failed or was skipped. */
+  readonly values: unknown[]
+  /** Per call, when some expression reads `calls.…`; otherwise null. */
+  readonly meta: (CallMeta | undefined)[] | null
+  /** The current item while a forEach call builds one of its requests. */
+  item: unknown
+
+  constructor (request: RequestView, callCount: number, keepMeta: boolean) {
+    this.request = request
+    this.values = new Array<unknown>(callCount).fill(null)
+    this.meta = keepMeta ? new Array<CallMeta | undefined>(callCount) : null
+    this.item = undefined
+  }
+}

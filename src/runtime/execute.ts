@@ -1,0 +1,362 @@
+/**
+ * Runs one endpoint plan for one request. Calls start the moment the calls they read have
+ * finished; every call gets min(its timeout, time left before the deadline); when the
+ * request's fate is sealed (a required call failed, the deadline passed) every call still in
+ * flight is aborted, and the abort reaches its socket.
+ */
+import { errorEnvelope, type ErrorCode } from '../errors.ts'
+import { ExpressionEvalError } from '../expr/index.ts'
+import { type CallMeta, type RequestView, Scope } from '../plan/scope.ts'
+import type { CallPlan, EndpointPlan } from '../plan/types.ts'
+import { type ServiceClient, UpstreamError, type UpstreamRequest, type UpstreamResponse } from '../upstream/client.ts'
+import { answerFor, CallFailed, type Failure } from './outcome.ts'
+
+export interface GatewayAnswer {
+  status: number
+  body: unknown
+  headers: Record<string, string> | null
+}
+
+/** An endpoint plan bound to the clients of the services its calls use (built once per gateway). */
+export interface BoundEndpoint {
+  readonly plan: EndpointPlan
+  /** clients[i] serves plan.calls[i]. */
+  readonly clients: readonly ServiceClient[]
+  readonly retryAfterSeconds: number
+}
+
+export interface Inbound {
+  readonly request: RequestView
+  readonly requestId: string
+}
+
+/** Name of the response header that lists the calls whose section is a fallback. */
+export const DEGRADED_HEADER = 'baton-degraded'
+
+const CALL_TIMEOUT = new UpstreamError('timeout', 'call timed out')
+const DEADLINE = new UpstreamError('deadline', 'endpoint deadline passed')
+const CANCELLED = new UpstreamError('aborted', 'request settled')
+
+const NOT_STARTED = 0
+const RUNNING = 1
+const FINISHED = 2
+
+export function execute (endpoint: BoundEndpoint, inbound: Inbound): Promise<GatewayAnswer> {
+  return new Promise((resolve) => {
+    new Execution(endpoint, inbound, resolve).start()
+  })
+}
+
+class Execution {
+  readonly endpoint: BoundEndpoint
+  readonly plan: EndpointPlan
+  readonly scope: Scope
+  readonly requestId: string
+  readonly deadlineAt: number
+  readonly waitingOn: Int32Array
+  readonly state: Uint8Array
+  /** AbortControllers of requests in flight, to cancel them when the answer is decided. */
+  readonly inFlight = new Set<AbortController>()
+  readonly resolve: (answer: GatewayAnswer) => void
+  unfinished: number
+  started = 0
+  /** Services of the calls that timed out (their own timeout, not the deadline). */
+  readonly timedOut: string[] = []
+  degraded: string[] | null = null
+  done = false
+
+  constructor (endpoint: BoundEndpoint, inbound: Inbound, resolve: (answer: GatewayAnswer) => void) {
+    this.endpoint = endpoint
+    this.plan = endpoint.plan
+    this.scope = new Scope(inbound.request, this.plan.calls.length, this.plan.readsCallMeta)
+    this.requestId = inbound.requestId
+    this.deadlineAt = performance.now() + this.plan.timeout
+    const calls = this.plan.calls
+    this.waitingOn = new Int32Array(calls.length)
+    for (let i = 0; i < calls.length; i++) this.waitingOn[i] = (calls[i] as CallPlan).dependsOn.length
+    this.state = new Uint8Array(calls.length)
+    this.unfinished = calls.length
+    this.resolve = resolve
+  }
+
+  start (): void {
+    if (this.unfinished === 0) {
+      this.assemble()
+      return
+    }
+    for (const i of this.plan.roots) this.startCall(this.plan.calls[i] as CallPlan)
+  }
+
+  startCall (call: CallPlan): void {
+    if (this.done) return
+    this.state[call.index] = RUNNING
+    if (call.when !== null) {
+      let run: unknown
+      try {
+        run = call.when(this.scope)
+      } catch (err) {
+        this.finishCall(call, null, failure('expression', null, message(err)))
+        return
+      }
+      if (run !== true) {
+        this.skip(call)
+        return
+      }
+    }
+    this.started++
+    const promise = call.forEach === null ? this.callOnce(call) : this.callEach(call)
+    promise.then(
+      (res) => this.finishCall(call, res, null),
+      (err: unknown) => this.finishCall(call, null, toFailure(err)),
+    )
+  }
+
+  /** One HTTP request for a plain call. */
+  async callOnce (call: CallPlan): Promise<UpstreamResponse> {
+    const request = this.buildRequest(call)
+    return await this.send(call, request)
+  }
+
+  /** forEach: one request per item; identical requests are made once; at most `concurrency` in flight. */
+  async callEach (call: CallPlan): Promise<UpstreamResponse> {
+    const each = call.forEach!
+    const items = each.items(this.scope) ?? []
+    if (!Array.isArray(items)) throw new UpstreamError('expression', `forEach of ${call.name} is not a list`)
+    const unique = new Map<string, number>()
+    const requests: Omit<UpstreamRequest, 'signal'>[] = []
+    const slot = new Int32Array(items.length)
+    for (let i = 0; i < items.length; i++) {
+      this.scope.item = items[i]
+      const req = this.buildRequest(call)
+      const key = `${req.method} ${req.path} ${req.body ?? ''}`
+      let at = unique.get(key)
+      if (at === undefined) {
+        at = requests.length
+        unique.set(key, at)
+        requests.push(req)
+      }
+      slot[i] = at
+    }
+    this.scope.item = undefined
+    const results = new Array<unknown>(requests.length)
+    // The first failed item fails the call: its siblings still in flight are aborted.
+    const group = new Set<AbortController>()
+    let failed = false
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < requests.length && !this.done && !failed) {
+        const at = next++
+        const res = await this.send(call, requests[at] as Omit<UpstreamRequest, 'signal'>, group)
+        if (res.status < 200 || res.status >= 300) throw new CallFailed(statusFailure(res))
+        results[at] = res.body
+      }
+    }
+    const workers: Promise<void>[] = []
+    for (let w = 0; w < Math.min(each.concurrency, requests.length); w++) workers.push(worker())
+    try {
+      await Promise.all(workers)
+    } catch (err) {
+      failed = true
+      for (const controller of group) controller.abort(CANCELLED)
+      throw err
+    }
+    const into = each.into
+    const value = items.map((item: unknown, i) => {
+      const result = results[slot[i] as number]
+      if (into === null) return result
+      return item !== null && typeof item === 'object' && !Array.isArray(item) ? { ...item, [into]: result } : result
+    })
+    return { status: 200, headers: {}, body: value }
+  }
+
+  buildRequest (call: CallPlan): Omit<UpstreamRequest, 'signal'> {
+    const scope = this.scope
+    let path = call.path(scope) as string
+    if (call.query !== null) path += queryString(call.query, scope)
+    const headers: Record<string, string> = { 'x-request-id': this.requestId }
+    const service = call.service
+    for (const [name, value] of service.headers) headers[name] = value
+    if (service.forwardHeaders.length > 0) forwardHeaders(service.forwardHeaders, scope.request.headers, headers)
+    if (call.headers !== null) {
+      for (const [name, evaluate] of call.headers) {
+        const value = evaluate(scope)
+        if (value === null || value === undefined) continue
+        const text = String(value)
+        if (/[\r\n\0]/.test(text)) throw new UpstreamError('bad_request', `a value for header ${name} of ${call.name} contains line breaks`)
+        headers[name] = text
+      }
+    }
+    let body: string | null = null
+    if (call.body !== null) {
+      body = JSON.stringify(call.body(scope))
+      headers['content-type'] = 'application/json'
+    }
+    return { method: call.method, path, headers, body }
+  }
+
+  /** Sends one request with min(call timeout, time left) and keeps its controller for cancellation. */
+  async send (call: CallPlan, request: Omit<UpstreamRequest, 'signal'>, group?: Set<AbortController>): Promise<UpstreamResponse> {
+    const left = this.deadlineAt - performance.now()
+    if (left <= 0) throw DEADLINE
+    const byDeadline = left <= call.timeout
+    const controller = new AbortController()
+    const timer = setTimeout(() => controller.abort(byDeadline ? DEADLINE : CALL_TIMEOUT), byDeadline ? left : call.timeout)
+    this.inFlight.add(controller)
+    group?.add(controller)
+    try {
+      return await (this.endpoint.clients[call.index] as ServiceClient).send({ ...request, signal: controller.signal })
+    } finally {
+      clearTimeout(timer)
+      this.inFlight.delete(controller)
+      group?.delete(controller)
+    }
+  }
+
+  skip (call: CallPlan): void {
+    this.scope.values[call.index] = this.fallbackOf(call)
+    if (this.scope.meta !== null) this.scope.meta[call.index] = meta(null, null, true)
+    this.advance(call)
+  }
+
+  finishCall (call: CallPlan, res: UpstreamResponse | null, fail: Failure | null): void {
+    if (this.done) return
+    let f = fail
+    if (res !== null && (res.status < 200 || res.status >= 300)) f = statusFailure(res)
+    if (f === null && res !== null) {
+      this.scope.values[call.index] = res.body
+      if (this.scope.meta !== null) this.scope.meta[call.index] = meta(res, null, false)
+      this.advance(call)
+      return
+    }
+    const failed = f as Failure
+    if (failed.kind === 'aborted') return
+    if (failed.kind === 'deadline') {
+      this.fail(504, 'GATEWAY_TIMEOUT', `the endpoint's ${this.plan.timeout}ms deadline passed`, this.failedInFlight(call))
+      return
+    }
+    if (failed.kind === 'timeout') this.timedOut.push(call.service.name)
+    if (call.required) {
+      if (failed.kind === 'timeout' && this.timedOut.length === this.started && this.inFlight.size === 0) {
+        this.fail(504, 'GATEWAY_TIMEOUT', `${call.service.name} timed out`, [call.service.name])
+        return
+      }
+      const answer = answerFor(failed, call.service.name)
+      this.fail(answer.status, answer.code, answer.message, [call.service.name], failed.kind === 'status' && failed.status === 429 ? (failed.retryAfter ?? String(this.endpoint.retryAfterSeconds)) : null)
+      return
+    }
+    this.scope.values[call.index] = this.fallbackOf(call)
+    if (this.scope.meta !== null) this.scope.meta[call.index] = meta(res, failed, false)
+    ;(this.degraded ??= []).push(call.name)
+    this.advance(call)
+  }
+
+  /** A call is finished: start the calls that were waiting only for it; answer when none is left. */
+  advance (call: CallPlan): void {
+    this.state[call.index] = FINISHED
+    this.unfinished--
+    for (const d of call.dependents) {
+      const waiting = (this.waitingOn[d] as number) - 1
+      this.waitingOn[d] = waiting
+      if (waiting === 0) this.startCall(this.plan.calls[d] as CallPlan)
+    }
+    if (this.unfinished === 0 && !this.done) this.assemble()
+  }
+
+  fallbackOf (call: CallPlan): unknown {
+    if (call.fallback === null) return null
+    try {
+      return call.fallback(this.scope) ?? null
+    } catch {
+      return null
+    }
+  }
+
+  assemble (): void {
+    if (this.started > 0 && this.timedOut.length === this.started) {
+      this.fail(504, 'GATEWAY_TIMEOUT', 'every call timed out', [...new Set(this.timedOut)])
+      return
+    }
+    let body: unknown
+    try {
+      body = this.plan.response(this.scope)
+    } catch (err) {
+      this.fail(502, 'RESPONSE_ASSEMBLY_FAILED', `the response could not be assembled: ${message(err)}`, [])
+      return
+    }
+    this.done = true
+    const degraded = this.degraded
+    if (degraded === null) {
+      this.resolve({ status: this.plan.status, body, headers: null })
+      return
+    }
+    if (body !== null && typeof body === 'object' && !Array.isArray(body)) body = { ...body, partialData: true }
+    this.resolve({ status: this.plan.status, body, headers: { [DEGRADED_HEADER]: degraded.join(', ') } })
+  }
+
+  /** Services of the calls cut off by the deadline, plus the one that noticed. */
+  failedInFlight (call: CallPlan): string[] {
+    const names = new Set([call.service.name])
+    for (const c of this.plan.calls) if (this.state[c.index] === RUNNING) names.add(c.service.name)
+    return [...names]
+  }
+
+  fail (status: number, code: ErrorCode, text: string, failedServices: string[], retryAfter: string | null = null): void {
+    this.done = true
+    for (const controller of this.inFlight) controller.abort(CANCELLED)
+    this.inFlight.clear()
+    this.resolve({ status, body: errorEnvelope(code, text, failedServices), headers: retryAfter === null ? null : { 'retry-after': retryAfter } })
+  }
+}
+
+function failure (kind: Failure['kind'], status: number | null, text: string, retryAfter: string | null = null): Failure {
+  return { kind, status, retryAfter, message: text }
+}
+
+function statusFailure (res: UpstreamResponse): Failure {
+  const retryAfter = res.headers['retry-after']
+  return failure('status', res.status, `answered ${res.status}`, typeof retryAfter === 'string' ? retryAfter : null)
+}
+
+function toFailure (err: unknown): Failure {
+  if (err instanceof CallFailed) return err.failure
+  if (err instanceof UpstreamError) return failure(err.kind, null, err.message)
+  if (err instanceof ExpressionEvalError) return failure('expression', null, err.message)
+  return failure('network', null, message(err))
+}
+
+function meta (res: UpstreamResponse | null, fail: Failure | null, skipped: boolean): CallMeta {
+  return {
+    status: res?.status ?? fail?.status ?? null,
+    headers: res?.headers ?? {},
+    ok: fail === null && !skipped,
+    error: fail === null ? null : (fail.kind === 'status' ? 'status' : fail.kind),
+    skipped,
+  }
+}
+
+function message (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+function queryString (query: NonNullable<CallPlan['query']>, scope: Scope): string {
+  let out = ''
+  for (const [key, evaluate] of query) {
+    const value = evaluate(scope)
+    if (value === null || value === undefined) continue
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (v === null || v === undefined) continue
+      out += `${out === '' ? '?' : '&'}${encodeURIComponent(key)}=${encodeURIComponent(typeof v === 'object' ? JSON.stringify(v) : String(v))}`
+    }
+  }
+  return out
+}
+
+function forwardHeaders (names: readonly string[], from: RequestView['headers'], to: Record<string, string>): void {
+  const connection = from.connection
+  const perHop = typeof connection === 'string' ? connection.toLowerCase().split(',').map((s) => s.trim()) : null
+  for (const name of names) {
+    const value = from[name]
+    if (value === undefined || perHop?.includes(name) === true) continue
+    to[name] = Array.isArray(value) ? value.join(', ') : value
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * The HTTP face of a plan: one fastify route per endpoint, each bound at start-up to the
+ * service clients its calls use. Every answer, including fastify's own errors, is JSON in
+ * the error envelope with a stable code.
+ */
+import { randomUUID } from 'node:crypto'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
+import type { RequestView } from '../plan/scope.ts'
+import type { GatewayPlan } from '../plan/types.ts'
+import { type BoundEndpoint, execute, type GatewayAnswer } from '../runtime/execute.ts'
+import { createServiceClient, type Policy, type ServiceClient } from '../upstream/client.ts'
+
+export interface GatewayOptions {
+  /** Service name → origin to use instead of the configured URL (baton dev's mocks, tests). */
+  origins?: ReadonlyMap<string, string>
+  policies?: readonly Policy[]
+  logger?: Logger
+}
+
+export interface Gateway {
+  readonly plan: GatewayPlan
+  readonly server: FastifyInstance
+  /** Resolves with the bound address; port 0 picks a free port. */
+  listen (options?: { host?: string; port?: number }): Promise<{ host: string; port: number; url: string }>
+  close (): Promise<void>
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+const REQUEST_ID = /^[\w.:-]{1,200}$/
+
+export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}): Gateway {
+  const clients = new Map<string, ServiceClient>()
+  for (const service of plan.services) {
+    const origin = options.origins?.get(service.name)
+    clients.set(service.name, createServiceClient(service, {
+      ...(origin === undefined ? {} : { origin }),
+      ...(options.policies === undefined ? {} : { policies: options.policies }),
+    }))
+  }
+
+  const server = Fastify({
+    logger: false,
+    bodyLimit: plan.bodyLimit,
+    // Request ids are ours to validate (see requestIdOf), not fastify's.
+    requestIdHeader: false,
+    genReqId: () => '',
+    disableRequestLogging: true,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+    routerOptions: { ignoreTrailingSlash: true },
+  })
+
+  server.setNotFoundHandler((_req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(_req)))
+  server.setErrorHandler((err: FastifyError, req, reply) => {
+    const code = errorCodeOf(err)
+    if (code === 'INTERNAL_ERROR') options.logger?.error({ err, url: req.url }, 'unexpected error')
+    return sendError(reply, code, requestIdOf(req))
+  })
+
+  for (const endpoint of plan.endpoints) {
+    const bound: BoundEndpoint = {
+      plan: endpoint,
+      clients: endpoint.calls.map((c) => clients.get(c.service.name) as ServiceClient),
+      retryAfterSeconds: plan.retryAfterSeconds,
+    }
+    server.route({
+      method: endpoint.method as 'GET',
+      url: endpoint.route === '' ? '/' : endpoint.route,
+      handler: handlerFor(bound),
+    })
+  }
+
+  return {
+    plan,
+    server,
+    async listen ({ host = plan.host, port = plan.port } = {}) {
+      await server.listen({ host, port })
+      const address = server.server.address()
+      const bound = typeof address === 'object' && address !== null ? address.port : port
+      const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host
+      return { host, port: bound, url: `http://${shown}:${bound}` }
+    },
+    async close () {
+      await server.close()
+      await Promise.all([...clients.values()].map((c) => c.close()))
+    },
+  }
+}
+
+function handlerFor (endpoint: BoundEndpoint): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
+  const method = endpoint.plan.method
+  return async (req, reply) => {
+    const requestId = requestIdOf(req)
+    const url = req.url
+    const q = url.indexOf('?')
+    const request: RequestView = {
+      method,
+      path: q === -1 ? url : url.slice(0, q),
+      params: req.params as Record<string, string>,
+      query: req.query as Record<string, unknown>,
+      headers: req.headers,
+      body: req.body ?? null,
+    }
+    const answer = await execute(endpoint, { request, requestId })
+    return send(reply, answer, requestId)
+  }
+}
+
+function send (reply: FastifyReply, answer: GatewayAnswer, requestId: string): FastifyReply {
+  reply.code(answer.status)
+  reply.header('content-type', JSON_TYPE)
+  reply.header('x-request-id', requestId)
+  if (answer.headers !== null) for (const name in answer.headers) reply.header(name, answer.headers[name])
+  return reply.send(JSON.stringify(answer.body))
+}
+
+function sendError (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply {
+  return send(reply, { status: ErrorCodes[code].status, body: errorEnvelope(code), headers: null }, requestId)
+}
+
+/** The client's x-request-id when it is a sane token, else a fresh UUID. Cached on the request. */
+function requestIdOf (req: FastifyRequest): string {
+  if (req.id !== '') return req.id
+  const given = req.headers['x-request-id']
+  const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+  req.id = id
+  return id
+}
+
+function errorCodeOf (err: FastifyError): ErrorCode {
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_JSON':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'INVALID_JSON'
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'PAYLOAD_TOO_LARGE'
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return err.statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST'
+  }
+  // secure-json-parse rejects __proto__ / constructor keys with a SyntaxError.
+  if (err instanceof SyntaxError) return 'INVALID_JSON'
+  if (err.statusCode === 400) return 'BAD_REQUEST'
+  if (err.statusCode === 413) return 'PAYLOAD_TOO_LARGE'
+  if (err.statusCode === 415) return 'UNSUPPORTED_MEDIA_TYPE'
+  return 'INTERNAL_ERROR'
+}
+

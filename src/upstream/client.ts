@@ -1,0 +1,125 @@
+/**
+ * One keep-alive connection pool per service (undici), and the send function every call
+ * goes through. Policies (retry, breaker, bulkhead…) wrap `send` once, when the gateway is
+ * built; the runtime only ever calls the composed function.
+ */
+import { Pool } from 'undici'
+import type { Dispatcher } from 'undici'
+import type { ServicePlan } from '../plan/types.ts'
+
+export interface UpstreamRequest {
+  readonly method: string
+  /** Path and query string, already encoded. */
+  readonly path: string
+  readonly headers: Record<string, string>
+  readonly body: string | null
+  readonly signal: AbortSignal
+}
+
+export interface UpstreamResponse {
+  readonly status: number
+  readonly headers: Record<string, string | string[] | undefined>
+  /** Parsed JSON for 2xx answers (null when empty); undefined for other statuses, whose bodies are discarded. */
+  readonly body: unknown
+}
+
+/** Why a call failed; the runtime maps kinds to the client's status. */
+export type FailureKind =
+  | 'timeout' | 'deadline' | 'aborted'
+  | 'connect' | 'network'
+  | 'bad_body' | 'too_large'
+  | 'expression' | 'bad_request'
+
+export class UpstreamError extends Error {
+  readonly kind: FailureKind
+  constructor (kind: FailureKind, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'UpstreamError'
+    this.kind = kind
+  }
+}
+
+export type Send = (request: UpstreamRequest) => Promise<UpstreamResponse>
+export type Policy = (next: Send, service: ServicePlan) => Send
+
+export interface ServiceClient {
+  readonly service: ServicePlan
+  readonly send: Send
+  close (): Promise<void>
+}
+
+export interface ClientOptions {
+  /** Overrides the service's URL origin (baton dev points services at their mocks). */
+  origin?: string
+  policies?: readonly Policy[]
+}
+
+export function createServiceClient (service: ServicePlan, options: ClientOptions = {}): ServiceClient {
+  const pool = new Pool(options.origin ?? service.origin, {
+    connections: service.connections,
+    pipelining: 1,
+    // Our own per-call timers and the endpoint deadline govern time; these only stop a connection from hanging forever.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  })
+  const limit = service.maxResponseSize
+  const base: Send = async (req) => {
+    let res: Dispatcher.ResponseData
+    try {
+      res = await pool.request({ method: req.method as Dispatcher.HttpMethod, path: req.path, headers: req.headers, body: req.body, signal: req.signal })
+    } catch (err) {
+      throw toUpstreamError(err, req.signal)
+    }
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      // Only the status matters; drain a little so the connection can be reused, else close it.
+      await res.body.dump({ limit: 64 * 1024 }).catch(() => {})
+      return { status: res.statusCode, headers: res.headers, body: undefined }
+    }
+    const text = await readBody(res, limit, req.signal)
+    let body: unknown = null
+    if (text.length > 0) {
+      try {
+        body = JSON.parse(text)
+      } catch (err) {
+        throw new UpstreamError('bad_body', `${service.name} answered ${res.statusCode} with a body that is not JSON`, { cause: err })
+      }
+    }
+    return { status: res.statusCode, headers: res.headers, body }
+  }
+  const send = (options.policies ?? []).reduceRight<Send>((next, policy) => policy(next, service), base)
+  return { service, send, close: () => pool.close() }
+}
+
+async function readBody (res: Dispatcher.ResponseData, limit: number, signal: AbortSignal): Promise<string> {
+  const declared = Number(res.headers['content-length'])
+  if (declared > limit) {
+    res.body.destroy()
+    throw new UpstreamError('too_large', `response of ${declared} bytes exceeds the ${limit}-byte limit`)
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      size += chunk.length
+      if (size > limit) {
+        res.body.destroy()
+        throw new UpstreamError('too_large', `response exceeds the ${limit}-byte limit`)
+      }
+      chunks.push(chunk)
+    }
+  } catch (err) {
+    throw toUpstreamError(err, signal)
+  }
+  return chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, size).toString('utf8')
+}
+
+function toUpstreamError (err: unknown, signal: AbortSignal): UpstreamError {
+  if (err instanceof UpstreamError) return err
+  if (signal.aborted) {
+    const reason: unknown = signal.reason
+    return reason instanceof UpstreamError ? reason : new UpstreamError('aborted', 'call aborted', { cause: err })
+  }
+  const code = (err as { code?: string }).code
+  const kind: FailureKind = code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'UND_ERR_CONNECT_TIMEOUT' ? 'connect' : 'network'
+  return new UpstreamError(kind, (err as Error).message ?? String(err), { cause: err })
+}
