@@ -30,7 +30,9 @@ function renderEndpoint (endpoint: EndpointPlan): string[] {
 
 function serviceCall (call: CallPlan): string {
   const words = call.config.request.trim().split(/\s+/)
-  let text = `${call.name} → ${call.service.name}: ${words[0] ?? ''} ${words.slice(2).join(' ')}`
+  const who = call.name === call.service.name ? call.name : `${call.name} (${call.service.name})`
+  const query = Object.entries(call.config.query ?? {}).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join('&')
+  let text = `${who}: ${words[0] ?? ''} ${words.slice(2).join(' ')}${query === '' ? '' : `?${query}`}`
   if (call.forEach !== null) text += ` for each ${typeof call.config.forEach === 'string' ? call.config.forEach : 'item'} (≤${call.forEach.concurrency} at once, identical calls once)`
   if (call.config.when !== undefined) text += ` when ${String(call.config.when)}`
   return text

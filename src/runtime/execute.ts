@@ -37,7 +37,6 @@ const CALL_TIMEOUT = new UpstreamError('timeout', 'call timed out')
 const DEADLINE = new UpstreamError('deadline', 'endpoint deadline passed')
 const CANCELLED = new UpstreamError('aborted', 'request settled')
 
-const NOT_STARTED = 0
 const RUNNING = 1
 const FINISHED = 2
 
@@ -74,7 +73,7 @@ class Execution {
     const calls = this.plan.calls
     this.waitingOn = new Int32Array(calls.length)
     for (let i = 0; i < calls.length; i++) this.waitingOn[i] = (calls[i] as CallPlan).dependsOn.length
-    this.state = new Uint8Array(calls.length)
+    this.state = new Uint8Array(calls.length) // 0 not started, RUNNING, FINISHED
     this.unfinished = calls.length
     this.resolve = resolve
   }
@@ -237,7 +236,8 @@ class Execution {
     if (failed.kind === 'timeout') this.timedOut.push(call.service.name)
     if (call.required) {
       if (failed.kind === 'timeout' && this.timedOut.length === this.started && this.inFlight.size === 0) {
-        this.fail(504, 'GATEWAY_TIMEOUT', `${call.service.name} timed out`, [call.service.name])
+        // Every call started has timed out (the optional ones before this one too): name them all.
+        this.fail(504, 'GATEWAY_TIMEOUT', `${call.service.name} timed out`, [...new Set(this.timedOut)])
         return
       }
       const answer = answerFor(failed, call.service.name)
@@ -257,7 +257,7 @@ class Execution {
     for (const d of call.dependents) {
       const waiting = (this.waitingOn[d] as number) - 1
       this.waitingOn[d] = waiting
-      if (waiting === 0) this.startCall(this.plan.calls[d] as CallPlan)
+      if (waiting === 0 && this.unfinished === 1) this.startCall(this.plan.calls[d] as CallPlan)
     }
     if (this.unfinished === 0 && !this.done) this.assemble()
   }

@@ -46,11 +46,13 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
     // Request ids are ours to validate (see requestIdOf), not fastify's.
     requestIdHeader: false,
     genReqId: () => '',
-    disableRequestLogging: true,
     return503OnClosing: true,
     forceCloseConnections: true,
     routerOptions: { ignoreTrailingSlash: true },
   })
+
+  // Bodies are JSON or nothing: without this, fastify's default text/plain parser would accept a string body.
+  server.removeContentTypeParser('text/plain')
 
   server.setNotFoundHandler((_req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(_req)))
   server.setErrorHandler((err: FastifyError, req, reply) => {
@@ -132,6 +134,7 @@ function requestIdOf (req: FastifyRequest): string {
 function errorCodeOf (err: FastifyError): ErrorCode {
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_JSON':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY': // fastify 5: also __proto__ / constructor keys
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return 'INVALID_JSON'
     case 'FST_ERR_CTP_BODY_TOO_LARGE':

@@ -93,6 +93,8 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
 async function readBody (res: Dispatcher.ResponseData, limit: number, signal: AbortSignal): Promise<string> {
   const declared = Number(res.headers['content-length'])
   if (declared > limit) {
+    // Nothing reads this body, so the error destroy() emits needs a listener or it is uncaught and ends the process.
+    res.body.on('error', () => {})
     res.body.destroy()
     throw new UpstreamError('too_large', `response of ${declared} bytes exceeds the ${limit}-byte limit`)
   }

@@ -1,0 +1,175 @@
+/** `baton check`: each config mistake is reported at file:line:col with a hint, all at once. */
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { describe, it } from 'node:test'
+import { jsonSchema } from '../src/config/schema.ts'
+import { parseConfig } from '../src/config/load.ts'
+import type { Diagnostic } from '../src/errors.ts'
+import { compileConfig } from '../src/plan/compile.ts'
+
+function diagnose (text: string, env: Record<string, string> = {}): Diagnostic[] {
+  return compileConfig(parseConfig('baton.yaml', text), { env }).diagnostics
+}
+
+interface Found { code: string; line: number | undefined; col: number | undefined; message: string; hint: string | undefined; path: string }
+
+function errors (text: string): Found[] {
+  return diagnose(text).filter((d) => d.severity === 'error').map((d) => ({
+    code: d.code, line: d.line, col: d.col, message: d.message, hint: d.hint, path: d.path.join(' › '),
+  }))
+}
+
+const base = (endpoints: string, services = 'cart: { url: "http://cart.local", timeout: 200ms }'): string => `version: 1
+gateway: { name: Test }
+services:
+  ${services}
+endpoints:
+${endpoints}`
+
+describe('config validation', () => {
+  it('accepts both examples', () => {
+    for (const file of ['examples/checkout/baton.yaml', 'examples/dashboard/baton.yaml']) {
+      const result = compileConfig(parseConfig(file, readFileSync(file, 'utf8')), { env: {} })
+      assert.deepEqual(result.diagnostics.filter((d) => d.severity === 'error'), [])
+      assert.ok(result.plan)
+    }
+  })
+
+  it('reports an unknown key with its position and a did-you-mean', () => {
+    const found = errors(`version: 1
+gateway:
+  name: Test
+  prot: 8080
+`)
+    assert.deepEqual(found, [{ code: 'BATON_UNKNOWN_KEY', line: 4, col: 3, message: "unknown key 'prot'", hint: "did you mean 'port'?", path: 'gateway › prot' }])
+  })
+
+  it('reports a bad duration', () => {
+    const [d] = errors(base(`  GET /a:
+    timeout: 2 seconds
+    calls: {}`))
+    assert.equal(d?.code, 'BATON_INVALID_VALUE')
+    assert.equal(d?.line, 7)
+    assert.equal(d?.col, 14)
+    assert.match(d?.hint ?? '', /200ms, 2s/)
+  })
+
+  it('reports an unknown service, pointing at its name in the request', () => {
+    const [d] = errors(base(`  GET /a:
+    calls:
+      c: { request: GET crat /x }`))
+    assert.equal(d?.code, 'BATON_UNKNOWN_SERVICE')
+    assert.deepEqual([d?.line, d?.col], [8, 25])
+    assert.equal(d?.hint, "did you mean 'cart'?")
+  })
+
+  it('reports a reference to a call that does not exist', () => {
+    const [d] = errors(base(`  GET /a:
+    calls:
+      cart: { request: GET cart /x }
+    response: { n: "\${carts.items}" }`))
+    assert.equal(d?.code, 'BATON_EXPRESSION')
+    assert.match(d?.message ?? '', /carts/)
+    assert.match(d?.hint ?? '', /cart/)
+    assert.equal(d?.line, 9)
+  })
+
+  it('reports a reference to an unknown root field of the request', () => {
+    const [d] = errors(base(`  GET /a:
+    calls:
+      cart: { request: "GET cart /x/\${request.bdy.id}" }`))
+    assert.equal(d?.code, 'BATON_UNKNOWN_FIELD')
+    assert.equal(d?.hint, "did you mean 'body'?")
+  })
+
+  it('names the calls of a dependency cycle', () => {
+    const [d] = errors(base(`  GET /a:
+    calls:
+      a: { request: "GET cart /a/\${b.id}" }
+      b: { request: "GET cart /b/\${a.id}" }`))
+    assert.equal(d?.code, 'BATON_CYCLE')
+    assert.match(d?.message ?? '', /a → b → a/)
+    assert.deepEqual([d?.line, d?.col], [8, 7])
+  })
+
+  it('reports routes that collide', () => {
+    const [d] = errors(base(`  GET /users/{id}: {}
+  GET /users/{name}: {}`))
+    assert.equal(d?.code, 'BATON_DUPLICATE_ROUTE')
+    assert.deepEqual([d?.line, d?.col], [7, 3])
+  })
+
+  it('reports a path parameter that the route does not declare', () => {
+    const [d] = errors(base(`  GET /users:
+    calls:
+      cart: { request: "GET cart /carts/\${request.params.id}" }`))
+    assert.equal(d?.code, 'BATON_UNKNOWN_PARAM')
+    assert.match(d?.message ?? '', /'id' is not declared in 'GET \/users'/)
+    assert.match(d?.hint ?? '', /GET \/users\/\{id\}/)
+    assert.equal(d?.line, 8)
+  })
+
+  it('reports an unparseable expression at its column', () => {
+    const [d] = errors(base(`  GET /a:
+    calls:
+      cart: { request: GET cart /x }
+    response:
+      total: "\${cart.total +}"`))
+    assert.equal(d?.code, 'BATON_EXPRESSION')
+    assert.equal(d?.line, 10)
+    assert.ok((d?.col ?? 0) > 14, `column ${d?.col} should point inside the expression`)
+  })
+
+  it('reports a duplicate key in the YAML itself', () => {
+    const [d] = errors(base(`  GET /a: {}
+  GET /a: {}`))
+    assert.equal(d?.code, 'BATON_DUPLICATE_KEY')
+    assert.equal(d?.line, 7)
+  })
+
+  it('rejects hop-by-hop and reserved headers', () => {
+    const found = errors(base('  GET /a: {}', `cart: { url: "http://cart.local", forwardHeaders: [accept-language, connection], headers: { host: x } }`))
+    assert.deepEqual(found.map((d) => d.code), ['BATON_FORBIDDEN_HEADER', 'BATON_FORBIDDEN_HEADER'])
+  })
+
+  it('reports every error at once, in file order', () => {
+    const found = errors(`version: 1
+gateway: { name: Test, basePath: v1 }
+services:
+  cart: { url: "ftp://cart.local", timeout: soon }
+endpoints:
+  GET /a:
+    calls:
+      c: { request: "GET cart /x", requird: true }
+`)
+    assert.deepEqual(found.map((d) => [d.code, d.line]), [
+      ['BATON_INVALID_VALUE', 2],
+      ['BATON_INVALID_VALUE', 4],
+      ['BATON_UNKNOWN_KEY', 8],
+    ])
+  })
+
+  it('reads JSON configs with positions too', () => {
+    const text = '{\n  "version": 1,\n  "gateway": { "name": "J", "prot": 1 }\n}\n'
+    const [d] = compileConfig(parseConfig('baton.json', text)).diagnostics
+    assert.deepEqual([d?.code, d?.file, d?.line, d?.col], ['BATON_UNKNOWN_KEY', 'baton.json', 3, 29])
+  })
+
+  it('warns about services that nothing calls', () => {
+    const warnings = diagnose(base('  GET /a: {}')).filter((d) => d.severity === 'warning')
+    assert.deepEqual(warnings.map((d) => d.code), ['BATON_UNUSED_SERVICE'])
+  })
+
+  it('substitutes environment variables in service URLs', () => {
+    const { plan } = compileConfig(parseConfig('x.yaml', base('  GET /a: { calls: { c: { request: GET cart /x } } }', 'cart: { url: "${env.CART_URL}/api" }')), { env: { CART_URL: 'http://10.0.0.1:81' } })
+    assert.equal(plan?.services[0]?.origin, 'http://10.0.0.1:81')
+    assert.equal(plan?.services[0]?.pathPrefix, '/api')
+  })
+})
+
+describe('JSON Schema', () => {
+  it('schema/baton.schema.json is generated from the validator (run `npm run schema` after changing src/config/schema.ts)', () => {
+    const committed: unknown = JSON.parse(readFileSync('schema/baton.schema.json', 'utf8'))
+    assert.deepEqual(committed, jsonSchema())
+  })
+})

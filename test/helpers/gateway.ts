@@ -1,0 +1,107 @@
+/** Starts a gateway from YAML text, and talks to it as a client would. */
+import assert from 'node:assert/strict'
+import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
+import type { TestContext } from 'node:test'
+import { compileText } from '../../src/plan/compile.ts'
+import type { GatewayPlan } from '../../src/plan/types.ts'
+import { createGateway } from '../../src/server/gateway.ts'
+import { startStub, type Stub } from './stub.ts'
+
+export interface RunningGateway {
+  readonly url: string
+  readonly plan: GatewayPlan
+  close (): Promise<void>
+}
+
+export interface GatewayStartOptions {
+  env?: Record<string, string>
+  /** Service name → origin, instead of the services' `url:`. */
+  origins?: ReadonlyMap<string, string>
+}
+
+/** Compiles `yaml` and listens on a free loopback port; closed after the test. */
+export async function startGateway (t: TestContext, yaml: string, options: GatewayStartOptions = {}): Promise<RunningGateway> {
+  const { plan } = compileText('test.yaml', yaml, { env: options.env ?? {} })
+  const gateway = createGateway(plan, options.origins === undefined ? {} : { origins: options.origins })
+  t.after(() => gateway.close())
+  const { url } = await gateway.listen({ port: 0, host: '127.0.0.1' })
+  return { url, plan, close: () => gateway.close() }
+}
+
+/** A stub upstream closed (its sockets destroyed) after the test. */
+export async function stubFor (t: TestContext): Promise<Stub> {
+  const stub = await startStub()
+  t.after(() => stub.close())
+  return stub
+}
+
+export interface ClientResponse {
+  status: number
+  headers: Record<string, string>
+  /** Parsed JSON (the raw text when it is not JSON). */
+  body: unknown
+}
+
+async function toResponse (res: Response): Promise<ClientResponse> {
+  const raw = await res.text()
+  let body: unknown = raw
+  try {
+    body = JSON.parse(raw)
+  } catch { /* keep the text */ }
+  return { status: res.status, headers: Object.fromEntries(res.headers), body }
+}
+
+export async function get (url: string, headers: Record<string, string> = {}): Promise<ClientResponse> {
+  return await toResponse(await fetch(url, { headers }))
+}
+
+/** POSTs `body` as JSON, or as is when it is a string (with the content-type given in headers, JSON by default). */
+export async function post (url: string, body: unknown, headers: Record<string, string> = {}): Promise<ClientResponse> {
+  return await toResponse(await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  }))
+}
+
+/**
+ * A request through node:http, which (unlike fetch) lets a test send hop-by-hop headers
+ * such as Connection, Keep-Alive, TE and Upgrade.
+ */
+export async function rawRequest (method: string, url: string, headers: OutgoingHttpHeaders, body?: string): Promise<ClientResponse> {
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('error', reject)
+      res.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8')
+        let parsed: unknown = raw
+        try {
+          parsed = JSON.parse(raw)
+        } catch { /* keep the text */ }
+        const flat: Record<string, string> = {}
+        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v
+        resolve({ status: res.statusCode ?? 0, headers: flat, body: parsed })
+      })
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/**
+ * Asserts a failure answer: its status, JSON content type, and the whole envelope (the
+ * message may be matched with a regexp). Pass `sortServices` when their order is not defined.
+ */
+export function assertError (res: ClientResponse, status: number, code: string, message: string | RegExp, failedServices: string[] = [], sortServices = false): void {
+  const body = res.body as { error?: { message?: unknown; failedServices?: unknown } }
+  const actual = body.error?.message
+  if (message instanceof RegExp) assert.match(String(actual), message)
+  if (sortServices && Array.isArray(body.error?.failedServices)) (body.error.failedServices as string[]).sort()
+  assert.deepEqual({ status: res.status, body: res.body }, {
+    status,
+    body: { error: { code, message: message instanceof RegExp ? actual : message, failedServices: sortServices ? [...failedServices].sort() : failedServices, partialData: false }, data: {} },
+  })
+  assert.equal(res.headers['content-type'], 'application/json; charset=utf-8')
+}
