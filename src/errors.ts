@@ -29,11 +29,39 @@ export function errorEnvelope (code: ErrorCode, message: string = ErrorCodes[cod
   return { error: { code, message, failedServices, partialData: false }, data: {} }
 }
 
+/** Every config diagnostic `baton check` can report. Stable; README "Config diagnostics" mirrors it. */
+export const ConfigCodes = {
+  BATON_SYNTAX: 'the file is not valid YAML/JSON',
+  BATON_DUPLICATE_KEY: 'a key appears twice in one mapping',
+  BATON_UNKNOWN_KEY: 'a key the config language does not have',
+  BATON_MISSING_KEY: 'a required key is missing',
+  BATON_INVALID_VALUE: 'a value of the wrong type or format (duration, size, percentage, request line…)',
+  BATON_INVALID_NAME: 'a service, call or route name that is not allowed',
+  BATON_RESERVED_NAME: 'a call or forEach item named like a root (request, env, calls, auth)',
+  BATON_INVALID_URL: 'a service URL that is not http(s)://host[:port][/prefix]',
+  BATON_INVALID_ROUTE: 'an endpoint path with a malformed parameter',
+  BATON_DUPLICATE_ROUTE: 'two endpoints that match the same requests',
+  BATON_FORBIDDEN_HEADER: 'a hop-by-hop header, host or content-length set or forwarded',
+  BATON_UNKNOWN_SERVICE: 'a call to a service that is not declared',
+  BATON_UNKNOWN_CALL: 'calls.<name> names no call of the endpoint',
+  BATON_UNKNOWN_FIELD: 'request.<field> or calls.<name>.<field> that does not exist',
+  BATON_UNKNOWN_PARAM: 'request.params.<name> not declared in the endpoint path',
+  BATON_HEADER_CASE: 'request.headers read with an upper-case name (they are lower case)',
+  BATON_EXPRESSION: 'an expression that does not parse or names an unknown root, function or method',
+  BATON_CYCLE: 'calls that read each other in a cycle',
+  BATON_FOREACH_ONLY: 'as/into on a call without forEach',
+  BATON_ENV_UNSET: '(warning) ${env.NAME} names an unset variable',
+  BATON_TIMEOUT_OVER_DEADLINE: '(warning) a call timeout longer than its endpoint deadline',
+  BATON_UNUSED_SERVICE: '(warning) a service no endpoint calls',
+} as const
+
+export type ConfigCode = keyof typeof ConfigCodes
+
 /** A problem in a config file, at a place the user can jump to. */
 export interface Diagnostic {
   severity: 'error' | 'warning'
-  /** Stable code, e.g. BATON_UNKNOWN_KEY; documented in the README. */
-  code: string
+  /** Stable code, e.g. BATON_UNKNOWN_KEY (see ConfigCodes). */
+  code: ConfigCode
   message: string
   /** Key path in the config, e.g. endpoints › POST /summary › calls › tax › body. */
   path: readonly (string | number)[]

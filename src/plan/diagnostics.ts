@@ -1,4 +1,4 @@
-import type { Diagnostic } from '../errors.ts'
+import type { ConfigCode, Diagnostic } from '../errors.ts'
 import type { ConfigPath, ConfigSource } from '../config/source.ts'
 
 interface Place { hint?: string | undefined; key?: boolean; offset?: number }
@@ -12,11 +12,11 @@ export class Diagnostics {
     this.#source = source
   }
 
-  error (code: string, message: string, path: ConfigPath, place: Place = {}): void {
+  error (code: ConfigCode, message: string, path: ConfigPath, place: Place = {}): void {
     this.#add('error', code, message, path, place)
   }
 
-  warn (code: string, message: string, path: ConfigPath, place: Place = {}): void {
+  warn (code: ConfigCode, message: string, path: ConfigPath, place: Place = {}): void {
     this.#add('warning', code, message, path, place)
   }
 
@@ -24,7 +24,7 @@ export class Diagnostics {
     return this.list.some((d) => d.severity === 'error')
   }
 
-  #add (severity: Diagnostic['severity'], code: string, message: string, path: ConfigPath, place: Place): void {
+  #add (severity: Diagnostic['severity'], code: ConfigCode, message: string, path: ConfigPath, place: Place): void {
     const options: { key?: boolean; offset?: number } = {}
     if (place.key === true) options.key = true
     if (place.offset !== undefined) options.offset = place.offset

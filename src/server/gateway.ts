@@ -54,7 +54,9 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   // Bodies are JSON or nothing: without this, fastify's default text/plain parser would accept a string body.
   server.removeContentTypeParser('text/plain')
 
-  server.setNotFoundHandler((_req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(_req)))
+  // A BFF speaks JSON only: other bodies get 415.
+  server.removeContentTypeParser('text/plain')
+  server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
   server.setErrorHandler((err: FastifyError, req, reply) => {
     const code = errorCodeOf(err)
     if (code === 'INTERNAL_ERROR') options.logger?.error({ err, url: req.url }, 'unexpected error')
