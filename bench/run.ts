@@ -1,0 +1,362 @@
+// The load benchmark: Baton against a hand-written BFF doing the same work.
+//
+//   npm run bench
+//
+// Starts the fake upstream and every gateway of bench/targets.ts as child processes on
+// 127.0.0.1, checks that all gateways give the same answers, then measures each
+// scenario with wrk, alternating gateways round by round, and writes bench/RESULTS.md.
+//
+// Environment: BENCH_ROUNDS (3), BENCH_DURATION (10 s per round), BENCH_WARMUP (10 s),
+// BENCH_CONNECTIONS (50), BENCH_THREADS (1), BENCH_TIMEOUT (2 s, wrk's request timeout),
+// BENCH_SCENARIOS (e.g. "checkout"), BENCH_TARGETS (default "baseline,baton"; the first
+// one is the reference; "baseline,baseline-again" measures the noise of the machine),
+// BENCH_OUTPUT (bench/RESULTS.md).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { isDeepStrictEqual } from 'node:util'
+import { cpuTimes, startServer, stealPercent, stopAll } from './processes.ts'
+import type { Server } from './processes.ts'
+import { machine, pairedRatios, ratios, renderResults, summarise } from './report.ts'
+import type { Round, ScenarioResult, Settings, TargetResult } from './report.ts'
+import { scenarios as allScenarios, targets as allTargets } from './targets.ts'
+import type { Scenario, Target } from './targets.ts'
+import { findWrk, runWrk } from './wrk.ts'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+process.chdir(root)
+
+function numberFromEnv (name: string, fallback: number, min: number, max: number): number {
+  const text = process.env[name]
+  if (text === undefined || text === '') return fallback
+  const value = Number(text.replace(/s$/, ''))
+  if (!Number.isFinite(value) || value < min || value > max || !Number.isInteger(value)) {
+    throw new Error(`${name}=${text}: expected a whole number from ${min} to ${max}`)
+  }
+  return value
+}
+
+// The items named in the environment variable, or by default all but the optional ones.
+function selected<T extends { name: string, optional?: boolean }> (all: T[], envName: string): T[] {
+  const text = process.env[envName]
+  if (text === undefined || text.trim() === '') return all.filter((item) => item.optional !== true)
+  const names = text.split(',').map((name) => name.trim()).filter((name) => name !== '')
+  const unknown = names.filter((name) => !all.some((item) => item.name === name))
+  if (unknown.length > 0) {
+    throw new Error(`${envName}: unknown ${unknown.join(', ')} (known: ${all.map((i) => i.name).join(', ')})`)
+  }
+  // In the order given: the first target is the one the others are compared with.
+  return names.map((name) => all.find((item) => item.name === name)).filter((item) => item !== undefined)
+}
+
+function log (message: string): void {
+  process.stderr.write(message + '\n')
+}
+
+const describe = {
+  run: (r: Round) =>
+    `${Math.round(r.requestsPerSecond)} req/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
+    (r.cpuUsPerRequest === undefined ? '' : `  cpu ${r.cpuUsPerRequest.toFixed(0)} µs/req`) +
+    (r.stealPercent === undefined ? '' : `  steal ${r.stealPercent.toFixed(0)}%`) +
+    (r.valid
+      ? ''
+      : `  INVALID: ${r.non2xx} non-2xx, socket errors ${JSON.stringify(r.socketErrors)}`),
+}
+
+// --- checking that the gateways agree ------------------------------------------------
+
+interface Answer { status: number, contentType: string, body: unknown, text: string }
+
+async function ask (server: Server, scenario: Scenario): Promise<Answer> {
+  const res = await fetch(`http://127.0.0.1:${server.port}${scenario.path}`, {
+    method: scenario.method,
+    ...(scenario.body === undefined
+      ? {}
+      : { body: JSON.stringify(scenario.body), headers: { 'content-type': 'application/json' } }),
+    signal: AbortSignal.timeout(5000),
+  })
+  const text = await res.text()
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    body = undefined
+  }
+  return { status: res.status, contentType: res.headers.get('content-type') ?? '', body, text }
+}
+
+// The first place where two JSON values differ, e.g. `$.pricing.subtotal`.
+function firstDifference (a: unknown, b: unknown, path = '$'): string | undefined {
+  if (isDeepStrictEqual(a, b)) return undefined
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null ||
+    Array.isArray(a) !== Array.isArray(b)) {
+    return `${path}: ${JSON.stringify(a)?.slice(0, 200)} vs ${JSON.stringify(b)?.slice(0, 200)}`
+  }
+  if (Array.isArray(a) && Array.isArray(b) && a.length !== b.length) {
+    return `${path}: array of ${a.length} vs array of ${b.length}`
+  }
+  const left = a as Record<string, unknown>
+  const right = b as Record<string, unknown>
+  for (const key of new Set([...Object.keys(left), ...Object.keys(right)])) {
+    if (!(key in left)) return `${path}.${key}: missing vs ${JSON.stringify(right[key])?.slice(0, 200)}`
+    if (!(key in right)) return `${path}.${key}: ${JSON.stringify(left[key])?.slice(0, 200)} vs missing`
+    const inner = firstDifference(left[key], right[key], Array.isArray(a) ? `${path}[${key}]` : `${path}.${key}`)
+    if (inner !== undefined) return inner
+  }
+  return `${path}: differ`
+}
+
+type UpstreamStats = Record<string, number>
+
+async function upstreamStats (upstreamUrl: string): Promise<UpstreamStats> {
+  const res = await fetch(`${upstreamUrl}/__stats`, { signal: AbortSignal.timeout(5000) })
+  return await res.json() as UpstreamStats
+}
+
+// What one request to a gateway cost upstream, e.g. "5 calls (carts 1, calculate 2, ...)".
+function describeCalls (before: UpstreamStats, after: UpstreamStats): { calls: number, text: string } {
+  const parts: string[] = []
+  let calls = 0
+  let withoutId = 0
+  for (const [route, value] of Object.entries(after)) {
+    const delta = value - (before[route] ?? 0)
+    if (route === 'withoutRequestId') withoutId = delta
+    else if (delta > 0) {
+      calls += delta
+      parts.push(`${route} ${delta}`)
+    }
+  }
+  const ids = withoutId === 0 ? 'all with x-request-id' : `**${withoutId} without x-request-id**`
+  return { calls, text: `${calls} upstream calls (${parts.join(', ')}), ${ids}` }
+}
+
+/** Checks that every gateway answers like the first; returns what each one sent upstream. */
+async function verify (scenario: Scenario, servers: Server[], upstreamUrl: string): Promise<string[]> {
+  const answers: Answer[] = []
+  const upstreamCalls: string[] = []
+  for (const server of servers) {
+    // A cold process may miss a 200 ms call timeout on its very first request; that is
+    // worth a line, not a failed benchmark.
+    const first = await ask(server, scenario).catch((err: unknown) => (err as Error).message)
+    if (typeof first === 'string' || first.status !== 200) {
+      log(`${server.name}: first request ${typeof first === 'string' ? `failed: ${first}` : `answered ${first.status}`}`)
+    }
+    let answer: Answer
+    try {
+      const before = await upstreamStats(upstreamUrl)
+      answer = await ask(server, scenario)
+      const calls = describeCalls(before, await upstreamStats(upstreamUrl))
+      upstreamCalls.push(calls.text)
+      log(`${server.name}: ${calls.text}`)
+    } catch (err) {
+      throw new Error(`${scenario.name}: ${server.name} did not answer: ${(err as Error).message}\n${server.output()}`,
+        { cause: err })
+    }
+    if (answer.status !== 200 || answer.body === undefined || !answer.contentType.includes('application/json')) {
+      throw new Error(`${scenario.name}: ${server.name} answered ${answer.status} (${answer.contentType}), ` +
+        `expected 200 with JSON:\n${answer.text.slice(0, 2000)}`)
+    }
+    answers.push(answer)
+  }
+  const [reference, ...others] = answers
+  const [referenceServer] = servers
+  if (reference === undefined || referenceServer === undefined) return upstreamCalls
+  others.forEach((answer, i) => {
+    const difference = firstDifference(reference.body, answer.body)
+    if (difference !== undefined) {
+      throw new Error(`${scenario.name}: ${servers[i + 1]?.name} and ${referenceServer.name} give different JSON.\n` +
+        `First difference (${referenceServer.name} vs ${servers[i + 1]?.name}): ${difference}\n` +
+        `${referenceServer.name}: ${reference.text.slice(0, 1500)}\n${servers[i + 1]?.name}: ${answer.text.slice(0, 1500)}`)
+    }
+  })
+  log(`${scenario.name}: ${servers.map((s) => s.name).join(', ')} give the same JSON (${reference.text.length} bytes)`)
+  return upstreamCalls
+}
+
+// --- measuring -----------------------------------------------------------------------
+
+// A POST body needs a wrk Lua script; a long bracket quotes any JSON without escaping.
+function luaScript (dir: string, scenario: Scenario): string | undefined {
+  if (scenario.method === 'GET' && scenario.body === undefined) return undefined
+  const body = scenario.body === undefined ? '' : JSON.stringify(scenario.body)
+  let level = '='
+  while (body.includes(`]${level}]`)) level += '='
+  const lines = [`wrk.method = "${scenario.method}"`]
+  if (scenario.body !== undefined) {
+    lines.push(`wrk.body = [${level}[${body}]${level}]`, 'wrk.headers["Content-Type"] = "application/json"')
+  }
+  const file = join(dir, `${scenario.name}.lua`)
+  writeFileSync(file, lines.join('\n') + '\n')
+  return file
+}
+
+function assertRunning (servers: Server[]): void {
+  for (const server of servers) {
+    if (server.exited !== undefined) {
+      throw new Error(`${server.name} stopped during the benchmark (${server.exited}):\n${server.output()}`)
+    }
+  }
+}
+
+async function benchScenario (scenario: Scenario, targets: Target[], upstreamUrl: string,
+  settings: Settings, wrk: string, scriptDir: string): Promise<ScenarioResult> {
+  log(`\n== ${scenario.title} ==`)
+  const servers: Server[] = []
+  try {
+    for (const target of targets) {
+      const argv = target.command(scenario)
+      const server = await startServer(`${target.name} (${scenario.name})`, argv,
+        { ...process.env, ...target.env, UPSTREAM_URL: upstreamUrl })
+      log(`${target.name}: pid ${server.pid}, port ${server.port}`)
+      servers.push(server)
+    }
+    const upstreamCalls = await verify(scenario, servers, upstreamUrl)
+
+    const script = luaScript(scriptDir, scenario)
+    const measure = async (server: Server, durationSeconds: number): Promise<Round> => {
+      const machineBefore = cpuTimes()
+      const cpuBefore = server.cpuSeconds()
+      const result = await runWrk(wrk, {
+        url: `http://127.0.0.1:${server.port}${scenario.path}`,
+        durationSeconds,
+        connections: settings.connections,
+        threads: settings.threads,
+        timeoutSeconds: settings.timeoutSeconds,
+        ...(script === undefined ? {} : { script }),
+      })
+      const cpuAfter = server.cpuSeconds()
+      const round: Round = {
+        ...result,
+        cpuUsPerRequest: cpuBefore === undefined || cpuAfter === undefined || result.requests === 0
+          ? undefined
+          : (cpuAfter - cpuBefore) * 1e6 / result.requests,
+        stealPercent: stealPercent(machineBefore, cpuTimes()),
+      }
+      assertRunning(servers)
+      // Let the sockets of this run close before the next one starts.
+      await sleep(1000)
+      return round
+    }
+
+    const results: TargetResult[] = []
+    for (const [i, server] of servers.entries()) {
+      const warmup = await measure(server, settings.warmupSeconds)
+      log(`warm-up  ${server.name}: ${describe.run(warmup)}`)
+      results.push({
+        name: targets[i]?.name ?? server.name,
+        command: (targets[i]?.command(scenario) ?? []).map((arg) => arg === process.execPath ? 'node' : arg).join(' '),
+        runs: [],
+        warmup,
+        peakRssMiB: undefined,
+        upstreamCalls: upstreamCalls[i] ?? 'unknown',
+      })
+    }
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const [i, server] of servers.entries()) {
+        const run = await measure(server, settings.durationSeconds)
+        results[i]?.runs.push(run)
+        log(`round ${round}/${settings.rounds}  ${server.name}: ${describe.run(run)}`)
+      }
+    }
+    servers.forEach((server, i) => {
+      const result = results[i]
+      if (result !== undefined) result.peakRssMiB = server.peakRssMiB()
+    })
+    return { scenario, targets: results }
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()))
+  }
+}
+
+// --- main ----------------------------------------------------------------------------
+
+async function main (): Promise<number> {
+  const wrk = findWrk()
+  if (wrk === undefined) {
+    console.error('install wrk: apt-get install wrk')
+    return 1
+  }
+  const settings: Settings = {
+    rounds: numberFromEnv('BENCH_ROUNDS', 3, 1, 20),
+    durationSeconds: numberFromEnv('BENCH_DURATION', 10, 1, 300),
+    warmupSeconds: numberFromEnv('BENCH_WARMUP', 10, 1, 60),
+    connections: numberFromEnv('BENCH_CONNECTIONS', 50, 1, 1000),
+    threads: numberFromEnv('BENCH_THREADS', 1, 1, 16),
+    timeoutSeconds: numberFromEnv('BENCH_TIMEOUT', 2, 1, 60),
+  }
+  if (settings.connections < settings.threads) throw new Error('BENCH_CONNECTIONS must be at least BENCH_THREADS')
+  const scenarios = selected(allScenarios, 'BENCH_SCENARIOS')
+  const targets = selected(allTargets, 'BENCH_TARGETS')
+  const output = resolve(process.env.BENCH_OUTPUT ?? 'bench/RESULTS.md')
+  const rounds = settings.rounds * (settings.durationSeconds + 1) + settings.warmupSeconds + 1
+  log(`wrk ${wrk}; ${scenarios.length} scenario(s) × ${targets.length} gateway(s), ` +
+    `about ${Math.ceil(scenarios.length * targets.length * rounds / 60)} min`)
+
+  const upstream = await startServer('upstream', [process.execPath, 'bench/upstream.ts', '--port', '0'], process.env)
+  const upstreamUrl = `http://127.0.0.1:${upstream.port}`
+  log(`upstream: pid ${upstream.pid}, ${upstreamUrl}`)
+  const scriptDir = mkdtempSync(join(tmpdir(), 'baton-bench-'))
+  const results: ScenarioResult[] = []
+  try {
+    for (const scenario of scenarios) {
+      results.push(await benchScenario(scenario, targets, upstreamUrl, settings, wrk, scriptDir))
+      assertRunning([upstream])
+    }
+  } finally {
+    rmSync(scriptDir, { recursive: true, force: true })
+    await upstream.stop()
+  }
+
+  const markdown = renderResults(machine(wrk), settings, results)
+  writeFileSync(output, markdown + '\n')
+  log('')
+  for (const { scenario, targets: measured } of results) {
+    const [baseline, ...others] = measured
+    const base = baseline === undefined ? undefined : summarise(baseline.runs)
+    for (const target of measured) {
+      const s = summarise(target.runs)
+      log(`${scenario.name} ${target.name}: ` + (s === undefined
+        ? 'no valid run'
+        : `${Math.round(s.requestsPerSecond)} req/s, p50 ${s.p50Ms.toFixed(2)} ms, p99 ${s.p99Ms.toFixed(2)} ms`))
+    }
+    for (const target of others) {
+      const s = summarise(target.runs)
+      if (s === undefined || base === undefined) continue
+      const r = ratios(s, base)
+      log(`${scenario.name} ${target.name}/${baseline?.name}: throughput ${r.throughput.toFixed(2)}×, ` +
+        `p50 ${r.p50.toFixed(2)}×, p99 ${r.p99.toFixed(2)}×` +
+        (r.cpu === undefined ? '' : `, CPU per request ${r.cpu.toFixed(2)}×`))
+      const paired = baseline === undefined ? undefined : pairedRatios(target.runs, baseline.runs)
+      if (paired !== undefined) {
+        log(`${scenario.name} ${target.name}/${baseline?.name} round by round: throughput ${paired.throughput.toFixed(2)}×, ` +
+          `p50 ${paired.p50.toFixed(2)}×, p99 ${paired.p99.toFixed(2)}×` +
+          (paired.cpu === undefined ? '' : `, CPU per request ${paired.cpu.toFixed(2)}×`))
+      }
+    }
+  }
+  log(`wrote ${output}`)
+  const invalid = results.some((r) => r.targets.some((t) => t.runs.some((run) => !run.valid)))
+  if (invalid) log('some rounds had errors or non-2xx answers: see the table')
+  return invalid ? 1 : 0
+}
+
+let stopping = false
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  process.on(signal, () => {
+    if (stopping) return
+    stopping = true
+    log(`\n${signal}: stopping the servers`)
+    void stopAll().finally(() => process.exit(code))
+  })
+}
+
+try {
+  process.exitCode = await main()
+} catch (err) {
+  console.error(`bench: ${err instanceof Error ? err.message : String(err)}`)
+  process.exitCode = 1
+} finally {
+  await stopAll()
+}

@@ -1,0 +1,76 @@
+// What the load benchmark runs: the scenarios (one endpoint each, the same on every
+// gateway) and the gateways under test. To measure a variant, e.g. Baton with metrics
+// on, add a target here; every target after the first is compared with the first.
+
+export interface Scenario {
+  /** Short name, used by BENCH_SCENARIOS. */
+  name: string
+  title: string
+  /** What the endpoint does, one sentence for RESULTS.md. */
+  description: string
+  method: 'GET' | 'POST'
+  path: string
+  /** JSON request body, sent as application/json. */
+  body?: unknown
+  /** Baton's config for this scenario. */
+  batonConfig: string
+}
+
+export interface Target {
+  name: string
+  /** The command that starts this gateway for a scenario; it must listen on a free port
+   * and print a JSON line with a numeric `port` on stdout. */
+  command: (scenario: Scenario) => string[]
+  /** Added to the environment; UPSTREAM_URL is always set. */
+  env: Record<string, string>
+  /** Run only when named in BENCH_TARGETS. */
+  optional?: boolean
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'checkout',
+    title: 'Checkout summary',
+    description: 'cart, then inventory, pricing and shipping in parallel, then tax as soon as ' +
+      'pricing is done: 5 upstream calls in 3 stages, a 2-second deadline and per-call timeouts.',
+    method: 'POST',
+    path: '/v1/checkout/summary',
+    body: { cartId: 'cart-123' },
+    batonConfig: 'bench/checkout.yaml',
+  },
+  {
+    name: 'posts',
+    title: 'Posts with authors',
+    description: 'GET /posts (100 posts, 24 KB), then the author of each post (10 distinct ' +
+      'users, at most 10 calls in flight); the response is 66 KB of JSON.',
+    method: 'GET',
+    path: '/posts-with-authors',
+    batonConfig: 'bench/posts.yaml',
+  },
+]
+
+// process.execPath is the Node that runs this driver (Node 24 under npm scripts and npx),
+// started directly rather than through npx so that no wrapper process sits between the
+// driver and the gateway it must stop.
+export const targets: Target[] = [
+  {
+    name: 'baseline',
+    command: () => [process.execPath, 'bench/baseline.ts'],
+    env: { PORT: '0' },
+  },
+  {
+    name: 'baton',
+    // serve listens on 0.0.0.0 by default; the benchmark stays on the loopback interface.
+    command: (scenario) =>
+      [process.execPath, 'bin/baton.js', 'serve', scenario.batonConfig, '--port', '0', '--host', '127.0.0.1'],
+    env: {},
+  },
+  // A second copy of the baseline, to see how far apart two identical servers land on
+  // this machine: BENCH_TARGETS=baseline,baseline-again npm run bench
+  {
+    name: 'baseline-again',
+    command: () => [process.execPath, 'bench/baseline.ts'],
+    env: { PORT: '0' },
+    optional: true,
+  },
+]
