@@ -144,6 +144,7 @@ endpoints:
 `)
     assert.deepEqual(found.map((d) => [d.code, d.line]), [
       ['BATON_INVALID_VALUE', 2],
+      ['BATON_INVALID_URL', 4],
       ['BATON_INVALID_VALUE', 4],
       ['BATON_UNKNOWN_KEY', 8],
     ])

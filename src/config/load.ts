@@ -6,8 +6,10 @@ import { validate } from './validate.ts'
 
 export interface LoadedConfig {
   source: ConfigSource
-  /** Present when the file passed the schema check (semantic checks happen when compiling). */
+  /** The checked config; when the file has schema errors, what remains of it once they are dropped (for further checks only). */
   config?: Config
+  /** True when the file passed the schema check. */
+  valid: boolean
   diagnostics: Diagnostic[]
 }
 
@@ -15,9 +17,9 @@ export interface LoadedConfig {
 export function parseConfig (file: string, text: string): LoadedConfig {
   const source = new ConfigSource(file, text)
   const syntax = source.syntaxDiagnostics()
-  if (syntax.length > 0) return { source, diagnostics: syntax }
-  const { config, diagnostics } = validate(source, source.toJS())
-  return config === undefined ? { source, diagnostics } : { source, config, diagnostics }
+  if (syntax.length > 0) return { source, valid: false, diagnostics: syntax }
+  const { config, valid, diagnostics } = validate(source, source.toJS())
+  return config === undefined ? { source, valid, diagnostics } : { source, config, valid, diagnostics }
 }
 
 export async function loadConfig (file: string): Promise<LoadedConfig> {

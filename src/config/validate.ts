@@ -5,12 +5,39 @@ import { didYouMean } from '../util/suggest.ts'
 import { type Config, configSchema } from './schema.ts'
 import type { ConfigSource } from './source.ts'
 
-export function validate (source: ConfigSource, raw: unknown): { config?: Config; diagnostics: Diagnostic[] } {
-  const result = configSchema.safeParse(raw, { reportInput: true })
-  if (result.success) return { config: result.data, diagnostics: [] }
+/**
+ * Returns the diagnostics and, whenever it can, a config: when the file has schema errors,
+ * the offending keys are dropped (defaults apply) so that the compiler can still report the
+ * semantic errors in the rest of the file. `valid` tells whether the file itself passed.
+ */
+export function validate (source: ConfigSource, raw: unknown): { config?: Config; valid: boolean; diagnostics: Diagnostic[] } {
+  let result = configSchema.safeParse(raw, { reportInput: true })
+  if (result.success) return { config: result.data, valid: true, diagnostics: [] }
   const diagnostics = result.error.issues.flatMap((issue) => toDiagnostics(source, issue))
   diagnostics.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0))
-  return { diagnostics }
+  const copy = structuredClone(raw)
+  for (let attempt = 0; attempt < 5 && !result.success; attempt++) {
+    for (const issue of result.error.issues) drop(copy, issue)
+    result = configSchema.safeParse(copy)
+  }
+  return result.success ? { config: result.data, valid: false, diagnostics } : { valid: false, diagnostics }
+}
+
+/** Removes what an issue complains about: unknown keys, or the invalid value (its whole entry when a required key is missing). */
+function drop (root: unknown, issue: z.core.$ZodIssue): void {
+  const path = issue.path.map(String)
+  const missing = issue.code === 'invalid_type' && issue.input === undefined
+  const target = issue.code === 'unrecognized_keys' ? path : missing ? path.slice(0, -2) : path.slice(0, -1)
+  const key = missing ? path.at(-2) : path.at(-1)
+  if (target.length === 0 && issue.code !== 'unrecognized_keys') return
+  let node = root as Record<string, unknown> | undefined
+  for (const segment of target) node = node?.[segment] as Record<string, unknown> | undefined
+  if (node === undefined || node === null || typeof node !== 'object') return
+  if (issue.code === 'unrecognized_keys') {
+    for (const k of issue.keys) Reflect.deleteProperty(node, k)
+  } else if (key !== undefined) {
+    Reflect.deleteProperty(node, key)
+  }
 }
 
 function toDiagnostics (source: ConfigSource, issue: z.core.$ZodIssue): Diagnostic[] {

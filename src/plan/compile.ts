@@ -29,6 +29,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
   Object.freeze(env)
 
   const services = compileServices(config, env, diagnostics)
+  const declaredServices = new Set(Object.keys(config.services))
   const endpoints: EndpointPlan[] = []
   const shapes = new Map<string, string>()
   const used = new Set<string>()
@@ -42,17 +43,17 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
     shapes.set(shape, key)
     for (const call of Object.values(endpoint.calls)) used.add(call.request.trim().split(/\s+/)[1] ?? '')
     const plan = compileEndpoint({
-      key, endpoint, basePath: config.gateway.basePath, defaultTimeout: config.gateway.timeout, services, env, diagnostics,
+      key, endpoint, basePath: config.gateway.basePath, defaultTimeout: config.gateway.timeout, services, declaredServices, env, diagnostics,
     })
     if (plan !== null) endpoints.push(plan)
   }
-  for (const name of services.keys()) {
+  for (const name of declaredServices) {
     if (!used.has(name)) diagnostics.warn('BATON_UNUSED_SERVICE', `service '${name}' is not called by any endpoint`, ['services', name], { key: true })
   }
 
   const all = [...loaded.diagnostics, ...diagnostics.list]
   all.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0))
-  if (diagnostics.failed) return { diagnostics: all }
+  if (diagnostics.failed || !loaded.valid) return { diagnostics: all }
   const { gateway } = config
   const plan: GatewayPlan = {
     name: gateway.name,

@@ -22,6 +22,7 @@ interface EndpointContext {
   readonly basePath: string
   readonly defaultTimeout: number
   readonly services: ReadonlyMap<string, ServicePlan>
+  readonly declaredServices: ReadonlySet<string>
   readonly env: Readonly<Record<string, string>>
   readonly diagnostics: Diagnostics
 }
@@ -126,8 +127,8 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
   const cycle = findCycle(deps)
   if (cycle !== null) {
     const first = names[cycle[0] as number] as string
-    diagnostics.error('BATON_CYCLE', `calls depend on each other in a cycle: ${cycle.map((c) => names[c]).join(' → ')}`, [...at, 'calls', first], {
-      key: true, hint: 'each arrow reads "reads a value of"; one of these calls must not read the next',
+    diagnostics.error('BATON_CYCLE', `calls read each other in a cycle: ${cycle.map((c) => names[c]).join(' → ')} (→ means "reads")`, [...at, 'calls', first], {
+      key: true, hint: 'no call can start first; break the cycle so that one of these calls does not read the next',
     })
   }
   if (diagnostics.list.length > errorsBefore && diagnostics.failed) return null
@@ -161,7 +162,8 @@ function compileCall (
   const { diagnostics } = ctx
   const [, method, serviceName, rawPath] = CALL_REQUEST.exec(call.request) as unknown as [string, string, string, string]
   const service = ctx.services.get(serviceName)
-  if (service === undefined) {
+  // A declared service that failed to compile has its own error already.
+  if (service === undefined && !ctx.declaredServices.has(serviceName)) {
     const suggestion = closest(serviceName, ctx.services.keys())
     diagnostics.error('BATON_UNKNOWN_SERVICE', `no service named '${serviceName}'`, [...at, 'request'], {
       offset: call.request.indexOf(serviceName),

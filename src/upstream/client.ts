@@ -91,16 +91,21 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
 }
 
 async function readBody (res: Dispatcher.ResponseData, limit: number, signal: AbortSignal): Promise<string> {
-  const declared = Number(res.headers['content-length'])
-  if (declared > limit) {
-    // Nothing reads this body, so the error destroy() emits needs a listener or it is uncaught and ends the process.
-    res.body.on('error', () => {})
-    res.body.destroy()
-    throw new UpstreamError('too_large', `response of ${declared} bytes exceeds the ${limit}-byte limit`)
-  }
-  const chunks: Buffer[] = []
-  let size = 0
+  const declared = res.headers['content-length']
   try {
+    if (declared !== undefined) {
+      // The common case: the length is known up front, so undici's own reader is safe and fastest.
+      if (Number(declared) > limit) {
+        // Nothing reads this body, so the error destroy() emits needs a listener or it is uncaught and ends the process.
+        res.body.on('error', () => {})
+        res.body.destroy()
+        throw new UpstreamError('too_large', `response of ${String(declared)} bytes exceeds the ${limit}-byte limit`)
+      }
+      return await res.body.text()
+    }
+    // Chunked: count while reading, and stop at the limit.
+    const chunks: Buffer[] = []
+    let size = 0
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       size += chunk.length
       if (size > limit) {
@@ -109,10 +114,10 @@ async function readBody (res: Dispatcher.ResponseData, limit: number, signal: Ab
       }
       chunks.push(chunk)
     }
+    return Buffer.concat(chunks, size).toString('utf8')
   } catch (err) {
     throw toUpstreamError(err, signal)
   }
-  return chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, size).toString('utf8')
 }
 
 function toUpstreamError (err: unknown, signal: AbortSignal): UpstreamError {

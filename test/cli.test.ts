@@ -1,0 +1,98 @@
+/** The `baton` command as a user runs it: exit codes and what it prints. */
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { describe, it } from 'node:test'
+
+function baton (args: string[], node = process.execPath): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(node, ['bin/baton.js', ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' } })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+describe('baton check', () => {
+  it('reports every error of a broken file with file:line:col and exits 1', () => {
+    const r = baton(['check', 'test/fixtures/broken.yaml'])
+    assert.equal(r.code, 1)
+    const heads = r.stderr.split('\n').filter((l) => / error BATON_/.test(l)).map((l) => l.replace(/: error (\w+).*/, ' $1'))
+    assert.deepEqual(heads, [
+      'test/fixtures/broken.yaml:5:3 BATON_UNKNOWN_KEY',
+      'test/fixtures/broken.yaml:7:47 BATON_INVALID_VALUE',
+      'test/fixtures/broken.yaml:13:22 BATON_UNKNOWN_SERVICE',
+      'test/fixtures/broken.yaml:13:27 BATON_UNKNOWN_PARAM',
+      'test/fixtures/broken.yaml:14:7 BATON_CYCLE',
+      'test/fixtures/broken.yaml:20:9 BATON_UNKNOWN_KEY',
+      'test/fixtures/broken.yaml:22:35 BATON_EXPRESSION',
+    ])
+    assert.match(r.stderr, /hint: did you mean 'port'\?/)
+    assert.match(r.stderr, /pricing → tax → pricing/)
+    assert.match(r.stderr, /test\/fixtures\/broken.yaml: 7 errors\n$/)
+  })
+
+  it('exits 0 with a one-line summary for a valid file', () => {
+    const r = baton(['check', 'examples/dashboard/baton.yaml'])
+    assert.equal(r.code, 0)
+    assert.equal(r.stdout, 'examples/dashboard/baton.yaml: ok — 3 services, 1 endpoint, 3 calls\n')
+  })
+
+  it('counts warnings in the summary and prints them', () => {
+    const r = baton(['check', 'examples/checkout/baton.yaml'])
+    assert.equal(r.code, 0)
+    assert.equal(r.stdout, 'examples/checkout/baton.yaml: ok — 6 services, 1 endpoint, 5 calls, 1 warning\n')
+    assert.match(r.stderr, /baton.yaml:43:3: warning BATON_UNUSED_SERVICE: service 'payment'/)
+  })
+
+  it('says so when the file does not exist', () => {
+    const r = baton(['check', 'nope.yaml'])
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /cannot read nope.yaml/)
+  })
+})
+
+describe('baton plan', () => {
+  it('prints the checkout call sequence as the template table', () => {
+    const r = baton(['plan', 'examples/checkout/baton.yaml'])
+    assert.equal(r.code, 0)
+    const rows = r.stdout.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| Order')).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()))
+    assert.deepEqual(rows, [
+      ['1', 'cart: GET /carts/${request.body.cartId}', 'Yes', '200ms', 'Fail request', '—'],
+      ['2 (parallel)', 'inventory: POST /check-availability', 'Yes', '400ms', 'Fail request', 'cart'],
+      ['2 (parallel)', 'pricing: POST /calculate', 'Yes', '200ms', 'Fail request', 'cart'],
+      ['2 (parallel)', 'shipping: POST /estimate', 'No', '500ms', 'null', 'cart'],
+      ['3', 'tax: POST /calculate', 'Yes', '300ms', 'Fail request', 'pricing'],
+    ])
+    assert.match(r.stdout, /## POST \/v1\/checkout\/summary\nCheckout summary screen\n\nCall sequence \(total timeout: 2s\)\./)
+  })
+
+  it('refuses a broken file with its diagnostics', () => {
+    const r = baton(['plan', 'test/fixtures/broken.yaml'])
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /BATON_CYCLE/)
+  })
+})
+
+describe('baton dev', () => {
+  it('rejects an unknown service in --down', () => {
+    const r = baton(['dev', 'examples/checkout/baton.yaml', '--down', 'shiping', '--port', '0'])
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /unknown service 'shiping'/)
+  })
+
+  it('rejects a malformed --slow', () => {
+    const r = baton(['dev', 'examples/checkout/baton.yaml', '--slow', 'cart:3000'])
+    assert.notEqual(r.code, 0)
+    assert.match(r.stderr, /'cart:3000' is not service=ms/)
+  })
+})
+
+describe('Node.js version guard', () => {
+  const old = ['/usr/bin/node', '/usr/local/bin/node'].find((p) => {
+    if (!existsSync(p)) return false
+    const v = spawnSync(p, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.trim().split('.').map(Number)
+    return (v[0] ?? 0) < 22 || (v[0] === 22 && (v[1] ?? 0) < 19)
+  })
+  it('prints the version it needs in one line on an older Node', { skip: old === undefined ? 'no Node.js older than 22.19 on this machine' : false }, () => {
+    const r = baton(['check', 'examples/checkout/baton.yaml'], old)
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /^baton: Node\.js >= 22\.19 is required \(this is v\d+\.\d+\.\d+\)[^\n]*\n$/)
+  })
+})
