@@ -203,7 +203,9 @@ class Execution {
     this.inFlight.add(controller)
     group?.add(controller)
     try {
-      return await (this.endpoint.clients[call.index] as ServiceClient).send({ ...request, signal: controller.signal })
+      return await (this.endpoint.clients[call.index] as ServiceClient).send({
+        method: request.method, path: request.path, headers: request.headers, body: request.body, signal: controller.signal,
+      })
     } finally {
       clearTimeout(timer)
       this.inFlight.delete(controller)
@@ -257,7 +259,7 @@ class Execution {
     for (const d of call.dependents) {
       const waiting = (this.waitingOn[d] as number) - 1
       this.waitingOn[d] = waiting
-      if (waiting === 0 && this.unfinished === 1) this.startCall(this.plan.calls[d] as CallPlan)
+      if (waiting === 0) this.startCall(this.plan.calls[d] as CallPlan)
     }
     if (this.unfinished === 0 && !this.done) this.assemble()
   }
