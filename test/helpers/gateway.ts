@@ -42,6 +42,20 @@ export interface ClientResponse {
   body: unknown
 }
 
+/** A gateway that never answers fails the test instead of hanging it. */
+const CLIENT_TIMEOUT = 10_000
+
+async function send (url: string, init: RequestInit): Promise<ClientResponse> {
+  let res: Response
+  try {
+    res = await fetch(url, { ...init, signal: AbortSignal.timeout(CLIENT_TIMEOUT) })
+  } catch (err) {
+    if ((err as Error).name === 'TimeoutError') throw new Error(`the gateway did not answer ${init.method ?? 'GET'} ${url} within ${CLIENT_TIMEOUT}ms`, { cause: err })
+    throw err
+  }
+  return await toResponse(res)
+}
+
 async function toResponse (res: Response): Promise<ClientResponse> {
   const raw = await res.text()
   let body: unknown = raw
@@ -52,16 +66,16 @@ async function toResponse (res: Response): Promise<ClientResponse> {
 }
 
 export async function get (url: string, headers: Record<string, string> = {}): Promise<ClientResponse> {
-  return await toResponse(await fetch(url, { headers }))
+  return await send(url, { headers })
 }
 
 /** POSTs `body` as JSON, or as is when it is a string (with the content-type given in headers, JSON by default). */
 export async function post (url: string, body: unknown, headers: Record<string, string> = {}): Promise<ClientResponse> {
-  return await toResponse(await fetch(url, {
+  return await send(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
-  }))
+  })
 }
 
 /**
@@ -70,7 +84,7 @@ export async function post (url: string, body: unknown, headers: Record<string, 
  */
 export async function rawRequest (method: string, url: string, headers: OutgoingHttpHeaders, body?: string): Promise<ClientResponse> {
   return await new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+    const req = httpRequest(url, { method, headers, agent: false, signal: AbortSignal.timeout(CLIENT_TIMEOUT) }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('error', reject)
