@@ -6,7 +6,7 @@
 // 127.0.0.1, checks that all gateways give the same answers, then measures each
 // scenario with wrk, alternating gateways round by round, and writes bench/RESULTS.md.
 //
-// Environment: BENCH_ROUNDS (3), BENCH_DURATION (10 s per round), BENCH_WARMUP (10 s),
+// Environment: BENCH_ROUNDS (6), BENCH_DURATION (5 s per round), BENCH_WARMUP (10 s),
 // BENCH_CONNECTIONS (50), BENCH_THREADS (1), BENCH_TIMEOUT (2 s, wrk's request timeout),
 // BENCH_SCENARIOS (e.g. "checkout"), BENCH_TARGETS (default "baseline,baton"; the first
 // one is the reference; "baseline,baseline-again" measures the noise of the machine),
@@ -279,8 +279,8 @@ async function main (): Promise<number> {
     return 1
   }
   const settings: Settings = {
-    rounds: numberFromEnv('BENCH_ROUNDS', 3, 1, 20),
-    durationSeconds: numberFromEnv('BENCH_DURATION', 10, 1, 300),
+    rounds: numberFromEnv('BENCH_ROUNDS', 6, 1, 20),
+    durationSeconds: numberFromEnv('BENCH_DURATION', 5, 1, 300),
     warmupSeconds: numberFromEnv('BENCH_WARMUP', 10, 1, 60),
     connections: numberFromEnv('BENCH_CONNECTIONS', 50, 1, 1000),
     threads: numberFromEnv('BENCH_THREADS', 1, 1, 16),

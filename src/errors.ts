@@ -15,6 +15,7 @@ export const ErrorCodes = {
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be JSON' },
   NOT_FOUND: { status: 404, message: 'No endpoint matches this method and path' },
+  CLIENT_CLOSED_REQUEST: { status: 499, message: 'The client closed the connection before the answer' },
   INTERNAL_ERROR: { status: 500, message: 'Internal gateway error' },
 } as const satisfies Record<string, { status: number; message: string }>
 

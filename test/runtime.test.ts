@@ -437,6 +437,21 @@ endpoints:
   })
 })
 
+describe('the client goes away', () => {
+  test('a client that hangs up takes its calls in flight with it', async (t) => {
+    const { stub, url } = await shop(t, { inventory: hang(), pricing: hang() })
+    const controller = new AbortController()
+    const request = fetch(url, {
+      method: 'POST', body: JSON.stringify({ cartId: 'c-1' }), headers: { 'content-type': 'application/json' }, signal: controller.signal,
+    })
+    await eventually(() => stub.requestsTo(ROUTES.inventory).length === 1 && stub.requestsTo(ROUTES.pricing).length === 1, 'inventory and pricing to be in flight')
+    controller.abort()
+    await assert.rejects(request)
+    await allAborted(stub, 'inventory', 'pricing')
+    notCalled(stub, 'tax')
+  })
+})
+
 /** Two root calls a and b on one service, with the call settings given. */
 function twoCalls (stub: Stub, settings: { a: string; b: string }): string {
   const extra = (s: string): string => (s === '' ? '' : `, ${s}`)

@@ -112,7 +112,7 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
     }
   }
 
-  const partial: Omit<CallPlan, 'dependents' | 'level' | 'dependsOn'>[] = []
+  const partial: Omit<CallPlan, 'dependents' | 'level' | 'dependsOn' | 'bodySlot'>[] = []
   for (const [i, name] of names.entries()) {
     const call = endpoint.calls[name] as CallConfig
     const compiled = compileCall(i, name, call, [...at, 'calls', name], ctx, rootsFor)
@@ -135,7 +135,10 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
 
   const level = levels(deps)
   const dependents = names.map((_, i) => deps.flatMap((d, j) => (d.includes(i) ? [j] : [])))
-  const calls: CallPlan[] = partial.map((p) => ({ ...p, dependsOn: deps[p.index] as number[], dependents: dependents[p.index] as number[], level: level[p.index] as number }))
+  const slots = bodySlots(partial)
+  const calls: CallPlan[] = partial.map((p) => ({
+    ...p, dependsOn: deps[p.index] as number[], dependents: dependents[p.index] as number[], level: level[p.index] as number, bodySlot: slots.of.get(p.index) ?? -1,
+  }))
   return {
     key,
     method,
@@ -146,6 +149,8 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
     status: endpoint.status,
     calls,
     roots: calls.filter((c) => c.dependsOn.length === 0).map((c) => c.index),
+    dependencyCounts: calls.map((c) => c.dependsOn.length),
+    sharedBodies: slots.count,
     response,
     readsCallMeta,
   }
@@ -158,7 +163,7 @@ function compileCall (
   at: (string | number)[],
   ctx: EndpointContext,
   rootsFor: (from: number | null, itemName: string | null) => TemplateScope,
-): Omit<CallPlan, 'dependents' | 'level' | 'dependsOn'> | null {
+): Omit<CallPlan, 'dependents' | 'level' | 'dependsOn' | 'bodySlot'> | null {
   const { diagnostics } = ctx
   const [, method, serviceName, rawPath] = CALL_REQUEST.exec(call.request) as unknown as [string, string, string, string]
   const service = ctx.services.get(serviceName)
@@ -228,6 +233,24 @@ function compileCall (
     forEach,
     config: call,
   }
+}
+
+/** Gives calls with identically written bodies one slot, so the body is serialised once per request. */
+function bodySlots (calls: readonly Pick<CallPlan, 'index' | 'config' | 'forEach'>[]): { of: Map<number, number>; count: number } {
+  const groups = new Map<string, number[]>()
+  for (const call of calls) {
+    if (call.config.body === undefined || call.forEach !== null) continue
+    const key = JSON.stringify(call.config.body)
+    groups.set(key, [...(groups.get(key) ?? []), call.index])
+  }
+  const of = new Map<number, number>()
+  let count = 0
+  for (const members of groups.values()) {
+    if (members.length < 2) continue
+    for (const index of members) of.set(index, count)
+    count++
+  }
+  return { of, count }
 }
 
 function defaultResponse (names: readonly string[]): Evaluator {

@@ -62,6 +62,10 @@ export interface EndpointPlan {
   readonly calls: readonly CallPlan[]
   /** Calls with no dependencies: started first. */
   readonly roots: readonly number[]
+  /** Per call, the number of calls it waits for (copied per request). */
+  readonly dependencyCounts: readonly number[]
+  /** Number of shared body slots (see CallPlan.bodySlot). */
+  readonly sharedBodies: number
   readonly response: Evaluator
   /** True when some expression reads the `calls` root (status/headers), so the runtime keeps them. */
   readonly readsCallMeta: boolean
@@ -77,6 +81,11 @@ export interface CallPlan {
   readonly query: readonly (readonly [string, Evaluator])[] | null
   readonly headers: readonly (readonly [string, Evaluator])[] | null
   readonly body: Evaluator | null
+  /**
+   * Calls of one endpoint whose bodies are written identically (and are not forEach) share a
+   * slot: the body is serialised once per request, as a hand-written BFF would. -1: not shared.
+   */
+  readonly bodySlot: number
   readonly required: boolean
   /** ms, Infinity when none: the deadline alone bounds the call. */
   readonly timeout: number

@@ -40,10 +40,20 @@ const CANCELLED = new UpstreamError('aborted', 'request settled')
 const RUNNING = 1
 const FINISHED = 2
 
-export function execute (endpoint: BoundEndpoint, inbound: Inbound): Promise<GatewayAnswer> {
-  return new Promise((resolve) => {
-    new Execution(endpoint, inbound, resolve).start()
+/** A request being run: its answer, and a way to drop it when the client has gone away. */
+export interface Run {
+  readonly answer: Promise<GatewayAnswer>
+  /** Aborts every call in flight and starts no more; the answer resolves as a 499 nobody reads. */
+  readonly abandon: () => void
+}
+
+export function execute (endpoint: BoundEndpoint, inbound: Inbound): Run {
+  let execution!: Execution
+  const answer = new Promise<GatewayAnswer>((resolve) => {
+    execution = new Execution(endpoint, inbound, resolve)
   })
+  execution.start()
+  return { answer, abandon: execution.abandon }
 }
 
 class Execution {
@@ -52,16 +62,20 @@ class Execution {
   readonly scope: Scope
   readonly requestId: string
   readonly deadlineAt: number
-  readonly waitingOn: Int32Array
-  readonly state: Uint8Array
+  /** Per call: how many of its dependencies have not finished yet. */
+  readonly waitingOn: number[]
+  /** Per call: 0 not started, RUNNING, FINISHED. */
+  readonly state: number[]
   /** AbortControllers of requests in flight, to cancel them when the answer is decided. */
-  readonly inFlight = new Set<AbortController>()
+  readonly inFlight: AbortController[] = []
   readonly resolve: (answer: GatewayAnswer) => void
   unfinished: number
   started = 0
-  /** Services of the calls that timed out (their own timeout, not the deadline). */
-  readonly timedOut: string[] = []
+  /** Services of the calls that timed out (their own timeout, not the deadline); allocated on the first. */
+  timedOut: string[] | null = null
   degraded: string[] | null = null
+  /** Serialised bodies shared by calls with identical body templates (CallPlan.bodySlot). */
+  bodies: (string | undefined)[] | null = null
   done = false
 
   constructor (endpoint: BoundEndpoint, inbound: Inbound, resolve: (answer: GatewayAnswer) => void) {
@@ -70,12 +84,17 @@ class Execution {
     this.scope = new Scope(inbound.request, this.plan.calls.length, this.plan.readsCallMeta)
     this.requestId = inbound.requestId
     this.deadlineAt = performance.now() + this.plan.timeout
-    const calls = this.plan.calls
-    this.waitingOn = new Int32Array(calls.length)
-    for (let i = 0; i < calls.length; i++) this.waitingOn[i] = (calls[i] as CallPlan).dependsOn.length
-    this.state = new Uint8Array(calls.length) // 0 not started, RUNNING, FINISHED
-    this.unfinished = calls.length
+    // Copies of arrays prepared at compile time: cheaper than building them per request.
+    this.waitingOn = this.plan.dependencyCounts.slice()
+    this.state = this.plan.dependencyCounts.map(zero)
+    this.unfinished = this.plan.calls.length
     this.resolve = resolve
+  }
+
+  /** An arrow so that it can be handed to an event emitter as it is. */
+  readonly abandon = (): void => {
+    if (this.done) return
+    this.fail(499, 'CLIENT_CLOSED_REQUEST', 'the client closed the connection', [])
   }
 
   start (): void {
@@ -97,23 +116,29 @@ class Execution {
         this.finishCall(call, null, failure('expression', null, message(err)))
         return
       }
-      if (run !== true) {
+      if (!truthy(run)) {
         this.skip(call)
         return
       }
     }
     this.started++
-    const promise = call.forEach === null ? this.callOnce(call) : this.callEach(call)
-    promise.then(
-      (res) => this.finishCall(call, res, null),
-      (err: unknown) => this.finishCall(call, null, toFailure(err)),
-    )
+    void this.runCall(call)
   }
 
-  /** One HTTP request for a plain call. */
-  async callOnce (call: CallPlan): Promise<UpstreamResponse> {
-    const request = this.buildRequest(call)
-    return await this.send(call, request)
+  /** Makes the call and records its outcome. Never rejects: a bug becomes a 500, not an unhandled rejection. */
+  async runCall (call: CallPlan): Promise<void> {
+    let res: UpstreamResponse | null = null
+    let fail: Failure | null = null
+    try {
+      res = call.forEach === null ? await this.send(call, this.buildRequest(call)) : await this.callEach(call)
+    } catch (err) {
+      fail = toFailure(err)
+    }
+    try {
+      this.finishCall(call, res, fail)
+    } catch (err) {
+      if (!this.done) this.fail(500, 'INTERNAL_ERROR', `internal error: ${message(err)}`, [])
+    }
   }
 
   /** forEach: one request per item; identical requests are made once; at most `concurrency` in flight. */
@@ -187,7 +212,12 @@ class Execution {
     }
     let body: string | null = null
     if (call.body !== null) {
-      body = JSON.stringify(call.body(scope))
+      if (call.bodySlot === -1) {
+        body = JSON.stringify(call.body(scope))
+      } else {
+        const bodies = (this.bodies ??= new Array<string | undefined>(this.plan.sharedBodies))
+        body = (bodies[call.bodySlot] ??= JSON.stringify(call.body(scope)))
+      }
       headers['content-type'] = 'application/json'
     }
     return { method: call.method, path, headers, body }
@@ -200,7 +230,7 @@ class Execution {
     const byDeadline = left <= call.timeout
     const controller = new AbortController()
     const timer = setTimeout(() => controller.abort(byDeadline ? DEADLINE : CALL_TIMEOUT), byDeadline ? left : call.timeout)
-    this.inFlight.add(controller)
+    this.inFlight.push(controller)
     group?.add(controller)
     try {
       return await (this.endpoint.clients[call.index] as ServiceClient).send({
@@ -208,7 +238,7 @@ class Execution {
       })
     } finally {
       clearTimeout(timer)
-      this.inFlight.delete(controller)
+      removeItem(this.inFlight, controller)
       group?.delete(controller)
     }
   }
@@ -235,9 +265,9 @@ class Execution {
       this.fail(504, 'GATEWAY_TIMEOUT', `the endpoint's ${this.plan.timeout}ms deadline passed`, this.failedInFlight(call))
       return
     }
-    if (failed.kind === 'timeout') this.timedOut.push(call.service.name)
+    if (failed.kind === 'timeout') (this.timedOut ??= []).push(call.service.name)
     if (call.required) {
-      if (failed.kind === 'timeout' && this.timedOut.length === this.started && this.inFlight.size === 0) {
+      if (failed.kind === 'timeout' && this.timedOut?.length === this.started && this.inFlight.length === 0) {
         // Every call started has timed out (the optional ones before this one too): name them all.
         this.fail(504, 'GATEWAY_TIMEOUT', `${call.service.name} timed out`, [...new Set(this.timedOut)])
         return
@@ -274,7 +304,7 @@ class Execution {
   }
 
   assemble (): void {
-    if (this.started > 0 && this.timedOut.length === this.started) {
+    if (this.timedOut !== null && this.timedOut.length === this.started) {
       this.fail(504, 'GATEWAY_TIMEOUT', 'every call timed out', [...new Set(this.timedOut)])
       return
     }
@@ -304,10 +334,23 @@ class Execution {
 
   fail (status: number, code: ErrorCode, text: string, failedServices: string[], retryAfter: string | null = null): void {
     this.done = true
-    for (const controller of this.inFlight) controller.abort(CANCELLED)
-    this.inFlight.clear()
+    for (const controller of this.inFlight.splice(0)) controller.abort(CANCELLED)
     this.resolve({ status, body: errorEnvelope(code, text, failedServices), headers: retryAfter === null ? null : { 'retry-after': retryAfter } })
   }
+}
+
+const zero = (): number => 0
+
+/** Truthiness of the expression language: false, null, 0 and "" are false. */
+function truthy (value: unknown): boolean {
+  return value !== false && value !== null && value !== undefined && value !== 0 && value !== ''
+}
+
+function removeItem<T> (list: T[], item: T): void {
+  const at = list.indexOf(item)
+  if (at === -1) return
+  list[at] = list[list.length - 1] as T
+  list.pop()
 }
 
 function failure (kind: Failure['kind'], status: number | null, text: string, retryAfter: string | null = null): Failure {

@@ -107,8 +107,11 @@ function handlerFor (endpoint: BoundEndpoint): (req: FastifyRequest, reply: Fast
       headers: req.headers,
       body: req.body ?? null,
     }
-    const answer = await execute(endpoint, { request, requestId })
-    return send(reply, answer, requestId)
+    const run = execute(endpoint, { request, requestId })
+    // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.
+    // 'close' also follows every normal answer; by then the run is done and abandon() does nothing.
+    reply.raw.on('close', run.abandon)
+    return send(reply, await run.answer, requestId)
   }
 }
 

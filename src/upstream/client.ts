@@ -75,7 +75,23 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
       await res.body.dump({ limit: 64 * 1024 }).catch(() => {})
       return { status: res.statusCode, headers: res.headers, body: undefined }
     }
-    const text = await readBody(res, limit, req.signal)
+    let text: string
+    try {
+      const declared = res.headers['content-length']
+      if (declared === undefined) {
+        text = await readChunked(res, limit)
+      } else if (Number(declared) > limit) {
+        // Nothing reads this body, so the error destroy() emits needs a listener or it is uncaught and ends the process.
+        res.body.on('error', () => {})
+        res.body.destroy()
+        throw new UpstreamError('too_large', `response of ${String(declared)} bytes exceeds the ${limit}-byte limit`)
+      } else {
+        // The common case: the length is known up front, so undici's own reader is safe and fastest.
+        text = await res.body.text()
+      }
+    } catch (err) {
+      throw toUpstreamError(err, req.signal)
+    }
     let body: unknown = null
     if (text.length > 0) {
       try {
@@ -90,34 +106,19 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
   return { service, send, close: () => pool.close() }
 }
 
-async function readBody (res: Dispatcher.ResponseData, limit: number, signal: AbortSignal): Promise<string> {
-  const declared = res.headers['content-length']
-  try {
-    if (declared !== undefined) {
-      // The common case: the length is known up front, so undici's own reader is safe and fastest.
-      if (Number(declared) > limit) {
-        // Nothing reads this body, so the error destroy() emits needs a listener or it is uncaught and ends the process.
-        res.body.on('error', () => {})
-        res.body.destroy()
-        throw new UpstreamError('too_large', `response of ${String(declared)} bytes exceeds the ${limit}-byte limit`)
-      }
-      return await res.body.text()
+/** Reads a chunked body, counting as it goes and stopping at the limit. */
+async function readChunked (res: Dispatcher.ResponseData, limit: number): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) {
+      res.body.destroy()
+      throw new UpstreamError('too_large', `response exceeds the ${limit}-byte limit`)
     }
-    // Chunked: count while reading, and stop at the limit.
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      size += chunk.length
-      if (size > limit) {
-        res.body.destroy()
-        throw new UpstreamError('too_large', `response exceeds the ${limit}-byte limit`)
-      }
-      chunks.push(chunk)
-    }
-    return Buffer.concat(chunks, size).toString('utf8')
-  } catch (err) {
-    throw toUpstreamError(err, signal)
+    chunks.push(chunk)
   }
+  return Buffer.concat(chunks, size).toString('utf8')
 }
 
 function toUpstreamError (err: unknown, signal: AbortSignal): UpstreamError {
