@@ -9,6 +9,8 @@ export const ErrorCodes = {
   DOWNSTREAM_FORBIDDEN: { status: 403, message: 'A service refused access' },
   DOWNSTREAM_RATE_LIMITED: { status: 429, message: 'A service is rate limiting requests' },
   DOWNSTREAM_REJECTED: { status: 400, message: 'A service rejected the request' },
+  CIRCUIT_OPEN: { status: 502, message: 'A service is failing and its circuit breaker is open' },
+  BULKHEAD_FULL: { status: 503, message: 'Too many calls in flight to a service' },
   RESPONSE_ASSEMBLY_FAILED: { status: 502, message: 'The response could not be assembled from the services\' answers' },
   INVALID_JSON: { status: 400, message: 'The request body is not valid JSON' },
   BAD_REQUEST: { status: 400, message: 'The request is malformed' },
@@ -53,6 +55,7 @@ export const ConfigCodes = {
   BATON_FOREACH_ONLY: 'as/into on a call without forEach',
   BATON_ENV_UNSET: '(warning) ${env.NAME} names an unset variable',
   BATON_TIMEOUT_OVER_DEADLINE: '(warning) a call timeout longer than its endpoint deadline',
+  BATON_RETRY_OVER_DEADLINE: '(warning) a call whose worst case (timeout × tries + backoff) does not fit its endpoint deadline',
   BATON_UNUSED_SERVICE: '(warning) a service no endpoint calls',
 } as const
 

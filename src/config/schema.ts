@@ -43,6 +43,37 @@ const expression = z
   .union([z.string(), z.boolean()])
   .meta({ description: 'An expression, with or without the surrounding ${…}.' })
 
+export const RETRY_CONDITIONS = ['5xx', 'timeout', 'connect', 'network'] as const
+
+export const retrySchema = z.strictObject({
+  attempts: z.number().int().min(0).max(10).describe('Retries after the first try: attempts 2 means at most 3 tries.'),
+  backoff: z.enum(['exponential', 'fixed']).default('exponential').describe('exponential: delay, 2×delay, 4×delay… with jitter, capped at maxDelay; fixed: delay every time.'),
+  delay: duration.default(100).describe('First backoff delay.'),
+  maxDelay: duration.default(2000).describe('Cap of the exponential backoff.'),
+  on: z.array(z.union([z.enum(RETRY_CONDITIONS), z.number().int().min(400).max(599)], { error: `retry on ${RETRY_CONDITIONS.join(', ')} or a status like 429` }))
+    .default(['5xx', 'timeout', 'connect'])
+    .describe('What is retried: 5xx answers, timeouts, connection failures (connect: refused/unreachable, network: reset), or specific statuses.'),
+  budget: percent.default('20%').describe('Retries may add at most this share of the service\'s requests over the last 10 s (at least 10 retries per 10 s are always allowed).'),
+})
+
+export const breakerSchema = z.strictObject({
+  failures: z.number().int().positive().describe('Failures within the window that open the breaker.'),
+  window: duration.describe('Rolling window in which failures are counted.'),
+  openFor: duration.describe('How long the breaker stays open before it lets probes through.'),
+  halfOpenProbes: z.number().int().positive().default(1).describe('Calls let through when half-open; all must succeed to close it.'),
+})
+
+export const bulkheadSchema = z.strictObject({
+  maxConcurrent: z.number().int().positive().describe('Most calls in flight to the service at once.'),
+  maxQueued: z.number().int().nonnegative().default(0).describe('Calls that may wait for a slot; beyond that a call fails at once.'),
+})
+
+export const probeSchema = z.strictObject({
+  path: z.string().regex(/^\//, { error: 'a probe path starts with /' }).describe('Path probed with GET, e.g. /healthz.'),
+  interval: duration.default(10_000).describe('Time between probes.'),
+  timeout: duration.default(1000).describe('Probe timeout.'),
+})
+
 const mockRoute = z.strictObject({
   status: z.number().int().min(100).max(599).default(200).describe('HTTP status the mock answers with.'),
   body: template.optional().describe('Response body; may use ${request.params…}, ${request.query…}, ${request.body…}.'),
@@ -57,6 +88,10 @@ export const serviceSchema = z.strictObject({
   forwardHeaders: z.array(z.string().regex(HEADER_NAME)).optional().describe('Client request headers passed on to this service. Nothing is forwarded unless listed.'),
   connections: z.number().int().positive().default(128).describe('Keep-alive connections in this service\'s pool.'),
   maxResponseSize: size.default(10 * 1024 * 1024).describe('Largest response body accepted from this service.'),
+  retry: retrySchema.optional().describe('Retry policy of every call to this service (per-call `retry` overrides it).'),
+  circuitBreaker: breakerSchema.optional().describe('Circuit breaker, shared by every endpoint that calls the service.'),
+  bulkhead: bulkheadSchema.optional().describe('Limit on calls in flight to the service.'),
+  health: probeSchema.optional().describe('Active health probe; its results feed /health/ready and the breaker.'),
   latency: duration.optional().describe('Documented average latency (informational; shown by `baton plan`).'),
   sla: percent.optional().describe('Documented availability SLA (informational).'),
   owner: z.string().optional().describe('Team that owns the service (informational).'),
@@ -75,7 +110,9 @@ export const callSchema = z.strictObject({
   headers: headerMap.optional().describe('Headers for this call.'),
   body: template.optional().describe('JSON request body.'),
   required: z.boolean().default(true).describe('If a required call fails the request fails; an optional call falls back.'),
-  timeout: duration.optional().describe('Timeout for this call (default: the service\'s). Always capped by the time left before the endpoint\'s deadline.'),
+  timeout: duration.optional().describe('Timeout for this call (default: the service\'s), per try. Always capped by the time left before the endpoint\'s deadline.'),
+  retry: z.union([retrySchema, z.literal(false)]).optional().describe('Retry policy for this call, replacing the service\'s; false: never retry.'),
+  idempotent: z.boolean().optional().describe('Declares a POST/PATCH call safe to retry (only GET, HEAD, OPTIONS, PUT and DELETE are retried otherwise).'),
   fallback: template.optional().describe('Value used when the call fails or is skipped (default null). Strings may be expressions. A call with a fallback is degradable.'),
   when: expression.optional().describe('The call is made only when this is true; otherwise its value is its fallback.'),
   forEach: forEachSchema.optional(),
@@ -102,6 +139,10 @@ export const gatewaySchema = z.strictObject({
   timeout: duration.default(5000).describe('Default endpoint deadline.'),
   bodyLimit: size.default(1024 * 1024).describe('Largest request body accepted.'),
   retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
+  health: z.union([z.strictObject({
+    path: z.string().regex(/^\//).default('/health').describe('Liveness: always 200 while the process serves.'),
+    readyPath: z.string().regex(/^\//).default('/health/ready').describe('Readiness: every service\'s breaker, error rate, latency; 503 when no endpoint can be served fully.'),
+  }), z.literal(false)]).default({ path: '/health', readyPath: '/health/ready' }).describe('Health endpoints (outside basePath); false turns them off.'),
 })
 
 export const configSchema = z.strictObject({
@@ -117,6 +158,7 @@ export type ServiceConfig = z.output<typeof serviceSchema>
 export type EndpointConfig = z.output<typeof endpointSchema>
 export type CallConfig = z.output<typeof callSchema>
 export type MockRouteConfig = z.output<typeof mockRoute>
+export type RetryConfig = z.output<typeof retrySchema>
 
 export function jsonSchema (): Record<string, unknown> {
   const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>

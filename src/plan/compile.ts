@@ -57,6 +57,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
   const { gateway } = config
   const plan: GatewayPlan = {
     name: gateway.name,
+    health: gateway.health === false ? null : gateway.health,
     owner: gateway.owner,
     basePath: gateway.basePath,
     host: gateway.host,

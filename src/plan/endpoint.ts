@@ -5,6 +5,7 @@ import { encodePathValue, type Evaluator, type Reference } from '../expr/index.t
 import { closest, didYouMean } from '../util/suggest.ts'
 import type { Diagnostics } from './diagnostics.ts'
 import { findCycle, levels } from './graph.ts'
+import { callRetry, worstCase } from './resilience.ts'
 import { invalidRouteSegment, routeParams, routeToServerPath } from './routes.ts'
 import type { CallMeta, Scope } from './scope.ts'
 import { checkHeaderName } from './services.ts'
@@ -210,8 +211,13 @@ function compileCall (
 
   const timeout = call.timeout ?? service?.timeout ?? Infinity
   const deadline = ctx.endpoint.timeout ?? ctx.defaultTimeout
+  const retry = callRetry(call, method, service?.resilience)
   if (Number.isFinite(timeout) && timeout > deadline) {
     diagnostics.warn('BATON_TIMEOUT_OVER_DEADLINE', `timeout ${timeout}ms is longer than the endpoint's ${deadline}ms deadline`, [...at, call.timeout === undefined ? 'request' : 'timeout'], { hint: 'the deadline wins: the call gets at most the time left' })
+  } else if (retry !== null && worstCase(timeout, retry) > deadline) {
+    diagnostics.warn('BATON_RETRY_OVER_DEADLINE', `worst case ${Number.isFinite(timeout) ? `${worstCase(timeout, retry)}ms` : 'unbounded'} (${retry.attempts + 1} tries of ${Number.isFinite(timeout) ? `${timeout}ms` : 'no timeout'} plus backoff) does not fit the endpoint's ${deadline}ms deadline`, [...at, call.retry === undefined ? 'request' : 'retry'], {
+      hint: 'retries that cannot finish before the deadline are not started; lower the timeout or the attempts, or raise the deadline',
+    })
   }
   if (service === undefined || pathTemplate === null) return null
 
@@ -228,6 +234,7 @@ function compileCall (
     body,
     required: call.required && call.fallback === undefined,
     timeout,
+    retry,
     fallback,
     when,
     forEach,

@@ -2,6 +2,7 @@ import type { Config, ServiceConfig } from '../config/schema.ts'
 import type { Diagnostics } from './diagnostics.ts'
 import { compileString, compileValue, type TemplateScope } from './templates.ts'
 import { isForbiddenHeader } from './headers.ts'
+import { serviceResilience } from './resilience.ts'
 import { routeToServerPath } from './routes.ts'
 import type { MockRoutePlan, ServicePlan } from './types.ts'
 
@@ -77,6 +78,7 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
     sla: service.sla === undefined ? undefined : String(service.sla),
     owner: service.owner,
     mock: service.mock === undefined ? null : compileMock(at, service.mock, diagnostics),
+    resilience: serviceResilience(service),
   }
 }
 

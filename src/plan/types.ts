@@ -4,9 +4,12 @@
  */
 import type { Evaluator } from '../expr/index.ts'
 import type { CallConfig, MockRouteConfig } from '../config/schema.ts'
+import type { RetryPlan, ServiceResilience } from './resilience.ts'
 
 export interface GatewayPlan {
   readonly name: string
+  /** Liveness and readiness paths, or null when turned off. */
+  readonly health: { readonly path: string; readonly readyPath: string } | null
   readonly owner: string | undefined
   readonly basePath: string
   readonly host: string
@@ -35,6 +38,7 @@ export interface ServicePlan {
   readonly sla: string | undefined
   readonly owner: string | undefined
   readonly mock: readonly MockRoutePlan[] | null
+  readonly resilience: ServiceResilience
 }
 
 export interface MockRoutePlan {
@@ -87,8 +91,10 @@ export interface CallPlan {
    */
   readonly bodySlot: number
   readonly required: boolean
-  /** ms, Infinity when none: the deadline alone bounds the call. */
+  /** ms per try, Infinity when none: the deadline alone bounds the call. */
   readonly timeout: number
+  /** Resolved retry policy (call's, else service's; null for non-idempotent methods unless declared safe). */
+  readonly retry: RetryPlan | null
   readonly fallback: Evaluator | null
   readonly when: Evaluator | null
   readonly forEach: ForEachPlan | null

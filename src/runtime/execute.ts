@@ -7,6 +7,8 @@
 import { errorEnvelope, type ErrorCode } from '../errors.ts'
 import { ExpressionEvalError } from '../expr/index.ts'
 import { type CallMeta, type RequestView, Scope } from '../plan/scope.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { backoffCeiling, type RetryPlan } from '../plan/resilience.ts'
 import type { CallPlan, EndpointPlan } from '../plan/types.ts'
 import { type ServiceClient, UpstreamError, type UpstreamRequest, type UpstreamResponse } from '../upstream/client.ts'
 import { answerFor, CallFailed, type Failure } from './outcome.ts'
@@ -223,8 +225,35 @@ class Execution {
     return { method: call.method, path, headers, body }
   }
 
-  /** Sends one request with min(call timeout, time left) and keeps its controller for cancellation. */
+  /**
+   * Sends a call's request, retrying as its policy allows. Each try gets min(call timeout,
+   * time left); a retry whose backoff plus timeout cannot finish before the deadline is not
+   * started, and neither is one the service's retry budget has no room for.
+   */
   async send (call: CallPlan, request: Omit<UpstreamRequest, 'signal'>, group?: Set<AbortController>): Promise<UpstreamResponse> {
+    const client = this.endpoint.clients[call.index] as ServiceClient
+    const retry = call.retry
+    if (retry === null) return await this.attempt(call, client, request, group)
+    client.budget.request()
+    for (let tries = 1; ; tries++) {
+      let res: UpstreamResponse | null = null
+      let error: unknown = null
+      try {
+        res = await this.attempt(call, client, request, group)
+      } catch (err) {
+        error = err
+      }
+      const wait = tries > retry.attempts || this.done ? null : retryDelay(retry, tries, res, error)
+      if (wait === null || !this.fits(wait, call.timeout) || !client.budget.tryRetry()) {
+        if (res !== null) return res
+        throw error
+      }
+      await this.pause(wait)
+    }
+  }
+
+  /** One try: bulkhead slot, breaker permit, timer, request; the outcome feeds the breaker and the service's stats. */
+  async attempt (call: CallPlan, client: ServiceClient, request: Omit<UpstreamRequest, 'signal'>, group?: Set<AbortController>): Promise<UpstreamResponse> {
     const left = this.deadlineAt - performance.now()
     if (left <= 0) throw DEADLINE
     const byDeadline = left <= call.timeout
@@ -232,14 +261,66 @@ class Execution {
     const timer = setTimeout(() => controller.abort(byDeadline ? DEADLINE : CALL_TIMEOUT), byDeadline ? left : call.timeout)
     this.inFlight.push(controller)
     group?.add(controller)
+    const { bulkhead, breaker, stats } = client
+    let slot = false
     try {
-      return await (this.endpoint.clients[call.index] as ServiceClient).send({
-        method: request.method, path: request.path, headers: request.headers, body: request.body, signal: controller.signal,
-      })
+      if (bulkhead !== null) {
+        let queued: Promise<void> | null
+        try {
+          queued = bulkhead.acquire(call.service.name, controller.signal)
+        } catch {
+          throw new UpstreamError('bulkhead_full', `${call.service.name}: too many calls in flight`)
+        }
+        if (queued !== null) await queued
+        slot = true
+      }
+      if (breaker !== null && !breaker.tryAcquire()) throw new UpstreamError('circuit_open', `${call.service.name}: circuit breaker open`)
+      const started = performance.now()
+      stats.inFlight++
+      let res: UpstreamResponse
+      try {
+        res = await client.send({ method: request.method, path: request.path, headers: request.headers, body: request.body, signal: controller.signal })
+      } catch (err) {
+        const kind = err instanceof UpstreamError ? err.kind : 'network'
+        if (kind === 'aborted') {
+          breaker?.release()
+        } else {
+          breaker?.failure()
+          stats.record(performance.now() - started, kind)
+        }
+        throw err
+      } finally {
+        stats.inFlight--
+      }
+      const failed = res.status >= 500
+      if (failed) breaker?.failure()
+      else breaker?.success()
+      stats.record(performance.now() - started, failed ? `status ${res.status}` : null)
+      return res
     } finally {
       clearTimeout(timer)
+      if (slot) bulkhead?.release()
       removeItem(this.inFlight, controller)
       group?.delete(controller)
+    }
+  }
+
+  /** Can a retry after `wait` ms, with a try of `timeout` ms, finish before the deadline? */
+  fits (wait: number, timeout: number): boolean {
+    const left = this.deadlineAt - performance.now() - wait
+    return Number.isFinite(timeout) ? timeout <= left : left > 0
+  }
+
+  /** Waits out a backoff; cut short (with CANCELLED) when the request is decided meanwhile. */
+  async pause (ms: number): Promise<void> {
+    const controller = new AbortController()
+    this.inFlight.push(controller)
+    try {
+      await sleep(ms, undefined, { signal: controller.signal })
+    } catch {
+      throw CANCELLED
+    } finally {
+      removeItem(this.inFlight, controller)
     }
   }
 
@@ -351,6 +432,33 @@ function removeItem<T> (list: T[], item: T): void {
   if (at === -1) return
   list[at] = list[list.length - 1] as T
   list.pop()
+}
+
+/** ms to wait before the next try, or null when this outcome is not retried. */
+function retryDelay (plan: RetryPlan, tries: number, res: UpstreamResponse | null, error: unknown): number | null {
+  if (res !== null) {
+    const status = res.status
+    if (!((status >= 500 && plan.on5xx) || plan.statuses.includes(status))) return null
+    return Math.max(backoff(plan, tries), retryAfterMs(res.headers['retry-after']))
+  }
+  const kind = error instanceof UpstreamError ? error.kind : null
+  const retried = (kind === 'timeout' && plan.onTimeout) || (kind === 'connect' && plan.onConnect) || (kind === 'network' && plan.onNetwork)
+  return retried ? backoff(plan, tries) : null
+}
+
+/** Exponential backoff with "equal jitter" (between half and all of the step), or a fixed delay. */
+function backoff (plan: RetryPlan, tries: number): number {
+  const step = backoffCeiling(plan, tries)
+  return plan.backoff === 'fixed' ? step : step / 2 + Math.random() * (step / 2)
+}
+
+/** Retry-After in seconds or as an HTTP date, in ms (0 when absent or unreadable). */
+function retryAfterMs (value: string | string[] | undefined): number {
+  if (typeof value !== 'string') return 0
+  const seconds = Number(value)
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000)
+  const date = Date.parse(value)
+  return Number.isNaN(date) ? 0 : Math.max(0, date - Date.now())
 }
 
 function failure (kind: Failure['kind'], status: number | null, text: string, retryAfter: string | null = null): Failure {

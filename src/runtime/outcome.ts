@@ -37,6 +37,8 @@ export function answerFor (failure: Failure, service: string): ErrorAnswer {
     return { status: 502, code: 'DOWNSTREAM_FAILURE', message: `${service} failed (${s})` }
   }
   if (failure.kind === 'bad_request') return { status: 400, code: 'BAD_REQUEST', message: failure.message }
+  if (failure.kind === 'circuit_open') return { status: 502, code: 'CIRCUIT_OPEN', message: `${service} is failing: its circuit breaker is open` }
+  if (failure.kind === 'bulkhead_full') return { status: 503, code: 'BULKHEAD_FULL', message: `too many calls in flight to ${service}` }
   return { status: ErrorCodes.DOWNSTREAM_FAILURE.status, code: 'DOWNSTREAM_FAILURE', message: `${service} failed: ${describe(failure)}` }
 }
 

@@ -6,6 +6,10 @@
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import type { ServicePlan } from '../plan/types.ts'
+import { type BreakerState, CircuitBreaker } from '../policies/breaker.ts'
+import { Bulkhead } from '../policies/bulkhead.ts'
+import { type Clock, systemClock } from '../policies/clock.ts'
+import { RetryBudget, ServiceStats } from '../policies/stats.ts'
 
 export interface UpstreamRequest {
   readonly method: string
@@ -28,6 +32,7 @@ export type FailureKind =
   | 'timeout' | 'deadline' | 'aborted'
   | 'connect' | 'network'
   | 'bad_body' | 'too_large'
+  | 'circuit_open' | 'bulkhead_full'
   | 'expression' | 'bad_request'
 
 export class UpstreamError extends Error {
@@ -45,6 +50,11 @@ export type Policy = (next: Send, service: ServicePlan) => Send
 export interface ServiceClient {
   readonly service: ServicePlan
   readonly send: Send
+  /** Shared by every endpoint that calls the service; null when not configured. */
+  readonly breaker: CircuitBreaker | null
+  readonly bulkhead: Bulkhead | null
+  readonly budget: RetryBudget
+  readonly stats: ServiceStats
   close (): Promise<void>
 }
 
@@ -52,6 +62,9 @@ export interface ClientOptions {
   /** Overrides the service's URL origin (baton dev points services at their mocks). */
   origin?: string
   policies?: readonly Policy[]
+  clock?: Clock
+  /** Told when the service's breaker changes state. */
+  onBreakerChange?: (service: string, from: BreakerState, to: BreakerState) => void
 }
 
 export function createServiceClient (service: ServicePlan, options: ClientOptions = {}): ServiceClient {
@@ -103,7 +116,20 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
     return { status: res.statusCode, headers: res.headers, body }
   }
   const send = (options.policies ?? []).reduceRight<Send>((next, policy) => policy(next, service), base)
-  return { service, send, close: () => pool.close() }
+  const { resilience } = service
+  const clock = options.clock ?? systemClock
+  const onChange = options.onBreakerChange
+  return {
+    service,
+    send,
+    breaker: resilience.breaker === null
+      ? null
+      : new CircuitBreaker(resilience.breaker, clock, onChange === undefined ? {} : { onStateChange: (from, to) => { onChange(service.name, from, to) } }),
+    bulkhead: resilience.bulkhead === null ? null : new Bulkhead(resilience.bulkhead.maxConcurrent, resilience.bulkhead.maxQueued),
+    budget: new RetryBudget(resilience.retryBudget, 10, clock),
+    stats: new ServiceStats(),
+    close: () => pool.close(),
+  }
 }
 
 /** Reads a chunked body, counting as it goes and stopping at the limit. */

@@ -1,0 +1,111 @@
+/**
+ * The template's circuit breaker, exactly: it opens when `failures` failures happen within the
+ * rolling `window`; while open every call fails at once; after `openFor` it is half-open and
+ * lets exactly `halfOpenProbes` calls through; if they all succeed it closes, and any failure
+ * reopens it. One breaker per service, shared by every endpoint.
+ *
+ * cockatiel's breakers sample a half-open state with a single probe (or a ratio over a
+ * window), so this small state machine is ours; it is driven by an injectable clock.
+ */
+import { type Clock, systemClock } from './clock.ts'
+
+export type BreakerState = 'closed' | 'open' | 'half-open'
+
+export interface BreakerOptions {
+  failures: number
+  /** ms */
+  window: number
+  /** ms */
+  openFor: number
+  halfOpenProbes: number
+}
+
+export interface BreakerEvents {
+  onStateChange? (from: BreakerState, to: BreakerState): void
+}
+
+export class CircuitBreaker {
+  readonly options: BreakerOptions
+  readonly #clock: Clock
+  readonly #events: BreakerEvents
+  #state: BreakerState = 'closed'
+  /** Times of the recent failures while closed (oldest first, at most `failures`). */
+  #failures: number[] = []
+  #openedAt = 0
+  /** Half-open: probes handed out, and probes that succeeded. */
+  #probesOut = 0
+  #probesOk = 0
+  #changedAt: number
+
+  constructor (options: BreakerOptions, clock: Clock = systemClock, events: BreakerEvents = {}) {
+    this.options = options
+    this.#clock = clock
+    this.#events = events
+    this.#changedAt = clock.now()
+  }
+
+  get state (): BreakerState {
+    this.#advance()
+    return this.#state
+  }
+
+  /** When the state last changed (clock ms). */
+  get changedAt (): number {
+    return this.#changedAt
+  }
+
+  /** May a call go through now? In half-open each `true` takes one probe. */
+  tryAcquire (): boolean {
+    this.#advance()
+    if (this.#state === 'closed') return true
+    if (this.#state === 'open') return false
+    if (this.#probesOut >= this.options.halfOpenProbes) return false
+    this.#probesOut++
+    return true
+  }
+
+  /** The call reached the service and it answered (2xx, or a 4xx: the service is up). */
+  success (): void {
+    if (this.#state !== 'half-open') return
+    this.#probesOk++
+    if (this.#probesOk >= this.options.halfOpenProbes) this.#move('closed')
+  }
+
+  /** 5xx, timeout or connection failure. */
+  failure (): void {
+    const now = this.#clock.now()
+    if (this.#state === 'half-open') {
+      this.#open(now)
+      return
+    }
+    if (this.#state === 'open') return
+    const failures = this.#failures
+    failures.push(now)
+    while (failures.length > 0 && (failures[0] as number) <= now - this.options.window) failures.shift()
+    if (failures.length >= this.options.failures) this.#open(now)
+  }
+
+  /** The call's outcome says nothing about the service (the client left, the deadline passed elsewhere): give its probe back. */
+  release (): void {
+    if (this.#state === 'half-open' && this.#probesOut > this.#probesOk) this.#probesOut--
+  }
+
+  #advance (): void {
+    if (this.#state === 'open' && this.#clock.now() >= this.#openedAt + this.options.openFor) this.#move('half-open')
+  }
+
+  #open (now: number): void {
+    this.#openedAt = now
+    this.#move('open')
+  }
+
+  #move (to: BreakerState): void {
+    const from = this.#state
+    this.#state = to
+    this.#failures = []
+    this.#probesOut = 0
+    this.#probesOk = 0
+    this.#changedAt = this.#clock.now()
+    if (from !== to) this.#events.onStateChange?.(from, to)
+  }
+}
