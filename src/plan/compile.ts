@@ -32,6 +32,10 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
   const declaredServices = new Set(Object.keys(config.services))
   const endpoints: EndpointPlan[] = []
   const shapes = new Map<string, string>()
+  if (config.gateway.health !== false) {
+    shapes.set(routeShape('GET', config.gateway.health.path), 'gateway.health.path')
+    shapes.set(routeShape('GET', config.gateway.health.readyPath), 'gateway.health.readyPath')
+  }
   const used = new Set<string>()
   for (const [key, endpoint] of Object.entries(config.endpoints)) {
     const [method, path] = key.split(' ') as [string, string]

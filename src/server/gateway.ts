@@ -10,13 +10,17 @@ import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
 import type { RequestView } from '../plan/scope.ts'
 import type { GatewayPlan } from '../plan/types.ts'
 import { type BoundEndpoint, execute, type GatewayAnswer } from '../runtime/execute.ts'
+import type { Clock } from '../policies/clock.ts'
 import { createServiceClient, type Policy, type ServiceClient } from '../upstream/client.ts'
+import { type ProbeResults, registerHealth, startProbes } from './health.ts'
 
 export interface GatewayOptions {
   /** Service name → origin to use instead of the configured URL (baton dev's mocks, tests). */
   origins?: ReadonlyMap<string, string>
   policies?: readonly Policy[]
   logger?: Logger
+  /** Time for breakers and retry budgets (tests use a fake one). */
+  clock?: Clock
 }
 
 export interface Gateway {
@@ -37,8 +41,14 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
     clients.set(service.name, createServiceClient(service, {
       ...(origin === undefined ? {} : { origin }),
       ...(options.policies === undefined ? {} : { policies: options.policies }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      onBreakerChange: (name, from, to) => {
+        options.logger?.warn({ event: 'breaker', service: name, from, to }, `circuit breaker of ${name}: ${from} → ${to}`)
+      },
     }))
   }
+  const probes: ProbeResults = new Map()
+  let stopProbes: (() => void) | null = null
 
   const server = Fastify({
     logger: false,
@@ -54,14 +64,14 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   // Bodies are JSON or nothing: without this, fastify's default text/plain parser would accept a string body.
   server.removeContentTypeParser('text/plain')
 
-  // A BFF speaks JSON only: other bodies get 415.
-  server.removeContentTypeParser('text/plain')
   server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
   server.setErrorHandler((err: FastifyError, req, reply) => {
     const code = errorCodeOf(err)
     if (code === 'INTERNAL_ERROR') options.logger?.error({ err, url: req.url }, 'unexpected error')
     return sendError(reply, code, requestIdOf(req))
   })
+
+  registerHealth(server, plan, clients, probes)
 
   for (const endpoint of plan.endpoints) {
     const bound: BoundEndpoint = {
@@ -81,12 +91,14 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
     server,
     async listen ({ host = plan.host, port = plan.port } = {}) {
       await server.listen({ host, port })
+      stopProbes ??= startProbes(clients, probes, options.logger)
       const address = server.server.address()
       const bound = typeof address === 'object' && address !== null ? address.port : port
       const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host
       return { host, port: bound, url: `http://${shown}:${bound}` }
     },
     async close () {
+      stopProbes?.()
       await server.close()
       await Promise.all([...clients.values()].map((c) => c.close()))
     },

@@ -1,0 +1,85 @@
+/**
+ * `GET /health` (liveness: 200 while the process serves) and `GET /health/ready` (every
+ * service's breaker state, recent error rate, p50/p95 latency, calls in flight, last failure;
+ * overall ok / degraded / down, 503 when no endpoint can be served fully), plus the optional
+ * active probes that feed the same state.
+ */
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { GatewayPlan } from '../plan/types.ts'
+import type { ServiceSnapshot } from '../policies/stats.ts'
+import { type ServiceClient, UpstreamError } from '../upstream/client.ts'
+
+export type Readiness = 'ok' | 'degraded' | 'down'
+
+export interface ServiceHealth extends ServiceSnapshot {
+  breaker: 'closed' | 'open' | 'half-open' | null
+  probe: { ok: boolean; at: string } | null
+}
+
+export interface ReadyReport {
+  status: Readiness
+  services: Record<string, ServiceHealth>
+}
+
+/** Last result of each service's active probe. */
+export type ProbeResults = Map<string, { ok: boolean; at: string }>
+
+export function readiness (plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, probes: ProbeResults): ReadyReport {
+  const services: Record<string, ServiceHealth> = {}
+  const unavailable = new Set<string>()
+  let degraded = false
+  for (const [name, client] of clients) {
+    const breaker = client.breaker?.state ?? null
+    const probe = probes.get(name) ?? null
+    if (breaker === 'open') unavailable.add(name)
+    if (breaker !== null && breaker !== 'closed') degraded = true
+    if (probe !== null && !probe.ok) degraded = true
+    services[name] = { breaker, probe, ...client.stats.snapshot() }
+  }
+  // An endpoint is served fully unless a required call goes to a service whose breaker is open.
+  const servable = plan.endpoints.filter((e) => !e.calls.some((c) => c.required && unavailable.has(c.service.name)))
+  const status: Readiness = plan.endpoints.length > 0 && servable.length === 0 ? 'down' : degraded ? 'degraded' : 'ok'
+  return { status, services }
+}
+
+export function registerHealth (server: FastifyInstance, plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, probes: ProbeResults): void {
+  const paths = plan.health
+  if (paths === null) return
+  server.get(paths.path, async (_req, reply) => reply.code(200).header('cache-control', 'no-store').send({ status: 'ok' }))
+  server.get(paths.readyPath, async (_req, reply) => {
+    const report = readiness(plan, clients, probes)
+    return reply.code(report.status === 'down' ? 503 : 200).header('cache-control', 'no-store').send(report)
+  })
+}
+
+/** Starts each service's active probe; returns a function that stops them all. */
+export function startProbes (clients: ReadonlyMap<string, ServiceClient>, probes: ProbeResults, logger?: Logger): () => void {
+  const timers: NodeJS.Timeout[] = []
+  for (const [name, client] of clients) {
+    const probe = client.service.resilience.probe
+    if (probe === null) continue
+    const run = async (): Promise<void> => {
+      const started = performance.now()
+      let failure: string | null = null
+      try {
+        const res = await client.send({ method: 'GET', path: client.service.pathPrefix + probe.path, headers: {}, body: null, signal: AbortSignal.timeout(probe.timeout) })
+        if (res.status >= 400) failure = `status ${res.status}`
+      } catch (err) {
+        failure = err instanceof UpstreamError ? err.kind : 'network'
+      }
+      client.stats.record(performance.now() - started, failure)
+      const previous = probes.get(name)
+      probes.set(name, { ok: failure === null, at: new Date().toISOString() })
+      // A dead service opens its breaker before real traffic has to find out.
+      if (failure !== null) client.breaker?.failure()
+      if (previous?.ok !== (failure === null)) logger?.[failure === null ? 'info' : 'warn']({ event: 'probe', service: name, ok: failure === null, failure }, `${name} health probe ${failure === null ? 'ok' : `failed: ${failure}`}`)
+    }
+    const tick = (): void => { void run() }
+    tick()
+    const timer = setInterval(tick, probe.interval)
+    timer.unref()
+    timers.push(timer)
+  }
+  return () => { for (const t of timers) clearInterval(t) }
+}
