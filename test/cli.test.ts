@@ -54,13 +54,24 @@ describe('baton plan', () => {
     assert.equal(r.code, 0)
     const rows = r.stdout.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| Order')).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()))
     assert.deepEqual(rows, [
-      ['1', 'cart: GET /carts/${request.body.cartId}', 'Yes', '200ms', 'Fail request', '—'],
-      ['2 (parallel)', 'inventory: POST /check-availability', 'Yes', '400ms', 'Fail request', 'cart'],
-      ['2 (parallel)', 'pricing: POST /calculate', 'Yes', '200ms', 'Fail request', 'cart'],
-      ['2 (parallel)', 'shipping: POST /estimate', 'No', '500ms', 'null', 'cart'],
-      ['3', 'tax: POST /calculate', 'Yes', '300ms', 'Fail request', 'pricing'],
+      ['1', 'cart: GET /carts/${request.body.cartId}', 'Yes', '200ms', '—', '200ms', 'Fail request', '—'],
+      ['2 (parallel)', 'inventory: POST /check-availability', 'Yes', '400ms', '—', '400ms', 'Fail request', 'cart'],
+      ['2 (parallel)', 'pricing: POST /calculate', 'Yes', '200ms', '—', '200ms', 'Fail request', 'cart'],
+      ['2 (parallel)', 'shipping: POST /estimate', 'No', '500ms', '—', '500ms', 'null', 'cart'],
+      ['3', 'tax: POST /calculate', 'Yes', '300ms', '—', '300ms', 'Fail request', 'pricing'],
     ])
     assert.match(r.stdout, /## POST \/v1\/checkout\/summary\nCheckout summary screen\n\nCall sequence \(total timeout: 2s\)\./)
+  })
+
+  it('shows retries and each call\'s worst case', () => {
+    const r = baton(['plan', 'examples/dashboard/baton.yaml'])
+    assert.equal(r.code, 0)
+    const rows = r.stdout.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| Order')).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()))
+    assert.deepEqual(rows.map((row) => [row[1]?.split(':')[0], row[4], row[5]]), [
+      ['user (users)', '2 (exponential 100ms)', '1800ms'],
+      ['preferences', '1 (fixed 100ms)', '700ms'],
+      ['recommendations', '—', '1s'],
+    ])
   })
 
   it('refuses a broken file with its diagnostics', () => {

@@ -1,5 +1,6 @@
 /** `baton plan FILE`: each endpoint's call sequence, in the shape of the spec template's table. */
 import { formatDuration } from '../config/units.ts'
+import { worstCase } from '../plan/resilience.ts'
 import type { CallPlan, EndpointPlan, GatewayPlan } from '../plan/types.ts'
 
 export function renderPlan (plan: GatewayPlan): string {
@@ -22,10 +23,12 @@ function renderEndpoint (endpoint: EndpointPlan): string[] {
     serviceCall(c),
     c.required ? 'Yes' : 'No',
     formatDuration(Math.min(c.timeout, endpoint.timeout)),
+    retries(c),
+    formatDuration(Math.min(worstCase(c.timeout, c.retry), endpoint.timeout)) + (worstCase(c.timeout, c.retry) > endpoint.timeout ? ' (deadline)' : ''),
     fallback(c),
     c.dependsOn.length === 0 ? '—' : c.dependsOn.map((d) => names[d]).join(', '),
   ])
-  return [...lines, ...table(['Order', 'Service Call', 'Required?', 'Timeout', 'Fallback', 'Starts after'], rows)]
+  return [...lines, ...table(['Order', 'Service Call', 'Required?', 'Timeout', 'Retries', 'Worst case', 'Fallback', 'Starts after'], rows)]
 }
 
 function serviceCall (call: CallPlan): string {
@@ -36,6 +39,12 @@ function serviceCall (call: CallPlan): string {
   if (call.forEach !== null) text += ` for each ${typeof call.config.forEach === 'string' ? call.config.forEach : 'item'} (≤${call.forEach.concurrency} at once, identical calls once)`
   if (call.config.when !== undefined) text += ` when ${String(call.config.when)}`
   return text
+}
+
+function retries (call: CallPlan): string {
+  const r = call.retry
+  if (r === null) return '—'
+  return `${r.attempts} (${r.backoff} ${formatDuration(r.delay)})`
 }
 
 function fallback (call: CallPlan): string {
