@@ -4,7 +4,7 @@
  * request's fate is sealed (a required call failed, the deadline passed) every call still in
  * flight is aborted, and the abort reaches its socket.
  */
-import { errorEnvelope, type ErrorCode } from '../errors.ts'
+import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
 import { ExpressionEvalError } from '../expr/index.ts'
 import { type CallMeta, type RequestView, Scope } from '../plan/scope.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -138,8 +138,9 @@ class Execution {
     }
     try {
       this.finishCall(call, res, fail)
-    } catch (err) {
-      if (!this.done) this.fail(500, 'INTERNAL_ERROR', `internal error: ${message(err)}`, [])
+    } catch {
+      // A bug, not a service problem: the client gets the generic message, never our internals.
+      if (!this.done) this.fail(500, 'INTERNAL_ERROR', ErrorCodes.INTERNAL_ERROR.message, [])
     }
   }
 

@@ -4,7 +4,8 @@ import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
 import type { TestContext } from 'node:test'
 import { compileText } from '../../src/plan/compile.ts'
 import type { GatewayPlan } from '../../src/plan/types.ts'
-import { createGateway } from '../../src/server/gateway.ts'
+import type { Clock } from '../../src/policies/clock.ts'
+import { createGateway, type GatewayOptions } from '../../src/server/gateway.ts'
 import { startStub, type Stub } from './stub.ts'
 
 export interface RunningGateway {
@@ -17,12 +18,18 @@ export interface GatewayStartOptions {
   env?: Record<string, string>
   /** Service name → origin, instead of the services' `url:`. */
   origins?: ReadonlyMap<string, string>
+  /** Time for the breakers and retry budgets (a fake clock in the resilience tests). */
+  clock?: Clock
 }
 
 /** Compiles `yaml` and listens on a free loopback port; closed after the test. */
 export async function startGateway (t: TestContext, yaml: string, options: GatewayStartOptions = {}): Promise<RunningGateway> {
   const { plan } = compileText('test.yaml', yaml, { env: options.env ?? {} })
-  const gateway = createGateway(plan, options.origins === undefined ? {} : { origins: options.origins })
+  const gatewayOptions: GatewayOptions & { clock?: Clock } = {
+    ...(options.origins === undefined ? {} : { origins: options.origins }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+  }
+  const gateway = createGateway(plan, gatewayOptions)
   t.after(() => gateway.close())
   const { url } = await gateway.listen({ port: 0, host: '127.0.0.1' })
   return { url, plan, close: () => gateway.close() }
