@@ -36,6 +36,8 @@ export class CircuitBreaker {
   #probesOut = 0
   #probesOk = 0
   #changedAt: number
+  /** Goes up on every state change; a call's ticket says in which state it was let through. */
+  #generation = 0
 
   constructor (options: BreakerOptions, clock: Clock = systemClock, events: BreakerEvents = {}) {
     this.options = options
@@ -54,28 +56,34 @@ export class CircuitBreaker {
     return this.#changedAt
   }
 
-  /** May a call go through now? In half-open each `true` takes one probe. */
-  tryAcquire (): boolean {
+  /**
+   * May a call go through now? Returns a ticket to hand back with the call's outcome, or -1
+   * when it may not. In half-open each ticket is one of the `halfOpenProbes` probes. The ticket
+   * keeps outcomes of calls let through in an earlier state (before the breaker opened) from
+   * being taken for probes.
+   */
+  tryAcquire (): number {
     this.#advance()
-    if (this.#state === 'closed') return true
-    if (this.#state === 'open') return false
-    if (this.#probesOut >= this.options.halfOpenProbes) return false
-    this.#probesOut++
-    return true
+    if (this.#state === 'open') return -1
+    if (this.#state === 'half-open') {
+      if (this.#probesOut >= this.options.halfOpenProbes) return -1
+      this.#probesOut++
+    }
+    return this.#generation
   }
 
   /** The call reached the service and it answered (2xx, or a 4xx: the service is up). */
-  success (): void {
-    if (this.#state !== 'half-open') return
+  success (ticket: number): void {
+    if (this.#state !== 'half-open' || ticket !== this.#generation) return
     this.#probesOk++
     if (this.#probesOk >= this.options.halfOpenProbes) this.#move('closed')
   }
 
-  /** 5xx, timeout or connection failure. */
-  failure (): void {
+  /** 5xx, timeout or connection failure of a call (ticket from tryAcquire), or observed outside any call (no ticket: an active probe). */
+  failure (ticket?: number): void {
     const now = this.#clock.now()
     if (this.#state === 'half-open') {
-      this.#open(now)
+      if (ticket === this.#generation) this.#open(now)
       return
     }
     if (this.#state === 'open') return
@@ -86,8 +94,8 @@ export class CircuitBreaker {
   }
 
   /** The call's outcome says nothing about the service (the client left, the deadline passed elsewhere): give its probe back. */
-  release (): void {
-    if (this.#state === 'half-open' && this.#probesOut > this.#probesOk) this.#probesOut--
+  release (ticket: number): void {
+    if (ticket === this.#generation && this.#state === 'half-open' && this.#probesOut > this.#probesOk) this.#probesOut--
   }
 
   #advance (): void {
@@ -106,6 +114,7 @@ export class CircuitBreaker {
     this.#probesOut = 0
     this.#probesOk = 0
     this.#changedAt = this.#clock.now()
+    this.#generation++
     if (from !== to) this.#events.onStateChange?.(from, to)
   }
 }

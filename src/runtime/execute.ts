@@ -269,13 +269,16 @@ class Execution {
         let queued: Promise<void> | null
         try {
           queued = bulkhead.acquire(call.service.name, controller.signal)
-        } catch {
+          if (queued !== null) await queued
+        } catch (err) {
+          // Full, or no slot freed up within the call's own timeout: the gateway's limit, not the service's failure.
+          if (err === DEADLINE || err === CANCELLED) throw err
           throw new UpstreamError('bulkhead_full', `${call.service.name}: too many calls in flight`)
         }
-        if (queued !== null) await queued
         slot = true
       }
-      if (breaker !== null && !breaker.tryAcquire()) throw new UpstreamError('circuit_open', `${call.service.name}: circuit breaker open`)
+      const ticket = breaker === null ? 0 : breaker.tryAcquire()
+      if (ticket === -1) throw new UpstreamError('circuit_open', `${call.service.name}: circuit breaker open`)
       const started = performance.now()
       stats.inFlight++
       let res: UpstreamResponse
@@ -283,10 +286,11 @@ class Execution {
         res = await client.send({ method: request.method, path: request.path, headers: request.headers, body: request.body, signal: controller.signal })
       } catch (err) {
         const kind = err instanceof UpstreamError ? err.kind : 'network'
-        if (kind === 'aborted') {
-          breaker?.release()
+        // Abandoned, or cut by a deadline that other calls used up (this call had a timeout of its own that had not run out): says nothing about the service.
+        if (kind === 'aborted' || (kind === 'deadline' && Number.isFinite(call.timeout))) {
+          breaker?.release(ticket)
         } else {
-          breaker?.failure()
+          breaker?.failure(ticket)
           stats.record(performance.now() - started, kind)
         }
         throw err
@@ -294,8 +298,8 @@ class Execution {
         stats.inFlight--
       }
       const failed = res.status >= 500
-      if (failed) breaker?.failure()
-      else breaker?.success()
+      if (failed) breaker?.failure(ticket)
+      else breaker?.success(ticket)
       stats.record(performance.now() - started, failed ? `status ${res.status}` : null)
       return res
     } finally {

@@ -25,7 +25,7 @@ export interface GatewayStartOptions {
 /** Compiles `yaml` and listens on a free loopback port; closed after the test. */
 export async function startGateway (t: TestContext, yaml: string, options: GatewayStartOptions = {}): Promise<RunningGateway> {
   const { plan } = compileText('test.yaml', yaml, { env: options.env ?? {} })
-  const gatewayOptions: GatewayOptions & { clock?: Clock } = {
+  const gatewayOptions: GatewayOptions = {
     ...(options.origins === undefined ? {} : { origins: options.origins }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
   }
