@@ -73,6 +73,8 @@ const stats = {
   withoutRequestId: 0,
 }
 type Counted = Exclude<keyof typeof stats, 'withoutRequestId'>
+/** Requests held by GET /hang: now, and the most at once. */
+const hanging = { now: 0, peak: 0 }
 
 function count (req: IncomingMessage, path: string): void {
   let counted: Counted = 'other'
@@ -91,7 +93,14 @@ function route (req: IncomingMessage, res: ServerResponse): void {
   const query = url.indexOf('?')
   const path = query === -1 ? url : url.slice(0, query)
   if (path === '/__stats') {
-    readBody(req, () => send(res, 200, JSON.stringify(stats)))
+    readBody(req, () => send(res, 200, JSON.stringify({ ...stats, hanging })))
+    return
+  }
+  if (path === '/hang') {
+    // A service that has stopped answering: holds the request until the client gives up.
+    hanging.now++
+    hanging.peak = Math.max(hanging.peak, hanging.now)
+    res.on('close', () => { hanging.now-- })
     return
   }
   count(req, path)
