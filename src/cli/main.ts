@@ -43,7 +43,8 @@ export async function main (argv: readonly string[]): Promise<number> {
     .description('run the gateway against the real services')
     .option('-p, --port <port>', 'port (overrides gateway.port)', port)
     .option('-H, --host <host>', 'interface (overrides gateway.host)')
-    .action(async (file: string, opts: { port?: number; host?: string }) => {
+    .option('--log-level <level>', 'debug, info (a line per request), warn, error or silent (overrides gateway.logLevel)', level)
+    .action(async (file: string, opts: { port?: number; host?: string; logLevel?: string }) => {
       const result = await check(file)
       if (result.plan === undefined) {
         console.error(renderDiagnostics(result.diagnostics, process.stderr))
@@ -58,8 +59,9 @@ export async function main (argv: readonly string[]): Promise<number> {
     .option('-p, --port <port>', 'port (overrides gateway.port)', port)
     .option('-H, --host <host>', 'interface', '127.0.0.1')
     .option('--down <services>', 'comma-separated services that answer 503', list, [])
+    .option('--log-level <level>', 'debug, info, warn, error or silent', level)
     .option('--slow <service=ms...>', 'delay a service, e.g. --slow cart=3000 (repeatable, or comma-separated)', slow, new Map<string, number>())
-    .action(async (file: string, opts: { port?: number; host: string; down: string[]; slow: Map<string, number> }) => {
+    .action(async (file: string, opts: { port?: number; host: string; down: string[]; slow: Map<string, number>; logLevel?: string }) => {
       const result = await check(file)
       if (result.plan === undefined) {
         console.error(renderDiagnostics(result.diagnostics, process.stderr))
@@ -98,6 +100,11 @@ function port (value: string): number {
   const n = Number(value)
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535')
   return n
+}
+
+function level (value: string): string {
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(value)) throw new InvalidArgumentError('one of debug, info, warn, error, silent')
+  return value
 }
 
 function list (value: string, previous: string[]): string[] {

@@ -10,23 +10,28 @@ export interface ServeOptions {
   /** baton dev: start the services' mocks and point the gateway at them. */
   mocks?: { down: Set<string>; slow: Map<string, number> }
   pretty?: boolean
+  /** Overrides gateway.logLevel. */
+  logLevel?: string
 }
 
-export function createLogger (pretty: boolean): Logger {
-  if (!pretty) return pino({ base: null })
-  return pino({ base: null }, {
+export function createLogger (pretty: boolean, level: string = 'info'): Logger {
+  if (!pretty) return pino({ base: null, level })
+  return pino({ base: null, level }, {
     write (line: string) {
       const { msg, level } = JSON.parse(line) as { msg: string; level: number }
-      process.stdout.write(`${level >= 50 ? 'error: ' : level >= 40 ? 'warning: ' : ''}${msg}\n`)
+      process.stdout.write(`${level >= 50 ? 'error: ' : ''}${msg}\n`)
     },
   })
 }
 
 /** Runs until SIGINT/SIGTERM; resolves with the exit code. */
 export async function serve (plan: GatewayPlan, options: ServeOptions): Promise<number> {
-  const logger = createLogger(options.pretty === true)
+  const logger = createLogger(options.pretty === true, options.logLevel ?? plan.logLevel)
   const mocks = options.mocks === undefined ? null : await startMocks(plan, options.mocks)
-  const gateway = createGateway(plan, { logger, ...(mocks === null ? {} : { origins: mocks.origins }) })
+  const gateway = createGateway(plan, {
+    logger,
+    ...(mocks === null ? {} : { origins: mocks.origins, serverTiming: true }),
+  })
   const listenOptions: { host?: string; port?: number } = {}
   if (options.host !== undefined) listenOptions.host = options.host
   if (options.port !== undefined) listenOptions.port = options.port

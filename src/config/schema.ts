@@ -139,6 +139,8 @@ export const gatewaySchema = z.strictObject({
   timeout: duration.default(5000).describe('Default endpoint deadline.'),
   bodyLimit: size.default(1024 * 1024).describe('Largest request body accepted.'),
   retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
+  serverTiming: z.boolean().default(false).describe('Send a Server-Timing header with each call\'s duration and the total (always on under `baton dev`).'),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info').describe('info: one line per request; warn: failed calls and breaker changes only.'),
   health: z.union([z.strictObject({
     path: z.string().regex(/^\//).default('/health').describe('Liveness: always 200 while the process serves.'),
     readyPath: z.string().regex(/^\//).default('/health/ready').describe('Readiness: every service\'s breaker, error rate, latency; 503 when no endpoint can be served fully.'),

@@ -62,6 +62,8 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
   const plan: GatewayPlan = {
     name: gateway.name,
     health: gateway.health === false ? null : gateway.health,
+    serverTiming: gateway.serverTiming,
+    logLevel: gateway.logLevel,
     owner: gateway.owner,
     basePath: gateway.basePath,
     host: gateway.host,

@@ -8,6 +8,8 @@ import type { RetryPlan, ServiceResilience } from './resilience.ts'
 
 export interface GatewayPlan {
   readonly name: string
+  readonly serverTiming: boolean
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
   /** Liveness and readiness paths, or null when turned off. */
   readonly health: { readonly path: string; readonly readyPath: string } | null
   readonly owner: string | undefined

@@ -47,6 +47,26 @@ export interface Run {
   readonly answer: Promise<GatewayAnswer>
   /** Aborts every call in flight and starts no more; the answer resolves as a 499 nobody reads. */
   readonly abandon: () => void
+  /** What happened, for logs and Server-Timing; complete once the answer has resolved. */
+  readonly report: RunReport
+}
+
+/** A failed call, as logs tell it. */
+export interface CallFailure {
+  readonly call: string
+  readonly service: string
+  /** Failure kind (timeout, connect, status, circuit_open, …). */
+  readonly kind: string
+  readonly status: number | null
+  readonly required: boolean
+}
+
+export interface RunReport {
+  /** Per call, ms from its start to its end; NaN for calls not made. */
+  readonly durations: readonly number[]
+  /** Calls whose section is a fallback. */
+  readonly degraded: readonly string[] | null
+  readonly failures: readonly CallFailure[] | null
 }
 
 export function execute (endpoint: BoundEndpoint, inbound: Inbound): Run {
@@ -55,10 +75,10 @@ export function execute (endpoint: BoundEndpoint, inbound: Inbound): Run {
     execution = new Execution(endpoint, inbound, resolve)
   })
   execution.start()
-  return { answer, abandon: execution.abandon }
+  return { answer, abandon: execution.abandon, report: execution }
 }
 
-class Execution {
+class Execution implements RunReport {
   readonly endpoint: BoundEndpoint
   readonly plan: EndpointPlan
   readonly scope: Scope
@@ -76,6 +96,9 @@ class Execution {
   /** Services of the calls that timed out (their own timeout, not the deadline); allocated on the first. */
   timedOut: string[] | null = null
   degraded: string[] | null = null
+  /** Per call, ms from start to end (NaN: not made). */
+  readonly durations: number[]
+  failures: CallFailure[] | null = null
   /** Serialised bodies shared by calls with identical body templates (CallPlan.bodySlot). */
   bodies: (string | undefined)[] | null = null
   done = false
@@ -89,6 +112,7 @@ class Execution {
     // Copies of arrays prepared at compile time: cheaper than building them per request.
     this.waitingOn = this.plan.dependencyCounts.slice()
     this.state = this.plan.dependencyCounts.map(zero)
+    this.durations = this.plan.dependencyCounts.map(notMade)
     this.unfinished = this.plan.calls.length
     this.resolve = resolve
   }
@@ -131,11 +155,13 @@ class Execution {
   async runCall (call: CallPlan): Promise<void> {
     let res: UpstreamResponse | null = null
     let fail: Failure | null = null
+    const started = performance.now()
     try {
       res = call.forEach === null ? await this.send(call, this.buildRequest(call)) : await this.callEach(call)
     } catch (err) {
       fail = toFailure(err)
     }
+    this.durations[call.index] = performance.now() - started
     try {
       this.finishCall(call, res, fail)
     } catch {
@@ -347,6 +373,7 @@ class Execution {
     }
     const failed = f as Failure
     if (failed.kind === 'aborted') return
+    ;(this.failures ??= []).push({ call: call.name, service: call.service.name, kind: failed.kind, status: failed.status, required: call.required })
     if (failed.kind === 'deadline') {
       this.fail(504, 'GATEWAY_TIMEOUT', `the endpoint's ${this.plan.timeout}ms deadline passed`, this.failedInFlight(call))
       return
@@ -426,6 +453,7 @@ class Execution {
 }
 
 const zero = (): number => 0
+const notMade = (): number => NaN
 
 /** Truthiness of the expression language: false, null, 0 and "" are false. */
 function truthy (value: unknown): boolean {

@@ -10,6 +10,7 @@ import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
 import type { RequestView } from '../plan/scope.ts'
 import type { GatewayPlan } from '../plan/types.ts'
 import { type BoundEndpoint, execute, type GatewayAnswer } from '../runtime/execute.ts'
+import { type RequestLog, requestLog, serverTiming } from '../observability/requests.ts'
 import type { Clock } from '../policies/clock.ts'
 import { createServiceClient, type Policy, type ServiceClient } from '../upstream/client.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
@@ -21,6 +22,8 @@ export interface GatewayOptions {
   logger?: Logger
   /** Time for breakers and retry budgets (tests use a fake one). */
   clock?: Clock
+  /** Overrides gateway.serverTiming (baton dev turns it on). */
+  serverTiming?: boolean
 }
 
 export interface Gateway {
@@ -72,6 +75,10 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   })
 
   registerHealth(server, plan, clients, probes)
+  const observe: Observe = {
+    serverTiming: options.serverTiming ?? plan.serverTiming,
+    log: options.logger === undefined ? null : requestLog(options.logger),
+  }
 
   for (const endpoint of plan.endpoints) {
     const bound: BoundEndpoint = {
@@ -82,7 +89,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
     server.route({
       method: endpoint.method as 'GET',
       url: endpoint.route === '' ? '/' : endpoint.route,
-      handler: handlerFor(bound),
+      handler: handlerFor(bound, observe),
     })
   }
 
@@ -105,9 +112,16 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   }
 }
 
-function handlerFor (endpoint: BoundEndpoint): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
+interface Observe {
+  readonly serverTiming: boolean
+  readonly log: RequestLog | null
+}
+
+function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const method = endpoint.plan.method
+  const { serverTiming: timing, log } = observe
   return async (req, reply) => {
+    const started = performance.now()
     const requestId = requestIdOf(req)
     const url = req.url
     const q = url.indexOf('?')
@@ -123,7 +137,13 @@ function handlerFor (endpoint: BoundEndpoint): (req: FastifyRequest, reply: Fast
     // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.
     // 'close' also follows every normal answer; by then the run is done and abandon() does nothing.
     reply.raw.on('close', run.abandon)
-    return send(reply, await run.answer, requestId)
+    const answer = await run.answer
+    if (timing || log !== null) {
+      const total = performance.now() - started
+      if (timing) reply.header('server-timing', serverTiming(endpoint.plan, run.report, total))
+      log?.(endpoint.plan, answer, run.report, requestId, total)
+    }
+    return send(reply, answer, requestId)
   }
 }
 
