@@ -139,6 +139,11 @@ export const gatewaySchema = z.strictObject({
   timeout: duration.default(5000).describe('Default endpoint deadline.'),
   bodyLimit: size.default(1024 * 1024).describe('Largest request body accepted.'),
   retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
+  metrics: z.union([z.strictObject({
+    path: z.string().regex(/^\//).default('/metrics').describe('Path of the Prometheus exposition.'),
+    port: z.number().int().min(0).max(65535).optional().describe('Serve metrics on this separate admin port instead of the main one.'),
+    buckets: z.array(z.number().positive()).min(1).optional().describe('Histogram buckets in seconds (default: 0.5 ms to 30 s).'),
+  }), z.literal(false)]).default({ path: '/metrics' }).describe('Prometheus metrics; false turns them off.'),
   serverTiming: z.boolean().default(false).describe('Send a Server-Timing header with each call\'s duration and the total (always on under `baton dev`).'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info').describe('info: one line per request; warn: failed calls and breaker changes only.'),
   health: z.union([z.strictObject({

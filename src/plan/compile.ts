@@ -32,6 +32,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
   const declaredServices = new Set(Object.keys(config.services))
   const endpoints: EndpointPlan[] = []
   const shapes = new Map<string, string>()
+  if (config.gateway.metrics !== false && config.gateway.metrics.port === undefined) shapes.set(routeShape('GET', config.gateway.metrics.path), 'gateway.metrics.path')
   if (config.gateway.health !== false) {
     shapes.set(routeShape('GET', config.gateway.health.path), 'gateway.health.path')
     shapes.set(routeShape('GET', config.gateway.health.readyPath), 'gateway.health.readyPath')
@@ -63,6 +64,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
     name: gateway.name,
     health: gateway.health === false ? null : gateway.health,
     serverTiming: gateway.serverTiming,
+    metrics: gateway.metrics === false ? null : { path: gateway.metrics.path, port: gateway.metrics.port, buckets: gateway.metrics.buckets },
     logLevel: gateway.logLevel,
     owner: gateway.owner,
     basePath: gateway.basePath,

@@ -9,6 +9,8 @@ import type { RetryPlan, ServiceResilience } from './resilience.ts'
 export interface GatewayPlan {
   readonly name: string
   readonly serverTiming: boolean
+  /** Prometheus exposition, or null when turned off. */
+  readonly metrics: { readonly path: string; readonly port: number | undefined; readonly buckets: readonly number[] | undefined } | null
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
   /** Liveness and readiness paths, or null when turned off. */
   readonly health: { readonly path: string; readonly readyPath: string } | null

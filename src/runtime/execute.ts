@@ -67,6 +67,8 @@ export interface RunReport {
   /** Calls whose section is a fallback. */
   readonly degraded: readonly string[] | null
   readonly failures: readonly CallFailure[] | null
+  /** Per call, tries after the first; null when nothing was retried. */
+  readonly retries: readonly number[] | null
 }
 
 export function execute (endpoint: BoundEndpoint, inbound: Inbound): Run {
@@ -99,6 +101,7 @@ class Execution implements RunReport {
   /** Per call, ms from start to end (NaN: not made). */
   readonly durations: number[]
   failures: CallFailure[] | null = null
+  retries: number[] | null = null
   /** Serialised bodies shared by calls with identical body templates (CallPlan.bodySlot). */
   bodies: (string | undefined)[] | null = null
   done = false
@@ -276,6 +279,8 @@ class Execution implements RunReport {
         throw error
       }
       await this.pause(wait)
+      const retries = (this.retries ??= this.plan.dependencyCounts.map(zero))
+      retries[call.index] = (retries[call.index] as number) + 1
     }
   }
 

@@ -10,6 +10,7 @@ import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
 import type { RequestView } from '../plan/scope.ts'
 import type { GatewayPlan } from '../plan/types.ts'
 import { type BoundEndpoint, execute, type GatewayAnswer } from '../runtime/execute.ts'
+import { GatewayMetrics } from '../observability/metrics.ts'
 import { type RequestLog, requestLog, serverTiming } from '../observability/requests.ts'
 import type { Clock } from '../policies/clock.ts'
 import { createServiceClient, type Policy, type ServiceClient } from '../upstream/client.ts'
@@ -30,7 +31,7 @@ export interface Gateway {
   readonly plan: GatewayPlan
   readonly server: FastifyInstance
   /** Resolves with the bound address; port 0 picks a free port. */
-  listen (options?: { host?: string; port?: number }): Promise<{ host: string; port: number; url: string }>
+  listen (options?: { host?: string; port?: number }): Promise<{ host: string; port: number; url: string; metricsUrl: string | null }>
   close (): Promise<void>
 }
 
@@ -39,6 +40,8 @@ const REQUEST_ID = /^[\w.:-]{1,200}$/
 
 export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}): Gateway {
   const clients = new Map<string, ServiceClient>()
+  // Created once the clients exist (it reads their breakers and stats); breaker changes before that cannot happen.
+  let metrics: GatewayMetrics | null = null
   for (const service of plan.services) {
     const origin = options.origins?.get(service.name)
     clients.set(service.name, createServiceClient(service, {
@@ -46,12 +49,15 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
       ...(options.policies === undefined ? {} : { policies: options.policies }),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
       onBreakerChange: (name, from, to) => {
+        metrics?.breakerChanged(name, from, to)
         options.logger?.warn({ event: 'breaker', service: name, from, to }, `circuit breaker of ${name}: ${from} → ${to}`)
       },
     }))
   }
   const probes: ProbeResults = new Map()
   let stopProbes: (() => void) | null = null
+  metrics = plan.metrics === null ? null : new GatewayMetrics(plan, clients, plan.metrics.buckets)
+  const admin = plan.metrics?.port === undefined ? null : Fastify({ logger: false, forceCloseConnections: true })
 
   const server = Fastify({
     logger: false,
@@ -75,9 +81,14 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   })
 
   registerHealth(server, plan, clients, probes)
+  if (metrics !== null && plan.metrics !== null) {
+    const registry = metrics.registry
+    ;(admin ?? server).get(plan.metrics.path, async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()))
+  }
   const observe: Observe = {
     serverTiming: options.serverTiming ?? plan.serverTiming,
     log: options.logger === undefined ? null : requestLog(options.logger),
+    metrics,
   }
 
   for (const endpoint of plan.endpoints) {
@@ -98,15 +109,18 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
     server,
     async listen ({ host = plan.host, port = plan.port } = {}) {
       await server.listen({ host, port })
+      if (admin !== null && plan.metrics?.port !== undefined) await admin.listen({ host, port: plan.metrics.port })
       stopProbes ??= startProbes(clients, probes, options.logger)
-      const address = server.server.address()
-      const bound = typeof address === 'object' && address !== null ? address.port : port
       const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host
-      return { host, port: bound, url: `http://${shown}:${bound}` }
+      const bound = boundPort(server, port)
+      const url = `http://${shown}:${bound}`
+      const metricsUrl = plan.metrics === null ? null : `${admin === null ? url : `http://${shown}:${boundPort(admin, 0)}`}${plan.metrics.path}`
+      return { host, port: bound, url, metricsUrl }
     },
     async close () {
       stopProbes?.()
       await server.close()
+      await admin?.close()
       await Promise.all([...clients.values()].map((c) => c.close()))
     },
   }
@@ -115,13 +129,20 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
 interface Observe {
   readonly serverTiming: boolean
   readonly log: RequestLog | null
+  readonly metrics: GatewayMetrics | null
+}
+
+function boundPort (server: FastifyInstance, fallback: number): number {
+  const address = server.server.address()
+  return typeof address === 'object' && address !== null ? address.port : fallback
 }
 
 function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const method = endpoint.plan.method
-  const { serverTiming: timing, log } = observe
+  const { serverTiming: timing, log, metrics } = observe
   return async (req, reply) => {
     const started = performance.now()
+    metrics?.requestStarted()
     const requestId = requestIdOf(req)
     const url = req.url
     const q = url.indexOf('?')
@@ -138,10 +159,11 @@ function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRe
     // 'close' also follows every normal answer; by then the run is done and abandon() does nothing.
     reply.raw.on('close', run.abandon)
     const answer = await run.answer
-    if (timing || log !== null) {
+    if (timing || log !== null || metrics !== null) {
       const total = performance.now() - started
       if (timing) reply.header('server-timing', serverTiming(endpoint.plan, run.report, total))
       log?.(endpoint.plan, answer, run.report, requestId, total)
+      metrics?.requestFinished(endpoint.plan, answer, run.report, total)
     }
     return send(reply, answer, requestId)
   }

@@ -1,0 +1,97 @@
+/**
+ * Prometheus metrics (prom-client). Labels are config names and route templates only, never raw
+ * paths or ids, so cardinality is bounded by the config. Label children are resolved once per
+ * endpoint and call when the gateway is built; a request only observes into them.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { EndpointPlan, GatewayPlan } from '../plan/types.ts'
+import type { BreakerState } from '../policies/breaker.ts'
+import type { GatewayAnswer, RunReport } from '../runtime/execute.ts'
+import type { ServiceClient } from '../upstream/client.ts'
+import { outcomeOf } from './requests.ts'
+
+/** Sub-millisecond to tens of seconds, in seconds. */
+export const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 }
+
+interface CallSeries {
+  readonly duration: Histogram.Internal<string>
+  readonly outcome: (outcome: string) => Counter.Internal
+}
+
+export class GatewayMetrics {
+  readonly registry = new Registry()
+  readonly #requestDuration: Histogram<'endpoint' | 'outcome'>
+  readonly #requests: Counter<'endpoint' | 'status_class' | 'outcome'>
+  readonly #callDuration: Histogram<'endpoint' | 'call' | 'service'>
+  readonly #callOutcomes: Counter<'endpoint' | 'call' | 'service' | 'outcome'>
+  readonly #retries: Counter<'endpoint' | 'call' | 'service'>
+  readonly #breakerTransitions: Counter<'service' | 'from' | 'to'>
+  readonly #inFlight: Gauge
+  readonly #calls = new Map<EndpointPlan, CallSeries[]>()
+
+  constructor (plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
+    const registers = [this.registry]
+    this.#requestDuration = new Histogram({ name: 'baton_request_duration_seconds', help: 'Duration of orchestrated requests, by endpoint and outcome (complete, partial, failed).', labelNames: ['endpoint', 'outcome'], buckets: [...buckets], registers })
+    this.#requests = new Counter({ name: 'baton_requests_total', help: 'Orchestrated requests, by endpoint, status class and outcome.', labelNames: ['endpoint', 'status_class', 'outcome'], registers })
+    this.#callDuration = new Histogram({ name: 'baton_call_duration_seconds', help: 'Duration of downstream calls (all tries), separate from the request\'s.', labelNames: ['endpoint', 'call', 'service'], buckets: [...buckets], registers })
+    this.#callOutcomes = new Counter({ name: 'baton_call_outcomes_total', help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, deadline, expression).', labelNames: ['endpoint', 'call', 'service', 'outcome'], registers })
+    this.#retries = new Counter({ name: 'baton_call_retries_total', help: 'Retries of downstream calls (tries after the first).', labelNames: ['endpoint', 'call', 'service'], registers })
+    this.#breakerTransitions = new Counter({ name: 'baton_circuit_breaker_transitions_total', help: 'Circuit breaker state changes.', labelNames: ['service', 'from', 'to'], registers })
+    this.#inFlight = new Gauge({ name: 'baton_requests_in_flight', help: 'Orchestrated requests being served.', registers })
+    new Gauge({
+      name: 'baton_calls_in_flight', help: 'Downstream calls in flight, by service.', labelNames: ['service'], registers,
+      collect () { for (const [name, c] of clients) this.set({ service: name }, c.stats.inFlight) },
+    })
+    new Gauge({
+      name: 'baton_circuit_breaker_state', help: 'Circuit breaker state by service: 0 closed, 1 half-open, 2 open.', labelNames: ['service'], registers,
+      collect () { for (const [name, c] of clients) if (c.breaker !== null) this.set({ service: name }, BREAKER_VALUE[c.breaker.state]) },
+    })
+    for (const endpoint of plan.endpoints) {
+      const name = `${endpoint.method} ${endpoint.route}`
+      this.#calls.set(endpoint, endpoint.calls.map((call) => {
+        const labels = { endpoint: name, call: call.name, service: call.service.name }
+        const outcomes = new Map<string, Counter.Internal>()
+        return {
+          duration: this.#callDuration.labels(labels),
+          outcome: (outcome: string) => {
+            let child = outcomes.get(outcome)
+            if (child === undefined) outcomes.set(outcome, child = this.#callOutcomes.labels({ ...labels, outcome }))
+            return child
+          },
+        }
+      }))
+      // Pre-create the common series so that dashboards see zeros rather than gaps.
+      for (const outcome of ['complete', 'partial', 'failed']) this.#requestDuration.labels({ endpoint: name, outcome })
+    }
+  }
+
+  requestStarted (): void {
+    this.#inFlight.inc()
+  }
+
+  requestFinished (endpoint: EndpointPlan, answer: GatewayAnswer, report: RunReport, totalMs: number): void {
+    this.#inFlight.dec()
+    const name = `${endpoint.method} ${endpoint.route}`
+    const outcome = outcomeOf(answer, report)
+    this.#requestDuration.observe({ endpoint: name, outcome }, totalMs / 1000)
+    this.#requests.inc({ endpoint: name, status_class: `${Math.floor(answer.status / 100)}xx`, outcome })
+    const series = this.#calls.get(endpoint) as CallSeries[]
+    for (const call of endpoint.calls) {
+      const ms = report.durations[call.index] as number
+      if (Number.isNaN(ms)) continue
+      const s = series[call.index] as CallSeries
+      s.duration.observe(ms / 1000)
+      const failure = report.failures?.find((f) => f.call === call.name)
+      s.outcome(failure === undefined ? 'success' : failure.kind === 'status' ? `status_${Math.floor((failure.status ?? 0) / 100)}xx` : failure.kind).inc()
+      if (failure !== undefined && !failure.required) s.outcome('fallback').inc()
+      const retries = report.retries?.[call.index] ?? 0
+      if (retries > 0) this.#retries.inc({ endpoint: name, call: call.name, service: call.service.name }, retries)
+    }
+  }
+
+  breakerChanged (service: string, from: BreakerState, to: BreakerState): void {
+    this.#breakerTransitions.inc({ service, from, to })
+  }
+}
