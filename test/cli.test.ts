@@ -38,7 +38,7 @@ describe('baton check', () => {
     const r = baton(['check', 'examples/checkout/baton.yaml'])
     assert.equal(r.code, 0)
     assert.equal(r.stdout, 'examples/checkout/baton.yaml: ok — 6 services, 1 endpoint, 5 calls, 1 warning\n')
-    assert.match(r.stderr, /baton.yaml:43:3: warning BATON_UNUSED_SERVICE: service 'payment'/)
+    assert.match(r.stderr, /baton.yaml:45:3: warning BATON_UNUSED_SERVICE: service 'payment'/)
   })
 
   it('says so when the file does not exist', () => {

@@ -1,6 +1,10 @@
 /** The `baton` command line. Each command returns its exit code; nothing here calls process.exit. */
 import { Command, InvalidArgumentError } from 'commander'
 import { jsonSchema } from '../config/schema.ts'
+import { writeFile } from 'node:fs/promises'
+import { loadConfig } from '../config/load.ts'
+import { compileConfig } from '../plan/compile.ts'
+import { alertRules } from './alerts.ts'
 import { check, renderDiagnostics, summary } from './check.ts'
 import { renderPlan } from './plan.ts'
 import { serve } from './serve.ts'
@@ -76,6 +80,22 @@ export async function main (argv: readonly string[]): Promise<number> {
         return
       }
       code = await serve(result.plan, { ...opts, pretty: true, mocks: { down: new Set(opts.down), slow: opts.slow } })
+    })
+
+  program.command('alerts').argument('<file>', 'config file')
+    .description('write Prometheus alerting rules for the alert thresholds in the config')
+    .option('-o, --output <file>', 'write the rules to this file instead of stdout')
+    .action(async (file: string, opts: { output?: string }) => {
+      const loaded = await loadConfig(file)
+      const result = compileConfig(loaded)
+      if (result.plan === undefined || loaded.config === undefined) {
+        console.error(renderDiagnostics(result.diagnostics, process.stderr))
+        code = 1
+        return
+      }
+      const rules = alertRules(loaded.config, result.plan)
+      if (opts.output === undefined) process.stdout.write(rules)
+      else await writeFile(opts.output, rules)
     })
 
   program.command('schema')

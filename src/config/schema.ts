@@ -74,6 +74,9 @@ export const probeSchema = z.strictObject({
   timeout: duration.default(1000).describe('Probe timeout.'),
 })
 
+const channel = z.string().regex(/^[\w.-]+$/, { error: 'a channel is a name such as slack or pagerduty' })
+  .describe('Where the alert goes (a `channel` label for Alertmanager routing), e.g. slack, pagerduty.')
+
 const mockRoute = z.strictObject({
   status: z.number().int().min(100).max(599).default(200).describe('HTTP status the mock answers with.'),
   body: template.optional().describe('Response body; may use ${request.params…}, ${request.query…}, ${request.body…}.'),
@@ -93,6 +96,11 @@ export const serviceSchema = z.strictObject({
   bulkhead: bulkheadSchema.optional().describe('Limit on calls in flight to the service.'),
   health: probeSchema.optional().describe('Active health probe; its results feed /health/ready and the breaker.'),
   latency: duration.optional().describe('Documented average latency (informational; shown by `baton plan`).'),
+  alerts: z.strictObject({
+    errorRate: percent.describe('Alert when more than this share of the calls to the service fail over the window.'),
+    window: duration.default(300_000).describe('Window of the error rate (default 5m).'),
+    channel: channel.default('pagerduty'),
+  }).optional().describe('`baton alerts`: the downstream error-rate alert of the template.'),
   sla: percent.optional().describe('Documented availability SLA (informational).'),
   owner: z.string().optional().describe('Team that owns the service (informational).'),
   description: z.string().optional().describe('Free text.'),
@@ -123,6 +131,11 @@ export const callSchema = z.strictObject({
 
 export const endpointSchema = z.strictObject({
   purpose: z.string().optional().describe('What client screen or workflow this serves.'),
+  alerts: z.strictObject({
+    p99: duration.describe('Alert when the endpoint\'s P99 latency is above this.'),
+    window: duration.default(300_000).describe('Window the P99 is computed over (default 5m).'),
+    channel: channel.default('slack'),
+  }).optional().describe('`baton alerts`: the endpoint latency alert of the template.'),
   timeout: duration.optional().describe('Total deadline for the request (default: gateway.timeout).'),
   status: z.number().int().min(200).max(299).default(200).describe('Status of a successful response.'),
   calls: z.record(z.string(), callSchema).default({}).describe('The downstream calls, by name. Order is derived from what each reads.'),
@@ -145,6 +158,15 @@ export const gatewaySchema = z.strictObject({
     buckets: z.array(z.number().positive()).min(1).optional().describe('Histogram buckets in seconds (default: 0.5 ms to 30 s).'),
   }), z.literal(false)]).default({ path: '/metrics' }).describe('Prometheus metrics; false turns them off.'),
   serverTiming: z.boolean().default(false).describe('Send a Server-Timing header with each call\'s duration and the total (always on under `baton dev`).'),
+  tracing: z.union([z.strictObject({
+    endpoint: z.string().optional().describe('OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://localhost:4318/v1/traces. May use ${env.NAME}.'),
+    serviceName: z.string().min(1).optional().describe('service.name of the spans. Default: OTEL_SERVICE_NAME, else gateway.name.'),
+    sampleRatio: z.number().min(0).max(1).optional().describe('Share of new traces recorded, 0 to 1; a client\'s sampled flag is always followed. Default: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else 1.'),
+    headers: headerMap.optional().describe('Headers sent with every export, e.g. an API key; values may use ${env.NAME}.'),
+  }), z.literal(false)]).optional().describe('OpenTelemetry traces over OTLP/HTTP; false turns them off. Default: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else off.'),
+  alerts: z.strictObject({
+    breakerOpen: z.union([channel, z.literal(false)]).default('slack').describe('Channel of the "circuit breaker open" alert for any service; false: none.'),
+  }).default({ breakerOpen: 'slack' }).describe('`baton alerts`: gateway-wide alerts.'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info').describe('info: one line per request; warn: failed calls and breaker changes only.'),
   health: z.union([z.strictObject({
     path: z.string().regex(/^\//).default('/health').describe('Liveness: always 200 while the process serves.'),

@@ -27,18 +27,19 @@ export function serverTiming (endpoint: EndpointPlan, report: RunReport, totalMs
   return `${header}total;dur=${totalMs.toFixed(1)}`
 }
 
-export type RequestLog = (endpoint: EndpointPlan, answer: GatewayAnswer, report: RunReport, requestId: string, totalMs: number) => void
+/** traceId: the request's trace when tracing is on, else null. */
+export type RequestLog = (endpoint: EndpointPlan, answer: GatewayAnswer, report: RunReport, requestId: string, traceId: string | null, totalMs: number) => void
 
-/** One info line per request and one warn line per failed call; null when the level logs neither. */
+/** One info line per request and one warn line per failed call, with the request id (and the trace id when tracing); null when the level logs neither. */
 export function requestLog (logger: Logger): RequestLog | null {
   const info = logger.isLevelEnabled('info')
   const warn = logger.isLevelEnabled('warn')
   if (!info && !warn) return null
-  return (endpoint, answer, report, requestId, totalMs) => {
+  return (endpoint, answer, report, requestId, traceId, totalMs) => {
     const route = `${endpoint.method} ${endpoint.route}`
     if (warn && report.failures !== null) {
       for (const f of report.failures) {
-        logger.warn({ event: 'call_failed', requestId, route, call: f.call, service: f.service, kind: f.kind, status: f.status, required: f.required },
+        logger.warn({ event: 'call_failed', requestId, ...(traceId === null ? {} : { traceId }), route, call: f.call, service: f.service, kind: f.kind, status: f.status, required: f.required },
           `  ✗ ${f.call}${f.call === f.service ? '' : ` (${f.service})`}: ${f.kind === 'status' ? `answered ${f.status}` : f.kind}${f.required ? '' : ', fell back'}`)
       }
     }
@@ -46,7 +47,7 @@ export function requestLog (logger: Logger): RequestLog | null {
     const outcome = outcomeOf(answer, report)
     const failed = report.failures?.map((f) => f.call) ?? null
     logger.info({
-      event: 'request', requestId, method: endpoint.method, route: endpoint.route, status: answer.status, outcome,
+      event: 'request', requestId, ...(traceId === null ? {} : { traceId }), method: endpoint.method, route: endpoint.route, status: answer.status, outcome,
       durationMs: Math.round(totalMs * 10) / 10,
       ...(failed === null ? {} : { failed }),
       ...(report.degraded === null ? {} : { degraded: report.degraded }),

@@ -7,6 +7,7 @@ import { Diagnostics } from './diagnostics.ts'
 import { compileEndpoint } from './endpoint.ts'
 import { routeShape } from './routes.ts'
 import { compileServices } from './services.ts'
+import { compileTracing } from './tracing.ts'
 import type { EndpointPlan, GatewayPlan } from './types.ts'
 
 export interface CompileResult {
@@ -29,6 +30,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
   Object.freeze(env)
 
   const services = compileServices(config, env, diagnostics)
+  const tracing = compileTracing(config, env, diagnostics)
   const declaredServices = new Set(Object.keys(config.services))
   const endpoints: EndpointPlan[] = []
   const shapes = new Map<string, string>()
@@ -66,6 +68,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
     serverTiming: gateway.serverTiming,
     metrics: gateway.metrics === false ? null : { path: gateway.metrics.path, port: gateway.metrics.port, buckets: gateway.metrics.buckets },
     logLevel: gateway.logLevel,
+    tracing,
     owner: gateway.owner,
     basePath: gateway.basePath,
     host: gateway.host,

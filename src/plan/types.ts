@@ -12,6 +12,8 @@ export interface GatewayPlan {
   /** Prometheus exposition, or null when turned off. */
   readonly metrics: { readonly path: string; readonly port: number | undefined; readonly buckets: readonly number[] | undefined } | null
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
+  /** OpenTelemetry traces, or null when off (the config's, else the OTEL_* environment's). */
+  readonly tracing: TracingPlan | null
   /** Liveness and readiness paths, or null when turned off. */
   readonly health: { readonly path: string; readonly readyPath: string } | null
   readonly owner: string | undefined
@@ -22,6 +24,19 @@ export interface GatewayPlan {
   readonly retryAfterSeconds: number
   readonly services: readonly ServicePlan[]
   readonly endpoints: readonly EndpointPlan[]
+}
+
+export interface TracingPlan {
+  /** OTLP/HTTP traces URL. */
+  readonly endpoint: string
+  /** service.name of the spans. */
+  readonly serviceName: string
+  /** Sent with every export (env already substituted). */
+  readonly headers: Readonly<Record<string, string>>
+  /** Share of new traces recorded, 0..1 (by trace id). */
+  readonly sampleRatio: number
+  /** Follow the sampled flag of a client's traceparent instead of the ratio (parentbased_* samplers). */
+  readonly parentBased: boolean
 }
 
 export interface ServicePlan {

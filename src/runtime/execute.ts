@@ -6,6 +6,7 @@
  */
 import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
 import { ExpressionEvalError } from '../expr/index.ts'
+import { endCall, type EndpointTracing, type RequestTrace, withTraceContext } from '../observability/tracing.ts'
 import { type CallMeta, type RequestView, Scope } from '../plan/scope.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { backoffCeiling, type RetryPlan } from '../plan/resilience.ts'
@@ -25,11 +26,15 @@ export interface BoundEndpoint {
   /** clients[i] serves plan.calls[i]. */
   readonly clients: readonly ServiceClient[]
   readonly retryAfterSeconds: number
+  /** Span names and attributes; null when tracing is off. */
+  readonly tracing: EndpointTracing | null
 }
 
 export interface Inbound {
   readonly request: RequestView
   readonly requestId: string
+  /** The request's server span; null when tracing is off. */
+  readonly trace: RequestTrace | null
 }
 
 /** Name of the response header that lists the calls whose section is a fallback. */
@@ -85,6 +90,8 @@ class Execution implements RunReport {
   readonly plan: EndpointPlan
   readonly scope: Scope
   readonly requestId: string
+  /** Parent of a client span per try; null when tracing is off, and then tries pay one null check. */
+  readonly trace: RequestTrace | null
   readonly deadlineAt: number
   /** Per call: how many of its dependencies have not finished yet. */
   readonly waitingOn: number[]
@@ -111,6 +118,7 @@ class Execution implements RunReport {
     this.plan = endpoint.plan
     this.scope = new Scope(inbound.request, this.plan.calls.length, this.plan.readsCallMeta)
     this.requestId = inbound.requestId
+    this.trace = inbound.trace
     this.deadlineAt = performance.now() + this.plan.timeout
     // Copies of arrays prepared at compile time: cheaper than building them per request.
     this.waitingOn = this.plan.dependencyCounts.slice()
@@ -263,13 +271,13 @@ class Execution implements RunReport {
   async send (call: CallPlan, request: Omit<UpstreamRequest, 'signal'>, group?: Set<AbortController>): Promise<UpstreamResponse> {
     const client = this.endpoint.clients[call.index] as ServiceClient
     const retry = call.retry
-    if (retry === null) return await this.attempt(call, client, request, group)
+    if (retry === null) return await this.attempt(call, client, request, 1, group)
     client.budget.request()
     for (let tries = 1; ; tries++) {
       let res: UpstreamResponse | null = null
       let error: unknown = null
       try {
-        res = await this.attempt(call, client, request, group)
+        res = await this.attempt(call, client, request, tries, group)
       } catch (err) {
         error = err
       }
@@ -284,10 +292,15 @@ class Execution implements RunReport {
     }
   }
 
-  /** One try: bulkhead slot, breaker permit, timer, request; the outcome feeds the breaker and the service's stats. */
-  async attempt (call: CallPlan, client: ServiceClient, request: Omit<UpstreamRequest, 'signal'>, group?: Set<AbortController>): Promise<UpstreamResponse> {
+  /**
+   * One try: bulkhead slot, breaker permit, timer, request; the outcome feeds the breaker and the
+   * service's stats. Traced, a try is a client span (its wait for a bulkhead slot included) whose
+   * id the service receives in traceparent.
+   */
+  async attempt (call: CallPlan, client: ServiceClient, request: Omit<UpstreamRequest, 'signal'>, tries: number, group?: Set<AbortController>): Promise<UpstreamResponse> {
     const left = this.deadlineAt - performance.now()
     if (left <= 0) throw DEADLINE
+    const span = this.trace === null ? null : this.trace.startCall(call, request.path, tries)
     const byDeadline = left <= call.timeout
     const controller = new AbortController()
     const timer = setTimeout(() => controller.abort(byDeadline ? DEADLINE : CALL_TIMEOUT), byDeadline ? left : call.timeout)
@@ -314,7 +327,8 @@ class Execution implements RunReport {
       stats.inFlight++
       let res: UpstreamResponse
       try {
-        res = await client.send({ method: request.method, path: request.path, headers: request.headers, body: request.body, signal: controller.signal })
+        const headers = span === null ? request.headers : withTraceContext(span, request.headers)
+        res = await client.send({ method: request.method, path: request.path, headers, body: request.body, signal: controller.signal })
       } catch (err) {
         const kind = err instanceof UpstreamError ? err.kind : 'network'
         // Abandoned, or cut by a deadline that other calls used up (this call had a timeout of its own that had not run out): says nothing about the service.
@@ -332,7 +346,11 @@ class Execution implements RunReport {
       if (failed) breaker?.failure(ticket)
       else breaker?.success(ticket)
       stats.record(performance.now() - started, failed ? `status ${res.status}` : null)
+      if (span !== null) endCall(span, res, null)
       return res
+    } catch (err) {
+      if (span !== null) endCall(span, null, err)
+      throw err
     } finally {
       clearTimeout(timer)
       if (slot) bulkhead?.release()

@@ -12,6 +12,7 @@ import type { GatewayPlan } from '../plan/types.ts'
 import { type BoundEndpoint, execute, type GatewayAnswer } from '../runtime/execute.ts'
 import { GatewayMetrics } from '../observability/metrics.ts'
 import { type RequestLog, requestLog, serverTiming } from '../observability/requests.ts'
+import { EndpointTracing, GatewayTracing } from '../observability/tracing.ts'
 import type { Clock } from '../policies/clock.ts'
 import { createServiceClient, type Policy, type ServiceClient } from '../upstream/client.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
@@ -58,6 +59,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   let stopProbes: (() => void) | null = null
   metrics = plan.metrics === null ? null : new GatewayMetrics(plan, clients, plan.metrics.buckets)
   const admin = plan.metrics?.port === undefined ? null : Fastify({ logger: false, forceCloseConnections: true })
+  const tracing = plan.tracing === null ? null : new GatewayTracing(plan.tracing, options.logger ?? null)
 
   const server = Fastify({
     logger: false,
@@ -72,6 +74,8 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
 
   // Bodies are JSON or nothing: without this, fastify's default text/plain parser would accept a string body.
   server.removeContentTypeParser('text/plain')
+  // The SDK loads when the server gets ready (listen, or inject in tests), before the first request.
+  if (tracing !== null) server.addHook('onReady', () => tracing.start())
 
   server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
   server.setErrorHandler((err: FastifyError, req, reply) => {
@@ -92,10 +96,12 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   }
 
   for (const endpoint of plan.endpoints) {
+    const endpointClients = endpoint.calls.map((c) => clients.get(c.service.name) as ServiceClient)
     const bound: BoundEndpoint = {
       plan: endpoint,
-      clients: endpoint.calls.map((c) => clients.get(c.service.name) as ServiceClient),
+      clients: endpointClients,
       retryAfterSeconds: plan.retryAfterSeconds,
+      tracing: tracing === null ? null : new EndpointTracing(tracing, endpoint, endpointClients),
     }
     server.route({
       method: endpoint.method as 'GET',
@@ -104,6 +110,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
     })
   }
 
+  let closing: Promise<void> | null = null
   return {
     plan,
     server,
@@ -117,11 +124,17 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
       const metricsUrl = plan.metrics === null ? null : `${admin === null ? url : `http://${shown}:${boundPort(admin, 0)}`}${plan.metrics.path}`
       return { host, port: bound, url, metricsUrl }
     },
-    async close () {
-      stopProbes?.()
-      await server.close()
-      await admin?.close()
-      await Promise.all([...clients.values()].map((c) => c.close()))
+    close () {
+      // Once: a second close (a test's own, then its cleanup) waits for the first.
+      closing ??= (async () => {
+        stopProbes?.()
+        await server.close()
+        await admin?.close()
+        await Promise.all([...clients.values()].map((c) => c.close()))
+        // Last: the requests that were still being answered have ended their spans.
+        await tracing?.close()
+      })()
+      return closing
     },
   }
 }
@@ -140,6 +153,7 @@ function boundPort (server: FastifyInstance, fallback: number): number {
 function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const method = endpoint.plan.method
   const { serverTiming: timing, log, metrics } = observe
+  const tracing = endpoint.tracing
   return async (req, reply) => {
     const started = performance.now()
     metrics?.requestStarted()
@@ -154,7 +168,8 @@ function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRe
       headers: req.headers,
       body: req.body ?? null,
     }
-    const run = execute(endpoint, { request, requestId })
+    const trace = tracing === null ? null : tracing.startRequest(req.headers, request.path, requestId)
+    const run = execute(endpoint, { request, requestId, trace })
     // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.
     // 'close' also follows every normal answer; by then the run is done and abandon() does nothing.
     reply.raw.on('close', run.abandon)
@@ -162,9 +177,10 @@ function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRe
     if (timing || log !== null || metrics !== null) {
       const total = performance.now() - started
       if (timing) reply.header('server-timing', serverTiming(endpoint.plan, run.report, total))
-      log?.(endpoint.plan, answer, run.report, requestId, total)
+      log?.(endpoint.plan, answer, run.report, requestId, trace === null ? null : trace.traceId, total)
       metrics?.requestFinished(endpoint.plan, answer, run.report, total)
     }
+    if (trace !== null) trace.finish(answer, run.report)
     return send(reply, answer, requestId)
   }
 }

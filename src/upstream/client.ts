@@ -49,6 +49,8 @@ export type Policy = (next: Send, service: ServicePlan) => Send
 
 export interface ServiceClient {
   readonly service: ServicePlan
+  /** scheme://host:port the pool connects to (the service's, or the origin given instead). */
+  readonly origin: string
   readonly send: Send
   /** Shared by every endpoint that calls the service; null when not configured. */
   readonly breaker: CircuitBreaker | null
@@ -68,7 +70,8 @@ export interface ClientOptions {
 }
 
 export function createServiceClient (service: ServicePlan, options: ClientOptions = {}): ServiceClient {
-  const pool = new Pool(options.origin ?? service.origin, {
+  const origin = options.origin ?? service.origin
+  const pool = new Pool(origin, {
     connections: service.connections,
     pipelining: 1,
     // Our own per-call timers and the endpoint deadline govern time; these only stop a connection from hanging forever.
@@ -121,6 +124,7 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
   const onChange = options.onBreakerChange
   return {
     service,
+    origin,
     send,
     breaker: resilience.breaker === null
       ? null

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
 import type { TestContext } from 'node:test'
+import type { Logger } from 'pino'
 import { compileText } from '../../src/plan/compile.ts'
 import type { GatewayPlan } from '../../src/plan/types.ts'
 import type { Clock } from '../../src/policies/clock.ts'
@@ -20,6 +21,7 @@ export interface GatewayStartOptions {
   origins?: ReadonlyMap<string, string>
   /** Time for the breakers and retry budgets (a fake clock in the resilience tests). */
   clock?: Clock
+  logger?: Logger
 }
 
 /** Compiles `yaml` and listens on a free loopback port; closed after the test. */
@@ -28,6 +30,7 @@ export async function startGateway (t: TestContext, yaml: string, options: Gatew
   const gatewayOptions: GatewayOptions = {
     ...(options.origins === undefined ? {} : { origins: options.origins }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
   }
   const gateway = createGateway(plan, gatewayOptions)
   t.after(() => gateway.close())

@@ -1,0 +1,228 @@
+/**
+ * OpenTelemetry traces: one server span per request, one client span per try of each
+ * downstream call, the W3C trace context taken from the client (or a new trace started) and
+ * passed on to every service; spans go out in batches over OTLP/HTTP (JSON).
+ *
+ * Each gateway has its own tracer provider and nothing is registered globally, so two gateways
+ * in one process keep their spans apart. The SDK is imported when a gateway that traces gets
+ * ready: with tracing off nothing of OpenTelemetry is even loaded (it would add ~150 ms to
+ * every CLI start), and a request pays one null check.
+ */
+import type { IncomingHttpHeaders } from 'node:http'
+import type * as OtelApi from '@opentelemetry/api'
+import type { Attributes, Context, Span, TextMapPropagator, Tracer } from '@opentelemetry/api'
+import type { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base'
+import type { Logger } from 'pino'
+import type { CallPlan, EndpointPlan, TracingPlan } from '../plan/types.ts'
+import type { GatewayAnswer, RunReport } from '../runtime/execute.ts'
+import { type ServiceClient, UpstreamError, type UpstreamResponse } from '../upstream/client.ts'
+import { outcomeOf } from './requests.ts'
+
+interface Otel {
+  readonly api: typeof OtelApi
+  readonly propagator: TextMapPropagator
+}
+
+/** Loaded by the first gateway that traces. Stateless, so gateways share it; their providers stay apart. */
+let otel: Otel | null = null
+
+/** A gateway's tracer provider: started when the gateway gets ready, flushed and shut down when it closes. */
+export class GatewayTracing {
+  readonly plan: TracingPlan
+  /** Null until start(), which the gateway awaits before it serves anything, and after close(). */
+  tracer: Tracer | null = null
+  readonly #logger: Logger | null
+  #provider: BasicTracerProvider | null = null
+  #exportFailing = false
+
+  constructor (plan: TracingPlan, logger: Logger | null) {
+    this.plan = plan
+    this.#logger = logger
+  }
+
+  async start (): Promise<void> {
+    if (this.#provider !== null) return
+    const [api, core, sdk, otlp, resources] = await Promise.all([
+      import('@opentelemetry/api'),
+      import('@opentelemetry/core'),
+      import('@opentelemetry/sdk-trace-base'),
+      import('@opentelemetry/exporter-trace-otlp-http'),
+      import('@opentelemetry/resources'),
+    ])
+    otel ??= { api, propagator: new core.W3CTraceContextPropagator() }
+    const { endpoint, serviceName, headers, sampleRatio, parentBased } = this.plan
+    const root = sampleRatio >= 1 ? new sdk.AlwaysOnSampler() : sampleRatio <= 0 ? new sdk.AlwaysOffSampler() : new sdk.TraceIdRatioBasedSampler(sampleRatio)
+    const exporter = new otlp.OTLPTraceExporter({ url: endpoint, headers: { ...headers } })
+    // The SDK reports failed exports to a global handler that is silent by default; the log should hear of them.
+    const reporting: SpanExporter = {
+      export: (spans, done) => {
+        exporter.export(spans, (result) => {
+          this.#exported(result.code === core.ExportResultCode.SUCCESS, result.error)
+          done(result)
+        })
+      },
+      shutdown: () => exporter.shutdown(),
+      forceFlush: () => exporter.forceFlush(),
+    }
+    this.#provider = new sdk.BasicTracerProvider({
+      resource: resources.defaultResource().merge(resources.resourceFromAttributes({ 'service.name': serviceName })),
+      sampler: parentBased ? new sdk.ParentBasedSampler({ root }) : root,
+      spanProcessors: [new sdk.BatchSpanProcessor(reporting)],
+    })
+    this.tracer = this.#provider.getTracer('baton')
+    this.#logger?.info({ event: 'tracing', endpoint, serviceName, sampleRatio }, `traces of ${serviceName} go to ${endpoint}`)
+  }
+
+  /** Exports the spans still buffered, then stops. */
+  async close (): Promise<void> {
+    const provider = this.#provider
+    if (provider === null) return
+    this.#provider = null
+    this.tracer = null
+    try {
+      await provider.shutdown()
+    } catch (err) {
+      // Closing the gateway goes on: traces are not worth a failed shutdown.
+      if (!this.#exportFailing) this.#logger?.warn({ event: 'tracing', err: message(err) }, `the last traces could not be exported: ${message(err)}`)
+    }
+  }
+
+  /** Tells the log when exports start failing, and when they work again; not at every batch. */
+  #exported (ok: boolean, error: Error | undefined): void {
+    if (ok !== this.#exportFailing) return
+    this.#exportFailing = !ok
+    const { endpoint } = this.plan
+    if (ok) this.#logger?.info({ event: 'tracing', endpoint }, `traces are exported to ${endpoint} again`)
+    else this.#logger?.warn({ event: 'tracing', endpoint, err: message(error) }, `traces cannot be exported to ${endpoint}: ${message(error)}`)
+  }
+}
+
+interface CallTracing {
+  readonly name: string
+  readonly origin: string
+  readonly attributes: Attributes
+}
+
+/** An endpoint's span names and fixed attributes, prepared when the gateway is built. */
+export class EndpointTracing {
+  readonly tracing: GatewayTracing
+  readonly name: string
+  readonly attributes: Attributes
+  /** calls[i] describes plan.calls[i]. */
+  readonly calls: readonly CallTracing[]
+
+  constructor (tracing: GatewayTracing, endpoint: EndpointPlan, clients: readonly ServiceClient[]) {
+    const route = endpoint.route === '' ? '/' : endpoint.route
+    const name = `${endpoint.method} ${route}`
+    this.tracing = tracing
+    // HTTP semantic conventions: a server span is named "{method} {route}".
+    this.name = name
+    this.attributes = { 'http.request.method': endpoint.method, 'http.route': route, 'baton.endpoint': name }
+    this.calls = endpoint.calls.map((call, i) => {
+      const origin = (clients[i] as ServiceClient).origin
+      const url = new URL(origin)
+      return {
+        name: `${call.method} ${call.name}`,
+        origin,
+        attributes: {
+          'http.request.method': call.method,
+          'server.address': url.hostname.replace(/^\[|\]$/g, ''),
+          'server.port': Number(url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : url.port),
+          'baton.endpoint': name,
+          'baton.call': call.name,
+          'baton.service': call.service.name,
+        },
+      }
+    })
+  }
+
+  /** The request's server span: a child of the client's span when it sent a traceparent, else the root of a new trace. */
+  startRequest (headers: IncomingHttpHeaders, path: string, requestId: string): RequestTrace | null {
+    const tracer = this.tracing.tracer
+    if (tracer === null) return null
+    const { api, propagator } = otel as Otel
+    const parent = headers.traceparent === undefined ? api.ROOT_CONTEXT : propagator.extract(api.ROOT_CONTEXT, headers, api.defaultTextMapGetter)
+    const span = tracer.startSpan(this.name, {
+      kind: api.SpanKind.SERVER,
+      attributes: { ...this.attributes, 'url.path': path, 'baton.request_id': requestId },
+    }, parent)
+    return new RequestTrace(this, tracer, span, api.trace.setSpan(parent, span))
+  }
+}
+
+/** The trace of one request: its server span, parent of the spans of its calls. */
+export class RequestTrace {
+  readonly endpoint: EndpointTracing
+  readonly tracer: Tracer
+  readonly span: Span
+  /** Holds the server span: the parent of every call's spans. */
+  readonly context: Context
+
+  constructor (endpoint: EndpointTracing, tracer: Tracer, span: Span, context: Context) {
+    this.endpoint = endpoint
+    this.tracer = tracer
+    this.span = span
+    this.context = context
+  }
+
+  get traceId (): string {
+    return this.span.spanContext().traceId
+  }
+
+  /** A client span for one try of a call (tries counts from 1). */
+  startCall (call: CallPlan, path: string, tries: number): Span {
+    const { api } = otel as Otel
+    const c = this.endpoint.calls[call.index] as CallTracing
+    const attributes: Attributes = { ...c.attributes, 'url.full': c.origin + path, 'baton.try': tries }
+    if (tries > 1) attributes['http.request.resend_count'] = tries - 1
+    return this.tracer.startSpan(c.name, { kind: api.SpanKind.CLIENT, attributes }, this.context)
+  }
+
+  /** Ends the server span with the answer. 5xx answers are errors; 4xx are the client's (HTTP semantic conventions). */
+  finish (answer: GatewayAnswer, report: RunReport): void {
+    const span = this.span
+    span.setAttribute('http.response.status_code', answer.status)
+    span.setAttribute('baton.outcome', outcomeOf(answer, report))
+    if (report.degraded !== null) span.setAttribute('baton.degraded', [...report.degraded])
+    if (answer.status >= 500) {
+      span.setAttribute('error.type', errorCodeOf(answer) ?? String(answer.status))
+      span.setStatus({ code: (otel as Otel).api.SpanStatusCode.ERROR })
+    }
+    span.end()
+  }
+}
+
+/** The try's request headers with a traceparent (and tracestate) naming its span. A copy: the tries of a call share one headers object. */
+export function withTraceContext (span: Span, headers: Readonly<Record<string, string>>): Record<string, string> {
+  const { api, propagator } = otel as Otel
+  const out = { ...headers }
+  propagator.inject(api.trace.setSpan(api.ROOT_CONTEXT, span), out, api.defaultTextMapSetter)
+  return out
+}
+
+/** Ends a try's span with its outcome: the status the service answered (4xx and 5xx are errors), or why there was none. */
+export function endCall (span: Span, res: UpstreamResponse | null, err: unknown): void {
+  const { api } = otel as Otel
+  if (res !== null) {
+    span.setAttribute('http.response.status_code', res.status)
+    if (res.status >= 400) {
+      span.setAttribute('error.type', String(res.status))
+      span.setStatus({ code: api.SpanStatusCode.ERROR })
+    }
+  } else {
+    // The failure kinds of logs and metrics: timeout, connect, circuit_open, bulkhead_full, deadline, aborted…
+    span.setAttribute('error.type', err instanceof UpstreamError ? err.kind : 'network')
+    span.setStatus({ code: api.SpanStatusCode.ERROR, message: message(err) })
+  }
+  span.end()
+}
+
+/** The envelope's error code (GATEWAY_TIMEOUT, DOWNSTREAM_FAILURE…): low-cardinality and more telling than the status. */
+function errorCodeOf (answer: GatewayAnswer): string | null {
+  const code = (answer.body as { error?: { code?: unknown } } | null)?.error?.code
+  return typeof code === 'string' ? code : null
+}
+
+function message (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

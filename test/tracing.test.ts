@@ -1,0 +1,317 @@
+/**
+ * OpenTelemetry tracing over real sockets: a client's traceparent is continued (or a trace
+ * started), every try of every call is a client span under the request's server span, each
+ * service receives the traceparent of its own try's span, and the spans reach an OTLP/HTTP
+ * receiver. Off, nothing is sent downstream and nothing exported.
+ */
+import assert from 'node:assert/strict'
+import { describe, test, type TestContext } from 'node:test'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { pino } from 'pino'
+import { ConfigError } from '../src/errors.ts'
+import { compileText } from '../src/plan/compile.ts'
+import { get, type RunningGateway, startGateway, stubFor } from './helpers/gateway.ts'
+import { type Collector, type ReceivedSpan, SPAN_KIND, STATUS, startCollector } from './helpers/otlp.ts'
+import { hang, json, type Stub } from './helpers/stub.ts'
+
+const run = promisify(execFile)
+
+const TRACE_ID = '0af7651916cd43dd8448eb211c80319c'
+const CLIENT_SPAN_ID = 'b7ad6b7169203331'
+const CLIENT_TRACEPARENT = `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/
+
+/** users answers, orders fails once with a 503 and is retried, extra hangs past its timeout (optional). */
+function routes (stub: Stub): void {
+  stub.route('GET /users/:id', (req) => json({ id: req.params.id }))
+  let orders = 0
+  stub.route('GET /api/orders/:id', () => (++orders === 1 ? json({}, { status: 503 }) : json([{ id: 'o1' }])))
+  stub.route('GET /slow', hang())
+}
+
+const config = (stub: Stub, gateway: string): string => `
+version: 1
+gateway: { name: Traced${gateway} }
+services:
+  users: { url: "${stub.url}" }
+  orders: { url: "${stub.url}/api", retry: { attempts: 2, delay: 1, backoff: fixed } }
+  slow: { url: "${stub.url}", timeout: 50ms }
+endpoints:
+  GET /users/{id}:
+    calls:
+      user: { request: "GET users /users/\${request.params.id}" }
+      orders: { request: "GET orders /orders/\${request.params.id}" }
+      extra: { request: GET slow /slow, required: false }
+`
+
+async function traced (t: TestContext, tracing = '', env: Record<string, string> = {}): Promise<{ stub: Stub; collector: Collector; gateway: RunningGateway }> {
+  const stub = await stubFor(t)
+  routes(stub)
+  const collector = await startCollector(t)
+  const gateway = await startGateway(t, config(stub, `, tracing: { endpoint: "${collector.url}"${tracing} }`), { env })
+  return { stub, collector, gateway }
+}
+
+const servers = (spans: ReceivedSpan[]): ReceivedSpan[] => spans.filter((s) => s.kind === SPAN_KIND.SERVER)
+const clients = (spans: ReceivedSpan[]): ReceivedSpan[] => spans.filter((s) => s.kind === SPAN_KIND.CLIENT)
+
+/** The one server span; every other span is a client span under it. */
+function serverSpan (spans: ReceivedSpan[]): ReceivedSpan {
+  const found = servers(spans)
+  assert.equal(found.length, 1, `one server span, got ${found.length}`)
+  const server = found[0] as ReceivedSpan
+  for (const c of clients(spans)) {
+    assert.equal(c.traceId, server.traceId, `${c.name} is in the request's trace`)
+    assert.equal(c.parentSpanId, server.spanId, `${c.name} is a child of the server span`)
+  }
+  assert.equal(servers(spans).length + clients(spans).length, spans.length, 'no other spans')
+  return server
+}
+
+/** Each request a service received names its own try's span as the parent: one span, one request. */
+function assertPropagated (stub: Stub, spans: ReceivedSpan[], traceId: string, flags = '01'): void {
+  const byId = new Map(clients(spans).map((s) => [s.spanId, s]))
+  assert.equal(stub.requests.length, byId.size, 'one client span per request the services received')
+  const seen = new Set<string>()
+  for (const req of stub.requests) {
+    const match = TRACEPARENT.exec(String(req.headers.traceparent))
+    assert.ok(match !== null, `${req.url} got a traceparent: ${String(req.headers.traceparent)}`)
+    assert.equal(match[1], traceId, `${req.url}: the request's trace id`)
+    assert.equal(match[3], flags)
+    const span = byId.get(match[2] as string)
+    assert.ok(span !== undefined, `${req.url}: its parent id is one of the client spans`)
+    assert.equal(span.attributes['url.full'], `${stub.url}${req.url}`, 'the span of that very request')
+    assert.ok(!seen.has(span.spanId), 'each try has its own span')
+    seen.add(span.spanId)
+  }
+}
+
+describe('tracing on', () => {
+  test('a server span under the client\'s span, a client span per try, traceparent per try downstream', async (t) => {
+    const { stub, collector, gateway } = await traced(t)
+    const res = await get(`${gateway.url}/users/42`, { traceparent: CLIENT_TRACEPARENT, tracestate: 'vendor=opaque', 'x-request-id': 'req-7' })
+    assert.equal(res.status, 200)
+    assert.equal(res.headers['baton-degraded'], 'extra')
+    await gateway.close() // flushes the batch
+    const spans = collector.spans
+
+    const server = serverSpan(spans)
+    assert.equal(server.traceId, TRACE_ID)
+    assert.equal(server.parentSpanId, CLIENT_SPAN_ID)
+    assert.equal(server.name, 'GET /users/:id')
+    assert.equal(server.serviceName, 'Traced')
+    assert.equal(server.status, STATUS.UNSET)
+    assert.deepEqual(server.attributes, {
+      'http.request.method': 'GET',
+      'http.route': '/users/:id',
+      'url.path': '/users/42',
+      'http.response.status_code': 200,
+      'baton.endpoint': 'GET /users/:id',
+      'baton.request_id': 'req-7',
+      'baton.outcome': 'partial',
+      'baton.degraded': ['extra'],
+    })
+
+    const common = (call: string, service: string): Record<string, unknown> => ({
+      'http.request.method': 'GET', 'server.address': '127.0.0.1', 'server.port': stub.port,
+      'baton.endpoint': 'GET /users/:id', 'baton.call': call, 'baton.service': service,
+    })
+    const tries = clients(spans).map((s) => ({ name: s.name, status: s.status, attributes: s.attributes }))
+    tries.sort((a, b) => a.name.localeCompare(b.name) || Number(a.attributes['baton.try']) - Number(b.attributes['baton.try']))
+    assert.deepEqual(tries, [
+      { name: 'GET extra', status: STATUS.ERROR, attributes: { ...common('extra', 'slow'), 'url.full': `${stub.url}/slow`, 'baton.try': 1, 'error.type': 'timeout' } },
+      { name: 'GET orders', status: STATUS.ERROR, attributes: { ...common('orders', 'orders'), 'url.full': `${stub.url}/api/orders/42`, 'baton.try': 1, 'http.response.status_code': 503, 'error.type': '503' } },
+      { name: 'GET orders', status: STATUS.UNSET, attributes: { ...common('orders', 'orders'), 'url.full': `${stub.url}/api/orders/42`, 'baton.try': 2, 'http.request.resend_count': 1, 'http.response.status_code': 200 } },
+      { name: 'GET user', status: STATUS.UNSET, attributes: { ...common('user', 'users'), 'url.full': `${stub.url}/users/42`, 'baton.try': 1, 'http.response.status_code': 200 } },
+    ])
+
+    assertPropagated(stub, spans, TRACE_ID)
+    for (const req of stub.requests) assert.equal(req.headers.tracestate, 'vendor=opaque', `${req.url}: the client's tracestate goes on`)
+    assert.ok(collector.exports.every((e) => e.path === '/v1/traces' && e.contentType === 'application/json'))
+  })
+
+  test('without a traceparent from the client, a new trace starts at the gateway', async (t) => {
+    const { stub, collector, gateway } = await traced(t)
+    const res = await get(`${gateway.url}/users/1`)
+    assert.equal(res.status, 200)
+    await gateway.close()
+    const server = serverSpan(collector.spans)
+    assert.equal(server.parentSpanId, '')
+    assert.match(server.traceId, /^[0-9a-f]{32}$/)
+    assert.notEqual(server.traceId, '0'.repeat(32))
+    assertPropagated(stub, collector.spans, server.traceId)
+  })
+
+  test('a malformed traceparent is ignored: a new trace', async (t) => {
+    const { collector, gateway } = await traced(t)
+    await get(`${gateway.url}/users/1`, { traceparent: `00-${'0'.repeat(32)}-${CLIENT_SPAN_ID}-01` })
+    await gateway.close()
+    const server = serverSpan(collector.spans)
+    assert.equal(server.parentSpanId, '')
+    assert.notEqual(server.traceId, '0'.repeat(32))
+  })
+
+  test('sampleRatio 0: new traces are not recorded but still propagated unsampled; a sampled client is followed', async (t) => {
+    const { stub, collector, gateway } = await traced(t, ', sampleRatio: 0')
+    await get(`${gateway.url}/users/1`)
+    for (const req of stub.requests) assert.match(String(req.headers.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/)
+    const unsampled = stub.requests.length
+    await get(`${gateway.url}/users/1`, { traceparent: CLIENT_TRACEPARENT })
+    await gateway.close()
+    assert.ok(collector.spans.every((s) => s.traceId === TRACE_ID), 'only the sampled trace is exported')
+    serverSpan(collector.spans)
+    stub.requests.splice(0, unsampled)
+    assertPropagated(stub, collector.spans, TRACE_ID)
+  })
+
+  test('the trace id is on the request\'s log lines', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const collector = await startCollector(t)
+    const lines: Record<string, unknown>[] = []
+    const logger = pino({ base: null }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+    const gateway = await startGateway(t, config(stub, `, tracing: { endpoint: "${collector.url}" }`), { logger })
+    await get(`${gateway.url}/users/1`, { traceparent: CLIENT_TRACEPARENT, 'x-request-id': 'req-9' })
+    const mine = lines.filter((l) => l.requestId === 'req-9')
+    assert.deepEqual(mine.map((l) => [l.event, l.traceId]), [['call_failed', TRACE_ID], ['request', TRACE_ID]])
+    assert.ok(lines.some((l) => l.event === 'tracing' && l.endpoint === collector.url), 'the start-up line names the endpoint')
+    await gateway.close()
+  })
+
+  test('failed exports are logged once, not at every batch, and do not fail the close', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const collector = await startCollector(t)
+    collector.failWith = 400 // not retried by the exporter, so the test does not wait out its backoff
+    const lines: Record<string, unknown>[] = []
+    const logger = pino({ base: null, level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+    const gateway = await startGateway(t, config(stub, `, tracing: { endpoint: "${collector.url}" }`), { logger })
+    await get(`${gateway.url}/users/1`)
+    await gateway.close()
+    assert.ok(collector.exports.length > 0)
+    const warnings = lines.filter((l) => l.event === 'tracing')
+    assert.equal(warnings.length, 1)
+    assert.match(String(warnings[0]?.msg), new RegExp(`^traces cannot be exported to ${collector.url}`))
+  })
+
+  test('the SDK is loaded only by a gateway that traces', async () => {
+    // A child process: this one has loaded OpenTelemetry for the tests above. (prom-client loads @opentelemetry/api itself, for exemplars.)
+    const src = (file: string): string => new URL(`../src/${file}`, import.meta.url).href
+    const script = `
+      import { createRequire } from 'node:module'
+      import { compileText } from '${src('plan/compile.ts')}'
+      import { createGateway } from '${src('server/gateway.ts')}'
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((m) => /@opentelemetry\\/(sdk-trace|exporter-trace-otlp-http)\\//.test(m))
+      const report = []
+      for (const tracing of ['false', '{ endpoint: "http://127.0.0.1:9/v1/traces" }']) {
+        const { plan } = compileText('t.yaml', 'version: 1\\ngateway: { name: G, tracing: ' + tracing + ' }', { env: {} })
+        const gateway = createGateway(plan)
+        await gateway.listen({ port: 0, host: '127.0.0.1' })
+        report.push(loaded())
+        await gateway.close()
+      }
+      console.log(JSON.stringify(report))
+    `
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: new URL('..', import.meta.url) })
+    assert.deepEqual(JSON.parse(stdout), [false, true])
+  })
+
+  test('export headers (with ${env.…}) and the service name', async (t) => {
+    const { collector, gateway } = await traced(t, ', serviceName: checkout-bff, headers: { x-api-key: "${env.OTLP_KEY}" }', { OTLP_KEY: 'k-1' })
+    await get(`${gateway.url}/users/1`)
+    await gateway.close()
+    assert.ok(collector.exports.length > 0)
+    for (const e of collector.exports) assert.equal(e.headers['x-api-key'], 'k-1')
+    assert.ok(collector.spans.every((s) => s.serviceName === 'checkout-bff'))
+  })
+
+  test('OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on without a tracing key; OTEL_SERVICE_NAME names it', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const collector = await startCollector(t)
+    const gateway = await startGateway(t, config(stub, ''), { env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.base, OTEL_SERVICE_NAME: 'from-env' } })
+    await get(`${gateway.url}/users/1`)
+    await gateway.close()
+    const server = serverSpan(collector.spans)
+    assert.equal(server.serviceName, 'from-env')
+    assertPropagated(stub, collector.spans, server.traceId)
+  })
+
+  test('two gateways in one process keep their spans apart', async (t) => {
+    const a = await traced(t, ', serviceName: a')
+    const b = await traced(t, ', serviceName: b')
+    await get(`${a.gateway.url}/users/1`)
+    await get(`${b.gateway.url}/users/2`)
+    await get(`${b.gateway.url}/users/3`)
+    await Promise.all([a.gateway.close(), b.gateway.close()])
+    assert.equal(servers(a.collector.spans).length, 1)
+    assert.equal(servers(b.collector.spans).length, 2)
+    assert.ok(a.collector.spans.every((s) => s.serviceName === 'a'))
+    assert.ok(b.collector.spans.every((s) => s.serviceName === 'b'))
+  })
+})
+
+describe('tracing off', () => {
+  for (const [what, tracing, env] of [
+    ['by default', '', (_c: Collector) => ({})],
+    ['tracing: false, even with OTEL_EXPORTER_OTLP_ENDPOINT set', ', tracing: false', (c: Collector) => ({ OTEL_EXPORTER_OTLP_ENDPOINT: c.base })],
+  ] as const) {
+    test(`${what}: no traceparent downstream (not even the client's), nothing exported`, async (t) => {
+      const stub = await stubFor(t)
+      routes(stub)
+      const collector = await startCollector(t)
+      const gateway = await startGateway(t, config(stub, tracing), { env: env(collector) })
+      assert.equal(gateway.plan.tracing, null)
+      const res = await get(`${gateway.url}/users/1`, { traceparent: CLIENT_TRACEPARENT })
+      assert.equal(res.status, 200)
+      await gateway.close()
+      assert.ok(stub.requests.length >= 3)
+      for (const req of stub.requests) {
+        assert.equal(req.headers.traceparent, undefined)
+        assert.equal(req.headers.tracestate, undefined)
+      }
+      assert.deepEqual(collector.exports, [])
+    })
+  }
+})
+
+describe('tracing config', () => {
+  const plan = (gateway: string, env: Record<string, string> = {}): unknown =>
+    compileText('test.yaml', `version: 1\ngateway: { name: G${gateway} }\n`, { env }).plan.tracing
+
+  test('the file wins over the environment; the environment over the defaults', () => {
+    assert.deepEqual(plan(', tracing: {}'), { endpoint: 'http://localhost:4318/v1/traces', serviceName: 'G', headers: {}, sampleRatio: 1, parentBased: true })
+    assert.deepEqual(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }), { endpoint: 'http://collector:4318/v1/traces', serviceName: 'G', headers: {}, sampleRatio: 1, parentBased: true })
+    assert.deepEqual(plan('', {
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example/otlp',
+      OTEL_SERVICE_NAME: 'bff',
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0.25',
+    }), { endpoint: 'https://traces.example/otlp', serviceName: 'bff', headers: {}, sampleRatio: 0.25, parentBased: true })
+    assert.deepEqual(plan(', tracing: { endpoint: "http://mine:4318/v1/traces", serviceName: mine, sampleRatio: 0.5 }', {
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example/otlp',
+      OTEL_SERVICE_NAME: 'bff',
+      OTEL_TRACES_SAMPLER: 'traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0.25',
+    }), { endpoint: 'http://mine:4318/v1/traces', serviceName: 'mine', headers: {}, sampleRatio: 0.5, parentBased: true })
+    assert.deepEqual(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER: 'always_off' }), { endpoint: 'http://c:4318/v1/traces', serviceName: 'G', headers: {}, sampleRatio: 0, parentBased: false })
+  })
+
+  test('off: no key and no endpoint in the environment, tracing: false, or OTEL_SDK_DISABLED', () => {
+    assert.equal(plan(''), null)
+    assert.equal(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: '' }), null)
+    assert.equal(plan(', tracing: false', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }), null)
+    assert.equal(plan(', tracing: {}', { OTEL_SDK_DISABLED: 'true' }), null)
+  })
+
+  test('a bad endpoint is a config error; a sampler Baton does not know, a warning', () => {
+    assert.throws(() => plan(', tracing: { endpoint: "collector:4318" }'), (err: unknown) => err instanceof ConfigError && err.diagnostics.some((d) => d.code === 'BATON_INVALID_URL' && d.path.join('.') === 'gateway.tracing.endpoint'))
+    assert.throws(() => plan('', { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'nope' }), (err: unknown) => err instanceof ConfigError && err.diagnostics.some((d) => d.code === 'BATON_INVALID_URL' && /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT/.test(d.message)))
+    assert.throws(() => plan(', tracing: { sampleRatio: 2 }'), ConfigError)
+    const { plan: compiled, diagnostics } = compileText('test.yaml', 'version: 1\ngateway: { name: G, tracing: {} }\n', { env: { OTEL_TRACES_SAMPLER: 'sometimes', OTEL_TRACES_SAMPLER_ARG: 'x' } })
+    assert.deepEqual(diagnostics.map((d) => [d.severity, d.code]), [['warning', 'BATON_INVALID_ENV']])
+    assert.equal(compiled.tracing?.sampleRatio, 1)
+  })
+})
