@@ -208,7 +208,7 @@ async function benchScenario (scenario: Scenario, targets: Target[], upstreamUrl
     for (const target of targets) {
       const argv = target.command(scenario)
       const server = await startServer(`${target.name} (${scenario.name})`, argv,
-        { ...process.env, ...target.env, UPSTREAM_URL: upstreamUrl })
+        { ...process.env, ...withUpstream(target.env, upstreamUrl), UPSTREAM_URL: upstreamUrl })
       log(`${target.name}: pid ${server.pid}, port ${server.port}`)
       servers.push(server)
     }
@@ -359,4 +359,9 @@ try {
   process.exitCode = 1
 } finally {
   await stopAll()
+}
+
+/** Target env values may name the upstream's URL as {UPSTREAM_URL} (it is known only once it listens). */
+function withUpstream (env: Record<string, string>, upstreamUrl: string): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replaceAll('{UPSTREAM_URL}', upstreamUrl)]))
 }

@@ -65,6 +65,15 @@ export const targets: Target[] = [
       [process.execPath, 'bin/baton.js', 'serve', scenario.batonConfig, '--port', '0', '--host', '127.0.0.1'],
     env: {},
   },
+  // Baton with OpenTelemetry tracing on: every request sampled (a server span and a client
+  // span per call), exported over OTLP/HTTP to the fake upstream, which accepts and drops them.
+  {
+    name: 'baton-tracing',
+    command: (scenario) =>
+      [process.execPath, 'bin/baton.js', 'serve', scenario.batonConfig, '--port', '0', '--host', '127.0.0.1'],
+    env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '{UPSTREAM_URL}/v1/traces' },
+    optional: true,
+  },
   // A second copy of the baseline, to see how far apart two identical servers land on
   // this machine: BENCH_TARGETS=baseline,baseline-again npm run bench
   {

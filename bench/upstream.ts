@@ -96,6 +96,11 @@ function route (req: IncomingMessage, res: ServerResponse): void {
     readBody(req, () => send(res, 200, JSON.stringify({ ...stats, hanging })))
     return
   }
+  if (path === '/v1/traces') {
+    // A stand-in OTLP collector for the tracing variant: accepts and drops the spans.
+    readBody(req, () => send(res, 200, '{}'))
+    return
+  }
   if (path === '/hang') {
     // A service that has stopped answering: holds the request until the client gives up.
     hanging.now++
