@@ -59,11 +59,20 @@ export const targets: Target[] = [
     env: { PORT: '0' },
   },
   {
+    // Metrics on (the default), request logs off: the closest to the baseline, which logs nothing.
     name: 'baton',
     // serve listens on 0.0.0.0 by default; the benchmark stays on the loopback interface.
     command: (scenario) =>
+      [process.execPath, 'bin/baton.js', 'serve', scenario.batonConfig, '--port', '0', '--host', '127.0.0.1', '--log-level', 'warn'],
+    env: {},
+  },
+  {
+    // Baton's defaults: metrics on and a JSON log line per request.
+    name: 'baton-logs',
+    command: (scenario) =>
       [process.execPath, 'bin/baton.js', 'serve', scenario.batonConfig, '--port', '0', '--host', '127.0.0.1'],
     env: {},
+    optional: true,
   },
   // Baton with OpenTelemetry tracing on: every request sampled (a server span and a client
   // span per call), exported over OTLP/HTTP to the fake upstream, which accepts and drops them.

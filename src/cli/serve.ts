@@ -15,7 +15,8 @@ export interface ServeOptions {
 }
 
 export function createLogger (pretty: boolean, level: string = 'info'): Logger {
-  if (!pretty) return pino({ base: null, level })
+  // Asynchronous writes keep a line per request off the request path; stop() flushes them.
+  if (!pretty) return pino({ base: null, level }, pino.destination({ fd: 1, sync: false }))
   return pino({ base: null, level }, {
     write (line: string) {
       const { msg, level } = JSON.parse(line) as { msg: string; level: number }
@@ -56,7 +57,7 @@ export async function serve (plan: GatewayPlan, options: ServeOptions): Promise<
   return await new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       logger.info({ event: 'stopping', signal }, `stopping (${signal})`)
-      Promise.all([gateway.close(), mocks?.close()]).then(() => resolve(0), (err: unknown) => {
+      Promise.all([gateway.close(), mocks?.close()]).then(() => { logger.flush(); resolve(0) }, (err: unknown) => {
         logger.error({ err }, 'error while stopping')
         resolve(1)
       })
