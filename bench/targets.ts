@@ -63,7 +63,7 @@ export const targets: Target[] = [
     name: 'baton',
     // serve listens on 0.0.0.0 by default; the benchmark stays on the loopback interface.
     command: (scenario) =>
-      [process.execPath, 'bin/baton.js', 'serve', scenario.batonConfig, '--port', '0', '--host', '127.0.0.1', '--log-level', 'warn'],
+      [process.execPath, 'bin/baton.js', 'serve', scenario.batonConfig, '--port', '0', '--host', '127.0.0.1', '--no-access-log'],
     env: {},
   },
   {

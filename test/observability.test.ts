@@ -93,6 +93,14 @@ describe('request logs', () => {
     assert.equal(lines.find((l) => l.event === 'call_failed' && l.requestId === 'req-43')?.required, true)
   })
 
+  test('accessLog: false keeps failed calls and drops the line per request', async (t) => {
+    const stub = await stubFor(t)
+    shopStub(stub, 503)
+    const { url, lines } = await start(t, yaml(stub, ', accessLog: false'))
+    await post(`${url}/summary`, { cartId: 'c1' })
+    assert.deepEqual(lines.map((l) => l.event), ['call_failed'])
+  })
+
   test('at level warn only failed calls are logged', async (t) => {
     const stub = await stubFor(t)
     shopStub(stub, 503)

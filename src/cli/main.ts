@@ -48,7 +48,8 @@ export async function main (argv: readonly string[]): Promise<number> {
     .option('-p, --port <port>', 'port (overrides gateway.port)', port)
     .option('-H, --host <host>', 'interface (overrides gateway.host)')
     .option('--log-level <level>', 'debug, info (a line per request), warn, error or silent (overrides gateway.logLevel)', level)
-    .action(async (file: string, opts: { port?: number; host?: string; logLevel?: string }) => {
+    .option('--no-access-log', 'no log line per request (overrides gateway.accessLog)')
+    .action(async (file: string, opts: { port?: number; host?: string; logLevel?: string; accessLog: boolean }) => {
       const result = await check(file)
       if (result.plan === undefined) {
         console.error(renderDiagnostics(result.diagnostics, process.stderr))

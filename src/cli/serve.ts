@@ -12,6 +12,8 @@ export interface ServeOptions {
   pretty?: boolean
   /** Overrides gateway.logLevel. */
   logLevel?: string
+  /** false: no line per request (--no-access-log). */
+  accessLog?: boolean
 }
 
 export function createLogger (pretty: boolean, level: string = 'info'): Logger {
@@ -31,6 +33,7 @@ export async function serve (plan: GatewayPlan, options: ServeOptions): Promise<
   const mocks = options.mocks === undefined ? null : await startMocks(plan, options.mocks)
   const gateway = createGateway(plan, {
     logger,
+    ...(options.accessLog === false ? { accessLog: false } : {}),
     ...(mocks === null ? {} : { origins: mocks.origins, serverTiming: true }),
   })
   const listenOptions: { host?: string; port?: number } = {}

@@ -167,6 +167,7 @@ export const gatewaySchema = z.strictObject({
   alerts: z.strictObject({
     breakerOpen: z.union([channel, z.literal(false)]).default('slack').describe('Channel of the "circuit breaker open" alert for any service; false: none.'),
   }).default({ breakerOpen: 'slack' }).describe('`baton alerts`: gateway-wide alerts.'),
+  accessLog: z.boolean().default(true).describe('Log a line per request at info level; false keeps only failed calls and lifecycle events.'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info').describe('info: one line per request; warn: failed calls and breaker changes only.'),
   health: z.union([z.strictObject({
     path: z.string().regex(/^\//).default('/health').describe('Liveness: always 200 while the process serves.'),

@@ -31,8 +31,8 @@ export function serverTiming (endpoint: EndpointPlan, report: RunReport, totalMs
 export type RequestLog = (endpoint: EndpointPlan, answer: GatewayAnswer, report: RunReport, requestId: string, traceId: string | null, totalMs: number) => void
 
 /** One info line per request and one warn line per failed call, with the request id (and the trace id when tracing); null when the level logs neither. */
-export function requestLog (logger: Logger): RequestLog | null {
-  const info = logger.isLevelEnabled('info')
+export function requestLog (logger: Logger, accessLog = true): RequestLog | null {
+  const info = accessLog && logger.isLevelEnabled('info')
   const warn = logger.isLevelEnabled('warn')
   if (!info && !warn) return null
   return (endpoint, answer, report, requestId, traceId, totalMs) => {

@@ -68,6 +68,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
     serverTiming: gateway.serverTiming,
     metrics: gateway.metrics === false ? null : { path: gateway.metrics.path, port: gateway.metrics.port, buckets: gateway.metrics.buckets },
     logLevel: gateway.logLevel,
+    accessLog: gateway.accessLog,
     tracing,
     owner: gateway.owner,
     basePath: gateway.basePath,

@@ -26,6 +26,8 @@ export interface GatewayOptions {
   clock?: Clock
   /** Overrides gateway.serverTiming (baton dev turns it on). */
   serverTiming?: boolean
+  /** Overrides gateway.accessLog. */
+  accessLog?: boolean
 }
 
 export interface Gateway {
@@ -91,7 +93,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   }
   const observe: Observe = {
     serverTiming: options.serverTiming ?? plan.serverTiming,
-    log: options.logger === undefined ? null : requestLog(options.logger),
+    log: options.logger === undefined ? null : requestLog(options.logger, options.accessLog ?? plan.accessLog),
     metrics,
   }
 
