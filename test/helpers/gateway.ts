@@ -66,7 +66,7 @@ async function send (url: string, init: RequestInit): Promise<ClientResponse> {
   return await toResponse(res)
 }
 
-async function toResponse (res: Response): Promise<ClientResponse> {
+export async function toResponse (res: Response): Promise<ClientResponse> {
   const raw = await res.text()
   let body: unknown = raw
   try {

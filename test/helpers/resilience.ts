@@ -5,7 +5,7 @@
  */
 import type { TestContext } from 'node:test'
 import type { Clock } from '../../src/policies/clock.ts'
-import { type ClientResponse, startGateway, stubFor } from './gateway.ts'
+import { type ClientResponse, startGateway, stubFor, toResponse } from './gateway.ts'
 import type { Handler, Reply, Stub, StubRequest } from './stub.ts'
 
 /** Breakers and retry budgets read this instead of the time: a test moves it on instead of waiting 30 s. */
@@ -73,14 +73,7 @@ export interface InFlight {
 export function fire (url: string): InFlight {
   const controller = new AbortController()
   const request: InFlight = {
-    done: fetch(url, { signal: AbortSignal.any([controller.signal, AbortSignal.timeout(10_000)]) }).then(async (res) => {
-      const raw = await res.text()
-      let body: unknown = raw
-      try {
-        body = JSON.parse(raw)
-      } catch { /* keep the text */ }
-      return { status: res.status, headers: Object.fromEntries(res.headers), body }
-    }),
+    done: fetch(url, { signal: AbortSignal.any([controller.signal, AbortSignal.timeout(10_000)]) }).then(toResponse),
     result: null,
     abort: () => { controller.abort() },
   }
