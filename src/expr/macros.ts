@@ -30,6 +30,15 @@ function listOf(name: string, value: unknown, at: number): unknown[] | undefined
 /** `bodies` are the compiled arguments after the variable: one, or two for map(x, pred, expr). */
 export function macroFn(name: MacroName, list: Fn, slot: number, bodies: readonly Fn[], at: number): Fn {
   const body = bodies[0] as Fn
+  const search = (want: boolean, found: (item: unknown) => unknown, none: unknown): Fn => (ctx, slots) => {
+    const items = listOf(name, list(ctx, slots), at)
+    if (items === undefined) return undefined
+    for (const item of items) {
+      slots[slot] = item
+      if (Boolean(body(ctx, slots)) === want) return found(item)
+    }
+    return none
+  }
   switch (name) {
     case 'map':
       if (bodies.length === 2) {
@@ -66,36 +75,13 @@ export function macroFn(name: MacroName, list: Fn, slot: number, bodies: readonl
         }
         return out
       }
+    // exists, all and find all stop at the first element whose condition is `want`.
     case 'exists':
-      return (ctx, slots) => {
-        const items = listOf(name, list(ctx, slots), at)
-        if (items === undefined) return undefined
-        for (const item of items) {
-          slots[slot] = item
-          if (body(ctx, slots)) return true
-        }
-        return false
-      }
+      return search(true, () => true, false)
     case 'all':
-      return (ctx, slots) => {
-        const items = listOf(name, list(ctx, slots), at)
-        if (items === undefined) return undefined
-        for (const item of items) {
-          slots[slot] = item
-          if (!body(ctx, slots)) return false
-        }
-        return true
-      }
+      return search(false, () => false, true)
     case 'find':
-      return (ctx, slots) => {
-        const items = listOf(name, list(ctx, slots), at)
-        if (items === undefined) return undefined
-        for (const item of items) {
-          slots[slot] = item
-          if (body(ctx, slots)) return item
-        }
-        return null
-      }
+      return search(true, (item) => item, null)
     case 'sortBy':
       return (ctx, slots) => {
         const items = listOf(name, list(ctx, slots), at)
