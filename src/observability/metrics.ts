@@ -15,6 +15,14 @@ export const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 }
 
+/** An endpoint's label value and its request series, resolved once. */
+interface EndpointSeries {
+  readonly name: string
+  readonly duration: Readonly<Record<string, Histogram.Internal<string>>>
+  /** By `${status_class} ${outcome}`, created on first use. */
+  readonly requests: Map<string, Counter.Internal>
+}
+
 interface CallSeries {
   readonly duration: Histogram.Internal<string>
   readonly outcome: (outcome: string) => Counter.Internal
@@ -30,6 +38,7 @@ export class GatewayMetrics {
   readonly #breakerTransitions: Counter<'service' | 'from' | 'to'>
   readonly #inFlight: Gauge
   readonly #calls = new Map<EndpointPlan, CallSeries[]>()
+  readonly #endpoints = new Map<EndpointPlan, EndpointSeries>()
 
   constructor (plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
     const registers = [this.registry]
@@ -62,8 +71,10 @@ export class GatewayMetrics {
           },
         }
       }))
-      // Pre-create the common series so that dashboards see zeros rather than gaps.
-      for (const outcome of ['complete', 'partial', 'failed']) this.#requestDuration.labels({ endpoint: name, outcome })
+      // Created up front, so that dashboards see zeros rather than gaps.
+      const duration: Record<string, Histogram.Internal<string>> = {}
+      for (const outcome of ['complete', 'partial', 'failed']) duration[outcome] = this.#requestDuration.labels({ endpoint: name, outcome })
+      this.#endpoints.set(endpoint, { name, duration, requests: new Map() })
     }
   }
 
@@ -73,15 +84,20 @@ export class GatewayMetrics {
 
   requestFinished (endpoint: EndpointPlan, answer: GatewayAnswer, report: RunReport, totalMs: number): void {
     this.#inFlight.dec()
-    const name = `${endpoint.method} ${endpoint.route}`
+    const series = this.#endpoints.get(endpoint) as EndpointSeries
+    const name = series.name
     const outcome = outcomeOf(answer, report)
-    this.#requestDuration.observe({ endpoint: name, outcome }, totalMs / 1000)
-    this.#requests.inc({ endpoint: name, status_class: `${Math.floor(answer.status / 100)}xx`, outcome })
-    const series = this.#calls.get(endpoint) as CallSeries[]
+    series.duration[outcome]?.observe(totalMs / 1000)
+    const statusClass = `${Math.floor(answer.status / 100)}xx`
+    const key = `${statusClass} ${outcome}`
+    let requests = series.requests.get(key)
+    if (requests === undefined) series.requests.set(key, requests = this.#requests.labels({ endpoint: name, status_class: statusClass, outcome }))
+    requests.inc()
+    const calls = this.#calls.get(endpoint) as CallSeries[]
     for (const call of endpoint.calls) {
       const ms = report.durations[call.index] as number
       if (Number.isNaN(ms)) continue
-      const s = series[call.index] as CallSeries
+      const s = calls[call.index] as CallSeries
       s.duration.observe(ms / 1000)
       const failure = report.failures?.find((f) => f.call === call.name)
       s.outcome(failure === undefined ? 'success' : failure.kind === 'status' ? `status_${Math.floor((failure.status ?? 0) / 100)}xx` : failure.kind).inc()
