@@ -18,6 +18,16 @@ export const ErrorCodes = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be JSON' },
   NOT_FOUND: { status: 404, message: 'No endpoint matches this method and path' },
   CLIENT_CLOSED_REQUEST: { status: 499, message: 'The client closed the connection before the answer' },
+  UNAUTHENTICATED: { status: 401, message: 'Credentials are required' },
+  INVALID_TOKEN: { status: 401, message: 'The access token is not valid' },
+  INVALID_API_KEY: { status: 401, message: 'The API key is not valid' },
+  FORBIDDEN: { status: 403, message: 'The credentials do not grant access to this endpoint' },
+  AUTH_UNAVAILABLE: { status: 503, message: 'Credentials cannot be checked right now' },
+  RATE_LIMITED: { status: 429, message: 'Too many requests' },
+  OVERLOADED: { status: 503, message: 'The gateway is over its request limit' },
+  RATE_LIMIT_UNAVAILABLE: { status: 503, message: 'Rate limits cannot be checked right now' },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request was not received in time' },
+  HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large' },
   INTERNAL_ERROR: { status: 500, message: 'Internal gateway error' },
 } as const satisfies Record<string, { status: number; message: string }>
 
@@ -57,6 +67,15 @@ export const ConfigCodes = {
   BATON_INVALID_ENV: '(warning) an OTEL_* variable with a value Baton does not understand (the default is used)',
   BATON_TIMEOUT_OVER_DEADLINE: '(warning) a call timeout longer than its endpoint deadline',
   BATON_RETRY_OVER_DEADLINE: '(warning) a call whose worst case (timeout × tries + backoff) does not fit its endpoint deadline',
+  BATON_AUTH_CONFIG: 'inbound auth or service credentials that cannot work (no key, two key sources, an algorithm that does not fit the key, no API keys)',
+  BATON_AUTH_NOT_CONFIGURED: 'an endpoint demands credentials (or a method) that gateway.auth does not configure',
+  BATON_INVALID_KEY: 'a PEM key or certificate that does not parse',
+  BATON_FILE: 'a file named in the config (key, certificate, keys file) that cannot be read',
+  BATON_CORS: 'a CORS origin that is not scheme://host[:port], or origins * with credentials',
+  BATON_AUTH_CONFLICT: 'a service with credentials of its own that also forwards the client\'s authorization',
+  BATON_SECRET_IN_CONFIG: '(warning) a secret or API key written in the file instead of ${env.NAME}',
+  BATON_WEAK_SECRET: '(warning) an HS256 secret shorter than 32 bytes',
+  BATON_NO_LIMITS: '(warning) a rateLimit block that limits nothing',
   BATON_UNUSED_SERVICE: '(warning) a service no endpoint calls',
 } as const
 

@@ -84,11 +84,137 @@ const mockRoute = z.strictObject({
   latency: duration.optional().describe('Delay before answering.'),
 })
 
+const RATE = /^(\d+)\s*(?:req(?:uests)?\s*)?\/\s*(\d+(?:\.\d+)?)?\s*(ms|s|sec|second|m|min|minute|h|hour|d|day)$/
+const RATE_HINT = 'write a rate like 100/min, 10/s, 5000/h or 100/10s'
+const RATE_UNIT: Record<string, number> = { ms: 1, s: 1000, sec: 1000, second: 1000, m: 60_000, min: 60_000, minute: 60_000, h: 3_600_000, hour: 3_600_000, d: 86_400_000, day: 86_400_000 }
+
+/** `100/min` → { limit: 100, window: 60000 }. */
+export function parseRate (text: string): { limit: number; window: number } | undefined {
+  const m = RATE.exec(text.trim())
+  if (m === null) return undefined
+  const window = Number(m[2] ?? 1) * (RATE_UNIT[m[3] as string] as number)
+  const limit = Number(m[1])
+  return limit > 0 && window >= 1000 ? { limit, window } : undefined
+}
+
+const rate = z
+  .string()
+  .refine((v) => parseRate(v) !== undefined, { error: `${RATE_HINT} (a window of at least 1s)` })
+  .transform((v) => parseRate(v) as { limit: number; window: number })
+  .meta({ description: 'Requests per window: 100/min, 10/s, 5000/h, 100/10s.' })
+
+const stringList = z.union([z.string(), z.array(z.string()).min(1)]).transform((v) => (typeof v === 'string' ? [v] : v))
+
+export const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const
+
+export const jwtSchema = z.strictObject({
+  secret: z.string().optional().describe('Shared secret of HS256/384/512 tokens. Use ${env.NAME}; never write the secret itself in the file.'),
+  publicKey: z.string().optional().describe('PEM public key (SPKI) or certificate of RS/PS/ES/EdDSA tokens, or ${env.NAME} holding one.'),
+  publicKeyFile: z.string().optional().describe('File holding the PEM public key (relative to the config file).'),
+  jwksUrl: z.string().optional().describe('JWKS URL of the issuer, e.g. https://auth.example.com/.well-known/jwks.json; keys are chosen by `kid`.'),
+  jwks: z.strictObject({
+    cacheFor: duration.default(600_000).describe('How long fetched keys are trusted before they are fetched again.'),
+    cooldown: duration.default(30_000).describe('Least time between two fetches: an unknown kid refetches at most this often.'),
+    timeout: duration.default(2000).describe('Timeout of a JWKS fetch.'),
+  }).default({ cacheFor: 600_000, cooldown: 30_000, timeout: 2000 }).describe('JWKS cache.'),
+  algorithms: z.array(z.enum(JWT_ALGORITHMS)).min(1).optional().describe('Accepted algorithms. Default: HS256/384/512 with a secret, the asymmetric ones with a key or JWKS. Never none.'),
+  issuer: stringList.optional().describe('Accepted `iss` value(s).'),
+  audience: stringList.optional().describe('Accepted `aud` value(s).'),
+  requiredClaims: z.array(z.string()).default(['sub']).describe('Claims every token must carry.'),
+  clockTolerance: duration.default(5000).describe('Leeway for exp, nbf and iat.'),
+  maxAge: duration.optional().describe('Reject tokens issued longer ago than this (needs iat).'),
+  scopesClaim: z.string().default('scope').describe('Claim holding scopes: a space-separated string or a list (scp is read too).'),
+  rolesClaim: z.string().default('roles').describe('Claim holding roles, a dotted path for nested claims, e.g. realm_access.roles.'),
+})
+
+export const apiKeySchema = z.strictObject({
+  header: z.string().regex(HEADER_NAME).optional().describe('Header carrying the key, e.g. x-api-key.'),
+  query: z.string().min(1).optional().describe('Query parameter carrying the key (keys in URLs end up in logs; prefer a header).'),
+  keys: z.record(z.string(), z.string()).optional().describe('Client name → key. Values should be ${env.NAME}. The name becomes auth.sub.'),
+  keysFile: z.string().optional().describe('File of keys, one `name: key` (or a bare key) per line, # for comments (relative to the config file).'),
+})
+
+export const AUTH_METHODS = ['jwt', 'apiKey'] as const
+
+const authRequirement = {
+  scopes: z.array(z.string()).optional().describe('Scopes a token must all hold, else 403.'),
+  roles: z.array(z.string()).optional().describe('Roles of which a caller must hold at least one, else 403.'),
+}
+
+export const gatewayAuthSchema = z.strictObject({
+  jwt: jwtSchema.optional().describe('Bearer JWTs in the Authorization header.'),
+  apiKey: apiKeySchema.optional().describe('API keys in a header or query parameter.'),
+  realm: z.string().optional().describe('realm of the WWW-Authenticate challenge (default: gateway.name).'),
+  ...authRequirement,
+})
+
+export const endpointAuthSchema = z.union([
+  z.literal('public').describe('No credentials asked; auth is null in expressions.'),
+  z.strictObject({
+    methods: z.array(z.enum(AUTH_METHODS)).min(1).optional().describe('Accepted credential kinds (default: every one configured).'),
+    ...authRequirement,
+  }),
+]).meta({ description: '`public`, or what this endpoint demands instead of gateway.auth\'s scopes and roles.' })
+
+export const gatewayRateLimitSchema = z.strictObject({
+  store: z.enum(['memory', 'redis']).default('memory').describe('memory: per gateway process; redis: one limit shared by every instance.'),
+  redis: z.strictObject({
+    url: z.string().default('redis://127.0.0.1:6379').describe('redis://[user:password@]host:port[/db]; may use ${env.NAME}.'),
+    prefix: z.string().default('baton:rl').describe('Key prefix.'),
+    timeout: duration.default(200).describe('A Redis command that takes longer counts as a store failure.'),
+  }).default({ url: 'redis://127.0.0.1:6379', prefix: 'baton:rl', timeout: 200 }).describe('Redis store settings.'),
+  onStoreError: z.enum(['allow', 'reject']).default('allow').describe('When the store fails: allow (fail open, the default) or reject with 503.'),
+  perUser: rate.optional().describe('Per JWT subject (or API key name): 429 + Retry-After.'),
+  perIp: rate.optional().describe('Per client address: 429 + Retry-After.'),
+  perEndpoint: rate.optional().describe('Per endpoint and caller (user, else address): 429 + Retry-After.'),
+  global: rate.optional().describe('Whole gateway: 503 + Retry-After.'),
+})
+
+export const corsSchema = z.strictObject({
+  origins: z.union([z.literal('*'), z.array(z.string().min(1)).min(1)]).describe('Allowed origins: exact (https://app.example.com), with a wildcard subdomain (https://*.example.com), or *.'),
+  methods: z.array(z.enum(HTTP_METHODS)).optional().describe('Allowed methods (default: those of the endpoints).'),
+  headers: z.array(z.string().regex(HEADER_NAME)).optional().describe('Allowed request headers (default: content-type, authorization, x-request-id and the API key header).'),
+  exposeHeaders: z.array(z.string().regex(HEADER_NAME)).optional().describe('Response headers scripts may read (default: x-request-id, baton-degraded, retry-after, ratelimit, ratelimit-policy, server-timing).'),
+  credentials: z.boolean().default(false).describe('Allow cookies and Authorization from browsers (not with origins: *).'),
+  maxAge: duration.default(600_000).describe('How long browsers may cache a preflight answer.'),
+})
+
+export const serviceAuthSchema = z.union([
+  z.strictObject({ bearer: z.string().describe('Token sent as Authorization: Bearer …; use ${env.NAME}.') }),
+  z.strictObject({
+    apiKey: z.strictObject({
+      header: z.string().regex(HEADER_NAME).default('x-api-key').describe('Header carrying the key.'),
+      value: z.string().describe('The key; use ${env.NAME}.'),
+    }),
+  }),
+  z.strictObject({
+    oauth2: z.strictObject({
+      tokenUrl: z.string().describe('Token endpoint (client credentials grant).'),
+      clientId: z.string(),
+      clientSecret: z.string().describe('Use ${env.NAME}.'),
+      scope: z.string().optional().describe('Space-separated scopes asked for.'),
+      audience: z.string().optional().describe('audience parameter (Auth0 and others).'),
+      refreshBefore: duration.default(30_000).describe('A token is renewed this long before it expires.'),
+      timeout: duration.default(5000).describe('Timeout of a token request.'),
+    }),
+  }),
+]).meta({ description: 'Credentials Baton sends to this service, and only to it: bearer, apiKey or oauth2 (client credentials).' })
+
+export const tlsSchema = z.strictObject({
+  cert: z.string().optional().describe('Client certificate (PEM file, relative to the config file) for mTLS.'),
+  key: z.string().optional().describe('Private key of the client certificate (PEM file).'),
+  passphrase: z.string().optional().describe('Passphrase of the key; use ${env.NAME}.'),
+  ca: z.string().optional().describe('CA bundle (PEM file) that signs the service\'s certificate, when not a public CA.'),
+  servername: z.string().optional().describe('SNI and certificate name to check, when not the URL host.'),
+})
+
 export const serviceSchema = z.strictObject({
   url: z.string().describe('Base URL, http(s)://host[:port][/prefix]. May use ${env.NAME}.'),
   timeout: duration.optional().describe('Default timeout of every call to this service. Without one, calls are bounded by their endpoint\'s deadline.'),
-  headers: headerMap.optional().describe('Headers added to every call to this service.'),
-  forwardHeaders: z.array(z.string().regex(HEADER_NAME)).optional().describe('Client request headers passed on to this service. Nothing is forwarded unless listed.'),
+  headers: headerMap.optional().describe('Headers added to every call to this service; values may use ${env.NAME} and ${auth.…}.'),
+  auth: serviceAuthSchema.optional(),
+  tls: tlsSchema.optional().describe('TLS settings of an https service: mTLS client certificate, private CA.'),
+  forwardHeaders: z.array(z.string().regex(HEADER_NAME)).optional().describe('Client request headers passed on to this service. Nothing is forwarded unless listed (authorization and cookie included).'),
   connections: z.number().int().positive().default(128).describe('Keep-alive connections in this service\'s pool.'),
   maxResponseSize: size.default(10 * 1024 * 1024).describe('Largest response body accepted from this service.'),
   retry: retrySchema.optional().describe('Retry policy of every call to this service (per-call `retry` overrides it).'),
@@ -137,6 +263,10 @@ export const endpointSchema = z.strictObject({
     channel: channel.default('slack'),
   }).optional().describe('`baton alerts`: the endpoint latency alert of the template.'),
   timeout: duration.optional().describe('Total deadline for the request (default: gateway.timeout).'),
+  auth: endpointAuthSchema.optional(),
+  rateLimit: z.union([z.strictObject({
+    perEndpoint: rate.describe('This endpoint\'s limit per caller, instead of gateway.rateLimit.perEndpoint.'),
+  }), z.literal(false)]).optional().describe('false: no rate limits on this endpoint.'),
   status: z.number().int().min(200).max(299).default(200).describe('Status of a successful response.'),
   calls: z.record(z.string(), callSchema).default({}).describe('The downstream calls, by name. Order is derived from what each reads.'),
   response: template.optional().describe('The assembled response. Default: an object with every call\'s value by name.'),
@@ -151,6 +281,15 @@ export const gatewaySchema = z.strictObject({
   port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (0: any free port).'),
   timeout: duration.default(5000).describe('Default endpoint deadline.'),
   bodyLimit: size.default(1024 * 1024).describe('Largest request body accepted.'),
+  maxHeaderSize: size.default(16 * 1024).describe('Largest request head (request line and headers) accepted; beyond it 431.'),
+  clientTimeouts: z.strictObject({
+    headers: duration.default(10_000).describe('Time a client has to send the request head.'),
+    body: duration.default(30_000).describe('Time a client has to send the whole request, body included.'),
+  }).default({ headers: 10_000, body: 30_000 }).describe('Slow clients get 408 and are disconnected.'),
+  trustedProxies: z.array(z.string()).optional().describe('Addresses or CIDR ranges of proxies whose X-Forwarded-For is believed, e.g. [10.0.0.0/8]. Default: none, the socket address is the client.'),
+  auth: gatewayAuthSchema.optional().describe('Inbound authentication; every endpoint needs credentials unless it says auth: public.'),
+  rateLimit: gatewayRateLimitSchema.optional().describe('The template\'s rate limits.'),
+  cors: corsSchema.optional().describe('Cross-origin requests from browsers; preflights are answered by the gateway.'),
   retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
   metrics: z.union([z.strictObject({
     path: z.string().regex(/^\//).default('/metrics').describe('Path of the Prometheus exposition.'),
@@ -189,6 +328,12 @@ export type EndpointConfig = z.output<typeof endpointSchema>
 export type CallConfig = z.output<typeof callSchema>
 export type MockRouteConfig = z.output<typeof mockRoute>
 export type RetryConfig = z.output<typeof retrySchema>
+export type GatewayAuthConfig = z.output<typeof gatewayAuthSchema>
+export type EndpointAuthConfig = z.output<typeof endpointAuthSchema>
+export type RateLimitConfig = z.output<typeof gatewayRateLimitSchema>
+export type CorsConfig = z.output<typeof corsSchema>
+export type ServiceAuthConfig = z.output<typeof serviceAuthSchema>
+export type TlsConfig = z.output<typeof tlsSchema>
 
 export function jsonSchema (): Record<string, unknown> {
   const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>

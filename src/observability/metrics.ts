@@ -37,6 +37,8 @@ export class GatewayMetrics {
   readonly #retries: Counter<'endpoint' | 'call' | 'service'>
   readonly #breakerTransitions: Counter<'service' | 'from' | 'to'>
   readonly #inFlight: Gauge
+  readonly #rejected: Counter<'endpoint' | 'reason'>
+  readonly #storeErrors: Counter
   readonly #calls = new Map<EndpointPlan, CallSeries[]>()
   readonly #endpoints = new Map<EndpointPlan, EndpointSeries>()
 
@@ -48,6 +50,8 @@ export class GatewayMetrics {
     this.#callOutcomes = new Counter({ name: 'baton_call_outcomes_total', help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, deadline, expression).', labelNames: ['endpoint', 'call', 'service', 'outcome'], registers })
     this.#retries = new Counter({ name: 'baton_call_retries_total', help: 'Retries of downstream calls (tries after the first).', labelNames: ['endpoint', 'call', 'service'], registers })
     this.#breakerTransitions = new Counter({ name: 'baton_circuit_breaker_transitions_total', help: 'Circuit breaker state changes.', labelNames: ['service', 'from', 'to'], registers })
+    this.#rejected = new Counter({ name: 'baton_requests_rejected_total', help: 'Requests turned away at the edge, by endpoint and reason (unauthenticated, forbidden, auth_unavailable, rate_limited, overloaded, rate_limit_unavailable).', labelNames: ['endpoint', 'reason'], registers })
+    this.#storeErrors = new Counter({ name: 'baton_rate_limit_store_errors_total', help: 'Rate limit store failures (Redis down or slow); requests are let through unless onStoreError is reject.', registers })
     this.#inFlight = new Gauge({ name: 'baton_requests_in_flight', help: 'Orchestrated requests being served.', registers })
     new Gauge({
       name: 'baton_calls_in_flight', help: 'Downstream calls in flight, by service.', labelNames: ['service'], registers,
@@ -105,6 +109,14 @@ export class GatewayMetrics {
       const retries = report.retries?.[call.index] ?? 0
       if (retries > 0) this.#retries.inc({ endpoint: name, call: call.name, service: call.service.name }, retries)
     }
+  }
+
+  requestRejected (endpoint: EndpointPlan, reason: string): void {
+    this.#rejected.inc({ endpoint: (this.#endpoints.get(endpoint) as EndpointSeries).name, reason })
+  }
+
+  rateLimitStoreFailed (): void {
+    this.#storeErrors.inc()
   }
 
   breakerChanged (service: string, from: BreakerState, to: BreakerState): void {

@@ -6,7 +6,9 @@ import { loadConfig, parseConfig } from '../config/load.ts'
 import { Diagnostics } from './diagnostics.ts'
 import { compileEndpoint } from './endpoint.ts'
 import { routeShape } from './routes.ts'
-import { compileServices } from './services.ts'
+import { compileServices, envScope } from './services.ts'
+import { compileEdge } from './edge.ts'
+import { dirname, resolve } from 'node:path'
 import { compileTracing } from './tracing.ts'
 import type { EndpointPlan, GatewayPlan } from './types.ts'
 
@@ -29,7 +31,9 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
   for (const [k, v] of Object.entries(envInput)) if (v !== undefined) env[k] = v
   Object.freeze(env)
 
-  const services = compileServices(config, env, diagnostics)
+  const baseDir = dirname(resolve(source.file))
+  const services = compileServices(config, env, baseDir, diagnostics)
+  const edge = compileEdge(config, { env: envScope(env, diagnostics), baseDir, diagnostics })
   const tracing = compileTracing(config, env, diagnostics)
   const declaredServices = new Set(Object.keys(config.services))
   const endpoints: EndpointPlan[] = []
@@ -50,7 +54,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
     shapes.set(shape, key)
     for (const call of Object.values(endpoint.calls)) used.add(call.request.trim().split(/\s+/)[1] ?? '')
     const plan = compileEndpoint({
-      key, endpoint, basePath: config.gateway.basePath, defaultTimeout: config.gateway.timeout, services, declaredServices, env, diagnostics,
+      key, endpoint, basePath: config.gateway.basePath, defaultTimeout: config.gateway.timeout, services, declaredServices, env, gatewayAuth: config.gateway.auth, diagnostics,
     })
     if (plan !== null) endpoints.push(plan)
   }
@@ -76,6 +80,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
     port: gateway.port,
     bodyLimit: gateway.bodyLimit,
     retryAfterSeconds: Math.max(1, Math.ceil(gateway.retryAfter / 1000)),
+    edge,
     services: [...services.values()],
     endpoints,
   }

@@ -1,13 +1,14 @@
 /** One endpoint: its calls, their dependencies (read off their expressions), and the response builder. */
-import type { CallConfig, EndpointConfig } from '../config/schema.ts'
+import type { CallConfig, EndpointConfig, GatewayAuthConfig } from '../config/schema.ts'
 import { CALL_REQUEST } from '../config/schema.ts'
 import { encodePathValue, type Evaluator, type Reference } from '../expr/index.ts'
 import { closest, didYouMean } from '../util/suggest.ts'
 import type { Diagnostics } from './diagnostics.ts'
+import { compileEndpointAuth } from './edge.ts'
 import { findCycle, levels } from './graph.ts'
 import { callRetry, worstCase } from './resilience.ts'
 import { invalidRouteSegment, routeParams, routeToServerPath } from './routes.ts'
-import type { CallMeta, Scope } from './scope.ts'
+import { AUTH_FIELDS, type CallMeta, type Scope } from './scope.ts'
 import { checkHeaderName } from './services.ts'
 import { compileCondition, compileString, compileValue, type TemplateScope } from './templates.ts'
 import type { CallPlan, EndpointPlan, ForEachPlan, ServicePlan } from './types.ts'
@@ -25,6 +26,7 @@ interface EndpointContext {
   readonly services: ReadonlyMap<string, ServicePlan>
   readonly declaredServices: ReadonlySet<string>
   readonly env: Readonly<Record<string, string>>
+  readonly gatewayAuth: GatewayAuthConfig | undefined
   readonly diagnostics: Diagnostics
 }
 
@@ -42,6 +44,7 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
   const dependsOn: Set<number>[] = names.map(() => new Set())
   let readsCallMeta = false
   const errorsBefore = diagnostics.list.length
+  const auth = compileEndpointAuth(endpoint.auth, ctx.gatewayAuth, at, diagnostics)
 
   for (const name of names) {
     if ((RESERVED_ROOTS as readonly string[]).includes(name)) {
@@ -65,6 +68,13 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
         })
       } else if (field === 'headers' && ref.path[1] !== undefined && ref.path[1] !== ref.path[1].toLowerCase()) {
         diagnostics.error('BATON_HEADER_CASE', `request header names are lower case: '${ref.path[1]}'`, refPath, { ...place, hint: `write request.headers['${ref.path[1].toLowerCase()}']` })
+      }
+      return
+    }
+    if (ref.root === 'auth') {
+      const field = ref.path[0]
+      if (field !== undefined && !AUTH_FIELDS.includes(field)) {
+        diagnostics.error('BATON_UNKNOWN_FIELD', `auth has no field '${field}'`, refPath, { ...place, hint: didYouMean(field, AUTH_FIELDS) ?? `auth has ${AUTH_FIELDS.join(', ')}; token claims are under auth.claims` })
       }
       return
     }
@@ -97,7 +107,7 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
     return view
   }
   const rootsFor = (from: number | null, itemName: string | null): TemplateScope => {
-    const known = [...RESERVED_ROOTS.slice(0, 3), ...names, ...(itemName === null ? [] : [itemName])]
+    const known = [...RESERVED_ROOTS.slice(0, 4), ...names, ...(itemName === null ? [] : [itemName])]
     return {
       knownRoots: known,
       resolveRoot: (name) => {
@@ -105,6 +115,7 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
         if (name === 'request') return (s) => (s as Scope).request
         if (name === 'env') return () => env
         if (name === 'calls') return (s) => callsView(s as Scope)
+        if (name === 'auth') return (s) => (s as Scope).request.auth
         const i = index.get(name)
         if (i !== undefined) return (s) => (s as Scope).values[i]
         return undefined
@@ -147,6 +158,8 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
     params,
     purpose: endpoint.purpose,
     timeout: endpoint.timeout ?? ctx.defaultTimeout,
+    auth,
+    rateLimit: endpoint.rateLimit === false ? { exempt: true, perEndpoint: null } : { exempt: false, perEndpoint: endpoint.rateLimit?.perEndpoint ?? null },
     status: endpoint.status,
     calls,
     roots: calls.filter((c) => c.dependsOn.length === 0).map((c) => c.index),

@@ -2,6 +2,22 @@
  * What expressions see while a request runs. One fixed-shape object per request; the
  * compiled accessors read its fields directly (a call's value is `values[index]`).
  */
+import type { AuthMethod } from './types.ts'
+
+/** Fields of the `auth` root. */
+export const AUTH_FIELDS = ['method', 'sub', 'scopes', 'roles', 'claims']
+
+/** Who made the request, once authenticated: the `auth` root of expressions. */
+export interface Principal {
+  readonly method: AuthMethod
+  /** JWT subject, or the API key's name. */
+  readonly sub: string | null
+  readonly scopes: readonly string[]
+  readonly roles: readonly string[]
+  /** Every claim of the token ({} for an API key). */
+  readonly claims: Readonly<Record<string, unknown>>
+}
+
 export interface RequestView {
   readonly method: string
   readonly path: string
@@ -9,6 +25,8 @@ export interface RequestView {
   readonly query: Readonly<Record<string, unknown>>
   readonly headers: Readonly<Record<string, string | string[] | undefined>>
   readonly body: unknown
+  /** null on public endpoints. */
+  readonly auth: Principal | null
 }
 
 /** Status and headers of a finished call, for `calls.<name>.status` and friends. */

@@ -4,7 +4,13 @@ import { compileString, compileValue, type TemplateScope } from './templates.ts'
 import { isForbiddenHeader } from './headers.ts'
 import { serviceResilience } from './resilience.ts'
 import { routeToServerPath } from './routes.ts'
-import type { MockRoutePlan, ServicePlan } from './types.ts'
+import type { MockRoutePlan, OAuth2Plan, ServicePlan, TlsPlan } from './types.ts'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
+import type { ConfigPath } from '../config/source.ts'
+import type { Evaluator, Reference } from '../expr/index.ts'
+import { didYouMean } from '../util/suggest.ts'
+import { readConfigFile, resolveEnv } from './edge.ts'
+import { AUTH_FIELDS, type Scope } from './scope.ts'
 
 /** Service-level strings (url, headers) may read environment variables only; they are resolved once. */
 export function envScope (env: Readonly<Record<string, string | undefined>>, diagnostics: Diagnostics): TemplateScope {
@@ -22,17 +28,35 @@ export function envScope (env: Readonly<Record<string, string | undefined>>, dia
   }
 }
 
-export function compileServices (config: Config, env: Readonly<Record<string, string | undefined>>, diagnostics: Diagnostics): Map<string, ServicePlan> {
+export function compileServices (config: Config, env: Readonly<Record<string, string | undefined>>, baseDir: string, diagnostics: Diagnostics): Map<string, ServicePlan> {
   const scope = envScope(env, diagnostics)
   const services = new Map<string, ServicePlan>()
   for (const [name, service] of Object.entries(config.services)) {
-    const plan = compileService(name, service, scope, diagnostics)
+    const plan = compileService(name, service, scope, baseDir, diagnostics)
     if (plan !== null) services.set(name, plan)
   }
   return services
 }
 
-function compileService (name: string, service: ServiceConfig, scope: TemplateScope, diagnostics: Diagnostics): ServicePlan | null {
+/** Service header values read env (resolved now) and auth (read per request). */
+function headerScope (env: TemplateScope, diagnostics: Diagnostics): TemplateScope & { readsAuth: boolean } {
+  const scope = {
+    readsAuth: false,
+    knownRoots: ['env', 'auth'],
+    resolveRoot: (name: string) => (name === 'auth' ? (s: unknown) => (s as Scope).request.auth : env.resolveRoot(name)),
+    onReference: (ref: Reference, path: ConfigPath, source: string) => {
+      if (ref.root !== 'auth') return env.onReference(ref, path, source)
+      scope.readsAuth = true
+      const field = ref.path[0]
+      if (field !== undefined && !AUTH_FIELDS.includes(field)) {
+        diagnostics.error('BATON_UNKNOWN_FIELD', `auth has no field '${field}'`, path, { offset: ref.offset, hint: didYouMean(field, AUTH_FIELDS) ?? `auth has ${AUTH_FIELDS.join(', ')}; token claims are under auth.claims` })
+      }
+    },
+  }
+  return scope
+}
+
+function compileService (name: string, service: ServiceConfig, scope: TemplateScope, baseDir: string, diagnostics: Diagnostics): ServicePlan | null {
   const at = ['services', name]
   const urlText = compileString(service.url, [...at, 'url'], scope, diagnostics, undefined)
   if (urlText === null) return null
@@ -54,15 +78,84 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
   }
 
   const headers: [string, string][] = []
+  const authHeaders: [string, Evaluator][] = []
   for (const [header, value] of Object.entries(service.headers ?? {})) {
     if (checkHeaderName(header, [...at, 'headers', header], diagnostics)) {
-      const compiled = compileString(String(value), [...at, 'headers', header], scope, diagnostics, undefined)
-      if (compiled !== null) headers.push([header.toLowerCase(), String(compiled.evaluate({}) ?? '')])
+      const hs = headerScope(scope, diagnostics)
+      const compiled = compileString(String(value), [...at, 'headers', header], hs, diagnostics, undefined)
+      if (compiled === null) continue
+      if (hs.readsAuth) authHeaders.push([header.toLowerCase(), compiled.evaluate])
+      else headers.push([header.toLowerCase(), String(compiled.evaluate({}) ?? '')])
     }
   }
   const forwardHeaders: string[] = []
   for (const [i, header] of (service.forwardHeaders ?? []).entries()) {
     if (checkHeaderName(header, [...at, 'forwardHeaders', i], diagnostics)) forwardHeaders.push(header.toLowerCase())
+  }
+
+  let oauth2: OAuth2Plan | null = null
+  if (service.auth !== undefined) {
+    const ctx = { env: scope, diagnostics }
+    const auth = service.auth
+    let header: string
+    if ('bearer' in auth) {
+      header = 'authorization'
+      headers.push([header, `Bearer ${resolveEnv(auth.bearer, [...at, 'auth', 'bearer'], ctx) ?? ''}`])
+    } else if ('apiKey' in auth) {
+      header = auth.apiKey.header.toLowerCase()
+      headers.push([header, resolveEnv(auth.apiKey.value, [...at, 'auth', 'apiKey', 'value'], ctx) ?? ''])
+    } else {
+      header = 'authorization'
+      const o = auth.oauth2
+      const oat = [...at, 'auth', 'oauth2']
+      const tokenUrl = resolveEnv(o.tokenUrl, [...oat, 'tokenUrl'], ctx) ?? ''
+      if (!/^https?:\/\/[^/]/.test(tokenUrl)) diagnostics.error('BATON_INVALID_URL', `'${tokenUrl}' is not an http(s) URL`, [...oat, 'tokenUrl'], { hint: 'the token endpoint, e.g. https://auth.example.com/oauth/token' })
+      oauth2 = {
+        tokenUrl,
+        clientId: resolveEnv(o.clientId, [...oat, 'clientId'], ctx) ?? '',
+        clientSecret: resolveEnv(o.clientSecret, [...oat, 'clientSecret'], ctx) ?? '',
+        scope: o.scope ?? null,
+        audience: o.audience ?? null,
+        refreshBefore: o.refreshBefore,
+        timeout: o.timeout,
+      }
+    }
+    const clash = forwardHeaders.includes(header) ? 'forwardHeaders' : Object.keys(service.headers ?? {}).some((h) => h.toLowerCase() === header) ? 'headers' : null
+    if (clash !== null) {
+      diagnostics.error('BATON_AUTH_CONFLICT', `${name} gets its own credentials in ${header}, and ${clash} sets ${header} too`, [...at, clash], {
+        key: true, hint: `remove ${header} from ${clash}, or drop auth to pass the client's own`,
+      })
+    }
+  }
+
+  let tls: TlsPlan | null = null
+  if (service.tls !== undefined) {
+    const t = service.tls
+    const tat = [...at, 'tls']
+    if (url.protocol !== 'https:') diagnostics.error('BATON_AUTH_CONFIG', 'tls settings need an https:// service URL', [...tat], { key: true, hint: `write https://${url.host}${url.pathname === '/' ? '' : url.pathname}` })
+    if ((t.cert === undefined) !== (t.key === undefined)) diagnostics.error('BATON_AUTH_CONFIG', 'a client certificate needs both cert and key', tat, { key: true })
+    const file = (f: string | undefined, key: string): string | null => (f === undefined ? null : readConfigFile(f, [...tat, key], { baseDir, diagnostics }))
+    tls = {
+      cert: file(t.cert, 'cert'),
+      key: file(t.key, 'key'),
+      ca: file(t.ca, 'ca'),
+      passphrase: t.passphrase === undefined ? null : resolveEnv(t.passphrase, [...tat, 'passphrase'], { env: scope, diagnostics }),
+      servername: t.servername ?? null,
+    }
+    if (tls.cert !== null) {
+      try {
+        new X509Certificate(tls.cert)
+      } catch (err) {
+        diagnostics.error('BATON_INVALID_KEY', `the client certificate does not parse: ${(err as Error).message}`, [...tat, 'cert'], { hint: 'give a PEM certificate (-----BEGIN CERTIFICATE-----)' })
+      }
+    }
+    if (tls.key !== null) {
+      try {
+        createPrivateKey(tls.passphrase === null ? tls.key : { key: tls.key, passphrase: tls.passphrase })
+      } catch (err) {
+        diagnostics.error('BATON_INVALID_KEY', `the client key does not parse: ${(err as Error).message}`, [...tat, 'key'], { hint: 'give a PEM private key, and its passphrase if it has one' })
+      }
+    }
   }
 
   return {
@@ -74,6 +167,9 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
     forwardHeaders,
     connections: service.connections,
     maxResponseSize: service.maxResponseSize,
+    authHeaders,
+    oauth2,
+    tls,
     latency: service.latency,
     sla: service.sla === undefined ? undefined : String(service.sla),
     owner: service.owner,

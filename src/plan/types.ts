@@ -23,6 +23,8 @@ export interface GatewayPlan {
   readonly port: number
   readonly bodyLimit: number
   readonly retryAfterSeconds: number
+  /** Who gets in, how much they may ask, browsers, slow and oversized clients. */
+  readonly edge: EdgePlan
   readonly services: readonly ServicePlan[]
   readonly endpoints: readonly EndpointPlan[]
 }
@@ -54,6 +56,12 @@ export interface ServicePlan {
   readonly forwardHeaders: readonly string[]
   readonly connections: number
   readonly maxResponseSize: number
+  /** Header values that read `auth.…`, evaluated per request (lower-case names). */
+  readonly authHeaders: readonly (readonly [string, Evaluator])[]
+  /** OAuth2 client credentials fetched for this service only; static credentials are in `headers`. */
+  readonly oauth2: OAuth2Plan | null
+  /** TLS client settings (mTLS), PEM contents already read. */
+  readonly tls: TlsPlan | null
   readonly latency: number | undefined
   readonly sla: string | undefined
   readonly owner: string | undefined
@@ -82,6 +90,10 @@ export interface EndpointPlan {
   readonly params: readonly string[]
   readonly purpose: string | undefined
   readonly timeout: number
+  /** Credentials this endpoint demands, or null when it is public (or the gateway has no auth). */
+  readonly auth: EndpointAuthPlan | null
+  /** This endpoint's per-caller limit, null for none; `exempt` when the endpoint opts out of every limit. */
+  readonly rateLimit: { readonly exempt: boolean; readonly perEndpoint: Rate | null }
   readonly status: number
   readonly calls: readonly CallPlan[]
   /** Calls with no dependencies: started first. */
@@ -133,4 +145,98 @@ export interface ForEachPlan {
   readonly as: string
   readonly concurrency: number
   readonly into: string | null
+}
+
+export interface Rate {
+  readonly limit: number
+  /** ms */
+  readonly window: number
+}
+
+export interface EdgePlan {
+  readonly auth: AuthPlan | null
+  readonly rateLimit: RateLimitPlan | null
+  readonly cors: CorsPlan | null
+  /** Addresses/CIDRs whose X-Forwarded-For is believed; null: the socket address is the client. */
+  readonly trustedProxies: readonly string[] | null
+  readonly maxHeaderSize: number
+  readonly clientTimeouts: { readonly headers: number; readonly body: number }
+}
+
+export interface AuthPlan {
+  readonly realm: string
+  readonly jwt: JwtPlan | null
+  readonly apiKey: ApiKeyPlan | null
+}
+
+export interface JwtPlan {
+  /** HS* secret (env resolved). */
+  readonly secret: string | null
+  /** PEM public key or certificate. */
+  readonly publicKey: string | null
+  readonly jwksUrl: string | null
+  readonly jwks: { readonly cacheFor: number; readonly cooldown: number; readonly timeout: number }
+  readonly algorithms: readonly string[]
+  readonly issuer: readonly string[] | null
+  readonly audience: readonly string[] | null
+  readonly requiredClaims: readonly string[]
+  /** ms */
+  readonly clockTolerance: number
+  readonly maxAge: number | null
+  readonly scopesClaim: string
+  readonly rolesClaim: readonly string[]
+}
+
+export interface ApiKeyPlan {
+  /** Lower-case header name, or null when the key is read from the query. */
+  readonly header: string | null
+  readonly query: string | null
+  readonly keys: readonly { readonly name: string; readonly key: string }[]
+}
+
+export type AuthMethod = 'jwt' | 'apiKey'
+
+export interface EndpointAuthPlan {
+  readonly methods: readonly AuthMethod[]
+  readonly scopes: readonly string[]
+  readonly roles: readonly string[]
+}
+
+export interface RateLimitPlan {
+  readonly store: 'memory' | 'redis'
+  readonly redis: { readonly url: string; readonly prefix: string; readonly timeout: number }
+  readonly onStoreError: 'allow' | 'reject'
+  readonly perUser: Rate | null
+  readonly perIp: Rate | null
+  readonly perEndpoint: Rate | null
+  readonly global: Rate | null
+}
+
+export interface CorsPlan {
+  /** '*' or exact origins and wildcard patterns. */
+  readonly origins: '*' | readonly string[]
+  readonly methods: readonly string[]
+  readonly headers: readonly string[]
+  readonly exposeHeaders: readonly string[]
+  readonly credentials: boolean
+  /** ms */
+  readonly maxAge: number
+}
+
+export interface OAuth2Plan {
+  readonly tokenUrl: string
+  readonly clientId: string
+  readonly clientSecret: string
+  readonly scope: string | null
+  readonly audience: string | null
+  readonly refreshBefore: number
+  readonly timeout: number
+}
+
+export interface TlsPlan {
+  readonly cert: string | null
+  readonly key: string | null
+  readonly passphrase: string | null
+  readonly ca: string | null
+  readonly servername: string | null
 }

@@ -5,7 +5,7 @@
  * flight is aborted, and the abort reaches its socket.
  */
 import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
-import { ExpressionEvalError } from '../expr/index.ts'
+import { type Evaluator, ExpressionEvalError } from '../expr/index.ts'
 import { endCall, type EndpointTracing, type RequestTrace, withTraceContext } from '../observability/tracing.ts'
 import { type CallMeta, type RequestView, Scope } from '../plan/scope.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -241,15 +241,8 @@ class Execution implements RunReport {
     const service = call.service
     for (const [name, value] of service.headers) headers[name] = value
     if (service.forwardHeaders.length > 0) forwardHeaders(service.forwardHeaders, scope.request.headers, headers)
-    if (call.headers !== null) {
-      for (const [name, evaluate] of call.headers) {
-        const value = evaluate(scope)
-        if (value === null || value === undefined) continue
-        const text = String(value)
-        if (/[\r\n\0]/.test(text)) throw new UpstreamError('bad_request', `a value for header ${name} of ${call.name} contains line breaks`)
-        headers[name] = text
-      }
-    }
+    if (service.authHeaders.length > 0) setHeaders(service.authHeaders, scope, call.name, headers)
+    if (call.headers !== null) setHeaders(call.headers, scope, call.name, headers)
     let body: string | null = null
     if (call.body !== null) {
       if (call.bodySlot === -1) {
@@ -558,6 +551,17 @@ function queryString (query: NonNullable<CallPlan['query']>, scope: Scope): stri
     }
   }
   return out
+}
+
+/** Evaluated header values; a value with a line break (from a client, a claim, a service) fails the call as a bad request. */
+function setHeaders (list: readonly (readonly [string, Evaluator])[], scope: Scope, call: string, to: Record<string, string>): void {
+  for (const [name, evaluate] of list) {
+    const value = evaluate(scope)
+    if (value === null || value === undefined) continue
+    const text = typeof value === 'object' ? JSON.stringify(value) : String(value)
+    if (/[\r\n\0]/.test(text)) throw new UpstreamError('bad_request', `a value for header ${name} of ${call} contains line breaks`)
+    to[name] = text
+  }
 }
 
 function forwardHeaders (names: readonly string[], from: RequestView['headers'], to: Record<string, string>): void {

@@ -50,6 +50,7 @@ function describe (failure: Failure): string {
     case 'bad_body': return 'answered with a body that is not JSON'
     case 'too_large': return 'answer too large'
     case 'expression': return 'could not build its request'
+    case 'credentials': return 'no credentials for it'
     default: return failure.message
   }
 }

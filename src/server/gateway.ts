@@ -4,11 +4,16 @@
  * the error envelope with a stable code.
  */
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
+import fastifyCors, { type FastifyCorsOptions } from '@fastify/cors'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type onRequestAsyncHookHandler } from 'fastify'
+import { Authenticator } from '../edge/auth.ts'
+import { type LimitVerdict, RateLimits } from '../edge/ratelimit.ts'
 import type { Logger } from 'pino'
 import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
-import type { RequestView } from '../plan/scope.ts'
-import type { GatewayPlan } from '../plan/types.ts'
+import type { Principal, RequestView } from '../plan/scope.ts'
+import type { CorsPlan, EndpointPlan, GatewayPlan } from '../plan/types.ts'
 import { type BoundEndpoint, execute, type GatewayAnswer } from '../runtime/execute.ts'
 import { GatewayMetrics } from '../observability/metrics.ts'
 import { type RequestLog, requestLog, serverTiming } from '../observability/requests.ts'
@@ -16,6 +21,13 @@ import { EndpointTracing, GatewayTracing } from '../observability/tracing.ts'
 import type { Clock } from '../policies/clock.ts'
 import { createServiceClient, type Policy, type ServiceClient } from '../upstream/client.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the endpoint's guard once the caller is authenticated; null on public endpoints. */
+    principal: Principal | null
+  }
+}
 
 export interface GatewayOptions {
   /** Service name → origin to use instead of the configured URL (baton dev's mocks, tests). */
@@ -63,9 +75,25 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   const admin = plan.metrics?.port === undefined ? null : Fastify({ logger: false, forceCloseConnections: true })
   const tracing = plan.tracing === null ? null : new GatewayTracing(plan.tracing, options.logger ?? null)
 
+  const edge = plan.edge
+  const authenticator = edge.auth === null ? null : new Authenticator(edge.auth)
+  const limits = edge.rateLimit === null
+    ? null
+    : new RateLimits(edge.rateLimit, plan.endpoints, { logger: options.logger, onStoreError: () => metrics?.rateLimitStoreFailed() })
+  const { headers: headersTimeout, body: requestTimeout } = edge.clientTimeouts
   const server = Fastify({
     logger: false,
     bodyLimit: plan.bodyLimit,
+    // Slow clients: the head must arrive within `headers`, the whole request within `body` (Node checks every interval).
+    http: {
+      maxHeaderSize: edge.maxHeaderSize,
+      headersTimeout: requestTimeout === 0 ? headersTimeout : Math.min(headersTimeout, requestTimeout),
+      requestTimeout,
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(headersTimeout || 4000, requestTimeout || 4000) / 4))),
+    },
+    requestTimeout,
+    clientErrorHandler: clientError,
+    trustProxy: edge.trustedProxies === null ? false : [...edge.trustedProxies],
     // Request ids are ours to validate (see requestIdOf), not fastify's.
     requestIdHeader: false,
     genReqId: () => '',
@@ -78,6 +106,9 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   server.removeContentTypeParser('text/plain')
   // The SDK loads when the server gets ready (listen, or inject in tests), before the first request.
   if (tracing !== null) server.addHook('onReady', () => tracing.start())
+
+  server.decorateRequest('principal', null)
+  if (edge.cors !== null) void server.register(fastifyCors, corsOptions(edge.cors))
 
   server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
   server.setErrorHandler((err: FastifyError, req, reply) => {
@@ -92,6 +123,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
     ;(admin ?? server).get(plan.metrics.path, async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()))
   }
   const observe: Observe = {
+    accessLog: options.accessLog ?? plan.accessLog,
     serverTiming: options.serverTiming ?? plan.serverTiming,
     log: options.logger === undefined ? null : requestLog(options.logger, options.accessLog ?? plan.accessLog),
     metrics,
@@ -105,9 +137,11 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
       retryAfterSeconds: plan.retryAfterSeconds,
       tracing: tracing === null ? null : new EndpointTracing(tracing, endpoint, endpointClients),
     }
+    const guard = guardFor(endpoint, authenticator, limits, observe, options.logger ?? null)
     server.route({
       method: endpoint.method as 'GET',
       url: endpoint.route === '' ? '/' : endpoint.route,
+      ...(guard === null ? {} : { onRequest: guard }),
       handler: handlerFor(bound, observe),
     })
   }
@@ -133,6 +167,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
         await server.close()
         await admin?.close()
         await Promise.all([...clients.values()].map((c) => c.close()))
+        await limits?.close()
         // Last: the requests that were still being answered have ended their spans.
         await tracing?.close()
       })()
@@ -142,6 +177,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
 }
 
 interface Observe {
+  readonly accessLog: boolean
   readonly serverTiming: boolean
   readonly log: RequestLog | null
   readonly metrics: GatewayMetrics | null
@@ -169,6 +205,7 @@ function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRe
       query: req.query as Record<string, unknown>,
       headers: req.headers,
       body: req.body ?? null,
+      auth: req.principal,
     }
     const trace = tracing === null ? null : tracing.startRequest(req.headers, request.path, requestId)
     const run = execute(endpoint, { request, requestId, trace })
@@ -188,11 +225,102 @@ function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRe
 }
 
 function send (reply: FastifyReply, answer: GatewayAnswer, requestId: string): FastifyReply {
+  let text: string
+  try {
+    text = JSON.stringify(answer.body)
+  } catch {
+    // A service's answer nested too deeply to serialise (RangeError), or otherwise unserialisable.
+    return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
+  }
   reply.code(answer.status)
   reply.header('content-type', JSON_TYPE)
   reply.header('x-request-id', requestId)
   if (answer.headers !== null) for (const name in answer.headers) reply.header(name, answer.headers[name])
-  return reply.send(JSON.stringify(answer.body))
+  return reply.send(text)
+}
+
+/**
+ * The endpoint's edge, run before its body is read: global and per-IP limits, then
+ * credentials, then per-user and per-endpoint limits. Null when none applies.
+ */
+function guardFor (
+  endpoint: EndpointPlan,
+  authenticator: Authenticator | null,
+  limits: RateLimits | null,
+  observe: Observe,
+  logger: Logger | null,
+): onRequestAsyncHookHandler | null {
+  const demand = authenticator === null ? null : endpoint.auth
+  const limited = limits !== null && !endpoint.rateLimit.exempt ? limits : null
+  if (demand === null && limited === null) return null
+  const { metrics } = observe
+  const reject = (req: FastifyRequest, reply: FastifyReply, status: number, code: ErrorCode, message: string, reason: string, headers: Readonly<Record<string, string>>): FastifyReply => {
+    metrics?.requestRejected(endpoint, reason)
+    if (observe.accessLog) logger?.info({ event: 'rejected', method: endpoint.method, route: endpoint.key, status, code, reason, ip: req.ip, requestId: requestIdOf(req) }, `${endpoint.method} ${endpoint.key} ${status} ${code}`)
+    return send(reply, { status, body: errorEnvelope(code, message), headers }, requestIdOf(req))
+  }
+  /** Sets the verdict's headers; false (and the answer sent) when it rejects. */
+  const applyLimits = (req: FastifyRequest, reply: FastifyReply, verdict: LimitVerdict): boolean => {
+    if (verdict.reject === null) {
+      for (const name in verdict.headers) reply.header(name, verdict.headers[name])
+      return true
+    }
+    const { code, retryAfter, message, limit } = verdict.reject
+    reject(req, reply, ErrorCodes[code].status, code, message, limit === 'global' ? 'overloaded' : limit === 'store' ? 'rate_limit_unavailable' : 'rate_limited', { ...verdict.headers, 'retry-after': String(retryAfter) })
+    return false
+  }
+  return async (req, reply) => {
+    const ip = req.ip
+    const pending = limited?.before(ip)
+    const before = pending == null ? null : await pending
+    if (before !== null && !applyLimits(req, reply, before)) return reply
+    if (demand !== null && authenticator !== null) {
+      const verdict = await authenticator.check({ headers: req.headers, query: req.query as Record<string, unknown> }, demand)
+      if (!verdict.ok) {
+        const reason = verdict.code === 'FORBIDDEN' ? 'forbidden' : verdict.code === 'AUTH_UNAVAILABLE' ? 'auth_unavailable' : 'unauthenticated'
+        const headers: Record<string, string> = verdict.challenge === null ? {} : { 'www-authenticate': verdict.challenge }
+        if (verdict.code === 'AUTH_UNAVAILABLE') headers['retry-after'] = '1'
+        reject(req, reply, ErrorCodes[verdict.code].status, verdict.code, verdict.message, reason, headers)
+        return reply
+      }
+      req.principal = verdict.principal
+    }
+    const after = limited?.after(endpoint, ip, req.principal, before)
+    if (after != null && !applyLimits(req, reply, await after)) return reply
+    return undefined
+  }
+}
+
+/** Errors Node reports before a request exists (slow or oversized heads, garbage): answered in the envelope, then the socket is closed. */
+function clientError (err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST'
+  const { status } = ErrorCodes[code]
+  const body = JSON.stringify(errorEnvelope(code))
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}
+
+/** `https://*.example.com` matches one subdomain level of example.com; other origins match exactly. */
+function originMatcher (origin: string): string | RegExp {
+  if (!origin.includes('*')) return origin
+  const [scheme, host] = origin.split('://*.') as [string, string]
+  const escaped = host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  return new RegExp(`^${scheme}://[a-z0-9-]+\\.${escaped}$`, 'i')
+}
+
+function corsOptions (cors: CorsPlan): FastifyCorsOptions {
+  return {
+    origin: cors.origins === '*' ? '*' : cors.origins.map(originMatcher),
+    methods: [...cors.methods],
+    allowedHeaders: [...cors.headers],
+    exposedHeaders: [...cors.exposeHeaders],
+    credentials: cors.credentials,
+    maxAge: Math.floor(cors.maxAge / 1000),
+    strictPreflight: true,
+  }
 }
 
 function sendError (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply {

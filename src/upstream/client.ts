@@ -5,7 +5,8 @@
  */
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
-import type { ServicePlan } from '../plan/types.ts'
+import type { ServicePlan, TlsPlan } from '../plan/types.ts'
+import { OAuth2Tokens } from './credentials.ts'
 import { type BreakerState, CircuitBreaker } from '../policies/breaker.ts'
 import { Bulkhead } from '../policies/bulkhead.ts'
 import { type Clock, systemClock } from '../policies/clock.ts'
@@ -34,6 +35,7 @@ export type FailureKind =
   | 'bad_body' | 'too_large'
   | 'circuit_open' | 'bulkhead_full'
   | 'expression' | 'bad_request'
+  | 'credentials'
 
 export class UpstreamError extends Error {
   readonly kind: FailureKind
@@ -57,6 +59,8 @@ export interface ServiceClient {
   readonly bulkhead: Bulkhead | null
   readonly budget: RetryBudget
   readonly stats: ServiceStats
+  /** The service's OAuth2 token source, when it has one. */
+  readonly tokens: OAuth2Tokens | null
   close (): Promise<void>
 }
 
@@ -77,6 +81,7 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
     // Our own per-call timers and the endpoint deadline govern time; these only stop a connection from hanging forever.
     headersTimeout: 0,
     bodyTimeout: 0,
+    ...(service.tls === null ? {} : { connect: tlsOptions(service.tls) }),
   })
   const limit = service.maxResponseSize
   const base: Send = async (req) => {
@@ -118,7 +123,9 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
     }
     return { status: res.statusCode, headers: res.headers, body }
   }
-  const send = (options.policies ?? []).reduceRight<Send>((next, policy) => policy(next, service), base)
+  const tokens = service.oauth2 === null ? null : new OAuth2Tokens(service.oauth2, service.name)
+  const authorized: Send = tokens === null ? base : withToken(base, tokens)
+  const send = (options.policies ?? []).reduceRight<Send>((next, policy) => policy(next, service), authorized)
   const { resilience } = service
   const clock = options.clock ?? systemClock
   const onChange = options.onBreakerChange
@@ -132,8 +139,29 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
     bulkhead: resilience.bulkhead === null ? null : new Bulkhead(resilience.bulkhead.maxConcurrent, resilience.bulkhead.maxQueued),
     budget: new RetryBudget(resilience.retryBudget, 10, clock),
     stats: new ServiceStats(),
+    tokens,
     close: () => pool.close(),
   }
+}
+
+/** Adds the service's OAuth2 token to each request; a 401 answer discards the token. */
+function withToken (next: Send, tokens: OAuth2Tokens): Send {
+  return async (req) => {
+    const token = await tokens.get()
+    const res = await next({ ...req, headers: { ...req.headers, authorization: `Bearer ${token}` } })
+    if (res.status === 401) tokens.reject(token)
+    return res
+  }
+}
+
+function tlsOptions (tls: TlsPlan): Record<string, string> {
+  const options: Record<string, string> = {}
+  if (tls.cert !== null) options.cert = tls.cert
+  if (tls.key !== null) options.key = tls.key
+  if (tls.passphrase !== null) options.passphrase = tls.passphrase
+  if (tls.ca !== null) options.ca = tls.ca
+  if (tls.servername !== null) options.servername = tls.servername
+  return options
 }
 
 /** Reads a chunked body, counting as it goes and stopping at the limit. */

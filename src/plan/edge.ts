@@ -1,0 +1,251 @@
+/**
+ * The gateway's edge, compiled: inbound auth, rate limits, CORS and client limits. Secrets
+ * and keys are resolved here (env, files) so that `baton check` reports a missing variable,
+ * an unreadable file or a key that does not parse, at its place in the config.
+ */
+import { createPublicKey } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { resolve } from 'node:path'
+import type { Config, EndpointAuthConfig, GatewayAuthConfig } from '../config/schema.ts'
+import type { ConfigPath } from '../config/source.ts'
+import type { Diagnostics } from './diagnostics.ts'
+import { compileString, type TemplateScope } from './templates.ts'
+import type { ApiKeyPlan, AuthMethod, AuthPlan, CorsPlan, EdgePlan, EndpointAuthPlan, JwtPlan, RateLimitPlan } from './types.ts'
+
+export interface EdgeContext {
+  readonly env: TemplateScope
+  /** Folder of the config file: relative file names are resolved against it. */
+  readonly baseDir: string
+  readonly diagnostics: Diagnostics
+}
+
+const HS = ['HS256', 'HS384', 'HS512']
+const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
+
+export function compileEdge (config: Config, ctx: EdgeContext): EdgePlan {
+  const { gateway } = config
+  return {
+    auth: gateway.auth === undefined ? null : compileAuth(gateway.name, gateway.auth, ctx),
+    rateLimit: compileRateLimit(config, ctx),
+    cors: compileCors(config, ctx),
+    trustedProxies: compileProxies(gateway.trustedProxies, ctx.diagnostics),
+    maxHeaderSize: gateway.maxHeaderSize,
+    clientTimeouts: gateway.clientTimeouts,
+  }
+}
+
+/** A string that may be `${env.NAME}`, resolved now. */
+export function resolveEnv (value: string, path: ConfigPath, ctx: Pick<EdgeContext, 'env' | 'diagnostics'>): string | null {
+  const compiled = compileString(value, path, ctx.env, ctx.diagnostics, undefined)
+  if (compiled === null) return null
+  const text = compiled.evaluate({})
+  return text === null || text === undefined ? '' : String(text)
+}
+
+/** Reads a file named in the config (relative to it); null, with a diagnostic, when it cannot. */
+export function readConfigFile (name: string, path: ConfigPath, ctx: Pick<EdgeContext, 'baseDir' | 'diagnostics'>): string | null {
+  const file = resolve(ctx.baseDir, name)
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    ctx.diagnostics.error('BATON_FILE', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, path, { hint: 'file names are relative to the config file' })
+    return null
+  }
+}
+
+function compileAuth (name: string, auth: GatewayAuthConfig, ctx: EdgeContext): AuthPlan {
+  const at = ['gateway', 'auth']
+  if (auth.jwt === undefined && auth.apiKey === undefined) {
+    ctx.diagnostics.error('BATON_AUTH_CONFIG', 'gateway.auth names no way to authenticate', at, { key: true, hint: 'add jwt: or apiKey:, or remove auth to leave every endpoint open' })
+  }
+  return {
+    realm: (auth.realm ?? name).replace(/["\\]/g, ''),
+    jwt: auth.jwt === undefined ? null : compileJwt(auth.jwt, [...at, 'jwt'], ctx),
+    apiKey: auth.apiKey === undefined ? null : compileApiKey(auth.apiKey, [...at, 'apiKey'], ctx),
+  }
+}
+
+function compileJwt (jwt: NonNullable<GatewayAuthConfig['jwt']>, at: string[], ctx: EdgeContext): JwtPlan {
+  const { diagnostics } = ctx
+  const sources = (['secret', 'publicKey', 'publicKeyFile', 'jwksUrl'] as const).filter((k) => jwt[k] !== undefined)
+  if (sources.length !== 1) {
+    diagnostics.error('BATON_AUTH_CONFIG', sources.length === 0 ? 'jwt needs a key' : `jwt has ${sources.join(' and ')}: give exactly one key source`, at, {
+      key: true, hint: 'secret (HS256), publicKey or publicKeyFile (RS/ES/EdDSA), or jwksUrl',
+    })
+  }
+  let secret: string | null = null
+  let publicKey: string | null = null
+  let jwksUrl: string | null = null
+  if (jwt.secret !== undefined) {
+    secret = resolveEnv(jwt.secret, [...at, 'secret'], ctx)
+    if (!jwt.secret.includes('${')) {
+      diagnostics.warn('BATON_SECRET_IN_CONFIG', 'the JWT secret is written in the config file', [...at, 'secret'], { hint: 'read it from the environment: secret: ${env.JWT_SECRET}' })
+    }
+    if (secret !== null && secret !== '' && Buffer.byteLength(secret) < 32) {
+      diagnostics.warn('BATON_WEAK_SECRET', `the JWT secret is ${Buffer.byteLength(secret)} bytes; HS256 wants at least 32`, [...at, 'secret'], { hint: 'generate one with: openssl rand -base64 48' })
+    }
+  }
+  if (jwt.publicKey !== undefined) publicKey = resolveEnv(jwt.publicKey, [...at, 'publicKey'], ctx)
+  if (jwt.publicKeyFile !== undefined) publicKey = readConfigFile(jwt.publicKeyFile, [...at, 'publicKeyFile'], ctx)
+  if (publicKey !== null && publicKey !== '') {
+    try {
+      createPublicKey(publicKey)
+    } catch (err) {
+      const where = jwt.publicKeyFile === undefined ? 'publicKey' : 'publicKeyFile'
+      diagnostics.error('BATON_INVALID_KEY', `the JWT public key does not parse: ${(err as Error).message}`, [...at, where], { hint: 'give a PEM public key (-----BEGIN PUBLIC KEY-----) or certificate' })
+    }
+  }
+  if (jwt.jwksUrl !== undefined) {
+    jwksUrl = resolveEnv(jwt.jwksUrl, [...at, 'jwksUrl'], ctx)
+    if (jwksUrl !== null && !/^https?:\/\/[^/]/.test(jwksUrl)) {
+      diagnostics.error('BATON_INVALID_URL', `'${jwksUrl}' is not an http(s) URL`, [...at, 'jwksUrl'], { hint: 'e.g. https://auth.example.com/.well-known/jwks.json' })
+    }
+  }
+  const symmetric = jwt.secret !== undefined
+  const algorithms = jwt.algorithms ?? (symmetric ? HS : ASYMMETRIC)
+  const misfit = algorithms.filter((a) => HS.includes(a) !== symmetric)
+  if (misfit.length > 0 && sources.length === 1) {
+    // HS/RS confusion starts here: a public key must never be usable as an HMAC secret.
+    diagnostics.error('BATON_AUTH_CONFIG', `algorithm${misfit.length > 1 ? 's' : ''} ${misfit.join(', ')} do${misfit.length > 1 ? '' : 'es'} not fit a ${symmetric ? 'shared secret' : 'public key'}`, [...at, 'algorithms'], {
+      hint: symmetric ? 'a secret verifies HS256/384/512 only' : 'a public key or JWKS verifies RS/PS/ES/EdDSA only',
+    })
+  }
+  return {
+    secret,
+    publicKey,
+    jwksUrl,
+    jwks: jwt.jwks,
+    algorithms,
+    issuer: jwt.issuer ?? null,
+    audience: jwt.audience ?? null,
+    requiredClaims: jwt.requiredClaims,
+    clockTolerance: jwt.clockTolerance,
+    maxAge: jwt.maxAge ?? null,
+    scopesClaim: jwt.scopesClaim,
+    rolesClaim: jwt.rolesClaim.split('.'),
+  }
+}
+
+function compileApiKey (apiKey: NonNullable<GatewayAuthConfig['apiKey']>, at: string[], ctx: EdgeContext): ApiKeyPlan {
+  const { diagnostics } = ctx
+  if ((apiKey.header === undefined) === (apiKey.query === undefined)) {
+    diagnostics.error('BATON_AUTH_CONFIG', 'apiKey needs exactly one of header and query', at, { key: true, hint: 'e.g. header: x-api-key' })
+  }
+  const keys: { name: string; key: string }[] = []
+  for (const [name, value] of Object.entries(apiKey.keys ?? {})) {
+    const key = resolveEnv(value, [...at, 'keys', name], ctx)
+    if (key === null) continue
+    if (!value.includes('${')) {
+      diagnostics.warn('BATON_SECRET_IN_CONFIG', `API key '${name}' is written in the config file`, [...at, 'keys', name], { hint: `read it from the environment: ${name}: \${env.${name.toUpperCase().replace(/\W/g, '_')}_KEY}, or use keysFile` })
+    }
+    if (key !== '') keys.push({ name, key })
+  }
+  if (apiKey.keysFile !== undefined) {
+    const text = readConfigFile(apiKey.keysFile, [...at, 'keysFile'], ctx)
+    for (const [i, raw] of (text ?? '').split('\n').entries()) {
+      const line = raw.trim()
+      if (line === '' || line.startsWith('#')) continue
+      const colon = line.indexOf(':')
+      const name = colon === -1 ? `key-${i + 1}` : line.slice(0, colon).trim()
+      const key = colon === -1 ? line : line.slice(colon + 1).trim()
+      if (key !== '') keys.push({ name, key })
+    }
+  }
+  if (keys.length === 0 && apiKey.keys === undefined && apiKey.keysFile === undefined) {
+    diagnostics.error('BATON_AUTH_CONFIG', 'apiKey has no keys', at, { key: true, hint: 'add keys: { mobile-app: ${env.MOBILE_APP_KEY} } or keysFile: keys.txt' })
+  }
+  return { header: apiKey.header?.toLowerCase() ?? null, query: apiKey.query ?? null, keys }
+}
+
+/** What an endpoint demands: null when public or when the gateway has no auth. */
+export function compileEndpointAuth (auth: EndpointAuthConfig | undefined, gateway: GatewayAuthConfig | undefined, at: ConfigPath, diagnostics: Diagnostics): EndpointAuthPlan | null {
+  if (auth === 'public') return null
+  if (gateway === undefined) {
+    if (auth !== undefined) {
+      diagnostics.error('BATON_AUTH_NOT_CONFIGURED', 'this endpoint demands credentials but gateway.auth is not set', [...at, 'auth'], { key: true, hint: 'configure gateway.auth (jwt or apiKey)' })
+    }
+    return null
+  }
+  const configured: AuthMethod[] = []
+  if (gateway.jwt !== undefined) configured.push('jwt')
+  if (gateway.apiKey !== undefined) configured.push('apiKey')
+  const methods = auth?.methods ?? configured
+  for (const [i, m] of methods.entries()) {
+    if (!configured.includes(m)) {
+      diagnostics.error('BATON_AUTH_NOT_CONFIGURED', `${m} is not configured in gateway.auth`, [...at, 'auth', 'methods', i], { hint: `configured: ${configured.join(', ') || 'none'}` })
+    }
+  }
+  return {
+    methods,
+    scopes: auth?.scopes ?? gateway.scopes ?? [],
+    roles: auth?.roles ?? gateway.roles ?? [],
+  }
+}
+
+function compileRateLimit (config: Config, ctx: EdgeContext): RateLimitPlan | null {
+  const rl = config.gateway.rateLimit
+  if (rl === undefined) return null
+  const url = resolveEnv(rl.redis.url, ['gateway', 'rateLimit', 'redis', 'url'], ctx) ?? rl.redis.url
+  if (rl.store === 'redis' && !/^rediss?:\/\//.test(url)) {
+    ctx.diagnostics.error('BATON_INVALID_URL', `'${url}' is not a redis:// URL`, ['gateway', 'rateLimit', 'redis', 'url'], { hint: 'e.g. redis://127.0.0.1:6379' })
+  }
+  if (rl.perUser === undefined && rl.perIp === undefined && rl.perEndpoint === undefined && rl.global === undefined
+    && !Object.values(config.endpoints).some((e) => e.rateLimit !== undefined && e.rateLimit !== false)) {
+    ctx.diagnostics.warn('BATON_NO_LIMITS', 'rateLimit sets no limit', ['gateway', 'rateLimit'], { key: true, hint: 'add perUser, perIp, perEndpoint or global, e.g. perIp: 500/min' })
+  }
+  if (rl.perUser !== undefined && config.gateway.auth === undefined) {
+    ctx.diagnostics.warn('BATON_NO_LIMITS', 'perUser never applies without gateway.auth (requests have no user)', ['gateway', 'rateLimit', 'perUser'], { key: true, hint: 'configure gateway.auth, or limit perIp' })
+  }
+  return {
+    store: rl.store,
+    redis: { ...rl.redis, url },
+    onStoreError: rl.onStoreError,
+    perUser: rl.perUser ?? null,
+    perIp: rl.perIp ?? null,
+    perEndpoint: rl.perEndpoint ?? null,
+    global: rl.global ?? null,
+  }
+}
+
+const DEFAULT_EXPOSED = ['x-request-id', 'baton-degraded', 'retry-after', 'ratelimit', 'ratelimit-policy', 'server-timing']
+
+function compileCors (config: Config, ctx: EdgeContext): CorsPlan | null {
+  const cors = config.gateway.cors
+  if (cors === undefined) return null
+  const at = ['gateway', 'cors']
+  if (cors.origins === '*' && cors.credentials) {
+    ctx.diagnostics.error('BATON_CORS', 'origins: * cannot be combined with credentials: true', [...at, 'credentials'], { hint: 'browsers refuse it; list the allowed origins instead' })
+  }
+  if (cors.origins !== '*') {
+    for (const [i, origin] of cors.origins.entries()) {
+      if (!/^https?:\/\/(\*\.)?[^/*\s]+$/.test(origin)) {
+        ctx.diagnostics.error('BATON_CORS', `'${origin}' is not an origin`, [...at, 'origins', i], { hint: 'write scheme://host[:port] without a path, e.g. https://app.example.com or https://*.example.com' })
+      }
+    }
+  }
+  const methods = cors.methods ?? [...new Set(Object.keys(config.endpoints).map((k) => k.split(' ')[0] as string))]
+  const apiKeyHeader = config.gateway.auth?.apiKey?.header
+  const headers = cors.headers ?? ['content-type', 'authorization', 'x-request-id', ...(apiKeyHeader === undefined ? [] : [apiKeyHeader.toLowerCase()])]
+  return {
+    origins: cors.origins,
+    methods,
+    headers,
+    exposeHeaders: cors.exposeHeaders ?? DEFAULT_EXPOSED,
+    credentials: cors.credentials,
+    maxAge: cors.maxAge,
+  }
+}
+
+function compileProxies (proxies: string[] | undefined, diagnostics: Diagnostics): string[] | null {
+  if (proxies === undefined) return null
+  for (const [i, p] of proxies.entries()) {
+    const [address, bits, extra] = p.split('/')
+    const family = isIP(address ?? '')
+    const max = family === 6 ? 128 : 32
+    if (family === 0 || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
+      diagnostics.error('BATON_INVALID_VALUE', `'${p}' is not an IP address or CIDR range`, ['gateway', 'trustedProxies', i], { hint: 'e.g. 10.0.0.0/8, 192.168.1.10 or fd00::/8' })
+    }
+  }
+  return proxies
+}
