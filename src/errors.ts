@@ -75,6 +75,7 @@ export const ConfigCodes = {
   BATON_AUTH_CONFLICT: 'a service with credentials of its own that also forwards the client\'s authorization',
   BATON_SECRET_IN_CONFIG: '(warning) a secret or API key written in the file instead of ${env.NAME}',
   BATON_WEAK_SECRET: '(warning) an HS256 secret shorter than 32 bytes',
+  BATON_DEV_SECRET: '(warning, baton dev) the JWT secret is not set; a random one is used for this run',
   BATON_NO_LIMITS: '(warning) a rateLimit block that limits nothing',
   BATON_UNUSED_SERVICE: '(warning) a service no endpoint calls',
 } as const

@@ -29,7 +29,7 @@ ${endpoints}`
 describe('config validation', () => {
   it('accepts both examples', () => {
     for (const file of ['examples/checkout/baton.yaml', 'examples/dashboard/baton.yaml']) {
-      const result = compileConfig(parseConfig(file, readFileSync(file, 'utf8')), { env: {} })
+      const result = compileConfig(parseConfig(file, readFileSync(file, 'utf8')), { env: {}, mode: 'check' })
       assert.deepEqual(result.diagnostics.filter((d) => d.severity === 'error'), [])
       assert.ok(result.plan)
     }

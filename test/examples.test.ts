@@ -8,6 +8,7 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { describe, test, type TestContext } from 'node:test'
+import { devToken } from '../src/cli/devtoken.ts'
 import { compileText } from '../src/plan/compile.ts'
 import { createGateway } from '../src/server/gateway.ts'
 import { startMocks, type MockOptions } from '../src/server/mocks.ts'
@@ -17,9 +18,13 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CHECKOUT = 'examples/checkout/baton.yaml'
 const DASHBOARD = 'examples/dashboard/baton.yaml'
 
+/** The token `baton dev` prints for the checkout example (its JWT secret is a random stand-in per run). */
+let checkoutToken = ''
+
 /** `baton dev FILE [--down …] [--slow …]`, in process; returns the gateway's URL with its basePath. */
 async function dev (t: TestContext, file: string, options: MockOptions = {}): Promise<string> {
-  const { plan } = compileText(file, readFileSync(new URL(`../${file}`, import.meta.url), 'utf8'), { env: {} })
+  const { plan } = compileText(file, readFileSync(new URL(`../${file}`, import.meta.url), 'utf8'), { env: {}, mode: 'dev' })
+  if (file === CHECKOUT) checkoutToken = await devToken(plan) ?? ''
   const mocks = await startMocks(plan, options)
   t.after(() => mocks.close())
   const gateway = createGateway(plan, { origins: mocks.origins })
@@ -42,7 +47,7 @@ const SUMMARY = {
   availabilityConfirmed: true,
 }
 
-const summary = async (base: string): Promise<ClientResponse> => await post(`${base}/summary`, { cartId: 'cart-123' })
+const summary = async (base: string, token = checkoutToken): Promise<ClientResponse> => await post(`${base}/summary`, { cartId: 'cart-123' }, { authorization: `Bearer ${token}` })
 
 describe('examples/checkout', () => {
   test('the filled example of the spec: the assembled summary', async (t) => {
@@ -121,7 +126,8 @@ test('the real CLI: `baton dev examples/checkout/baton.yaml --port 0` serves the
     child.stdout.on('data', (c: Buffer) => {
       stdout += c.toString()
       const m = /listening on (http:\/\/\S+)/.exec(stdout)
-      if (m !== null) {
+      // The dev token is printed after the endpoints, so wait for it too.
+      if (m !== null && /export TOKEN=\S+/.test(stdout)) {
         clearTimeout(timer)
         resolve(m[1] as string)
       }
@@ -133,9 +139,13 @@ test('the real CLI: `baton dev examples/checkout/baton.yaml --port 0` serves the
   })
   assert.match(base, /^http:\/\/127\.0\.0\.1:\d+\/v1\/checkout$/)
 
-  const res = await summary(base)
+  // The example demands a JWT (the template's "Authentication: JWT"): without one, 401.
+  assertError(await summary(base, ''), 401, 'UNAUTHENTICATED', 'Credentials are required')
+  const token = (/export TOKEN=(\S+)/.exec(stdout) as RegExpExecArray)[1] as string
+  const res = await summary(base, token)
   assert.equal(res.status, 200)
   assert.deepEqual(res.body, SUMMARY)
+  assert.equal(res.headers['ratelimit-policy'], '"global";q=10000;w=60, "per-ip";q=500;w=60, "per-user";q=100;w=60, "per-endpoint";q=50;w=60')
 
   child.kill('SIGTERM')
   const [code, signal] = await exited

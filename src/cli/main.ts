@@ -5,6 +5,7 @@ import { writeFile } from 'node:fs/promises'
 import { loadConfig } from '../config/load.ts'
 import { compileConfig } from '../plan/compile.ts'
 import { alertRules } from './alerts.ts'
+import { devToken } from './devtoken.ts'
 import { check, renderDiagnostics, summary } from './check.ts'
 import { renderPlan } from './plan.ts'
 import { serve } from './serve.ts'
@@ -20,7 +21,7 @@ export async function main (argv: readonly string[]): Promise<number> {
   program.command('check').argument('<file>', 'config file (YAML or JSON)')
     .description('validate a config: every error at once, with file:line:col and a hint')
     .action(async (file: string) => {
-      const result = await check(file)
+      const result = await check(file, 'check')
       if (result.diagnostics.length > 0) console.error(renderDiagnostics(result.diagnostics, process.stderr))
       if (result.plan === undefined) {
         const errors = result.diagnostics.filter((d) => d.severity === 'error').length
@@ -34,7 +35,7 @@ export async function main (argv: readonly string[]): Promise<number> {
   program.command('plan').argument('<file>', 'config file')
     .description('print each endpoint\'s call sequence: order, service call, required, timeout, fallback')
     .action(async (file: string) => {
-      const result = await check(file)
+      const result = await check(file, 'check')
       if (result.plan === undefined) {
         console.error(renderDiagnostics(result.diagnostics, process.stderr))
         code = 1
@@ -50,7 +51,7 @@ export async function main (argv: readonly string[]): Promise<number> {
     .option('--log-level <level>', 'debug, info (a line per request), warn, error or silent (overrides gateway.logLevel)', level)
     .option('--no-access-log', 'no log line per request (overrides gateway.accessLog)')
     .action(async (file: string, opts: { port?: number; host?: string; logLevel?: string; accessLog: boolean }) => {
-      const result = await check(file)
+      const result = await check(file, 'serve')
       if (result.plan === undefined) {
         console.error(renderDiagnostics(result.diagnostics, process.stderr))
         code = 1
@@ -67,12 +68,13 @@ export async function main (argv: readonly string[]): Promise<number> {
     .option('--log-level <level>', 'debug, info, warn, error or silent', level)
     .option('--slow <service=ms...>', 'delay a service, e.g. --slow cart=3000 (repeatable, or comma-separated)', slow, new Map<string, number>())
     .action(async (file: string, opts: { port?: number; host: string; down: string[]; slow: Map<string, number>; logLevel?: string }) => {
-      const result = await check(file)
+      const result = await check(file, 'dev')
       if (result.plan === undefined) {
         console.error(renderDiagnostics(result.diagnostics, process.stderr))
         code = 1
         return
       }
+      if (result.diagnostics.length > 0) console.error(renderDiagnostics(result.diagnostics, process.stderr))
       const known = new Set(result.plan.services.map((s) => s.name))
       const unknown = [...opts.down, ...opts.slow.keys()].filter((s) => !known.has(s))
       if (unknown.length > 0) {
@@ -80,7 +82,8 @@ export async function main (argv: readonly string[]): Promise<number> {
         code = 1
         return
       }
-      code = await serve(result.plan, { ...opts, pretty: true, mocks: { down: new Set(opts.down), slow: opts.slow } })
+      const token = await devToken(result.plan)
+      code = await serve(result.plan, { ...opts, pretty: true, mocks: { down: new Set(opts.down), slow: opts.slow }, ...(token === null ? {} : { devToken: token }) })
     })
 
   program.command('alerts').argument('<file>', 'config file')
@@ -88,7 +91,7 @@ export async function main (argv: readonly string[]): Promise<number> {
     .option('-o, --output <file>', 'write the rules to this file instead of stdout')
     .action(async (file: string, opts: { output?: string }) => {
       const loaded = await loadConfig(file)
-      const result = compileConfig(loaded)
+      const result = compileConfig(loaded, { mode: 'check' })
       if (result.plan === undefined || loaded.config === undefined) {
         console.error(renderDiagnostics(result.diagnostics, process.stderr))
         code = 1

@@ -1,6 +1,7 @@
 /** `baton serve` and `baton dev`: compile, (start mocks,) listen, and shut down cleanly on a signal. */
 import { pino, type Logger } from 'pino'
 import { createGateway } from '../server/gateway.ts'
+import { DEV_SUBJECT } from './devtoken.ts'
 import { startMocks } from '../server/mocks.ts'
 import type { GatewayPlan } from '../plan/types.ts'
 
@@ -14,6 +15,8 @@ export interface ServeOptions {
   logLevel?: string
   /** false: no line per request (--no-access-log). */
   accessLog?: boolean
+  /** baton dev: a token for the protected endpoints, printed with a curl line. */
+  devToken?: string
 }
 
 export function createLogger (pretty: boolean, level: string = 'info'): Logger {
@@ -55,7 +58,12 @@ export async function serve (plan: GatewayPlan, options: ServeOptions): Promise<
     }
   }
   logger.info({ event: 'listening', port: address.port, host: address.host, url: address.url }, `${plan.name} listening on ${address.url}${plan.basePath}`)
-  for (const e of plan.endpoints) logger.info({ event: 'endpoint', route: `${e.method} ${e.route}` }, `  ${e.method} ${address.url}${e.route}`)
+  for (const e of plan.endpoints) logger.info({ event: 'endpoint', route: `${e.method} ${e.route}` }, `  ${e.method} ${address.url}${e.route}${e.auth === null ? '' : ' (needs credentials)'}`)
+  if (options.devToken !== undefined) {
+    logger.info({ event: 'dev_token' }, `export TOKEN=${options.devToken}   # a dev token: sub ${DEV_SUBJECT}, valid 1h`)
+    const e = plan.endpoints.find((x) => x.auth !== null)
+    if (e !== undefined) logger.info({ event: 'dev_token' }, `  curl -H "authorization: Bearer $TOKEN"${e.method === 'GET' ? '' : ` -X ${e.method} -H 'content-type: application/json' -d '{}'`} ${address.url}${e.route}`)
+  }
 
   return await new Promise<number>((resolve) => {
     const stop = (signal: string): void => {

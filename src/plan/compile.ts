@@ -20,6 +20,12 @@ export interface CompileResult {
 export interface CompileOptions {
   /** Environment for ${env.…}; default process.env. */
   env?: Readonly<Record<string, string | undefined>>
+  /**
+   * What the plan is for. serve (the default): secrets the environment leaves empty are errors.
+   * check: they are only warned about (the deploy environment is not the checker's). dev: an
+   * unset JWT secret becomes a random one for this run.
+   */
+  mode?: 'serve' | 'check' | 'dev'
 }
 
 export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {}): CompileResult {
@@ -33,7 +39,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
 
   const baseDir = dirname(resolve(source.file))
   const services = compileServices(config, env, baseDir, diagnostics)
-  const edge = compileEdge(config, { env: envScope(env, diagnostics), baseDir, diagnostics })
+  const edge = compileEdge(config, { env: envScope(env, diagnostics), baseDir, diagnostics, mode: options.mode ?? 'serve' })
   const tracing = compileTracing(config, env, diagnostics)
   const declaredServices = new Set(Object.keys(config.services))
   const endpoints: EndpointPlan[] = []

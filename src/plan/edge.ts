@@ -3,7 +3,7 @@
  * and keys are resolved here (env, files) so that `baton check` reports a missing variable,
  * an unreadable file or a key that does not parse, at its place in the config.
  */
-import { createPublicKey } from 'node:crypto'
+import { createPublicKey, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
@@ -18,6 +18,8 @@ export interface EdgeContext {
   /** Folder of the config file: relative file names are resolved against it. */
   readonly baseDir: string
   readonly diagnostics: Diagnostics
+  /** See CompileOptions.mode. */
+  readonly mode: 'serve' | 'check' | 'dev'
 }
 
 const HS = ['HS256', 'HS384', 'HS512']
@@ -82,13 +84,21 @@ function compileJwt (jwt: NonNullable<GatewayAuthConfig['jwt']>, at: string[], c
     if (!jwt.secret.includes('${')) {
       diagnostics.warn('BATON_SECRET_IN_CONFIG', 'the JWT secret is written in the config file', [...at, 'secret'], { hint: 'read it from the environment: secret: ${env.JWT_SECRET}' })
     }
+    if (secret === '' && ctx.mode === 'dev') {
+      secret = randomBytes(32).toString('base64url')
+      diagnostics.warn('BATON_DEV_SECRET', 'the JWT secret is not set: baton dev checks tokens against a random secret for this run', [...at, 'secret'], { hint: 'baton dev prints a token signed with it' })
+    } else if (secret === '' && ctx.mode === 'serve') {
+      diagnostics.error('BATON_AUTH_CONFIG', 'the JWT secret is empty', [...at, 'secret'], { hint: 'set the environment variable it reads' })
+    }
     if (secret !== null && secret !== '' && Buffer.byteLength(secret) < 32) {
       diagnostics.warn('BATON_WEAK_SECRET', `the JWT secret is ${Buffer.byteLength(secret)} bytes; HS256 wants at least 32`, [...at, 'secret'], { hint: 'generate one with: openssl rand -base64 48' })
     }
   }
   if (jwt.publicKey !== undefined) publicKey = resolveEnv(jwt.publicKey, [...at, 'publicKey'], ctx)
   if (jwt.publicKeyFile !== undefined) publicKey = readConfigFile(jwt.publicKeyFile, [...at, 'publicKeyFile'], ctx)
-  if (publicKey !== null && publicKey !== '') {
+  if (publicKey === '' && ctx.mode !== 'check') {
+    diagnostics.error('BATON_AUTH_CONFIG', 'the JWT public key is empty', [...at, jwt.publicKeyFile === undefined ? 'publicKey' : 'publicKeyFile'], { hint: 'set the environment variable it reads, or point publicKeyFile at a PEM file' })
+  } else if (publicKey !== null && publicKey !== '') {
     try {
       createPublicKey(publicKey)
     } catch (err) {
@@ -152,8 +162,13 @@ function compileApiKey (apiKey: NonNullable<GatewayAuthConfig['apiKey']>, at: st
       if (key !== '') keys.push({ name, key })
     }
   }
-  if (keys.length === 0 && apiKey.keys === undefined && apiKey.keysFile === undefined) {
-    diagnostics.error('BATON_AUTH_CONFIG', 'apiKey has no keys', at, { key: true, hint: 'add keys: { mobile-app: ${env.MOBILE_APP_KEY} } or keysFile: keys.txt' })
+  const hint = 'add keys: { mobile-app: ${env.MOBILE_APP_KEY} } or keysFile: keys.txt'
+  if (apiKey.keys === undefined && apiKey.keysFile === undefined) {
+    diagnostics.error('BATON_AUTH_CONFIG', 'apiKey has no keys', at, { key: true, hint })
+  } else if (keys.length === 0 && ctx.mode === 'dev') {
+    diagnostics.warn('BATON_DEV_SECRET', 'apiKey has no keys (the variables or file it reads are empty): every API key is refused', at, { key: true, hint })
+  } else if (keys.length === 0 && ctx.mode === 'serve') {
+    diagnostics.error('BATON_AUTH_CONFIG', 'apiKey has no keys: the variables or file it reads are empty', at, { key: true, hint })
   }
   return { header: apiKey.header?.toLowerCase() ?? null, query: apiKey.query ?? null, keys }
 }

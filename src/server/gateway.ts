@@ -256,7 +256,7 @@ function guardFor (
   const { metrics } = observe
   const reject = (req: FastifyRequest, reply: FastifyReply, status: number, code: ErrorCode, message: string, reason: string, headers: Readonly<Record<string, string>>): FastifyReply => {
     metrics?.requestRejected(endpoint, reason)
-    if (observe.accessLog) logger?.info({ event: 'rejected', method: endpoint.method, route: endpoint.key, status, code, reason, ip: req.ip, requestId: requestIdOf(req) }, `${endpoint.method} ${endpoint.key} ${status} ${code}`)
+    if (observe.accessLog) logger?.info({ event: 'rejected', method: endpoint.method, route: endpoint.key, status, code, reason, ip: req.ip, requestId: requestIdOf(req) }, `${endpoint.method} ${endpoint.route} ${status} ${code}`)
     return send(reply, { status, body: errorEnvelope(code, message), headers }, requestIdOf(req))
   }
   /** Sets the verdict's headers; false (and the answer sent) when it rejects. */
