@@ -171,10 +171,10 @@ export const gatewayRateLimitSchema = z.strictObject({
 })
 
 export const corsSchema = z.strictObject({
-  origins: z.union([z.literal('*'), z.array(z.string().min(1)).min(1)]).describe('Allowed origins: exact (https://app.example.com), with a wildcard subdomain (https://*.example.com), or *.'),
+  origins: z.union([z.literal('*'), z.array(z.string().min(1)).min(1)]).describe('Allowed origins: exact (https://app.example.com), with a wildcard subdomain (https://*.example.com), or \'*\' (quoted: a bare * is YAML syntax).'),
   methods: z.array(z.enum(HTTP_METHODS)).optional().describe('Allowed methods (default: those of the endpoints).'),
   headers: z.array(z.string().regex(HEADER_NAME)).optional().describe('Allowed request headers (default: content-type, authorization, x-request-id and the API key header).'),
-  exposeHeaders: z.array(z.string().regex(HEADER_NAME)).optional().describe('Response headers scripts may read (default: x-request-id, baton-degraded, retry-after, ratelimit, ratelimit-policy, server-timing).'),
+  exposeHeaders: z.array(z.string().regex(HEADER_NAME)).optional().describe('Response headers scripts may read (default: x-request-id, baton-degraded, retry-after, ratelimit, ratelimit-policy, server-timing, www-authenticate).'),
   credentials: z.boolean().default(false).describe('Allow cookies and Authorization from browsers (not with origins: *).'),
   maxAge: duration.default(600_000).describe('How long browsers may cache a preflight answer.'),
 })

@@ -35,6 +35,7 @@ export class ConfigSource {
         message: e.message.split('\n')[0] ?? e.message,
         path: [],
         ...(duplicate ? { hint: 'each route, service and call name may appear only once' } : {}),
+        ...(e.code === 'BAD_ALIAS' || /^Alias/.test(e.message) ? { hint: 'a value starting with * is a YAML alias; quote it: \'*\'' } : {}),
         file: this.file,
         line: pos.line,
         col: pos.col,

@@ -223,7 +223,7 @@ function compileRateLimit (config: Config, ctx: EdgeContext): RateLimitPlan | nu
   }
 }
 
-const DEFAULT_EXPOSED = ['x-request-id', 'baton-degraded', 'retry-after', 'ratelimit', 'ratelimit-policy', 'server-timing']
+const DEFAULT_EXPOSED = ['x-request-id', 'baton-degraded', 'retry-after', 'ratelimit', 'ratelimit-policy', 'server-timing', 'www-authenticate']
 
 function compileCors (config: Config, ctx: EdgeContext): CorsPlan | null {
   const cors = config.gateway.cors
@@ -239,11 +239,13 @@ function compileCors (config: Config, ctx: EdgeContext): CorsPlan | null {
       }
     }
   }
+  // Browsers send origins lower-case and without a default port; written otherwise, an origin would never match.
+  const origins = cors.origins === '*' ? '*' : cors.origins.map((o) => o.toLowerCase().replace(/^(https:\/\/[^/]+):443$|^(http:\/\/[^/]+):80$/, '$1$2'))
   const methods = cors.methods ?? [...new Set(Object.keys(config.endpoints).map((k) => k.split(' ')[0] as string))]
   const apiKeyHeader = config.gateway.auth?.apiKey?.header
   const headers = cors.headers ?? ['content-type', 'authorization', 'x-request-id', ...(apiKeyHeader === undefined ? [] : [apiKeyHeader.toLowerCase()])]
   return {
-    origins: cors.origins,
+    origins,
     methods,
     headers,
     exposeHeaders: cors.exposeHeaders ?? DEFAULT_EXPOSED,

@@ -108,7 +108,18 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   if (tracing !== null) server.addHook('onReady', () => tracing.start())
 
   server.decorateRequest('principal', null)
-  if (edge.cors !== null) void server.register(fastifyCors, corsOptions(edge.cors))
+  if (edge.cors !== null) {
+    // An OPTIONS that is not a preflight would get @fastify/cors's own text/plain 400; it gets the envelope's 404 instead,
+    // as it does without CORS. Added before the plugin, so it runs first.
+    server.addHook('onRequest', (req, reply, done) => {
+      if (req.method === 'OPTIONS' && req.routeOptions.url === '*' && (req.headers.origin === undefined || req.headers['access-control-request-method'] === undefined)) {
+        sendError(reply, 'NOT_FOUND', requestIdOf(req))
+        return
+      }
+      done()
+    })
+    void server.register(fastifyCors, corsOptions(edge.cors))
+  }
 
   server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
   server.setErrorHandler((err: FastifyError, req, reply) => {
