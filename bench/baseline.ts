@@ -10,6 +10,9 @@ import { randomUUID } from 'node:crypto'
 import Fastify from 'fastify'
 import type { FastifyReply } from 'fastify'
 import { Pool } from 'undici'
+import { jwtVerify } from 'jose'
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible'
+import { createSecretKey } from 'node:crypto'
 
 const upstreamUrl = process.env.UPSTREAM_URL
 if (upstreamUrl === undefined || upstreamUrl === '') {
@@ -197,6 +200,60 @@ app.post('/v1/checkout/summary', async (request, reply) => {
       error: { code: 'BAD_REQUEST', message: 'body.cartId must be a string', requestId },
       data: {},
     })
+  }
+  const deadline = startDeadline(checkoutTimeoutMs)
+  try {
+    const summary = await checkoutSummary(body.cartId, requestId, deadline.signal)
+    return reply.header('x-request-id', requestId).send(summary)
+  } catch (err) {
+    return sendError(reply, err, deadline.signal, requestId)
+  } finally {
+    deadline.end()
+  }
+})
+
+// --- POST /v1/checkout-edge/summary: the same, behind a JWT and per-IP / per-user limits ---
+
+const edgeKey = createSecretKey(Buffer.from(process.env.BENCH_JWT_SECRET ?? ''))
+const perIp = new RateLimiterMemory({ points: 100_000_000, duration: 60 })
+const perUser = new RateLimiterMemory({ points: 100_000_000, duration: 60 })
+
+async function limited (limiter: RateLimiterMemory, key: string): Promise<number | null> {
+  try {
+    await limiter.consume(key)
+    return null
+  } catch (err) {
+    if (err instanceof RateLimiterRes) return Math.max(1, Math.ceil(err.msBeforeNext / 1000))
+    throw err
+  }
+}
+
+app.post('/v1/checkout-edge/summary', {
+  onRequest: async (request, reply) => {
+    const tooMany = (retryAfter: number) => reply.code(429).header('retry-after', String(retryAfter))
+      .send({ error: { code: 'RATE_LIMITED', message: 'Too many requests' }, data: {} })
+    const ipWait = await limited(perIp, request.ip)
+    if (ipWait !== null) return tooMany(ipWait)
+    const header = request.headers.authorization
+    const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : ''
+    let sub: string
+    try {
+      const { payload } = await jwtVerify(token, edgeKey, { algorithms: ['HS256'], issuer: 'https://auth.bench', audience: 'checkout', requiredClaims: ['sub'] })
+      const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : []
+      if (!scopes.includes('checkout')) return reply.code(403).send({ error: { code: 'FORBIDDEN', message: 'missing scope' }, data: {} })
+      sub = payload.sub as string
+    } catch {
+      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: { code: 'UNAUTHENTICATED', message: 'bad token' }, data: {} })
+    }
+    const userWait = await limited(perUser, sub)
+    if (userWait !== null) return tooMany(userWait)
+    return undefined
+  },
+}, async (request, reply) => {
+  const requestId = requestIdOf(request.headers['x-request-id'])
+  const body = request.body as { cartId?: unknown } | null
+  if (body === null || typeof body !== 'object' || typeof body.cartId !== 'string') {
+    return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: 'body.cartId must be a string', requestId }, data: {} })
   }
   const deadline = startDeadline(checkoutTimeoutMs)
   try {

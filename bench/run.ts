@@ -73,8 +73,8 @@ async function ask (server: Server, scenario: Scenario): Promise<Answer> {
   const res = await fetch(`http://127.0.0.1:${server.port}${scenario.path}`, {
     method: scenario.method,
     ...(scenario.body === undefined
-      ? {}
-      : { body: JSON.stringify(scenario.body), headers: { 'content-type': 'application/json' } }),
+      ? { headers: { ...scenario.headers } }
+      : { body: JSON.stringify(scenario.body), headers: { 'content-type': 'application/json', ...scenario.headers } }),
     signal: AbortSignal.timeout(5000),
   })
   const text = await res.text()
@@ -179,7 +179,7 @@ async function verify (scenario: Scenario, servers: Server[], upstreamUrl: strin
 
 // A POST body needs a wrk Lua script; a long bracket quotes any JSON without escaping.
 function luaScript (dir: string, scenario: Scenario): string | undefined {
-  if (scenario.method === 'GET' && scenario.body === undefined) return undefined
+  if (scenario.method === 'GET' && scenario.body === undefined && scenario.headers === undefined) return undefined
   const body = scenario.body === undefined ? '' : JSON.stringify(scenario.body)
   let level = '='
   while (body.includes(`]${level}]`)) level += '='
@@ -187,6 +187,7 @@ function luaScript (dir: string, scenario: Scenario): string | undefined {
   if (scenario.body !== undefined) {
     lines.push(`wrk.body = [${level}[${body}]${level}]`, 'wrk.headers["Content-Type"] = "application/json"')
   }
+  for (const [name, value] of Object.entries(scenario.headers ?? {})) lines.push(`wrk.headers["${name}"] = "${value}"`)
   const file = join(dir, `${scenario.name}.lua`)
   writeFileSync(file, lines.join('\n') + '\n')
   return file

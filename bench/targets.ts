@@ -1,3 +1,4 @@
+import { SignJWT } from 'jose'
 // What the load benchmark runs: the scenarios (one endpoint each, the same on every
 // gateway) and the gateways under test. To measure a variant, e.g. Baton with metrics
 // on, add a target here; every target after the first is compared with the first.
@@ -12,6 +13,8 @@ export interface Scenario {
   path: string
   /** JSON request body, sent as application/json. */
   body?: unknown
+  /** Extra request headers (the edge scenario's bearer token). */
+  headers?: Record<string, string>
   /** Baton's config for this scenario. */
   batonConfig: string
 }
@@ -27,6 +30,19 @@ export interface Target {
   optional?: boolean
 }
 
+// The edge scenario's JWT: HS256, signed once with a secret every gateway reads from the
+// environment (children inherit process.env), valid for a day.
+export const EDGE_SECRET = 'bench-only-secret-0123456789abcdef0123456789'
+process.env.BENCH_JWT_SECRET = EDGE_SECRET
+const edgeToken = await new SignJWT({ scope: 'checkout' })
+  .setProtectedHeader({ alg: 'HS256' })
+  .setSubject('bench-user')
+  .setIssuer('https://auth.bench')
+  .setAudience('checkout')
+  .setIssuedAt()
+  .setExpirationTime('24h')
+  .sign(Buffer.from(EDGE_SECRET))
+
 export const scenarios: Scenario[] = [
   {
     name: 'checkout',
@@ -37,6 +53,17 @@ export const scenarios: Scenario[] = [
     path: '/v1/checkout/summary',
     body: { cartId: 'cart-123' },
     batonConfig: 'bench/checkout.yaml',
+  },
+  {
+    name: 'checkout-edge',
+    title: 'Checkout summary behind the edge',
+    description: 'the checkout summary, with a bearer JWT (HS256, issuer, audience, scope) verified ' +
+      'per request and per-IP and per-user rate limits counted in memory (limits high enough never to refuse).',
+    method: 'POST',
+    path: '/v1/checkout-edge/summary',
+    body: { cartId: 'cart-123' },
+    headers: { authorization: `Bearer ${edgeToken}` },
+    batonConfig: 'bench/checkout-edge.yaml',
   },
   {
     name: 'posts',
