@@ -62,7 +62,8 @@ function authorize (principal: Principal, demand: EndpointAuthPlan, realm: strin
       ok: false,
       code: 'FORBIDDEN',
       message: `Missing scope${missing.length > 1 ? 's' : ''}: ${missing.join(' ')}`,
-      challenge: `Bearer realm="${realm}", error="insufficient_scope", scope="${demand.scopes.join(' ')}"`,
+      // RFC 6750's challenge tells a bearer-token client which token to get; an API key cannot get one.
+      challenge: principal.method === 'jwt' ? `Bearer realm="${realm}", error="insufficient_scope", scope="${demand.scopes.join(' ')}"` : null,
     }
   }
   if (demand.roles.length > 0 && !demand.roles.some((r) => principal.roles.includes(r))) {
@@ -115,7 +116,7 @@ class JwtVerifier {
       const key = this.#key
       payload = (typeof key === 'function' ? await jwtVerify(token, key, this.#options) : await jwtVerify(token, key, this.#options)).payload
     } catch (err) {
-      return tokenFailure(err, realm)
+      return tokenFailure(err, realm, this.#plan.jwksUrl !== null)
     }
     const claims = payload as Record<string, unknown>
     return {
@@ -131,14 +132,14 @@ class JwtVerifier {
   }
 }
 
-function tokenFailure (err: unknown, realm: string): AuthVerdict {
+function tokenFailure (err: unknown, realm: string, remote: boolean): AuthVerdict {
   const invalid = (description: string): AuthVerdict => ({
     ok: false,
     code: 'INVALID_TOKEN',
     message: `The access token is not valid: ${description}`,
     challenge: `Bearer realm="${realm}", error="invalid_token", error_description="${description}"`,
   })
-  if (err instanceof errors.JWTExpired) return invalid('the token has expired')
+  if (err instanceof errors.JWTExpired) return invalid(err.claim === 'iat' ? 'the token was issued too long ago' : 'the token has expired')
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.claim === 'nbf') return invalid('the token is not valid yet')
     if (err.claim === 'iat') return invalid('the token was issued too long ago or in the future')
@@ -150,7 +151,11 @@ function tokenFailure (err: unknown, realm: string): AuthVerdict {
   if (err instanceof errors.JWSSignatureVerificationFailed) return invalid('the signature does not verify')
   if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid || err instanceof errors.JOSENotSupported) return invalid('the token is malformed')
   // The JWKS could not be fetched (down, slow, not a key set): not the client's fault.
-  return { ok: false, code: 'AUTH_UNAVAILABLE', message: `The token cannot be checked right now: ${jwksProblem(err)}`, challenge: null }
+  if (remote && (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || !(err instanceof errors.JOSEError) || err.code === 'ERR_JOSE_GENERIC')) {
+    return { ok: false, code: 'AUTH_UNAVAILABLE', message: `The token cannot be checked right now: ${jwksProblem(err)}`, challenge: null }
+  }
+  // Anything else (a key the token's algorithm cannot use, …) is the token's problem.
+  return invalid('the token cannot be verified with the configured key')
 }
 
 function jwksProblem (err: unknown): string {

@@ -38,7 +38,7 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
   Object.freeze(env)
 
   const baseDir = dirname(resolve(source.file))
-  const services = compileServices(config, env, baseDir, diagnostics)
+  const services = compileServices(config, env, baseDir, options.mode ?? 'serve', diagnostics)
   const edge = compileEdge(config, { env: envScope(env, diagnostics), baseDir, diagnostics, mode: options.mode ?? 'serve' })
   const tracing = compileTracing(config, env, diagnostics)
   const declaredServices = new Set(Object.keys(config.services))

@@ -3,7 +3,7 @@
  * and keys are resolved here (env, files) so that `baton check` reports a missing variable,
  * an unreadable file or a key that does not parse, at its place in the config.
  */
-import { createPublicKey, randomBytes } from 'node:crypto'
+import { createPublicKey, type KeyObject, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
@@ -79,6 +79,8 @@ function compileJwt (jwt: NonNullable<GatewayAuthConfig['jwt']>, at: string[], c
   let secret: string | null = null
   let publicKey: string | null = null
   let jwksUrl: string | null = null
+  /** The algorithms a static public key can verify, once it parsed. */
+  let keyAlgorithms: readonly string[] | null = null
   if (jwt.secret !== undefined) {
     secret = resolveEnv(jwt.secret, [...at, 'secret'], ctx)
     if (!jwt.secret.includes('${')) {
@@ -99,11 +101,17 @@ function compileJwt (jwt: NonNullable<GatewayAuthConfig['jwt']>, at: string[], c
   if (publicKey === '' && ctx.mode !== 'check') {
     diagnostics.error('BATON_AUTH_CONFIG', 'the JWT public key is empty', [...at, jwt.publicKeyFile === undefined ? 'publicKey' : 'publicKeyFile'], { hint: 'set the environment variable it reads, or point publicKeyFile at a PEM file' })
   } else if (publicKey !== null && publicKey !== '') {
+    const where = [...at, jwt.publicKeyFile === undefined ? 'publicKey' : 'publicKeyFile']
     try {
-      createPublicKey(publicKey)
+      const key = createPublicKey(publicKey)
+      keyAlgorithms = algorithmsFor(key)
+      if (keyAlgorithms === null) {
+        diagnostics.error('BATON_INVALID_KEY', `a ${key.asymmetricKeyType ?? 'unknown'} key cannot verify JWTs`, where, { hint: 'use an RSA, EC (P-256/384/521) or Ed25519 public key' })
+      } else if ((key.asymmetricKeyDetails?.modulusLength ?? 2048) < 2048) {
+        diagnostics.error('BATON_INVALID_KEY', `the RSA key has ${key.asymmetricKeyDetails?.modulusLength} bits; JWT verification needs at least 2048`, where, { hint: 'issue tokens with a 2048-bit or larger RSA key' })
+      }
     } catch (err) {
-      const where = jwt.publicKeyFile === undefined ? 'publicKey' : 'publicKeyFile'
-      diagnostics.error('BATON_INVALID_KEY', `the JWT public key does not parse: ${(err as Error).message}`, [...at, where], { hint: 'give a PEM public key (-----BEGIN PUBLIC KEY-----) or certificate' })
+      diagnostics.error('BATON_INVALID_KEY', `the JWT public key does not parse: ${(err as Error).message}`, where, { hint: 'give a PEM public key (-----BEGIN PUBLIC KEY-----) or certificate' })
     }
   }
   if (jwt.jwksUrl !== undefined) {
@@ -113,12 +121,14 @@ function compileJwt (jwt: NonNullable<GatewayAuthConfig['jwt']>, at: string[], c
     }
   }
   const symmetric = jwt.secret !== undefined
-  const algorithms = jwt.algorithms ?? (symmetric ? HS : ASYMMETRIC)
-  const misfit = algorithms.filter((a) => HS.includes(a) !== symmetric)
+  // A static key verifies its own type's algorithms only; a JWKS may hold keys of every type.
+  const fitting = symmetric ? HS : keyAlgorithms ?? ASYMMETRIC
+  const algorithms = jwt.algorithms ?? fitting
+  const misfit = algorithms.filter((a) => !fitting.includes(a))
   if (misfit.length > 0 && sources.length === 1) {
     // HS/RS confusion starts here: a public key must never be usable as an HMAC secret.
-    diagnostics.error('BATON_AUTH_CONFIG', `algorithm${misfit.length > 1 ? 's' : ''} ${misfit.join(', ')} do${misfit.length > 1 ? '' : 'es'} not fit a ${symmetric ? 'shared secret' : 'public key'}`, [...at, 'algorithms'], {
-      hint: symmetric ? 'a secret verifies HS256/384/512 only' : 'a public key or JWKS verifies RS/PS/ES/EdDSA only',
+    diagnostics.error('BATON_AUTH_CONFIG', `algorithm${misfit.length > 1 ? 's' : ''} ${misfit.join(', ')} do${misfit.length > 1 ? '' : 'es'} not fit ${symmetric ? 'a shared secret' : keyAlgorithms === null ? 'a public key' : 'this public key'}`, [...at, 'algorithms'], {
+      hint: `this key verifies ${fitting.join(', ')}`,
     })
   }
   return {
@@ -137,6 +147,20 @@ function compileJwt (jwt: NonNullable<GatewayAuthConfig['jwt']>, at: string[], c
   }
 }
 
+/** The JWS algorithms a public key can verify; null for a key type JWTs do not use. */
+function algorithmsFor (key: KeyObject): readonly string[] | null {
+  switch (key.asymmetricKeyType) {
+    case 'rsa': return ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
+    case 'rsa-pss': return ['PS256', 'PS384', 'PS512']
+    case 'ed25519': return ['EdDSA', 'Ed25519']
+    case 'ec': {
+      const curve = key.asymmetricKeyDetails?.namedCurve
+      return curve === 'prime256v1' ? ['ES256'] : curve === 'secp384r1' ? ['ES384'] : curve === 'secp521r1' ? ['ES512'] : null
+    }
+    default: return null
+  }
+}
+
 function compileApiKey (apiKey: NonNullable<GatewayAuthConfig['apiKey']>, at: string[], ctx: EdgeContext): ApiKeyPlan {
   const { diagnostics } = ctx
   if ((apiKey.header === undefined) === (apiKey.query === undefined)) {
@@ -151,8 +175,10 @@ function compileApiKey (apiKey: NonNullable<GatewayAuthConfig['apiKey']>, at: st
     }
     if (key !== '') keys.push({ name, key })
   }
+  let unreadable = false
   if (apiKey.keysFile !== undefined) {
     const text = readConfigFile(apiKey.keysFile, [...at, 'keysFile'], ctx)
+    unreadable = text === null
     for (const [i, raw] of (text ?? '').split('\n').entries()) {
       const line = raw.trim()
       if (line === '' || line.startsWith('#')) continue
@@ -167,7 +193,7 @@ function compileApiKey (apiKey: NonNullable<GatewayAuthConfig['apiKey']>, at: st
     diagnostics.error('BATON_AUTH_CONFIG', 'apiKey has no keys', at, { key: true, hint })
   } else if (keys.length === 0 && ctx.mode === 'dev') {
     diagnostics.warn('BATON_DEV_SECRET', 'apiKey has no keys (the variables or file it reads are empty): every API key is refused', at, { key: true, hint })
-  } else if (keys.length === 0 && ctx.mode === 'serve') {
+  } else if (keys.length === 0 && ctx.mode === 'serve' && !unreadable) {
     diagnostics.error('BATON_AUTH_CONFIG', 'apiKey has no keys: the variables or file it reads are empty', at, { key: true, hint })
   }
   return { header: apiKey.header?.toLowerCase() ?? null, query: apiKey.query ?? null, keys }
@@ -191,11 +217,15 @@ export function compileEndpointAuth (auth: EndpointAuthConfig | undefined, gatew
       diagnostics.error('BATON_AUTH_NOT_CONFIGURED', `${m} is not configured in gateway.auth`, [...at, 'auth', 'methods', i], { hint: `configured: ${configured.join(', ') || 'none'}` })
     }
   }
-  return {
-    methods,
-    scopes: auth?.scopes ?? gateway.scopes ?? [],
-    roles: auth?.roles ?? gateway.roles ?? [],
+  const scopes = auth?.scopes ?? gateway.scopes ?? []
+  const roles = auth?.roles ?? gateway.roles ?? []
+  if (!methods.includes('jwt') && methods.includes('apiKey') && scopes.length + roles.length > 0) {
+    const where = auth?.scopes !== undefined || auth?.roles !== undefined ? [...at, 'auth'] : ['gateway', 'auth']
+    diagnostics.error('BATON_AUTH_CONFIG', 'scopes and roles come from JWTs; an endpoint that takes API keys only can never grant them', where, {
+      key: true, hint: 'accept jwt on this endpoint, or drop its scopes and roles (auth: { scopes: [] })',
+    })
   }
+  return { methods, scopes, roles }
 }
 
 function compileRateLimit (config: Config, ctx: EdgeContext): RateLimitPlan | null {

@@ -215,6 +215,12 @@ function compileCall (
     ? null
     : Object.entries(call.headers).flatMap(([h, v]) => {
       if (!checkHeaderName(h, [...at, 'headers', h], diagnostics)) return []
+      if (service !== undefined && service.credentialHeader === h.toLowerCase()) {
+        diagnostics.error('BATON_AUTH_CONFLICT', `${service.name} gets its own credentials in ${service.credentialHeader}; this call cannot set it`, [...at, 'headers', h], {
+          key: true, hint: `remove ${h} here, or drop the service's auth to pass the client's own`,
+        })
+        return []
+      }
       const compiled = compileString(String(v), [...at, 'headers', h], itemScope, diagnostics, undefined)
       return compiled === null ? [] : [[h.toLowerCase(), compiled.evaluate] as const]
     })

@@ -28,11 +28,11 @@ export function envScope (env: Readonly<Record<string, string | undefined>>, dia
   }
 }
 
-export function compileServices (config: Config, env: Readonly<Record<string, string | undefined>>, baseDir: string, diagnostics: Diagnostics): Map<string, ServicePlan> {
+export function compileServices (config: Config, env: Readonly<Record<string, string | undefined>>, baseDir: string, mode: 'serve' | 'check' | 'dev', diagnostics: Diagnostics): Map<string, ServicePlan> {
   const scope = envScope(env, diagnostics)
   const services = new Map<string, ServicePlan>()
   for (const [name, service] of Object.entries(config.services)) {
-    const plan = compileService(name, service, scope, baseDir, diagnostics)
+    const plan = compileService(name, service, scope, baseDir, mode, diagnostics)
     if (plan !== null) services.set(name, plan)
   }
   return services
@@ -56,7 +56,7 @@ function headerScope (env: TemplateScope, diagnostics: Diagnostics): TemplateSco
   return scope
 }
 
-function compileService (name: string, service: ServiceConfig, scope: TemplateScope, baseDir: string, diagnostics: Diagnostics): ServicePlan | null {
+function compileService (name: string, service: ServiceConfig, scope: TemplateScope, baseDir: string, mode: 'serve' | 'check' | 'dev', diagnostics: Diagnostics): ServicePlan | null {
   const at = ['services', name]
   const urlText = compileString(service.url, [...at, 'url'], scope, diagnostics, undefined)
   if (urlText === null) return null
@@ -94,16 +94,23 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
   }
 
   let oauth2: OAuth2Plan | null = null
+  let credentialHeader: string | null = null
   if (service.auth !== undefined) {
     const ctx = { env: scope, diagnostics }
     const auth = service.auth
+    /** A secret the environment leaves empty: an error when serving (the service would get an empty credential). */
+    const secret = (value: string, path: (string | number)[]): string => {
+      const text = resolveEnv(value, path, ctx) ?? ''
+      if (text === '' && mode === 'serve') diagnostics.error('BATON_AUTH_CONFIG', `the credential of ${name} is empty`, path, { hint: 'set the environment variable it reads' })
+      return text
+    }
     let header: string
     if ('bearer' in auth) {
       header = 'authorization'
-      headers.push([header, `Bearer ${resolveEnv(auth.bearer, [...at, 'auth', 'bearer'], ctx) ?? ''}`])
+      headers.push([header, `Bearer ${secret(auth.bearer, [...at, 'auth', 'bearer'])}`])
     } else if ('apiKey' in auth) {
       header = auth.apiKey.header.toLowerCase()
-      headers.push([header, resolveEnv(auth.apiKey.value, [...at, 'auth', 'apiKey', 'value'], ctx) ?? ''])
+      headers.push([header, secret(auth.apiKey.value, [...at, 'auth', 'apiKey', 'value'])])
     } else {
       header = 'authorization'
       const o = auth.oauth2
@@ -113,13 +120,14 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
       oauth2 = {
         tokenUrl,
         clientId: resolveEnv(o.clientId, [...oat, 'clientId'], ctx) ?? '',
-        clientSecret: resolveEnv(o.clientSecret, [...oat, 'clientSecret'], ctx) ?? '',
+        clientSecret: secret(o.clientSecret, [...oat, 'clientSecret']),
         scope: o.scope ?? null,
         audience: o.audience ?? null,
         refreshBefore: o.refreshBefore,
         timeout: o.timeout,
       }
     }
+    credentialHeader = header
     const clash = forwardHeaders.includes(header) ? 'forwardHeaders' : Object.keys(service.headers ?? {}).some((h) => h.toLowerCase() === header) ? 'headers' : null
     if (clash !== null) {
       diagnostics.error('BATON_AUTH_CONFLICT', `${name} gets its own credentials in ${header}, and ${clash} sets ${header} too`, [...at, clash], {
@@ -168,6 +176,7 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
     connections: service.connections,
     maxResponseSize: service.maxResponseSize,
     authHeaders,
+    credentialHeader,
     oauth2,
     tls,
     latency: service.latency,

@@ -58,6 +58,8 @@ export interface ServicePlan {
   readonly maxResponseSize: number
   /** Header values that read `auth.…`, evaluated per request (lower-case names). */
   readonly authHeaders: readonly (readonly [string, Evaluator])[]
+  /** The header carrying the service's own credentials (authorization, or its API key header); calls may not set it. */
+  readonly credentialHeader: string | null
   /** OAuth2 client credentials fetched for this service only; static credentials are in `headers`. */
   readonly oauth2: OAuth2Plan | null
   /** TLS client settings (mTLS), PEM contents already read. */

@@ -523,6 +523,8 @@ function toFailure (err: unknown): Failure {
   if (err instanceof CallFailed) return err.failure
   if (err instanceof UpstreamError) return failure(err.kind, null, err.message)
   if (err instanceof ExpressionEvalError) return failure('expression', null, err.message)
+  // JSON.stringify of a request body nested too deeply to serialise: the request cannot be built.
+  if (err instanceof RangeError) return failure('expression', null, err.message)
   return failure('network', null, message(err))
 }
 
@@ -553,13 +555,19 @@ function queryString (query: NonNullable<CallPlan['query']>, scope: Scope): stri
   return out
 }
 
+const INVALID_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/
+
 /** Evaluated header values; a value with a line break (from a client, a claim, a service) fails the call as a bad request. */
 function setHeaders (list: readonly (readonly [string, Evaluator])[], scope: Scope, call: string, to: Record<string, string>): void {
   for (const [name, evaluate] of list) {
     const value = evaluate(scope)
     if (value === null || value === undefined) continue
     const text = typeof value === 'object' ? JSON.stringify(value) : String(value)
-    if (/[\r\n\0]/.test(text)) throw new UpstreamError('bad_request', `a value for header ${name} of ${call} contains line breaks`)
+    // RFC 9110 field values: visible ASCII, space, tab and obs-text. A line break would inject a header;
+    // other characters would make the HTTP client throw, which must not count against the service.
+    if (INVALID_FIELD_VALUE.test(text)) {
+      throw new UpstreamError('bad_request', /[\r\n]/.test(text) ? `a value for header ${name} of ${call} contains line breaks` : `a value for header ${name} of ${call} has characters a header cannot carry`)
+    }
     to[name] = text
   }
 }

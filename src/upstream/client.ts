@@ -147,11 +147,32 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
 /** Adds the service's OAuth2 token to each request; a 401 answer discards the token. */
 function withToken (next: Send, tokens: OAuth2Tokens): Send {
   return async (req) => {
-    const token = await tokens.get()
+    let token: string
+    try {
+      // The endpoint's deadline (and a client hanging up) bound the wait for a token too.
+      token = await untilAborted(tokens.get(), req.signal)
+    } catch (err) {
+      throw toUpstreamError(err, req.signal)
+    }
     const res = await next({ ...req, headers: { ...req.headers, authorization: `Bearer ${token}` } })
     if (res.status === 401) tokens.reject(token)
     return res
   }
+}
+
+function untilAborted<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason as Error) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then((value) => {
+      signal.removeEventListener('abort', onAbort)
+      resolve(value)
+    }, (err: unknown) => {
+      signal.removeEventListener('abort', onAbort)
+      reject(err as Error)
+    })
+  })
 }
 
 function tlsOptions (tls: TlsPlan): Record<string, string> {
