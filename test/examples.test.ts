@@ -145,7 +145,7 @@ test('the real CLI: `baton dev examples/checkout/baton.yaml --port 0` serves the
   const res = await summary(base, token)
   assert.equal(res.status, 200)
   assert.deepEqual(res.body, SUMMARY)
-  assert.equal(res.headers['ratelimit-policy'], '"global";q=10000;w=60, "per-ip";q=500;w=60, "per-user";q=100;w=60, "per-endpoint";q=50;w=60')
+  assert.equal(res.headers['ratelimit-policy'], '"per-ip";q=500;w=60, "global";q=10000;w=60, "per-user";q=100;w=60, "per-endpoint";q=50;w=60')
 
   child.kill('SIGTERM')
   const [code, signal] = await exited

@@ -75,7 +75,7 @@ export class RateLimits {
   /** Global and per-IP, before credentials are looked at. */
   before (ip: string): Promise<LimitVerdict> | null {
     if (this.#global === null && this.#perIp === null) return null
-    return this.#check([[this.#global, 'all'], [this.#perIp, ip]], null)
+    return this.#check([[this.#perIp, ip], [this.#global, 'all']], null)
   }
 
   /** Per-user (authenticated callers only) and per-endpoint (per user, else per address); the headers cover `before`'s limits too. */
@@ -87,6 +87,24 @@ export class RateLimits {
     return this.#check([[perUser, user ?? ''], [perEndpoint, user === null ? `ip:${ip}` : `user:${user}`]], before)
   }
 
+  /**
+   * Resolves once the store can count (at once for memory; for Redis when it is connected, or
+   * after `wait` ms, after which requests are let through or refused as onStoreError says).
+   */
+  async ready (wait = 2000): Promise<void> {
+    const redis = this.#redis
+    if (redis === null || redis.status === 'ready') return
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        redis.off('ready', done)
+        resolve()
+      }
+      const timer = setTimeout(done, wait)
+      redis.once('ready', done)
+    })
+  }
+
   async close (): Promise<void> {
     if (this.#redis === null) return
     try {
@@ -96,46 +114,46 @@ export class RateLimits {
     }
   }
 
+  /**
+   * Counts the request against each limit in turn and stops at the first it is over: a request
+   * refused by one limit does not use up the ones after it (a flood from one address refused
+   * per IP does not eat the global budget).
+   */
   async #check (entries: readonly (readonly [Policy | null, string])[], earlier: LimitVerdict | null): Promise<LimitVerdict> {
-    const applied = entries.filter((e): e is readonly [Policy, string] => e[0] !== null)
-    const outcomes = await Promise.all(applied.map(([policy, key]) => this.#consume(policy, key)))
     let tightest: Counted | null = earlier?.shown ?? null
-    let over: Counted | null = null
+    const policies: Policy[] = [...(earlier?.policies ?? [])]
     let storeFailed = false
-    for (const outcome of outcomes) {
+    for (const [policy, key] of entries) {
+      if (policy === null) continue
+      const outcome = await this.#consume(policy, key)
       if (outcome === 'store') {
+        // Nothing was counted: the limit is not announced either.
         storeFailed = true
         continue
       }
-      if (outcome.remaining < 0) {
-        // The global limit wins: it says the gateway, not this caller, is over.
-        if (over === null || outcome.policy.name === 'global') over = outcome
-      } else if (tightest === null || outcome.remaining < tightest.remaining) {
-        tightest = outcome
-      }
-    }
-    const policies = [...(earlier?.policies ?? []), ...applied.map(([p]) => p)]
-    const shown = over ?? tightest
-    const headers = headersOf(policies, shown)
-    if (over !== null) {
-      const retryAfter = Math.max(1, Math.ceil(over.resetMs / 1000))
-      const global = over.policy.name === 'global'
-      return {
-        reject: {
-          code: global ? 'OVERLOADED' : 'RATE_LIMITED',
-          limit: over.policy.name,
-          retryAfter,
-          message: global ? 'The gateway is over its request limit' : `Too many requests (${over.policy.name} limit of ${over.policy.rate.limit} per ${formatWindow(over.policy.rate.window)})`,
-        },
-        headers,
-        policies,
-        shown,
-      }
+      policies.push(policy)
+      if (outcome.remaining < 0) return this.#over(outcome, policies)
+      if (tightest === null || outcome.remaining < tightest.remaining) tightest = outcome
     }
     if (storeFailed && this.#plan.onStoreError === 'reject') {
-      return { reject: { code: 'RATE_LIMIT_UNAVAILABLE', limit: 'store', retryAfter: 1, message: 'Rate limits cannot be checked right now' }, headers: NO_HEADERS, policies, shown }
+      return { reject: { code: 'RATE_LIMIT_UNAVAILABLE', limit: 'store', retryAfter: 1, message: 'Rate limits cannot be checked right now' }, headers: NO_HEADERS, policies, shown: tightest }
     }
-    return { reject: null, headers, policies, shown }
+    return { reject: null, headers: headersOf(policies, tightest), policies, shown: tightest }
+  }
+
+  #over (over: Counted, policies: readonly Policy[]): LimitVerdict {
+    const global = over.policy.name === 'global'
+    return {
+      reject: {
+        code: global ? 'OVERLOADED' : 'RATE_LIMITED',
+        limit: over.policy.name,
+        retryAfter: Math.max(1, Math.ceil(over.resetMs / 1000)),
+        message: global ? 'The gateway is over its request limit' : `Too many requests (${over.policy.name} limit of ${over.policy.rate.limit} per ${formatWindow(over.policy.rate.window)})`,
+      },
+      headers: headersOf(policies, over),
+      policies,
+      shown: over,
+    }
   }
 
   async #consume (policy: Policy, key: string): Promise<Counted | 'store'> {

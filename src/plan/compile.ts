@@ -39,7 +39,9 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
 
   const baseDir = dirname(resolve(source.file))
   const services = compileServices(config, env, baseDir, options.mode ?? 'serve', diagnostics)
-  const edge = compileEdge(config, { env: envScope(env, diagnostics), baseDir, diagnostics, mode: options.mode ?? 'serve' })
+  const edge = compileEdge(config, { env: envScope(env, diagnostics), baseDir, diagnostics, mode: options.mode ?? 'serve',
+    invalidAt: (path) => loaded.diagnostics.some((d) => d.severity === 'error' && path.every((p, i) => d.path[i] === p)),
+  })
   const tracing = compileTracing(config, env, diagnostics)
   const declaredServices = new Set(Object.keys(config.services))
   const endpoints: EndpointPlan[] = []

@@ -7,7 +7,7 @@ import { createPublicKey, type KeyObject, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
-import type { Config, EndpointAuthConfig, GatewayAuthConfig } from '../config/schema.ts'
+import { type Config, type EndpointAuthConfig, type GatewayAuthConfig, gatewayRateLimitSchema } from '../config/schema.ts'
 import type { ConfigPath } from '../config/source.ts'
 import type { Diagnostics } from './diagnostics.ts'
 import { compileString, type TemplateScope } from './templates.ts'
@@ -20,6 +20,8 @@ export interface EdgeContext {
   readonly diagnostics: Diagnostics
   /** See CompileOptions.mode. */
   readonly mode: 'serve' | 'check' | 'dev'
+  /** True when the schema check already reported an error at or under this path (its key was set aside). */
+  readonly invalidAt: (path: readonly string[]) => boolean
 }
 
 const HS = ['HS256', 'HS384', 'HS512']
@@ -229,14 +231,17 @@ export function compileEndpointAuth (auth: EndpointAuthConfig | undefined, gatew
 }
 
 function compileRateLimit (config: Config, ctx: EdgeContext): RateLimitPlan | null {
-  const rl = config.gateway.rateLimit
+  const overrides = Object.values(config.endpoints).some((e) => e.rateLimit !== undefined && e.rateLimit !== false)
+  // An endpoint's own limit works without a gateway block: counted in memory.
+  const rl = config.gateway.rateLimit ?? (overrides ? gatewayRateLimitSchema.parse({}) : undefined)
   if (rl === undefined) return null
   const url = resolveEnv(rl.redis.url, ['gateway', 'rateLimit', 'redis', 'url'], ctx) ?? rl.redis.url
   if (rl.store === 'redis' && !/^rediss?:\/\//.test(url)) {
     ctx.diagnostics.error('BATON_INVALID_URL', `'${url}' is not a redis:// URL`, ['gateway', 'rateLimit', 'redis', 'url'], { hint: 'e.g. redis://127.0.0.1:6379' })
   }
-  if (rl.perUser === undefined && rl.perIp === undefined && rl.perEndpoint === undefined && rl.global === undefined
-    && !Object.values(config.endpoints).some((e) => e.rateLimit !== undefined && e.rateLimit !== false)) {
+  const limits = ['perUser', 'perIp', 'perEndpoint', 'global'] as const
+  if (config.gateway.rateLimit !== undefined && limits.every((k) => rl[k] === undefined) && !overrides
+    && !limits.some((k) => ctx.invalidAt(['gateway', 'rateLimit', k]))) {
     ctx.diagnostics.warn('BATON_NO_LIMITS', 'rateLimit sets no limit', ['gateway', 'rateLimit'], { key: true, hint: 'add perUser, perIp, perEndpoint or global, e.g. perIp: 500/min' })
   }
   if (rl.perUser !== undefined && config.gateway.auth === undefined) {

@@ -162,6 +162,8 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
     plan,
     server,
     async listen ({ host = plan.host, port = plan.port } = {}) {
+      // The first requests must be counted: a shared store is connected before the port opens.
+      await limits?.ready()
       await server.listen({ host, port })
       if (admin !== null && plan.metrics?.port !== undefined) await admin.listen({ host, port: plan.metrics.port })
       stopProbes ??= startProbes(clients, probes, options.logger)
