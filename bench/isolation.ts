@@ -31,15 +31,18 @@ async function main (): Promise<number> {
   const alone: WrkResult[] = []
   const hung: WrkResult[] = []
   const flooded: WrkResult[] = []
+  const limited: WrkResult[] = []
   // `slowClients` clients on /slow, each waiting for an answer that never comes (wrk gives up after 10 s).
-  const slow = (slowClients: number): Promise<WrkResult> => runWrk(wrk, { url: `${base}/slow`, durationSeconds: seconds, connections: slowClients, threads: 1, timeoutSeconds: 10 })
+  const slow = (slowClients: number, path = '/slow'): Promise<WrkResult> => runWrk(wrk, { url: `${base}${path}`, durationSeconds: seconds, connections: slowClients, threads: 1, timeoutSeconds: 10 })
   for (let r = 0; r < rounds; r++) {
     alone.push(await runWrk(wrk, fast))
     // 30 clients: the bulkhead's 20 slots and 10 queue places fill up and stay full.
     hung.push((await Promise.all([runWrk(wrk, fast), slow(30)]))[0])
     // 200 clients: 170 of them are turned away at once, again and again: a flood of cheap 503s that shares the CPU.
     flooded.push((await Promise.all([runWrk(wrk, fast), slow(200)]))[0])
-    console.log(`round ${r + 1}/${rounds}: /fast alone ${Math.round(alone.at(-1)!.requestsPerSecond)} req/s; beside a hung service ${Math.round(hung.at(-1)!.requestsPerSecond)} req/s; beside a flood ${Math.round(flooded.at(-1)!.requestsPerSecond)} req/s`)
+    // The same flood on /slow-limited: turned away with 429 by the rate limit, before the body is read or a call is planned.
+    limited.push((await Promise.all([runWrk(wrk, fast), slow(200, '/slow-limited')]))[0])
+    console.log(`round ${r + 1}/${rounds}: /fast alone ${Math.round(alone.at(-1)!.requestsPerSecond)} req/s; beside a hung service ${Math.round(hung.at(-1)!.requestsPerSecond)} req/s; beside a flood ${Math.round(flooded.at(-1)!.requestsPerSecond)} req/s; beside a rate-limited flood ${Math.round(limited.at(-1)!.requestsPerSecond)} req/s`)
   }
   const stats = JSON.parse(await (await fetch(`${upstreamUrl}/__stats`)).text()) as { hanging: { peak: number } }
   const rss = baton.peakRssMiB()
@@ -48,16 +51,18 @@ async function main (): Promise<number> {
     '',
     '## Bulkhead isolation (`npm run bench:isolation`)',
     '',
-    `GET /fast (one call to a healthy service) measured alone; beside 30 clients stuck on GET /slow, whose service never answers and sits behind \`bulkhead: { maxConcurrent: 20, maxQueued: 10 }\` (the bulkhead full, nothing turned away); and beside 200 such clients (170 turned away with 503 at once, and back at once). wrk -t1 -c50 -d${seconds}s per run, ${rounds} rounds; ${new Date().toISOString()}.`,
+    `GET /fast (one call to a healthy service) measured alone; beside 30 clients stuck on GET /slow, whose service never answers and sits behind \`bulkhead: { maxConcurrent: 20, maxQueued: 10 }\` (the bulkhead full, nothing turned away); beside 200 such clients (170 turned away with 503 at once, and back at once); and beside the same 200 clients on GET /slow-limited, the same endpoint behind \`rateLimit: { perEndpoint: 20/s }\` (turned away with 429 before the body is read, and back at once). wrk -t1 -c50 -d${seconds}s per run, ${rounds} rounds; ${new Date().toISOString()}.`,
     '',
     '| /fast | Requests/s | p50 | p99 | errors |',
     '|---|---:|---:|---:|---:|',
     ...alone.map((r, i) => line(`alone, round ${i + 1}`, r)),
     ...hung.map((r, i) => line(`beside a hung service, round ${i + 1}`, r)),
     ...flooded.map((r, i) => line(`beside a flood of rejected calls, round ${i + 1}`, r)),
+    ...limited.map((r, i) => line(`beside a rate-limited flood, round ${i + 1}`, r)),
     '',
     `- Beside the hung service (medians, vs alone): throughput ${ratio(hung, (r) => r.requestsPerSecond)}×, p99 ${ratio(hung, (r) => r.p99Ms)}×.`,
-    `- Beside the flood: throughput ${ratio(flooded, (r) => r.requestsPerSecond)}×, p99 ${ratio(flooded, (r) => r.p99Ms)}×. The rejected calls cost little each, but 200 clients that retry the moment they are turned away are CPU load on a one-process gateway: this is the case for rate limits (a later issue), not something a bulkhead can absorb.`,
+    `- Beside the flood: throughput ${ratio(flooded, (r) => r.requestsPerSecond)}×, p99 ${ratio(flooded, (r) => r.p99Ms)}×. The rejected calls cost little each, but 200 clients that retry the moment they are turned away are CPU load on a one-process gateway.`,
+    `- Beside the rate-limited flood: throughput ${ratio(limited, (r) => r.requestsPerSecond)}×, p99 ${ratio(limited, (r) => r.p99Ms)}×. A 429 from the edge is cheaper than a 503 from a bulkhead (no body, no plan), but clients that ignore Retry-After still cost a one-process gateway a share of its CPU; in front of such clients, connection limits at the load balancer are the remedy.`,
     `- Requests the hanging service ever held at once: ${stats.hanging.peak} (the bulkhead allows 20).`,
     `- Gateway peak RSS: ${rss === undefined ? 'n/a' : `${Math.round(rss)} MiB`}.`,
     '',

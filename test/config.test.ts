@@ -6,9 +6,10 @@ import { jsonSchema } from '../src/config/schema.ts'
 import { parseConfig } from '../src/config/load.ts'
 import type { Diagnostic } from '../src/errors.ts'
 import { compileConfig } from '../src/plan/compile.ts'
+import { diagnosticsOf } from './helpers/config.ts'
 
 function diagnose (text: string, env: Record<string, string> = {}): Diagnostic[] {
-  return compileConfig(parseConfig('baton.yaml', text), { env }).diagnostics
+  return diagnosticsOf(text, { env })
 }
 
 interface Found { code: string; line: number | undefined; col: number | undefined; message: string; hint: string | undefined; path: string }

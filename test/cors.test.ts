@@ -9,8 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
-import { ConfigError, type Diagnostic } from '../src/errors.ts'
+import type { Diagnostic } from '../src/errors.ts'
 import { compileText } from '../src/plan/compile.ts'
+import { errorsOf } from './helpers/config.ts'
 import { assertError, type ClientResponse, rawRequest, startGateway, stubFor } from './helpers/gateway.ts'
 import { json, type Stub } from './helpers/stub.ts'
 
@@ -249,15 +250,9 @@ endpoints:
 
   /** The BATON_CORS errors of a config that must not compile. */
   function corsErrors (yaml: string): Diagnostic[] {
-    let thrown: unknown = null
-    try {
-      compileText('test.yaml', yaml, { env: {} })
-    } catch (err) {
-      thrown = err
-    }
-    assert.ok(thrown instanceof ConfigError, `expected a ConfigError, got ${String(thrown)}`)
-    assert.deepEqual(thrown.diagnostics.filter((d) => d.code !== 'BATON_CORS'), [])
-    return thrown.diagnostics.filter((d) => d.code === 'BATON_CORS')
+    const errors = errorsOf(yaml)
+    assert.deepEqual(errors.filter((d) => d.code !== 'BATON_CORS'), [])
+    return errors.filter((d) => d.code === 'BATON_CORS')
   }
 
   /** 1-based line and column of the first `needle` in `text`. */
@@ -278,7 +273,7 @@ endpoints:
       message: 'origins: * cannot be combined with credentials: true',
       path: ['gateway', 'cors', 'credentials'],
       hint: 'browsers refuse it; list the allowed origins instead',
-      file: 'test.yaml',
+      file: 'baton.yaml',
       // The value that makes it wrong: `true` after `credentials: `.
       ...placeOf(yaml, 'true'),
     })

@@ -14,20 +14,13 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { TLSSocket } from 'node:tls'
 import { after, before, describe, test, type TestContext } from 'node:test'
-import { ConfigError } from '../src/errors.ts'
-import { compileText } from '../src/plan/compile.ts'
+import { diagnosticsOf } from './helpers/config.ts'
 import { assertError, get, startGateway, stubFor } from './helpers/gateway.ts'
 import { eventually, hang, json, type Stub } from './helpers/stub.ts'
 
 /** The config's errors (not its warnings) as `CODE at path: message`; [] when it compiles. */
 function errorsOf (yaml: string, env: Record<string, string> = {}, mode: 'serve' | 'check' = 'serve'): string[] {
-  try {
-    compileText('test.yaml', yaml, { env, mode })
-    return []
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err
-    return err.diagnostics.filter((d) => d.severity === 'error').map((d) => `${d.code} at ${d.path.join('.')}: ${d.message}`)
-  }
+  return diagnosticsOf(yaml, { env, mode }).filter((d) => d.severity === 'error').map((d) => `${d.code} at ${d.path.join('.')}: ${d.message}`)
 }
 
 /** A config with one service `svc` (its settings given) and one endpoint calling it. */

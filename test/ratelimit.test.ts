@@ -12,6 +12,7 @@ import { type Logger, pino } from 'pino'
 import { parseRate } from '../src/config/schema.ts'
 import { ConfigError, type Diagnostic } from '../src/errors.ts'
 import { compileText } from '../src/plan/compile.ts'
+import { diagnosticsOf, errorsOf } from './helpers/config.ts'
 import { assertError, type ClientResponse, get, startGateway, stubFor } from './helpers/gateway.ts'
 import { freePort, ownRedisFor, redisFor, uniquePrefix } from './helpers/redis.ts'
 import { eventually, json, type Stub } from './helpers/stub.ts'
@@ -325,27 +326,12 @@ describe('global', () => {
 })
 
 /** Every diagnostic of a config, whether or not it compiles. */
-function diagnosticsOf (text: string): Diagnostic[] {
-  try {
-    return compileText('test.yaml', text, { env: {} }).diagnostics
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err))
-    return [...err.diagnostics]
-  }
-}
 
 interface Found { code: string; message: string; hint: string | undefined; path: Diagnostic['path'] }
 
-/** compileText must throw a ConfigError; its error diagnostics, without file positions. */
+/** The config must not compile; its error diagnostics, without file positions. */
 function configErrors (text: string): Found[] {
-  let thrown: unknown = null
-  try {
-    compileText('test.yaml', text, { env: {} })
-  } catch (err) {
-    thrown = err
-  }
-  assert.ok(thrown instanceof ConfigError, `expected a ConfigError, got ${String(thrown)}`)
-  return thrown.diagnostics.filter((d) => d.severity === 'error').map(({ code, message, hint, path }) => ({ code, message, hint, path }))
+  return errorsOf(text).map(({ code, message, hint, path }) => ({ code, message, hint, path }))
 }
 
 describe('config', () => {

@@ -142,7 +142,7 @@ function tokenFailure (err: unknown, realm: string, remote: boolean): AuthVerdic
   if (err instanceof errors.JWTExpired) return invalid(err.claim === 'iat' ? 'the token was issued too long ago' : 'the token has expired')
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.claim === 'nbf') return invalid('the token is not valid yet')
-    if (err.claim === 'iat') return invalid('the token was issued too long ago or in the future')
+    if (err.claim === 'iat') return invalid('the token was issued in the future')
     if (err.reason === 'missing') return invalid(`the token has no ${err.claim} claim`)
     return invalid(`unexpected ${err.claim} claim`)
   }
