@@ -3,23 +3,21 @@
  * service clients its calls use. Every answer, including fastify's own errors, is JSON in
  * the error envelope with a stable code.
  */
-import { randomUUID } from 'node:crypto'
-import { STATUS_CODES } from 'node:http'
-import type { Socket } from 'node:net'
-import fastifyCors, { type FastifyCorsOptions } from '@fastify/cors'
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type onRequestAsyncHookHandler } from 'fastify'
-import { Authenticator } from '../edge/auth.ts'
-import { type LimitVerdict, RateLimits } from '../edge/ratelimit.ts'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
+import { Authenticator } from '../edge/auth.ts'
+import { registerCors } from '../edge/cors.ts'
+import { guardFor } from '../edge/guard.ts'
+import { RateLimits } from '../edge/ratelimit.ts'
 import type { Principal, RequestView } from '../plan/scope.ts'
-import type { CorsPlan, EndpointPlan, GatewayPlan } from '../plan/types.ts'
-import { type BoundEndpoint, execute, type GatewayAnswer } from '../runtime/execute.ts'
+import type { GatewayPlan } from '../plan/types.ts'
+import { type BoundEndpoint, execute } from '../runtime/execute.ts'
 import { GatewayMetrics } from '../observability/metrics.ts'
 import { type RequestLog, requestLog, serverTiming } from '../observability/requests.ts'
 import { EndpointTracing, GatewayTracing } from '../observability/tracing.ts'
 import type { Clock } from '../policies/clock.ts'
 import { createServiceClient, type Policy, type ServiceClient } from '../upstream/client.ts'
+import { clientError, errorCodeOf, requestIdOf, send, sendError } from './answers.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
 
 declare module 'fastify' {
@@ -49,9 +47,6 @@ export interface Gateway {
   listen (options?: { host?: string; port?: number }): Promise<{ host: string; port: number; url: string; metricsUrl: string | null }>
   close (): Promise<void>
 }
-
-const JSON_TYPE = 'application/json; charset=utf-8'
-const REQUEST_ID = /^[\w.:-]{1,200}$/
 
 export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}): Gateway {
   const clients = new Map<string, ServiceClient>()
@@ -108,18 +103,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   if (tracing !== null) server.addHook('onReady', () => tracing.start())
 
   server.decorateRequest('principal', null)
-  if (edge.cors !== null) {
-    // An OPTIONS that is not a preflight would get @fastify/cors's own text/plain 400; it gets the envelope's 404 instead,
-    // as it does without CORS. Added before the plugin, so it runs first.
-    server.addHook('onRequest', (req, reply, done) => {
-      if (req.method === 'OPTIONS' && req.routeOptions.url === '*' && (req.headers.origin === undefined || req.headers['access-control-request-method'] === undefined)) {
-        sendError(reply, 'NOT_FOUND', requestIdOf(req))
-        return
-      }
-      done()
-    })
-    void server.register(fastifyCors, corsOptions(edge.cors))
-  }
+  if (edge.cors !== null) registerCors(server, edge.cors)
 
   server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
   server.setErrorHandler((err: FastifyError, req, reply) => {
@@ -148,7 +132,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
       retryAfterSeconds: plan.retryAfterSeconds,
       tracing: tracing === null ? null : new EndpointTracing(tracing, endpoint, endpointClients),
     }
-    const guard = guardFor(endpoint, authenticator, limits, observe, options.logger ?? null)
+    const guard = guardFor(endpoint, authenticator, limits, { metrics, logger: options.logger ?? null, accessLog: observe.accessLog })
     server.route({
       method: endpoint.method as 'GET',
       url: endpoint.route === '' ? '/' : endpoint.route,
@@ -235,137 +219,5 @@ function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRe
     if (trace !== null) trace.finish(answer, run.report)
     return send(reply, answer, requestId)
   }
-}
-
-function send (reply: FastifyReply, answer: GatewayAnswer, requestId: string): FastifyReply {
-  let text: string
-  try {
-    text = JSON.stringify(answer.body)
-  } catch {
-    // A service's answer nested too deeply to serialise (RangeError), or otherwise unserialisable.
-    return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
-  }
-  reply.code(answer.status)
-  reply.header('content-type', JSON_TYPE)
-  reply.header('x-request-id', requestId)
-  if (answer.headers !== null) for (const name in answer.headers) reply.header(name, answer.headers[name])
-  return reply.send(text)
-}
-
-/**
- * The endpoint's edge, run before its body is read: global and per-IP limits, then
- * credentials, then per-user and per-endpoint limits. Null when none applies.
- */
-function guardFor (
-  endpoint: EndpointPlan,
-  authenticator: Authenticator | null,
-  limits: RateLimits | null,
-  observe: Observe,
-  logger: Logger | null,
-): onRequestAsyncHookHandler | null {
-  const demand = authenticator === null ? null : endpoint.auth
-  const limited = limits !== null && !endpoint.rateLimit.exempt ? limits : null
-  if (demand === null && limited === null) return null
-  const { metrics } = observe
-  const reject = (req: FastifyRequest, reply: FastifyReply, status: number, code: ErrorCode, message: string, reason: string, headers: Readonly<Record<string, string>>): FastifyReply => {
-    metrics?.requestRejected(endpoint, reason)
-    if (observe.accessLog) logger?.info({ event: 'rejected', method: endpoint.method, route: endpoint.key, status, code, reason, ip: req.ip, requestId: requestIdOf(req) }, `${endpoint.method} ${endpoint.route} ${status} ${code}`)
-    return send(reply, { status, body: errorEnvelope(code, message), headers }, requestIdOf(req))
-  }
-  /** Sets the verdict's headers; false (and the answer sent) when it rejects. */
-  const applyLimits = (req: FastifyRequest, reply: FastifyReply, verdict: LimitVerdict): boolean => {
-    if (verdict.reject === null) {
-      for (const name in verdict.headers) reply.header(name, verdict.headers[name])
-      return true
-    }
-    const { code, retryAfter, message, limit } = verdict.reject
-    reject(req, reply, ErrorCodes[code].status, code, message, limit === 'global' ? 'overloaded' : limit === 'store' ? 'rate_limit_unavailable' : 'rate_limited', { ...verdict.headers, 'retry-after': String(retryAfter) })
-    return false
-  }
-  return async (req, reply) => {
-    const ip = req.ip
-    const pending = limited?.before(ip)
-    const before = pending == null ? null : await pending
-    if (before !== null && !applyLimits(req, reply, before)) return reply
-    if (demand !== null && authenticator !== null) {
-      const verdict = await authenticator.check({ headers: req.headers, query: req.query as Record<string, unknown> }, demand)
-      if (!verdict.ok) {
-        const reason = verdict.code === 'FORBIDDEN' ? 'forbidden' : verdict.code === 'AUTH_UNAVAILABLE' ? 'auth_unavailable' : 'unauthenticated'
-        const headers: Record<string, string> = verdict.challenge === null ? {} : { 'www-authenticate': verdict.challenge }
-        if (verdict.code === 'AUTH_UNAVAILABLE') headers['retry-after'] = '1'
-        reject(req, reply, ErrorCodes[verdict.code].status, verdict.code, verdict.message, reason, headers)
-        return reply
-      }
-      req.principal = verdict.principal
-    }
-    const after = limited?.after(endpoint, ip, req.principal, before)
-    if (after != null && !applyLimits(req, reply, await after)) return reply
-    return undefined
-  }
-}
-
-/** Errors Node reports before a request exists (slow or oversized heads, garbage): answered in the envelope, then the socket is closed. */
-function clientError (err: Error & { code?: string }, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST'
-  const { status } = ErrorCodes[code]
-  const body = JSON.stringify(errorEnvelope(code))
-  if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
-  }
-  socket.destroy()
-}
-
-/** `https://*.example.com` matches one subdomain level of example.com; other origins match exactly. */
-function originMatcher (origin: string): string | RegExp {
-  if (!origin.includes('*')) return origin
-  const [scheme, host] = origin.split('://*.') as [string, string]
-  const escaped = host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-  return new RegExp(`^${scheme}://[a-z0-9-]+\\.${escaped}$`, 'i')
-}
-
-function corsOptions (cors: CorsPlan): FastifyCorsOptions {
-  return {
-    origin: cors.origins === '*' ? '*' : cors.origins.map(originMatcher),
-    methods: [...cors.methods],
-    allowedHeaders: [...cors.headers],
-    exposedHeaders: [...cors.exposeHeaders],
-    credentials: cors.credentials,
-    maxAge: Math.floor(cors.maxAge / 1000),
-    strictPreflight: true,
-  }
-}
-
-function sendError (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply {
-  return send(reply, { status: ErrorCodes[code].status, body: errorEnvelope(code), headers: null }, requestId)
-}
-
-/** The client's x-request-id when it is a sane token, else a fresh UUID. Cached on the request. */
-function requestIdOf (req: FastifyRequest): string {
-  if (req.id !== '') return req.id
-  const given = req.headers['x-request-id']
-  const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
-  req.id = id
-  return id
-}
-
-function errorCodeOf (err: FastifyError): ErrorCode {
-  switch (err.code) {
-    case 'FST_ERR_CTP_INVALID_JSON':
-    case 'FST_ERR_CTP_INVALID_JSON_BODY': // fastify 5: also __proto__ / constructor keys
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return 'INVALID_JSON'
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return 'PAYLOAD_TOO_LARGE'
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return err.statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST'
-  }
-  // secure-json-parse rejects __proto__ / constructor keys with a SyntaxError.
-  if (err instanceof SyntaxError) return 'INVALID_JSON'
-  if (err.statusCode === 400) return 'BAD_REQUEST'
-  if (err.statusCode === 413) return 'PAYLOAD_TOO_LARGE'
-  if (err.statusCode === 415) return 'UNSUPPORTED_MEDIA_TYPE'
-  return 'INTERNAL_ERROR'
 }
 

@@ -1,0 +1,74 @@
+/**
+ * Every answer Baton writes, in one place: the JSON body with its request id, the error
+ * envelope with a stable code, fastify's own errors mapped onto codes, and the errors Node
+ * reports before a request exists (written to the socket, in the same envelope).
+ */
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
+import type { GatewayAnswer } from '../runtime/execute.ts'
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+const REQUEST_ID = /^[\w.:-]{1,200}$/
+
+export function send (reply: FastifyReply, answer: GatewayAnswer, requestId: string): FastifyReply {
+  let text: string
+  try {
+    text = JSON.stringify(answer.body)
+  } catch {
+    // A service's answer nested too deeply to serialise (RangeError), or otherwise unserialisable.
+    return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
+  }
+  reply.code(answer.status)
+  reply.header('content-type', JSON_TYPE)
+  reply.header('x-request-id', requestId)
+  if (answer.headers !== null) for (const name in answer.headers) reply.header(name, answer.headers[name])
+  return reply.send(text)
+}
+
+export function sendError (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply {
+  return send(reply, { status: ErrorCodes[code].status, body: errorEnvelope(code), headers: null }, requestId)
+}
+
+/** The client's x-request-id when it is a sane token, else a fresh UUID. Cached on the request. */
+export function requestIdOf (req: FastifyRequest): string {
+  if (req.id !== '') return req.id
+  const given = req.headers['x-request-id']
+  const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+  req.id = id
+  return id
+}
+
+export function errorCodeOf (err: FastifyError): ErrorCode {
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_JSON':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY': // fastify 5: also __proto__ / constructor keys
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'INVALID_JSON'
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'PAYLOAD_TOO_LARGE'
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return err.statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST'
+  }
+  // secure-json-parse rejects __proto__ / constructor keys with a SyntaxError.
+  if (err instanceof SyntaxError) return 'INVALID_JSON'
+  if (err.statusCode === 400) return 'BAD_REQUEST'
+  if (err.statusCode === 413) return 'PAYLOAD_TOO_LARGE'
+  if (err.statusCode === 415) return 'UNSUPPORTED_MEDIA_TYPE'
+  return 'INTERNAL_ERROR'
+}
+
+/** Errors Node reports before a request exists (slow or oversized heads, garbage): answered in the envelope, then the socket is closed. */
+export function clientError (err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST'
+  const { status } = ErrorCodes[code]
+  const body = JSON.stringify(errorEnvelope(code))
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}
