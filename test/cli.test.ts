@@ -3,6 +3,8 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { describe, it } from 'node:test'
+import { renderPlan } from '../src/cli/plan.ts'
+import { compileText } from '../src/plan/compile.ts'
 
 function baton (args: string[], node = process.execPath): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(node, ['bin/baton.js', ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' } })
@@ -50,11 +52,23 @@ describe('baton check', () => {
   })
 })
 
+/** The rows of the call-sequence tables (those under an `| Order |` header). */
+function callRows (stdout: string): string[][] {
+  const rows: string[][] = []
+  let inTable = false
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('| Order')) inTable = true
+    else if (!line.startsWith('|')) inTable = false
+    else if (inTable && !line.startsWith('|-')) rows.push(line.split('|').slice(1, -1).map((c) => c.trim()))
+  }
+  return rows
+}
+
 describe('baton plan', () => {
   it('prints the checkout call sequence as the template table', () => {
     const r = baton(['plan', 'examples/checkout/baton.yaml'])
     assert.equal(r.code, 0)
-    const rows = r.stdout.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| Order')).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()))
+    const rows = callRows(r.stdout)
     assert.deepEqual(rows, [
       ['1', 'cart: GET /carts/${request.body.cartId}', 'Yes', '200ms', '—', '200ms', 'Fail request', '—'],
       ['2 (parallel)', 'inventory: POST /check-availability', 'Yes', '400ms', '—', '400ms', 'Fail request', 'cart'],
@@ -62,13 +76,55 @@ describe('baton plan', () => {
       ['2 (parallel)', 'shipping: POST /estimate', 'No', '500ms', '—', '500ms', 'null', 'cart'],
       ['3', 'tax: POST /calculate', 'Yes', '300ms', '—', '300ms', 'Fail request', 'pricing'],
     ])
-    assert.match(r.stdout, /## POST \/v1\/checkout\/summary\nCheckout summary screen\n\nCall sequence \(total timeout: 2s\)\./)
+    assert.match(r.stdout, /## POST \/v1\/checkout\/summary\nCheckout summary screen\n\nCredentials: JWT\.\n\nCall sequence \(total timeout: 2s\)\./)
+  })
+
+  it('shows the edge as the template\'s tables: authentication, the service registry with auth methods, rate limits', () => {
+    const r = baton(['plan', 'examples/checkout/baton.yaml'])
+    assert.equal(r.code, 0)
+    assert.match(r.stdout, /^Authentication: JWT \(HS256\/HS384\/HS512; shared secret; issuer https:\/\/auth\.acmestore\.com; audience checkout\)$/m)
+    assert.match(r.stdout, /^\| cart +\| http:\/\/cart\.internal:8080 +\| — +\| 45ms +\| 99\.95% +\| — +\|$/m)
+    const limits = r.stdout.split('\n').filter((l) => /^\| (Per-|Global)/.test(l)).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()))
+    assert.deepEqual(limits, [
+      ['Per-user', '100/min', 'User ID from JWT (or API key name)', '429 + Retry-After'],
+      ['Per-IP', '500/min', 'Client IP', '429 + Retry-After'],
+      ['Per-endpoint', '50/min', 'Path + User', '429 + Retry-After'],
+      ['Global', '10000/min', 'Entire gateway', '503'],
+    ])
+    assert.match(r.stdout, /## POST \/v1\/checkout\/summary\nCheckout summary screen\n\nCredentials: JWT\.\n/)
+  })
+
+  it('names each service\'s auth method, and each endpoint\'s demands', () => {
+    const { plan } = compileText('baton.yaml', `version: 1
+gateway:
+  name: Plan
+  auth:
+    jwt: { secret: "\${env.S}" }
+    apiKey: { header: x-api-key, keys: { app: "\${env.K}" } }
+  rateLimit: { perIp: 5/s }
+services:
+  a: { url: "http://a.internal", auth: { bearer: "\${env.T}" } }
+  b: { url: "http://b.internal", auth: { apiKey: { header: x-b-key, value: "\${env.T}" } }, forwardHeaders: [authorization] }
+  c: { url: "https://c.internal", auth: { oauth2: { tokenUrl: "https://auth.internal/token", clientId: bff, clientSecret: "\${env.T}" } } }
+  d: { url: "http://d.internal" }
+endpoints:
+  GET /open: { auth: public, rateLimit: false, calls: { a: { request: GET a /x } } }
+  GET /admin: { auth: { methods: [jwt], scopes: [admin], roles: [ops, sre] }, rateLimit: { perEndpoint: 2/10s }, calls: { b: { request: GET b /x } } }
+  GET /any: { calls: { c: { request: GET c /x }, d: { request: GET d /x } } }
+`, { env: { S: 'x'.repeat(32), K: 'k', T: 't' } })
+    const out = renderPlan(plan)
+    const registry = out.split('\n').filter((l) => /^\| [a-d] /.test(l)).map((l) => l.split('|')[3]?.trim())
+    assert.deepEqual(registry, ['Bearer token', 'API key (x-b-key) + client\'s token', 'OAuth2 client credentials', '—'])
+    assert.match(out, /^Authentication: JWT \(HS256\/HS384\/HS512; shared secret\) or API key \(header x-api-key; 1 key\)$/m)
+    assert.match(out, /## GET \/open\n\nCredentials: none \(public\)\.\n\nNo rate limits\.\n/)
+    assert.match(out, /## GET \/admin\n\nCredentials: JWT, with scopes admin and one of the roles ops, sre\.\n\nRate limit: 2\/10s per caller\.\n/)
+    assert.match(out, /## GET \/any\n\nCredentials: JWT or API key\.\n/)
   })
 
   it('shows retries and each call\'s worst case', () => {
     const r = baton(['plan', 'examples/dashboard/baton.yaml'])
     assert.equal(r.code, 0)
-    const rows = r.stdout.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| Order')).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()))
+    const rows = callRows(r.stdout)
     assert.deepEqual(rows.map((row) => [row[1]?.split(':')[0], row[4], row[5]]), [
       ['user (users)', '2 (exponential 100ms)', '1800ms'],
       ['preferences', '1 (fixed 100ms)', '700ms'],

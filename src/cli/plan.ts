@@ -1,18 +1,76 @@
 /** `baton plan FILE`: each endpoint's call sequence, in the shape of the spec template's table. */
 import { formatDuration } from '../config/units.ts'
 import { worstCase } from '../plan/resilience.ts'
-import type { CallPlan, EndpointPlan, GatewayPlan } from '../plan/types.ts'
+import type { AuthPlan, CallPlan, EndpointAuthPlan, EndpointPlan, GatewayPlan, Rate, RateLimitPlan, ServicePlan } from '../plan/types.ts'
 
 export function renderPlan (plan: GatewayPlan): string {
   const out: string[] = [`# ${plan.name}${plan.owner === undefined ? '' : ` (${plan.owner})`}`, '']
-  for (const endpoint of plan.endpoints) out.push(...renderEndpoint(endpoint), '')
+  out.push(`Authentication: ${authentication(plan.edge.auth)}`, '')
+  if (plan.services.length > 0) out.push('Downstream services.', '', ...renderServices(plan), '')
+  if (plan.edge.rateLimit !== null) out.push(...renderLimits(plan.edge.rateLimit), '')
+  for (const endpoint of plan.endpoints) out.push(...renderEndpoint(endpoint, plan.edge.auth !== null), '')
   return out.join('\n')
 }
 
-function renderEndpoint (endpoint: EndpointPlan): string[] {
+function authentication (auth: AuthPlan | null): string {
+  if (auth === null) return 'none (every endpoint is open)'
+  const ways: string[] = []
+  const jwt = auth.jwt
+  if (jwt !== null) {
+    const key = jwt.jwksUrl !== null ? `keys from ${jwt.jwksUrl}` : jwt.secret !== null ? 'shared secret' : 'public key'
+    const claims = [jwt.issuer === null ? null : `issuer ${jwt.issuer.join(' or ')}`, jwt.audience === null ? null : `audience ${jwt.audience.join(' or ')}`].filter((c) => c !== null)
+    ways.push(`JWT (${[jwt.algorithms.join('/'), key, ...claims].join('; ')})`)
+  }
+  if (auth.apiKey !== null) ways.push(`API key (${auth.apiKey.header === null ? `query ${auth.apiKey.query ?? ''}` : `header ${auth.apiKey.header}`}; ${auth.apiKey.keys.length} key${auth.apiKey.keys.length === 1 ? '' : 's'})`)
+  return ways.join(' or ')
+}
+
+/** The template's Downstream Service Registry. */
+function renderServices (plan: GatewayPlan): string[] {
+  const rows = plan.services.map((s) => [
+    s.name,
+    s.origin + s.pathPrefix,
+    serviceAuth(s),
+    s.latency === undefined ? '—' : formatDuration(s.latency),
+    s.sla ?? '—',
+    s.owner ?? '—',
+  ])
+  return table(['Service', 'Base URL', 'Auth Method', 'Avg Latency', 'SLA', 'Owner'], rows)
+}
+
+function serviceAuth (service: ServicePlan): string {
+  const ways: string[] = []
+  if (service.oauth2 !== null) ways.push('OAuth2 client credentials')
+  else if (service.credentialHeader === 'authorization') ways.push('Bearer token')
+  else if (service.credentialHeader !== null) ways.push(`API key (${service.credentialHeader})`)
+  if (service.forwardHeaders.includes('authorization')) ways.push('client\'s token')
+  if (service.tls?.cert != null) ways.push('mTLS')
+  return ways.length === 0 ? '—' : ways.join(' + ')
+}
+
+/** The template's Rate Limiting table. */
+function renderLimits (rl: RateLimitPlan): string[] {
+  const rows: string[][] = []
+  if (rl.perUser !== null) rows.push(['Per-user', formatRate(rl.perUser), 'User ID from JWT (or API key name)', '429 + Retry-After'])
+  if (rl.perIp !== null) rows.push(['Per-IP', formatRate(rl.perIp), 'Client IP', '429 + Retry-After'])
+  if (rl.perEndpoint !== null) rows.push(['Per-endpoint', formatRate(rl.perEndpoint), 'Path + User', '429 + Retry-After'])
+  if (rl.global !== null) rows.push(['Global', formatRate(rl.global), 'Entire gateway', '503'])
+  const store = rl.store === 'redis' ? `Redis, shared by every instance; ${rl.onStoreError === 'allow' ? 'let through' : 'refused with 503'} when it is down` : 'in memory, per instance'
+  return [`Rate limiting (counted ${store}).`, '', ...(rows.length === 0 ? ['Only the endpoints\' own limits.'] : table(['Limit Type', 'Value', 'Scope', 'Response'], rows))]
+}
+
+export function formatRate (rate: Rate): string {
+  const unit = rate.window === 1000 ? 's' : rate.window === 60_000 ? 'min' : rate.window === 3_600_000 ? 'h' : rate.window === 86_400_000 ? 'day' : formatDuration(rate.window)
+  return `${rate.limit}/${unit}`
+}
+
+function renderEndpoint (endpoint: EndpointPlan, gatewayAuth: boolean): string[] {
   const head = `## ${endpoint.method} ${endpoint.route.replace(/:(\w+)/g, '{$1}') || '/'}`
   const lines = [head]
   if (endpoint.purpose !== undefined) lines.push(endpoint.purpose)
+  if (gatewayAuth) lines.push('', `Credentials: ${endpointAuth(endpoint.auth)}.`)
+  if (endpoint.rateLimit.exempt) lines.push('', 'No rate limits.')
+  else if (endpoint.rateLimit.perEndpoint !== null) lines.push('', `Rate limit: ${formatRate(endpoint.rateLimit.perEndpoint)} per caller.`)
   lines.push('', `Call sequence (total timeout: ${formatDuration(endpoint.timeout)}).`, '')
   if (endpoint.calls.length === 0) return [...lines, 'No downstream calls.']
   const byLevel = new Map<number, number>()
@@ -29,6 +87,16 @@ function renderEndpoint (endpoint: EndpointPlan): string[] {
     c.dependsOn.length === 0 ? '—' : c.dependsOn.map((d) => names[d]).join(', '),
   ])
   return [...lines, ...table(['Order', 'Service Call', 'Required?', 'Timeout', 'Retries', 'Worst case', 'Fallback', 'Starts after'], rows)]
+}
+
+function endpointAuth (auth: EndpointAuthPlan | null): string {
+  if (auth === null) return 'none (public)'
+  const demands = [
+    auth.scopes.length === 0 ? null : `scopes ${auth.scopes.join(', ')}`,
+    auth.roles.length === 0 ? null : `one of the roles ${auth.roles.join(', ')}`,
+  ].filter((d) => d !== null)
+  const methods = auth.methods.map((m) => (m === 'jwt' ? 'JWT' : 'API key')).join(' or ')
+  return demands.length === 0 ? methods : `${methods}, with ${demands.join(' and ')}`
 }
 
 function serviceCall (call: CallPlan): string {
