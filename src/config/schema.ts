@@ -99,6 +99,8 @@ export function parseRate (text: string): { limit: number; window: number } | un
 
 const rate = z
   .string()
+  // The pattern is for editors (it lands in the JSON Schema); the refinement also checks the window.
+  .regex(RATE, { error: `${RATE_HINT} (a window of at least 1s)`, abort: true })
   .refine((v) => parseRate(v) !== undefined, { error: `${RATE_HINT} (a window of at least 1s)` })
   .transform((v) => parseRate(v) as { limit: number; window: number })
   .meta({ description: 'Requests per window: 100/min, 10/s, 5000/h, 100/10s.' })
