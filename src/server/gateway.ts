@@ -16,7 +16,7 @@ import { GatewayMetrics } from '../observability/metrics.ts'
 import { type RequestLog, requestLog, serverTiming } from '../observability/requests.ts'
 import { EndpointTracing, GatewayTracing } from '../observability/tracing.ts'
 import type { Clock } from '../policies/clock.ts'
-import { createServiceClient, type Policy, type ServiceClient } from '../upstream/client.ts'
+import { createServiceClient, type Policy, PoolRegistry, type ServiceClient } from '../upstream/client.ts'
 import { clientError, errorCodeOf, requestIdOf, send, sendError } from './answers.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
 
@@ -50,11 +50,13 @@ export interface Gateway {
 
 export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}): Gateway {
   const clients = new Map<string, ServiceClient>()
+  const pools = new PoolRegistry()
   // Created once the clients exist (it reads their breakers and stats); breaker changes before that cannot happen.
   let metrics: GatewayMetrics | null = null
   for (const service of plan.services) {
     const origin = options.origins?.get(service.name)
     clients.set(service.name, createServiceClient(service, {
+      pools,
       ...(origin === undefined ? {} : { origin }),
       ...(options.policies === undefined ? {} : { policies: options.policies }),
       ...(options.clock === undefined ? {} : { clock: options.clock }),

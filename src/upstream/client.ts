@@ -1,5 +1,5 @@
 /**
- * One keep-alive connection pool per service (undici), and the send function every call
+ * Keep-alive connection pools (undici, one per origin and settings), and the send function every call
  * goes through. Policies (retry, breaker, bulkhead…) wrap `send` once, when the gateway is
  * built; the runtime only ever calls the composed function.
  */
@@ -64,7 +64,49 @@ export interface ServiceClient {
   close (): Promise<void>
 }
 
+/**
+ * Connection pools by origin: services that reach the same origin with the same pool settings
+ * (size, TLS) share one pool, as a hand-written BFF would, instead of each opening its own
+ * connections to the same host. Each service keeps its own policies and stats.
+ */
+export class PoolRegistry {
+  readonly #pools = new Map<string, { pool: Pool; users: number }>()
+
+  acquire (origin: string, service: ServicePlan): { pool: Pool; release: () => Promise<void> } {
+    const key = JSON.stringify([origin, service.connections, service.tls])
+    let entry = this.#pools.get(key)
+    if (entry === undefined) {
+      const pool = new Pool(origin, {
+        connections: service.connections,
+        pipelining: 1,
+        // Our own per-call timers and the endpoint deadline govern time; these only stop a connection from hanging forever.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        ...(service.tls === null ? {} : { connect: tlsOptions(service.tls) }),
+      })
+      entry = { pool, users: 0 }
+      this.#pools.set(key, entry)
+    }
+    entry.users++
+    const used = entry
+    let released = false
+    return {
+      pool: used.pool,
+      release: async () => {
+        if (released) return
+        released = true
+        if (--used.users === 0) {
+          this.#pools.delete(key)
+          await used.pool.close()
+        }
+      },
+    }
+  }
+}
+
 export interface ClientOptions {
+  /** Shared pools (a gateway passes one registry to all its clients); default: a pool of the client's own. */
+  pools?: PoolRegistry
   /** Overrides the service's URL origin (baton dev points services at their mocks). */
   origin?: string
   policies?: readonly Policy[]
@@ -75,14 +117,7 @@ export interface ClientOptions {
 
 export function createServiceClient (service: ServicePlan, options: ClientOptions = {}): ServiceClient {
   const origin = options.origin ?? service.origin
-  const pool = new Pool(origin, {
-    connections: service.connections,
-    pipelining: 1,
-    // Our own per-call timers and the endpoint deadline govern time; these only stop a connection from hanging forever.
-    headersTimeout: 0,
-    bodyTimeout: 0,
-    ...(service.tls === null ? {} : { connect: tlsOptions(service.tls) }),
-  })
+  const { pool, release } = (options.pools ?? new PoolRegistry()).acquire(origin, service)
   const limit = service.maxResponseSize
   const base: Send = async (req) => {
     let res: Dispatcher.ResponseData
@@ -140,7 +175,7 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
     budget: new RetryBudget(resilience.retryBudget, 10, clock),
     stats: new ServiceStats(),
     tokens,
-    close: () => pool.close(),
+    close: release,
   }
 }
 
