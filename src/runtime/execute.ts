@@ -557,7 +557,7 @@ function queryString (query: NonNullable<CallPlan['query']>, scope: Scope): stri
 
 const INVALID_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 
-/** Evaluated header values; a value with a line break (from a client, a claim, a service) fails the call as a bad request. */
+/** Evaluated header values; a value a header cannot carry (from a client, a claim, a service) fails the call as a bad request. */
 function setHeaders (list: readonly (readonly [string, Evaluator])[], scope: Scope, call: string, to: Record<string, string>): void {
   for (const [name, evaluate] of list) {
     const value = evaluate(scope)

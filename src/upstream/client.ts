@@ -59,8 +59,6 @@ export interface ServiceClient {
   readonly bulkhead: Bulkhead | null
   readonly budget: RetryBudget
   readonly stats: ServiceStats
-  /** The service's OAuth2 token source, when it has one. */
-  readonly tokens: OAuth2Tokens | null
   close (): Promise<void>
 }
 
@@ -158,11 +156,11 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
     }
     return { status: res.statusCode, headers: res.headers, body }
   }
-  const tokens = service.oauth2 === null ? null : new OAuth2Tokens(service.oauth2, service.name)
+  const clock = options.clock ?? systemClock
+  const tokens = service.oauth2 === null ? null : new OAuth2Tokens(service.oauth2, service.name, clock)
   const authorized: Send = tokens === null ? base : withToken(base, tokens)
   const send = (options.policies ?? []).reduceRight<Send>((next, policy) => policy(next, service), authorized)
   const { resilience } = service
-  const clock = options.clock ?? systemClock
   const onChange = options.onBreakerChange
   return {
     service,
@@ -174,7 +172,6 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
     bulkhead: resilience.bulkhead === null ? null : new Bulkhead(resilience.bulkhead.maxConcurrent, resilience.bulkhead.maxQueued),
     budget: new RetryBudget(resilience.retryBudget, 10, clock),
     stats: new ServiceStats(),
-    tokens,
     close: release,
   }
 }

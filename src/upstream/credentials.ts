@@ -5,6 +5,7 @@
  */
 import { request } from 'undici'
 import type { OAuth2Plan } from '../plan/types.ts'
+import type { Clock } from '../policies/clock.ts'
 import { UpstreamError } from './client.ts'
 
 /** Tokens without expires_in are kept this long. */
@@ -13,22 +14,20 @@ const DEFAULT_LIFETIME = 300_000
 export class OAuth2Tokens {
   readonly #plan: OAuth2Plan
   readonly #service: string
-  readonly #now: () => number
+  readonly #clock: Clock
   #token: string | null = null
   #renewAt = 0
   #pending: Promise<string> | null = null
-  /** Fetches made, for tests and logs. */
-  fetches = 0
 
-  constructor (plan: OAuth2Plan, service: string, now: () => number = Date.now) {
+  constructor (plan: OAuth2Plan, service: string, clock: Clock) {
     this.#plan = plan
     this.#service = service
-    this.#now = now
+    this.#clock = clock
   }
 
   /** A valid token; concurrent callers share one fetch. */
   get (): Promise<string> {
-    if (this.#token !== null && this.#now() < this.#renewAt) return Promise.resolve(this.#token)
+    if (this.#token !== null && this.#clock.now() < this.#renewAt) return Promise.resolve(this.#token)
     this.#pending ??= this.#fetch().finally(() => {
       this.#pending = null
     })
@@ -49,7 +48,6 @@ export class OAuth2Tokens {
     if (p.scope !== null) form.set('scope', p.scope)
     if (p.audience !== null) form.set('audience', p.audience)
     const basic = Buffer.from(`${encodeURIComponent(p.clientId)}:${encodeURIComponent(p.clientSecret)}`).toString('base64')
-    this.fetches++
     let body: unknown
     try {
       const res = await request(p.tokenUrl, {
@@ -73,7 +71,7 @@ export class OAuth2Tokens {
     const expiresIn = Number((body as { expires_in?: unknown }).expires_in)
     const lifetime = Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn * 1000 : DEFAULT_LIFETIME
     // A short-lived token is renewed at half its life rather than never being cached.
-    this.#renewAt = this.#now() + Math.max(lifetime - p.refreshBefore, lifetime / 2)
+    this.#renewAt = this.#clock.now() + Math.max(lifetime - p.refreshBefore, lifetime / 2)
     this.#token = token
     return token
   }
