@@ -485,11 +485,11 @@ describe('missing credentials: 401 UNAUTHENTICATED with a challenge per accepted
   })
 
   test('gateway.auth.realm names the realm, without characters that would break the header', async (t) => {
-    const { url } = await start(t, { auth: '{ realm: \'api "v2"\', jwt: { secret: "${env.JWT_SECRET}" } }' })
+    const { url } = await start(t, { auth: '{ realm: "api \\"v2\\"\\t ✓\\\\", jwt: { secret: "${env.JWT_SECRET}" } }' })
     const res = await get(`${url}/x`)
-    assert.equal(res.headers['www-authenticate'], 'Bearer realm="api v2"')
+    assert.equal(res.headers['www-authenticate'], 'Bearer realm="api v2 "')
     const bad = await get(`${url}/x`, bearer('garbage'))
-    assert.equal(bad.headers['www-authenticate'], 'Bearer realm="api v2", error="invalid_token", error_description="the token is malformed"')
+    assert.equal(bad.headers['www-authenticate'], 'Bearer realm="api v2 ", error="invalid_token", error_description="the token is malformed"')
   })
 })
 

@@ -64,7 +64,8 @@ function compileAuth (name: string, auth: GatewayAuthConfig, ctx: EdgeContext): 
     ctx.diagnostics.error('BATON_AUTH_CONFIG', 'gateway.auth names no way to authenticate', at, { key: true, hint: 'add jwt: or apiKey:, or remove auth to leave every endpoint open' })
   }
   return {
-    realm: (auth.realm ?? name).replace(/["\\]/g, ''),
+    // Quoted in WWW-Authenticate: only what a header value can carry, without quotes or backslashes.
+    realm: (auth.realm ?? name).replace(/[^\x20-\x7e\x80-\xff]|["\\]/g, ''),
     jwt: auth.jwt === undefined ? null : compileJwt(auth.jwt, [...at, 'jwt'], ctx),
     apiKey: auth.apiKey === undefined ? null : compileApiKey(auth.apiKey, [...at, 'apiKey'], ctx),
   }
