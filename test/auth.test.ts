@@ -708,6 +708,16 @@ endpoints:
     ])
   })
 
+  test('a scope that could not travel in a token or a challenge (a space, a quote)', () => {
+    const found = diagnose(gateway(`    jwt: { secret: "\${env.JWT_SECRET}" }
+    scopes: ["orders write", 'say"hi"', orders:write]
+`), ENV)
+    assert.deepEqual(found.map((d) => `${d.severity} ${d.code} ${d.line}:${d.col} ${d.path}`), [
+      'error BATON_INVALID_VALUE 6:14 gateway › auth › scopes › 0',
+      'error BATON_INVALID_VALUE 6:30 gateway › auth › scopes › 1',
+    ])
+  })
+
   test('jwt with two key sources', () => {
     assert.deepEqual(diagnose(gateway(`    jwt:
       secret: \${env.JWT_SECRET}

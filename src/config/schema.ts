@@ -138,8 +138,11 @@ export const apiKeySchema = z.strictObject({
 
 export const AUTH_METHODS = ['jwt', 'apiKey'] as const
 
+/** RFC 6749 scope-token: printable ASCII without space, quote or backslash. */
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, { error: 'a scope is one word of printable ASCII, without quotes or backslashes, e.g. orders:write' })
+
 const authRequirement = {
-  scopes: z.array(z.string()).optional().describe('Scopes a token must all hold, else 403.'),
+  scopes: z.array(scopeToken).optional().describe('Scopes a token must all hold, else 403.'),
   roles: z.array(z.string()).optional().describe('Roles of which a caller must hold at least one, else 403.'),
 }
 
