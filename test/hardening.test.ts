@@ -184,6 +184,25 @@ describe('oversized request heads', () => {
   })
 })
 
+describe('requests that are not HTTP: 400 BAD_REQUEST in the envelope, connection closed', () => {
+  const cases: [string, string][] = [
+    ['bytes that are not a request line', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n'],
+    ['an unknown method', 'BREW /ok HTTP/1.1\r\nhost: x\r\n\r\n'],
+    ['a header line without a colon', 'GET /ok HTTP/1.1\r\nhost: x\r\nnot a header\r\n\r\n'],
+    ['both Content-Length and Transfer-Encoding (request smuggling)', 'POST /ok HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['two different Content-Lengths', 'POST /ok HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nabcde'],
+  ]
+  for (const [what, bytes] of cases) {
+    test(what, async (t) => {
+      const gateway = await setup(t)
+      const res = await exchange(gateway.url, [bytes])
+      assertRawError(res, 'HTTP/1.1 400 Bad Request', 'BAD_REQUEST', 'The request is malformed')
+      assert.equal(gateway.stub.requests.length, 0)
+      await assertStillServing(gateway)
+    })
+  }
+})
+
 describe('slow clients (clientTimeouts headers 300ms, body 600ms): 408 REQUEST_TIMEOUT, disconnected', () => {
   const SLOW = 'clientTimeouts: { headers: 300ms, body: 600ms }'
   const TIMEOUT: [string, string, string] = ['HTTP/1.1 408 Request Timeout', 'REQUEST_TIMEOUT', 'The request was not received in time']
