@@ -110,7 +110,8 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
   server.setErrorHandler((err: FastifyError, req, reply) => {
     const code = errorCodeOf(err)
-    if (code === 'INTERNAL_ERROR') options.logger?.error({ err, url: req.url }, 'unexpected error')
+    // The path only: a query string may carry an API key.
+    if (code === 'INTERNAL_ERROR') options.logger?.error({ err, path: req.url.split('?')[0] }, 'unexpected error')
     return sendError(reply, code, requestIdOf(req))
   })
 
