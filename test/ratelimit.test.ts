@@ -199,6 +199,17 @@ describe('per user and per endpoint', () => {
     assert.equal(callsTo(stub, '/open'), 4)
   })
 
+  test('perUser: a JWT subject and an API key of the same name are different callers', async (t) => {
+    const stub = await limitedStub(t)
+    const { url } = await startGateway(t, config(stub, '{ perUser: 1/min }', {
+      gateway: '\n  auth: { jwt: { secret: "${env.JWT_SECRET}" }, apiKey: { header: x-api-key, keys: { alice: "${env.ALICE_KEY}" } } }',
+    }), { env: { ...env, ALICE_KEY: 'k-alice' } })
+    assertRateLimit(await get(`${url}/x`, await bearer('alice')), '"per-user";q=1;w=60', 'per-user', 0)
+    assertRateLimit(await get(`${url}/x`, { 'x-api-key': 'k-alice' }), '"per-user";q=1;w=60', 'per-user', 0)
+    assertError(await get(`${url}/x`, { 'x-api-key': 'k-alice' }), 429, 'RATE_LIMITED', 'Too many requests (per-user limit of 1 per minute)')
+    assert.equal(stub.requests.length, 2)
+  })
+
   test('perEndpoint: per endpoint and user; an endpoint override applies to it alone; rateLimit: false answers without limits or headers', async (t) => {
     const stub = await limitedStub(t)
     const { url } = await startGateway(t, authConfig(stub, '{ perEndpoint: 2/min }', `  GET /a:

@@ -80,11 +80,12 @@ export class RateLimits {
 
   /** Per-user (authenticated callers only) and per-endpoint (per user, else per address); the headers cover `before`'s limits too. */
   after (endpoint: EndpointPlan, ip: string, principal: Principal | null, before: LimitVerdict | null): Promise<LimitVerdict> | null {
-    const user = principal?.sub ?? null
+    // A JWT subject and an API key's name live in different namespaces: `jwt:alice` is not `apiKey:alice`.
+    const user = principal === null || principal.sub === null ? null : `${principal.method}:${principal.sub}`
     const perUser = user === null ? null : this.#perUser
     const perEndpoint = this.#perEndpoint.get(endpoint.key) ?? null
     if (perUser === null && perEndpoint === null) return null
-    return this.#check([[perUser, user ?? ''], [perEndpoint, user === null ? `ip:${ip}` : `user:${user}`]], before)
+    return this.#check([[perUser, user ?? ''], [perEndpoint, user ?? `ip:${ip}`]], before)
   }
 
   /**
