@@ -528,6 +528,10 @@ describe('redis store', () => {
     while (await storeErrors() <= errors && performance.now() < until) await sleep(50)
     assert.ok(await storeErrors() > errors, 'no failed reconnection was counted')
     assert.equal((await get(`${url}/x`)).status, 200)
+    // Readiness says so: limits are not applied (degraded), but every endpoint is still served.
+    const ready = await get(`${url}/health/ready`)
+    assert.equal(ready.status, 200)
+    assert.deepEqual({ status: (ready.body as { status: string }).status, rateLimits: (ready.body as { rateLimits: unknown }).rateLimits }, { status: 'degraded', rateLimits: { store: 'redis', up: false } })
     const warnings = lines.filter((l) => l.event === 'rate_limit_store')
     assert.equal(warnings.length, 1, JSON.stringify(warnings))
     assert.equal(warnings[0]?.level, 40)
@@ -542,6 +546,9 @@ describe('redis store', () => {
       assertNoRateLimit(res)
     }
     assert.equal(stub.requests.length, 9, 'a refused request reached the service')
+    // With onStoreError: reject, the limited endpoints cannot be served at all: not ready.
+    const down = await get(`${strict.url}/health/ready`)
+    assert.deepEqual({ code: down.status, status: (down.body as { status: string }).status }, { code: 503, status: 'down' })
     assert.equal(metric(await scrape(strict.url), 'baton_requests_rejected_total{endpoint="GET /x",reason="rate_limit_unavailable"}'), 3)
     assert.deepEqual(storeLines(reject.lines).map((m) => m.replace(/\(.+\)/, '(…)')), ['rate limit store unavailable (…): requests are refused with 503 until it is back'])
     assert.deepEqual(unexpected, [])
@@ -600,6 +607,8 @@ describe('redis store', () => {
     assertError(await from('10.0.0.3'), 429, 'RATE_LIMITED', 'Too many requests (per-ip limit of 2 per minute)')
     assert.equal(logged().length, 2)
     assert.equal(stub.requests.length, warmUp + 2 + 4 + polled.length + 2)
+    const ready = (await get(`${url}/health/ready`)).body as { status: string; rateLimits: unknown }
+    assert.deepEqual({ status: ready.status, rateLimits: ready.rateLimits }, { status: 'ok', rateLimits: { store: 'redis', up: true } })
   })
 })
 

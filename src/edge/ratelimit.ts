@@ -88,6 +88,11 @@ export class RateLimits {
     return this.#check([[perUser, user ?? ''], [perEndpoint, user ?? `ip:${ip}`]], before)
   }
 
+  /** False while the store is failing (Redis down or not connected); memory never fails. */
+  get storeUp (): boolean {
+    return this.#redis === null || (!this.#down && this.#redis.status === 'ready')
+  }
+
   /**
    * Resolves once the store can count (at once for memory; for Redis when it is connected, or
    * after `wait` ms, after which requests are let through or refused as onStoreError says).

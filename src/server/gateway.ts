@@ -115,7 +115,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
     return sendError(reply, code, requestIdOf(req))
   })
 
-  registerHealth(server, plan, clients, probes)
+  registerHealth(server, plan, clients, probes, limits)
   if (metrics !== null && plan.metrics !== null) {
     const registry = metrics.registry
     ;(admin ?? server).get(plan.metrics.path, async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()))

@@ -1,11 +1,12 @@
 /**
  * `GET /health` (liveness: 200 while the process serves) and `GET /health/ready` (every
  * service's breaker state, recent error rate, p50/p95 latency, calls in flight, last failure;
- * overall ok / degraded / down, 503 when no endpoint can be served fully), plus the optional
- * active probes that feed the same state.
+ * overall ok / degraded / down, 503 when no endpoint can be served fully; the rate-limit store),
+ * plus the optional active probes that feed the same state.
  */
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import type { RateLimits } from '../edge/ratelimit.ts'
 import type { GatewayPlan } from '../plan/types.ts'
 import type { ServiceSnapshot } from '../policies/stats.ts'
 import { type ServiceClient, UpstreamError } from '../upstream/client.ts'
@@ -20,12 +21,14 @@ export interface ServiceHealth extends ServiceSnapshot {
 export interface ReadyReport {
   status: Readiness
   services: Record<string, ServiceHealth>
+  /** The rate-limit store, when limits are configured. */
+  rateLimits?: { store: 'memory' | 'redis'; up: boolean }
 }
 
 /** Last result of each service's active probe. */
 export type ProbeResults = Map<string, { ok: boolean; at: string }>
 
-export function readiness (plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, probes: ProbeResults): ReadyReport {
+export function readiness (plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, probes: ProbeResults, limits: RateLimits | null = null): ReadyReport {
   const services: Record<string, ServiceHealth> = {}
   const unavailable = new Set<string>()
   let degraded = false
@@ -37,18 +40,23 @@ export function readiness (plan: GatewayPlan, clients: ReadonlyMap<string, Servi
     if (probe !== null && !probe.ok) degraded = true
     services[name] = { breaker, probe, ...client.stats.snapshot() }
   }
+  // A rate-limit store that is down is degraded service (limits not applied), or, with onStoreError: reject, no service at all for limited endpoints.
+  const storeUp = limits?.storeUp ?? true
+  const refusing = !storeUp && plan.edge.rateLimit?.onStoreError === 'reject'
+  if (!storeUp) degraded = true
   // An endpoint is served fully unless a required call goes to a service whose breaker is open.
-  const servable = plan.endpoints.filter((e) => !e.calls.some((c) => c.required && unavailable.has(c.service.name)))
+  const servable = plan.endpoints.filter((e) => !e.calls.some((c) => c.required && unavailable.has(c.service.name)) && !(refusing && !e.rateLimit.exempt))
   const status: Readiness = plan.endpoints.length > 0 && servable.length === 0 ? 'down' : degraded ? 'degraded' : 'ok'
-  return { status, services }
+  const rl = plan.edge.rateLimit
+  return { status, services, ...(rl === null ? {} : { rateLimits: { store: rl.store, up: storeUp } }) }
 }
 
-export function registerHealth (server: FastifyInstance, plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, probes: ProbeResults): void {
+export function registerHealth (server: FastifyInstance, plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, probes: ProbeResults, limits: RateLimits | null): void {
   const paths = plan.health
   if (paths === null) return
   server.get(paths.path, async (_req, reply) => reply.code(200).header('cache-control', 'no-store').send({ status: 'ok' }))
   server.get(paths.readyPath, async (_req, reply) => {
-    const report = readiness(plan, clients, probes)
+    const report = readiness(plan, clients, probes, limits)
     return reply.code(report.status === 'down' ? 503 : 200).header('cache-control', 'no-store').send(report)
   })
 }
