@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { base64url, type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose'
+import { devToken } from '../src/cli/devtoken.ts'
 import { compileText } from '../src/plan/compile.ts'
 import { createGateway } from '../src/server/gateway.ts'
 import { diagnosticsOf } from './helpers/config.ts'
@@ -912,4 +913,49 @@ test('metrics: requests turned away are counted by endpoint and reason', async (
     'baton_requests_rejected_total{endpoint="GET /x",reason="forbidden"} 1',
     'baton_requests_rejected_total{endpoint="GET /x",reason="unauthenticated"} 1',
   ])
+})
+
+describe('baton dev', () => {
+  test('with the JWT secret unset, a random one stands in, and the printed token opens every endpoint (scopes, nested roles, issuer, audience)', async (t) => {
+    const svc = await stubFor(t)
+    svc.route('GET /data', json({ n: 1 }))
+    const { plan, diagnostics } = compileText('baton.yaml', `version: 1
+gateway:
+  name: Dev
+  auth:
+    jwt: { secret: "\${env.UNSET_SECRET}", issuer: https://auth.test, audience: shop, rolesClaim: realm_access.roles }
+    scopes: [read]
+services:
+  svc: { url: "${svc.url}" }
+endpoints:
+  GET /x:
+    calls: { data: { request: GET svc /data } }
+  GET /admin:
+    auth: { scopes: [admin], roles: [ops] }
+    calls: { data: { request: GET svc /data } }
+    response: { sub: "\${auth.sub}", roles: "\${auth.roles}", scopes: "\${auth.scopes}" }
+`, { env: {}, mode: 'dev' })
+    assert.ok(diagnostics.some((d) => d.code === 'BATON_DEV_SECRET'))
+    const token = await devToken(plan)
+    assert.ok(token !== null)
+    const gateway = createGateway(plan)
+    t.after(() => gateway.close())
+    const { url } = await gateway.listen({ port: 0, host: '127.0.0.1' })
+    assert.equal((await get(`${url}/x`, { authorization: `Bearer ${token}` })).status, 200)
+    const admin = await get(`${url}/admin`, { authorization: `Bearer ${token}` })
+    assert.deepEqual({ status: admin.status, body: admin.body }, { status: 200, body: { sub: 'dev-user', roles: ['ops'], scopes: ['read', 'admin'] } })
+    // Another run's secret is another secret: a token from one run does not open the next.
+    const next = compileText('baton.yaml', `version: 1
+gateway: { name: Dev, auth: { jwt: { secret: "\${env.UNSET_SECRET}" } } }
+`, { env: {}, mode: 'dev' }).plan
+    assert.notEqual(await devToken(next), null)
+    assert.notEqual(next.edge.auth?.jwt?.secret, plan.edge.auth?.jwt?.secret)
+  })
+
+  test('no token to print when the gateway\'s JWTs are not HS-signed', async () => {
+    const { plan } = compileText('baton.yaml', `version: 1
+gateway: { name: Dev, auth: { jwt: { jwksUrl: "https://auth.test/jwks.json" } } }
+`, { env: {}, mode: 'dev' })
+    assert.equal(await devToken(plan), null)
+  })
 })
