@@ -62,7 +62,7 @@ export async function serve (plan: GatewayPlan, options: ServeOptions): Promise<
   if (options.devToken !== undefined) {
     logger.info({ event: 'dev_token' }, `export TOKEN=${options.devToken}   # a dev token: sub ${DEV_SUBJECT}, valid 1h`)
     const e = plan.endpoints.find((x) => x.auth !== null)
-    if (e !== undefined) logger.info({ event: 'dev_token' }, `  curl -H "authorization: Bearer $TOKEN"${e.method === 'GET' ? '' : ` -X ${e.method} -H 'content-type: application/json' -d '{}'`} ${address.url}${e.route}`)
+    if (e !== undefined) logger.info({ event: 'dev_token' }, `  curl -H "authorization: Bearer $TOKEN"${e.method === 'GET' ? '' : ` -X ${e.method} -H 'content-type: application/json' -d '{…}'`} ${address.url}${e.route}`)
   }
 
   return await new Promise<number>((resolve) => {
