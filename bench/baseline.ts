@@ -8,7 +8,7 @@
 // With PORT=0 it prints one line on stdout once listening: {"port":N}.
 import { randomUUID } from 'node:crypto'
 import Fastify from 'fastify'
-import type { FastifyReply } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Pool } from 'undici'
 import { jwtVerify } from 'jose'
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible'
@@ -192,7 +192,7 @@ async function postsWithAuthors (requestId: string, deadline: AbortSignal) {
 
 const app = Fastify({ logger: false })
 
-app.post('/v1/checkout/summary', async (request, reply) => {
+async function summaryRoute (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const requestId = requestIdOf(request.headers['x-request-id'])
   const body = request.body as { cartId?: unknown } | null
   if (body === null || typeof body !== 'object' || typeof body.cartId !== 'string') {
@@ -210,7 +210,9 @@ app.post('/v1/checkout/summary', async (request, reply) => {
   } finally {
     deadline.end()
   }
-})
+}
+
+app.post('/v1/checkout/summary', summaryRoute)
 
 // --- POST /v1/checkout-edge/summary: the same, behind a JWT and per-IP / per-user limits ---
 
@@ -249,22 +251,7 @@ app.post('/v1/checkout-edge/summary', {
     if (userWait !== null) return tooMany(userWait)
     return undefined
   },
-}, async (request, reply) => {
-  const requestId = requestIdOf(request.headers['x-request-id'])
-  const body = request.body as { cartId?: unknown } | null
-  if (body === null || typeof body !== 'object' || typeof body.cartId !== 'string') {
-    return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: 'body.cartId must be a string', requestId }, data: {} })
-  }
-  const deadline = startDeadline(checkoutTimeoutMs)
-  try {
-    const summary = await checkoutSummary(body.cartId, requestId, deadline.signal)
-    return reply.header('x-request-id', requestId).send(summary)
-  } catch (err) {
-    return sendError(reply, err, deadline.signal, requestId)
-  } finally {
-    deadline.end()
-  }
-})
+}, summaryRoute)
 
 app.get('/posts-with-authors', async (request, reply) => {
   const requestId = requestIdOf(request.headers['x-request-id'])
