@@ -335,10 +335,6 @@ export type MockRouteConfig = z.output<typeof mockRoute>
 export type RetryConfig = z.output<typeof retrySchema>
 export type GatewayAuthConfig = z.output<typeof gatewayAuthSchema>
 export type EndpointAuthConfig = z.output<typeof endpointAuthSchema>
-export type RateLimitConfig = z.output<typeof gatewayRateLimitSchema>
-export type CorsConfig = z.output<typeof corsSchema>
-export type ServiceAuthConfig = z.output<typeof serviceAuthSchema>
-export type TlsConfig = z.output<typeof tlsSchema>
 
 export function jsonSchema (): Record<string, unknown> {
   const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>
