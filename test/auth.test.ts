@@ -915,6 +915,48 @@ test('metrics: requests turned away are counted by endpoint and reason', async (
   ])
 })
 
+describe('verified tokens are remembered, never beyond what they allow', () => {
+  test('a token sent again is taken from the cache until its exp, then refused as expired', async (t) => {
+    const { svc, url } = await start(t, { auth: '{ jwt: { secret: "${env.JWT_SECRET}", clockTolerance: 0 } }' })
+    const exp = now() + 1
+    const token = await mint(HS, { exp })
+    for (let i = 0; i < 3; i++) assert.equal((await get(`${url}/x`, bearer(token))).status, 200)
+    await sleep(exp * 1000 + 100 - Date.now())
+    assertInvalidToken(await get(`${url}/x`, bearer(token)), svc, 'the token has expired', 3)
+  })
+
+  test('a token that differs from a remembered one by one character is verified, and refused', async (t) => {
+    const { svc, url } = await start(t, { auth: JWT_HS })
+    const token = await mint(HS)
+    assert.equal((await get(`${url}/x`, bearer(token))).status, 200)
+    const [head, payload, signature] = token.split('.') as [string, string, string]
+    const flipped = `${head}.${payload}.${signature.slice(0, -2)}${signature.endsWith('AA') ? 'BA' : 'AA'}`
+    assertInvalidToken(await get(`${url}/x`, bearer(flipped)), svc, 'the signature does not verify', 1)
+  })
+
+  test('with a JWKS, a remembered token stops working once its key has left the set and jwks.cacheFor has passed', async (t) => {
+    const idp = await stubFor(t)
+    let keys: JWK[] = [{ ...await exportJWK(ec.publicKey), kid: 'k1', alg: 'ES256', use: 'sig' }]
+    idp.route('GET /jwks.json', () => json({ keys }))
+    const { svc, url } = await start(t, { auth: `{ jwt: { jwksUrl: "${idp.url}/jwks.json", jwks: { cacheFor: 300ms, cooldown: 0ms } } }` })
+    const token = await mint({ alg: 'ES256', key: ec.privateKey, kid: 'k1' })
+    assert.equal((await get(`${url}/x`, bearer(token))).status, 200)
+    keys = [] // the issuer revokes k1
+    assert.equal((await get(`${url}/x`, bearer(token))).status, 200) // still within cacheFor
+    await sleep(400)
+    assertInvalidToken(await get(`${url}/x`, bearer(token)), svc, 'no key matches the token\'s kid', 2)
+  })
+
+  test('jwt.cacheSize: 0 verifies every time (an expired token is refused at once, as with the cache)', async (t) => {
+    const { svc, url } = await start(t, { auth: '{ jwt: { secret: "${env.JWT_SECRET}", cacheSize: 0, clockTolerance: 0 } }' })
+    const exp = now() + 1
+    const token = await mint(HS, { exp })
+    assert.equal((await get(`${url}/x`, bearer(token))).status, 200)
+    await sleep(exp * 1000 + 100 - Date.now())
+    assertInvalidToken(await get(`${url}/x`, bearer(token)), svc, 'the token has expired', 1)
+  })
+})
+
 describe('baton dev', () => {
   test('with the JWT secret unset, a random one stands in, and the printed token opens every endpoint (scopes, nested roles, issuer, audience)', async (t) => {
     const svc = await stubFor(t)

@@ -125,6 +125,7 @@ export const jwtSchema = z.strictObject({
   requiredClaims: z.array(z.string()).default(['sub']).describe('Claims every token must carry.'),
   clockTolerance: duration.default(5000).describe('Leeway for exp, nbf and iat.'),
   maxAge: duration.optional().describe('Reject tokens issued longer ago than this (needs iat).'),
+  cacheSize: z.number().int().min(0).default(10_000).describe('Verified tokens remembered by their exact text, so that a token sent again is not verified again (its exp, nbf and maxAge still hold; with a JWKS, at most jwks.cacheFor). 0 turns it off.'),
   scopesClaim: z.string().default('scope').describe('Claim holding scopes: a space-separated string or a list (scp is read too).'),
   rolesClaim: z.string().default('roles').describe('Claim holding roles, a dotted path for nested claims, e.g. realm_access.roles.'),
 })

@@ -5,6 +5,7 @@
  */
 import { createHash, createPublicKey, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto'
 import { createRemoteJWKSet, errors, type JWTPayload, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
+import { LRUCache } from 'lru-cache'
 import type { ErrorCode } from '../errors.ts'
 import type { Principal } from '../plan/scope.ts'
 import type { ApiKeyPlan, AuthPlan, EndpointAuthPlan, JwtPlan } from '../plan/types.ts'
@@ -81,10 +82,22 @@ function bearerToken (header: string | string[] | undefined): string | null {
 
 const NO_CLAIMS: Readonly<Record<string, unknown>> = Object.freeze({})
 
+/** A verified token: its principal, and until when (epoch ms) it may be taken without verifying it again. */
+interface Verified {
+  readonly principal: Principal
+  readonly until: number
+}
+
 class JwtVerifier {
   readonly #key: KeyObject | JWTVerifyGetKey
   readonly #options: JWTVerifyOptions
   readonly #plan: JwtPlan
+  /**
+   * Tokens verified before, by their exact text. A hit is only taken before `until`: the
+   * token's exp (and maxAge) with the clock tolerance, and for a JWKS at most jwks.cacheFor
+   * after verification, so that a key removed from the set stops working as its cache would.
+   */
+  readonly #verified: LRUCache<string, Verified> | null
 
   constructor (plan: JwtPlan) {
     this.#plan = plan
@@ -107,9 +120,16 @@ class JwtVerifier {
       ...(plan.audience === null ? {} : { audience: [...plan.audience] }),
       ...(plan.maxAge === null ? {} : { maxTokenAge: plan.maxAge / 1000 }),
     }
+    this.#verified = plan.cacheSize === 0 ? null : new LRUCache({ max: plan.cacheSize })
   }
 
   async verify (token: string, realm: string): Promise<AuthVerdict> {
+    const known = this.#verified?.get(token)
+    if (known !== undefined) {
+      if (Date.now() < known.until) return { ok: true, principal: known.principal }
+      // Past its time: verified again below, which says exactly what is wrong with it now.
+      this.#verified?.delete(token)
+    }
     let payload: JWTPayload
     try {
       // The two overloads differ only in the key's type; the union needs a branch for the type checker.
@@ -119,16 +139,28 @@ class JwtVerifier {
       return tokenFailure(err, realm, this.#plan.jwksUrl !== null)
     }
     const claims = payload as Record<string, unknown>
-    return {
-      ok: true,
-      principal: {
-        method: 'jwt',
-        sub: typeof payload.sub === 'string' ? payload.sub : null,
-        scopes: scopesOf(claims, this.#plan.scopesClaim),
-        roles: listOf(pathOf(claims, this.#plan.rolesClaim)),
-        claims,
-      },
+    const principal: Principal = {
+      method: 'jwt',
+      sub: typeof payload.sub === 'string' ? payload.sub : null,
+      scopes: scopesOf(claims, this.#plan.scopesClaim),
+      roles: listOf(pathOf(claims, this.#plan.rolesClaim)),
+      claims,
     }
+    this.#remember(token, payload, principal)
+    return { ok: true, principal }
+  }
+
+  #remember (token: string, payload: JWTPayload, principal: Principal): void {
+    const cache = this.#verified
+    const plan = this.#plan
+    if (cache === null) return
+    const now = Date.now()
+    let until = Infinity
+    if (typeof payload.exp === 'number') until = payload.exp * 1000 + plan.clockTolerance
+    if (plan.maxAge !== null && typeof payload.iat === 'number') until = Math.min(until, payload.iat * 1000 + plan.maxAge + plan.clockTolerance)
+    if (plan.jwksUrl !== null) until = Math.min(until, now + plan.jwks.cacheFor)
+    // A token without exp is never cached: it would be valid for as long as it stays in the cache.
+    if (until !== Infinity && until > now) cache.set(token, { principal, until })
   }
 }
 

@@ -145,6 +145,7 @@ function compileJwt (jwt: NonNullable<GatewayAuthConfig['jwt']>, at: string[], c
     requiredClaims: jwt.requiredClaims,
     clockTolerance: jwt.clockTolerance,
     maxAge: jwt.maxAge ?? null,
+    cacheSize: jwt.cacheSize,
     scopesClaim: jwt.scopesClaim,
     rolesClaim: jwt.rolesClaim.split('.'),
   }

@@ -185,6 +185,8 @@ export interface JwtPlan {
   /** ms */
   readonly clockTolerance: number
   readonly maxAge: number | null
+  /** Verified tokens remembered (0: none). */
+  readonly cacheSize: number
   readonly scopesClaim: string
   readonly rolesClaim: readonly string[]
 }
