@@ -26,7 +26,7 @@ const connections = Number(process.env.UPSTREAM_CONNECTIONS ?? 128)
 
 // One keep-alive pool per upstream origin, shared by every service on that origin.
 const pools = new Map<string, Pool>()
-function poolFor (origin: string): Pool {
+function poolFor(origin: string): Pool {
   let pool = pools.get(origin)
   if (pool === undefined) {
     pool = new Pool(origin, { connections, pipelining: 1, keepAliveTimeout: 30_000 })
@@ -35,9 +35,14 @@ function poolFor (origin: string): Pool {
   return pool
 }
 
-interface Service { name: string, pool: Pool, basePath: string, timeoutMs: number }
+interface Service {
+  name: string
+  pool: Pool
+  basePath: string
+  timeoutMs: number
+}
 
-function service (name: string, url: string, timeoutMs: number): Service {
+function service(name: string, url: string, timeoutMs: number): Service {
   const parsed = new URL(url)
   return { name, pool: poolFor(parsed.origin), basePath: parsed.pathname.replace(/\/+$/, ''), timeoutMs }
 }
@@ -45,7 +50,7 @@ function service (name: string, url: string, timeoutMs: number): Service {
 class DownstreamError extends Error {
   readonly service: string
   readonly status: number | undefined
-  constructor (service: string, message: string, status?: number, cause?: unknown) {
+  constructor(service: string, message: string, status?: number, cause?: unknown) {
     super(message, { cause })
     this.service = service
     this.status = status
@@ -58,8 +63,14 @@ const jsonHeaders = { 'content-type': 'application/json' }
 // reaching the socket through the signal. Timers are cleared as soon as the call ends:
 // AbortSignal.timeout() cannot be cancelled, and every call's timer would later fire
 // and build a DOMException for a request that finished long ago.
-async function call (svc: Service, method: 'GET' | 'POST', path: string, requestId: string,
-  deadline: AbortSignal, body?: string): Promise<unknown> {
+async function call(
+  svc: Service,
+  method: 'GET' | 'POST',
+  path: string,
+  requestId: string,
+  deadline: AbortSignal,
+  body?: string,
+): Promise<unknown> {
   const controller = new AbortController()
   const onDeadline = (): void => controller.abort(deadline.reason)
   if (deadline.aborted) onDeadline()
@@ -89,28 +100,31 @@ async function call (svc: Service, method: 'GET' | 'POST', path: string, request
 }
 
 // The endpoint's total timeout, as a signal for its calls; end() clears the timer.
-function startDeadline (ms: number): { signal: AbortSignal, end: () => void } {
+function startDeadline(ms: number): { signal: AbortSignal; end: () => void } {
   const controller = new AbortController()
   const timer = setTimeout(() => controller.abort(new Error('deadline passed')), ms)
   return { signal: controller.signal, end: () => clearTimeout(timer) }
 }
 
-function requestIdOf (header: string | string[] | undefined): string {
+function requestIdOf(header: string | string[] | undefined): string {
   return typeof header === 'string' && header !== '' ? header : randomUUID()
 }
 
-function sendError (reply: FastifyReply, err: unknown, deadline: AbortSignal, requestId: string): FastifyReply {
+function sendError(reply: FastifyReply, err: unknown, deadline: AbortSignal, requestId: string): FastifyReply {
   const timedOut = deadline.aborted
   const service = err instanceof DownstreamError ? err.service : undefined
-  return reply.code(timedOut ? 504 : 502).header('x-request-id', requestId).send({
-    error: {
-      code: timedOut ? 'GATEWAY_TIMEOUT' : 'DOWNSTREAM_FAILURE',
-      message: timedOut ? 'the endpoint deadline passed' : (err as Error).message,
-      ...(service === undefined ? {} : { service }),
-      requestId,
-    },
-    data: {},
-  })
+  return reply
+    .code(timedOut ? 504 : 502)
+    .header('x-request-id', requestId)
+    .send({
+      error: {
+        code: timedOut ? 'GATEWAY_TIMEOUT' : 'DOWNSTREAM_FAILURE',
+        message: timedOut ? 'the endpoint deadline passed' : (err as Error).message,
+        ...(service === undefined ? {} : { service }),
+        requestId,
+      },
+      data: {},
+    })
 }
 
 // --- POST /v1/checkout/summary -------------------------------------------------------
@@ -122,28 +136,44 @@ const shipping = service('shipping', upstreamUrl, 500)
 const tax = service('tax', upstreamUrl, 300)
 const checkoutTimeoutMs = 2000
 
-interface Cart { items: unknown[], itemCount: number }
-interface Pricing { subtotal: number }
-interface Tax { amount: number }
-interface Availability { available: boolean }
+interface Cart {
+  items: unknown[]
+  itemCount: number
+}
+interface Pricing {
+  subtotal: number
+}
+interface Tax {
+  amount: number
+}
+interface Availability {
+  available: boolean
+}
 
-async function checkoutSummary (cartId: string, requestId: string, deadline: AbortSignal) {
-  const theCart = await call(cart, 'GET', `/carts/${encodeURIComponent(cartId)}`, requestId, deadline) as Cart
+async function checkoutSummary(cartId: string, requestId: string, deadline: AbortSignal) {
+  const theCart = (await call(cart, 'GET', `/carts/${encodeURIComponent(cartId)}`, requestId, deadline)) as Cart
   const items = JSON.stringify({ items: theCart.items })
   const inventoryCall = call(inventory, 'POST', '/check-availability', requestId, deadline, items)
   const pricingCall = call(pricing, 'POST', '/calculate', requestId, deadline, items)
   // Shipping is optional: its failure becomes null, not an error.
   let shippingFailed = false
-  const shippingCall = call(shipping, 'POST', '/estimate', requestId, deadline, items)
-    .catch(() => { shippingFailed = true; return null })
+  const shippingCall = call(shipping, 'POST', '/estimate', requestId, deadline, items).catch(() => {
+    shippingFailed = true
+    return null
+  })
   // Tax needs only the subtotal: start it as soon as pricing answers.
   const taxCall = pricingCall.then((p) =>
-    call(tax, 'POST', '/calculate', requestId, deadline, JSON.stringify({ subtotal: (p as Pricing).subtotal })))
+    call(tax, 'POST', '/calculate', requestId, deadline, JSON.stringify({ subtotal: (p as Pricing).subtotal })),
+  )
   // Observe every rejection now, so that one failing call does not leave the others
   // as unhandled rejections while Promise.all returns early.
   for (const p of [inventoryCall, pricingCall, taxCall]) p.catch(() => {})
-  const [availability, thePricing, theShipping, theTax] =
-    await Promise.all([inventoryCall, pricingCall, shippingCall, taxCall]) as [Availability, Pricing, unknown, Tax]
+  const [availability, thePricing, theShipping, theTax] = (await Promise.all([
+    inventoryCall,
+    pricingCall,
+    shippingCall,
+    taxCall,
+  ])) as [Availability, Pricing, unknown, Tax]
   return {
     cart: { items: theCart.items, itemCount: theCart.itemCount },
     pricing: thePricing,
@@ -161,13 +191,15 @@ const jsonplaceholder = service('jsonplaceholder', upstreamUrl, 1000)
 const postsTimeoutMs = 3000
 const authorConcurrency = 10
 
-interface Post { userId: number }
+interface Post {
+  userId: number
+}
 
 // Runs fn over items with at most `limit` calls in flight, keeping the input order.
-async function mapLimit<T, R> (items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length)
   let next = 0
-  async function worker (): Promise<void> {
+  async function worker(): Promise<void> {
     while (next < items.length) {
       const index = next++
       results[index] = await fn(items[index] as T)
@@ -177,12 +209,13 @@ async function mapLimit<T, R> (items: readonly T[], limit: number, fn: (item: T)
   return results
 }
 
-async function postsWithAuthors (requestId: string, deadline: AbortSignal) {
-  const posts = await call(jsonplaceholder, 'GET', '/posts', requestId, deadline) as Post[]
+async function postsWithAuthors(requestId: string, deadline: AbortSignal) {
+  const posts = (await call(jsonplaceholder, 'GET', '/posts', requestId, deadline)) as Post[]
   // Ten distinct authors for a hundred posts: fetch each one once.
   const userIds = [...new Set(posts.map((post) => post.userId))]
   const users = await mapLimit(userIds, authorConcurrency, (id) =>
-    call(jsonplaceholder, 'GET', `/users/${encodeURIComponent(id)}`, requestId, deadline))
+    call(jsonplaceholder, 'GET', `/users/${encodeURIComponent(id)}`, requestId, deadline),
+  )
   const byId = new Map<number, unknown>()
   userIds.forEach((id, i) => byId.set(id, users[i]))
   return posts.map((post) => ({ ...post, author: byId.get(post.userId) }))
@@ -192,7 +225,7 @@ async function postsWithAuthors (requestId: string, deadline: AbortSignal) {
 
 const app = Fastify({ logger: false })
 
-async function summaryRoute (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+async function summaryRoute(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const requestId = requestIdOf(request.headers['x-request-id'])
   const body = request.body as { cartId?: unknown } | null
   if (body === null || typeof body !== 'object' || typeof body.cartId !== 'string') {
@@ -220,7 +253,7 @@ const edgeKey = createSecretKey(Buffer.from(process.env.BENCH_JWT_SECRET ?? ''))
 const perIp = new RateLimiterMemory({ points: 100_000_000, duration: 60 })
 const perUser = new RateLimiterMemory({ points: 100_000_000, duration: 60 })
 
-async function limited (limiter: RateLimiterMemory, key: string): Promise<number | null> {
+async function limited(limiter: RateLimiterMemory, key: string): Promise<number | null> {
   try {
     await limiter.consume(key)
     return null
@@ -230,28 +263,44 @@ async function limited (limiter: RateLimiterMemory, key: string): Promise<number
   }
 }
 
-app.post('/v1/checkout-edge/summary', {
-  onRequest: async (request, reply) => {
-    const tooMany = (retryAfter: number) => reply.code(429).header('retry-after', String(retryAfter))
-      .send({ error: { code: 'RATE_LIMITED', message: 'Too many requests' }, data: {} })
-    const ipWait = await limited(perIp, request.ip)
-    if (ipWait !== null) return tooMany(ipWait)
-    const header = request.headers.authorization
-    const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : ''
-    let sub: string
-    try {
-      const { payload } = await jwtVerify(token, edgeKey, { algorithms: ['HS256'], issuer: 'https://auth.bench', audience: 'checkout', requiredClaims: ['sub'] })
-      const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : []
-      if (!scopes.includes('checkout')) return reply.code(403).send({ error: { code: 'FORBIDDEN', message: 'missing scope' }, data: {} })
-      sub = payload.sub as string
-    } catch {
-      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: { code: 'UNAUTHENTICATED', message: 'bad token' }, data: {} })
-    }
-    const userWait = await limited(perUser, sub)
-    if (userWait !== null) return tooMany(userWait)
-    return undefined
+app.post(
+  '/v1/checkout-edge/summary',
+  {
+    onRequest: async (request, reply) => {
+      const tooMany = (retryAfter: number) =>
+        reply
+          .code(429)
+          .header('retry-after', String(retryAfter))
+          .send({ error: { code: 'RATE_LIMITED', message: 'Too many requests' }, data: {} })
+      const ipWait = await limited(perIp, request.ip)
+      if (ipWait !== null) return tooMany(ipWait)
+      const header = request.headers.authorization
+      const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : ''
+      let sub: string
+      try {
+        const { payload } = await jwtVerify(token, edgeKey, {
+          algorithms: ['HS256'],
+          issuer: 'https://auth.bench',
+          audience: 'checkout',
+          requiredClaims: ['sub'],
+        })
+        const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : []
+        if (!scopes.includes('checkout'))
+          return reply.code(403).send({ error: { code: 'FORBIDDEN', message: 'missing scope' }, data: {} })
+        sub = payload.sub as string
+      } catch {
+        return reply
+          .code(401)
+          .header('www-authenticate', 'Bearer')
+          .send({ error: { code: 'UNAUTHENTICATED', message: 'bad token' }, data: {} })
+      }
+      const userWait = await limited(perUser, sub)
+      if (userWait !== null) return tooMany(userWait)
+      return undefined
+    },
   },
-}, summaryRoute)
+  summaryRoute,
+)
 
 app.get('/posts-with-authors', async (request, reply) => {
   const requestId = requestIdOf(request.headers['x-request-id'])
@@ -272,7 +321,9 @@ const shutdown = async (): Promise<void> => {
   process.exit(0)
 }
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => { void shutdown() })
+  process.once(signal, () => {
+    void shutdown()
+  })
 }
 
 await app.listen({ port, host: '127.0.0.1' })

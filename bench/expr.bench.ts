@@ -17,18 +17,31 @@ type Data = {
   request: { body: { cartId: string } }
 }
 
-const ctx = JSON.parse(JSON.stringify({
-  pricing: { subtotal: 99.5 },
-  tax: { amount: 8.25 },
-  cart: { items: [{ sku: 'A-1', qty: 2 }, { sku: 'B-2', qty: 1 }, { sku: 'C-3', qty: 5 }] },
-  items: [{ sku: 'A-1', qty: 2 }, { sku: 'B-2', qty: 1 }, { sku: 'C-3', qty: 5 }],
-  request: { body: { cartId: 'c-12345' } },
-})) as Data
+const ctx = JSON.parse(
+  JSON.stringify({
+    pricing: { subtotal: 99.5 },
+    tax: { amount: 8.25 },
+    cart: {
+      items: [
+        { sku: 'A-1', qty: 2 },
+        { sku: 'B-2', qty: 1 },
+        { sku: 'C-3', qty: 5 },
+      ],
+    },
+    items: [
+      { sku: 'A-1', qty: 2 },
+      { sku: 'B-2', qty: 1 },
+      { sku: 'C-3', qty: 5 },
+    ],
+    request: { body: { cartId: 'c-12345' } },
+  }),
+) as Data
 
 const roots = Object.keys(ctx)
 const options = {
   // What the plan compiler is expected to do: one property read per root.
-  resolveRoot: (name: string) => (roots.includes(name) ? (c: EvalContext) => (c as Record<string, unknown>)[name] : undefined),
+  resolveRoot: (name: string) =>
+    roots.includes(name) ? (c: EvalContext) => (c as Record<string, unknown>)[name] : undefined,
   knownRoots: roots,
 }
 
@@ -69,7 +82,9 @@ for (const fn of fns) run(fn, WARMUP)
 // Rounds interleave the cases and keep each one's best, to damp noise from other processes.
 const best = fns.map(() => Infinity)
 for (let round = 0; round < ROUNDS; round++) {
-  fns.forEach((fn, i) => { best[i] = Math.min(best[i] as number, run(fn, ITERATIONS)) })
+  fns.forEach((fn, i) => {
+    best[i] = Math.min(best[i] as number, run(fn, ITERATIONS))
+  })
 }
 
 console.log(`${ITERATIONS} evaluations per round, best of ${ROUNDS} rounds, Node ${process.version}`)
@@ -77,6 +92,8 @@ console.log(`${'expression'.padEnd(42)} ${'compiled'.padStart(10)} ${'by hand'.p
 cases.forEach(({ name }, i) => {
   const a = best[2 * i] as number
   const b = best[2 * i + 1] as number
-  console.log(`${name.padEnd(42)} ${(a.toFixed(1) + ' ns').padStart(10)} ${(b.toFixed(1) + ' ns').padStart(10)} ${(a / b).toFixed(2).padStart(6)}x`)
+  console.log(
+    `${name.padEnd(42)} ${(a.toFixed(1) + ' ns').padStart(10)} ${(b.toFixed(1) + ' ns').padStart(10)} ${(a / b).toFixed(2).padStart(6)}x`,
+  )
 })
 if (sink === Symbol.for('never')) console.log(sink)

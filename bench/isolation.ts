@@ -10,13 +10,13 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
 const seconds = Number(process.env.BENCH_DURATION ?? 5)
 const node = process.execPath
 
-function line (label: string, r: WrkResult): string {
+function line(label: string, r: WrkResult): string {
   return `| ${label} | ${Math.round(r.requestsPerSecond).toLocaleString('en-US')} | ${r.p50Ms.toFixed(1)} ms | ${r.p99Ms.toFixed(1)} ms | ${r.non2xx + r.socketErrors.connect + r.socketErrors.read + r.socketErrors.write + r.socketErrors.timeout} |`
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
 
-async function main (): Promise<number> {
+async function main(): Promise<number> {
   const wrk = findWrk()
   if (wrk === undefined) {
     console.error('install wrk: apt-get install wrk')
@@ -24,7 +24,11 @@ async function main (): Promise<number> {
   }
   const upstream = await startServer('upstream', [node, 'bench/upstream.ts'], { ...process.env, PORT: '0' })
   const upstreamUrl = `http://127.0.0.1:${upstream.port}`
-  const baton = await startServer('baton', [node, 'bin/baton.js', 'serve', 'bench/isolation.yaml', '--port', '0', '--host', '127.0.0.1'], { ...process.env, UPSTREAM_URL: upstreamUrl })
+  const baton = await startServer(
+    'baton',
+    [node, 'bin/baton.js', 'serve', 'bench/isolation.yaml', '--port', '0', '--host', '127.0.0.1'],
+    { ...process.env, UPSTREAM_URL: upstreamUrl },
+  )
   const base = `http://127.0.0.1:${baton.port}`
   const fast = { url: `${base}/fast`, durationSeconds: seconds, connections: 50, threads: 1, timeoutSeconds: 2 }
   await runWrk(wrk, { ...fast, durationSeconds: 5 }) // warm-up
@@ -33,7 +37,14 @@ async function main (): Promise<number> {
   const flooded: WrkResult[] = []
   const limited: WrkResult[] = []
   // `slowClients` clients on /slow, each waiting for an answer that never comes (wrk gives up after 10 s).
-  const slow = (slowClients: number, path = '/slow'): Promise<WrkResult> => runWrk(wrk, { url: `${base}${path}`, durationSeconds: seconds, connections: slowClients, threads: 1, timeoutSeconds: 10 })
+  const slow = (slowClients: number, path = '/slow'): Promise<WrkResult> =>
+    runWrk(wrk, {
+      url: `${base}${path}`,
+      durationSeconds: seconds,
+      connections: slowClients,
+      threads: 1,
+      timeoutSeconds: 10,
+    })
   for (let r = 0; r < rounds; r++) {
     alone.push(await runWrk(wrk, fast))
     // 30 clients: the bulkhead's 20 slots and 10 queue places fill up and stay full.
@@ -42,11 +53,14 @@ async function main (): Promise<number> {
     flooded.push((await Promise.all([runWrk(wrk, fast), slow(200)]))[0])
     // The same flood on /slow-limited: turned away with 429 by the rate limit, before the body is read or a call is planned.
     limited.push((await Promise.all([runWrk(wrk, fast), slow(200, '/slow-limited')]))[0])
-    console.log(`round ${r + 1}/${rounds}: /fast alone ${Math.round(alone.at(-1)!.requestsPerSecond)} req/s; beside a hung service ${Math.round(hung.at(-1)!.requestsPerSecond)} req/s; beside a flood ${Math.round(flooded.at(-1)!.requestsPerSecond)} req/s; beside a rate-limited flood ${Math.round(limited.at(-1)!.requestsPerSecond)} req/s`)
+    console.log(
+      `round ${r + 1}/${rounds}: /fast alone ${Math.round(alone.at(-1)!.requestsPerSecond)} req/s; beside a hung service ${Math.round(hung.at(-1)!.requestsPerSecond)} req/s; beside a flood ${Math.round(flooded.at(-1)!.requestsPerSecond)} req/s; beside a rate-limited flood ${Math.round(limited.at(-1)!.requestsPerSecond)} req/s`,
+    )
   }
   const stats = JSON.parse(await (await fetch(`${upstreamUrl}/__stats`)).text()) as { hanging: { peak: number } }
   const rss = baton.peakRssMiB()
-  const ratio = (runs: WrkResult[], of: (r: WrkResult) => number): string => (median(runs.map(of)) / median(alone.map(of))).toFixed(2)
+  const ratio = (runs: WrkResult[], of: (r: WrkResult) => number): string =>
+    (median(runs.map(of)) / median(alone.map(of))).toFixed(2)
   const report = [
     '',
     '## Bulkhead isolation (`npm run bench:isolation`)',

@@ -13,13 +13,13 @@ export interface Server {
   /** Set once the process has exited, with its exit code or signal. */
   readonly exited: string | undefined
   /** The last lines it wrote on stdout and stderr, for error messages. */
-  output (): string
+  output(): string
   /** Peak resident memory in MiB (VmHWM), if the process is still running. */
-  peakRssMiB (): number | undefined
+  peakRssMiB(): number | undefined
   /** CPU time used so far (user + system, all threads), in seconds. */
-  cpuSeconds (): number | undefined
+  cpuSeconds(): number | undefined
   /** SIGTERM, then SIGKILL if it has not exited after 3 s. */
-  stop (): Promise<void>
+  stop(): Promise<void>
 }
 
 const live = new Set<ChildProcess>()
@@ -29,16 +29,16 @@ process.on('exit', () => {
   for (const child of live) child.kill('SIGKILL')
 })
 
-export function trackChild (child: ChildProcess): void {
+export function trackChild(child: ChildProcess): void {
   live.add(child)
   child.once('exit', () => live.delete(child))
 }
 
-export async function stopAll (): Promise<void> {
+export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((child) => stopChild(child)))
 }
 
-async function stopChild (child: ChildProcess): Promise<void> {
+async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   child.kill('SIGTERM')
@@ -47,14 +47,14 @@ async function stopChild (child: ChildProcess): Promise<void> {
   clearTimeout(timer)
 }
 
-function pushTail (tail: string[], line: string): void {
+function pushTail(tail: string[], line: string): void {
   tail.push(line.length > 500 ? line.slice(0, 500) + '…' : line)
   if (tail.length > tailLines) tail.shift()
 }
 
 // The first JSON line with a numeric `port`: `{"port":N}` from the bench servers, or a
 // pino line such as `{"level":30,"event":"listening","port":N,...}` from Baton.
-function portOf (line: string): number | undefined {
+function portOf(line: string): number | undefined {
   if (!line.startsWith('{')) return undefined
   try {
     const value: unknown = JSON.parse(line)
@@ -71,7 +71,7 @@ function portOf (line: string): number | undefined {
 // Linux reports CPU time in clock ticks, 100 per second on every common kernel.
 const ticksPerSecond = 100
 
-function processCpuSeconds (pid: number | undefined): number | undefined {
+function processCpuSeconds(pid: number | undefined): number | undefined {
   try {
     // Fields after the command name, which is in parentheses and may hold spaces:
     // state is field 3, utime 14 and stime 15.
@@ -85,16 +85,16 @@ function processCpuSeconds (pid: number | undefined): number | undefined {
 
 /** Share of the machine's CPU time stolen by the hypervisor, from two readings of
  * `cpuTimes()`. */
-export function stealPercent (before: number[] | undefined, after: number[] | undefined): number | undefined {
+export function stealPercent(before: number[] | undefined, after: number[] | undefined): number | undefined {
   if (before === undefined || after === undefined) return undefined
   const delta = after.map((value, i) => value - (before[i] ?? 0))
   const total = delta.reduce((sum, value) => sum + value, 0)
-  return total > 0 ? 100 * (delta[7] ?? 0) / total : undefined
+  return total > 0 ? (100 * (delta[7] ?? 0)) / total : undefined
 }
 
 /** The machine-wide CPU counters of /proc/stat (user, nice, system, idle, iowait, irq,
  * softirq, steal, ...). */
-export function cpuTimes (): number[] | undefined {
+export function cpuTimes(): number[] | undefined {
   try {
     const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''
     return line.trim().split(/\s+/).slice(1).map(Number)
@@ -104,8 +104,12 @@ export function cpuTimes (): number[] | undefined {
 }
 
 /** Starts argv in cwd and resolves once it has printed its port. */
-export async function startServer (name: string, argv: string[], env: NodeJS.ProcessEnv,
-  readyTimeoutMs = 20_000): Promise<Server> {
+export async function startServer(
+  name: string,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  readyTimeoutMs = 20_000,
+): Promise<Server> {
   const [command, ...args] = argv
   if (command === undefined) throw new Error(`${name}: empty command`)
   const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -113,7 +117,9 @@ export async function startServer (name: string, argv: string[], env: NodeJS.Pro
   const tail: string[] = []
   let exited: string | undefined
   let resolvePort: (port: number) => void = () => {}
-  const portPromise = new Promise<number>((resolve) => { resolvePort = resolve })
+  const portPromise = new Promise<number>((resolve) => {
+    resolvePort = resolve
+  })
 
   // Keep reading both pipes for the whole run: a server that logs every request would
   // otherwise block on a full pipe and look slow.
@@ -148,8 +154,13 @@ export async function startServer (name: string, argv: string[], env: NodeJS.Pro
   exit.catch(() => {}) // only observed while waiting for the port
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(
-      `${name} printed no JSON line with a "port" within ${readyTimeoutMs} ms:\n${tail.join('\n')}`)), readyTimeoutMs)
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(`${name} printed no JSON line with a "port" within ${readyTimeoutMs} ms:\n${tail.join('\n')}`),
+        ),
+      readyTimeoutMs,
+    )
   })
   let port: number
   try {
@@ -165,7 +176,9 @@ export async function startServer (name: string, argv: string[], env: NodeJS.Pro
     name,
     port,
     pid: child.pid ?? -1,
-    get exited () { return exited },
+    get exited() {
+      return exited
+    },
     output: () => tail.join('\n'),
     peakRssMiB: () => {
       try {

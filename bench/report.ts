@@ -48,19 +48,17 @@ export interface Summary {
 // Who we compare with, and how close we must be.
 export const goals = { throughput: 0.9, p99: 1.2 }
 
-function median (values: number[]): number {
+function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = sorted.length >> 1
-  return sorted.length % 2 === 1
-    ? sorted[middle] ?? NaN
-    : ((sorted[middle - 1] ?? NaN) + (sorted[middle] ?? NaN)) / 2
+  return sorted.length % 2 === 1 ? (sorted[middle] ?? NaN) : ((sorted[middle - 1] ?? NaN) + (sorted[middle] ?? NaN)) / 2
 }
 
 /** Medians over the valid runs; undefined if no run was valid. */
-export function summarise (runs: Round[]): Summary | undefined {
+export function summarise(runs: Round[]): Summary | undefined {
   const valid = runs.filter((run) => run.valid)
   if (valid.length === 0) return undefined
-  const cpu = valid.flatMap((run) => run.cpuUsPerRequest === undefined ? [] : [run.cpuUsPerRequest])
+  const cpu = valid.flatMap((run) => (run.cpuUsPerRequest === undefined ? [] : [run.cpuUsPerRequest]))
   return {
     requestsPerSecond: median(valid.map((run) => run.requestsPerSecond)),
     p50Ms: median(valid.map((run) => run.p50Ms)),
@@ -70,22 +68,28 @@ export function summarise (runs: Round[]): Summary | undefined {
   }
 }
 
-export interface Ratios { throughput: number, p50: number, p99: number, cpu: number | undefined }
+export interface Ratios {
+  throughput: number
+  p50: number
+  p99: number
+  cpu: number | undefined
+}
 
-export function ratios (target: Summary, baseline: Summary): Ratios {
+export function ratios(target: Summary, baseline: Summary): Ratios {
   return {
     throughput: target.requestsPerSecond / baseline.requestsPerSecond,
     p50: target.p50Ms / baseline.p50Ms,
     p99: target.p99Ms / baseline.p99Ms,
-    cpu: target.cpuUsPerRequest === undefined || baseline.cpuUsPerRequest === undefined
-      ? undefined
-      : target.cpuUsPerRequest / baseline.cpuUsPerRequest,
+    cpu:
+      target.cpuUsPerRequest === undefined || baseline.cpuUsPerRequest === undefined
+        ? undefined
+        : target.cpuUsPerRequest / baseline.cpuUsPerRequest,
   }
 }
 
 /** Medians of the ratios of rounds run back to back: drift in the machine's speed that
  * is slower than a round cancels out. Undefined if no round pair is valid on both sides. */
-export function pairedRatios (target: Round[], baseline: Round[]): Ratios | undefined {
+export function pairedRatios(target: Round[], baseline: Round[]): Ratios | undefined {
   const pairs: Ratios[] = []
   target.forEach((run, i) => {
     const base = baseline[i]
@@ -94,13 +98,14 @@ export function pairedRatios (target: Round[], baseline: Round[]): Ratios | unde
       throughput: run.requestsPerSecond / base.requestsPerSecond,
       p50: run.p50Ms / base.p50Ms,
       p99: run.p99Ms / base.p99Ms,
-      cpu: run.cpuUsPerRequest === undefined || base.cpuUsPerRequest === undefined
-        ? undefined
-        : run.cpuUsPerRequest / base.cpuUsPerRequest,
+      cpu:
+        run.cpuUsPerRequest === undefined || base.cpuUsPerRequest === undefined
+          ? undefined
+          : run.cpuUsPerRequest / base.cpuUsPerRequest,
     })
   })
   if (pairs.length === 0) return undefined
-  const cpu = pairs.flatMap((pair) => pair.cpu === undefined ? [] : [pair.cpu])
+  const cpu = pairs.flatMap((pair) => (pair.cpu === undefined ? [] : [pair.cpu]))
   return {
     throughput: median(pairs.map((pair) => pair.throughput)),
     p50: median(pairs.map((pair) => pair.p50)),
@@ -120,7 +125,7 @@ export interface Machine {
   commit: string
 }
 
-function tryRun (command: string, args: string[]): string | undefined {
+function tryRun(command: string, args: string[]): string | undefined {
   try {
     return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim()
   } catch (err) {
@@ -130,14 +135,14 @@ function tryRun (command: string, args: string[]): string | undefined {
   }
 }
 
-function commitOf (): string {
+function commitOf(): string {
   const head = tryRun('git', ['rev-parse', '--short', 'HEAD'])
   if (head === undefined) return 'unknown'
   const dirty = tryRun('git', ['status', '--porcelain', '--', 'src', 'bin', 'bench', 'package.json'])
   return dirty === undefined || dirty === '' ? head : `${head} with uncommitted changes`
 }
 
-export function machine (wrk: string): Machine {
+export function machine(wrk: string): Machine {
   let cpuModel = 'unknown'
   try {
     cpuModel = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpuModel
@@ -157,25 +162,25 @@ export function machine (wrk: string): Machine {
 
 const fmt = {
   rps: (n: number) => Math.round(n).toLocaleString('en-US'),
-  ms: (n: number) => n < 10 ? n.toFixed(2) + ' ms' : n.toFixed(1) + ' ms',
+  ms: (n: number) => (n < 10 ? n.toFixed(2) + ' ms' : n.toFixed(1) + ' ms'),
   ratio: (n: number) => n.toFixed(2) + '×',
-  mib: (n: number | undefined) => n === undefined ? '–' : n.toFixed(0) + ' MiB',
-  us: (n: number | undefined) => n === undefined ? '–' : n.toFixed(0) + ' µs',
+  mib: (n: number | undefined) => (n === undefined ? '–' : n.toFixed(0) + ' MiB'),
+  us: (n: number | undefined) => (n === undefined ? '–' : n.toFixed(0) + ' µs'),
 }
 
-function runLabel (run: Round): string {
+function runLabel(run: Round): string {
   if (run.valid) return fmt.rps(run.requestsPerSecond)
   const e = run.socketErrors
   const errors = e.connect + e.read + e.write + e.timeout
   return `${fmt.rps(run.requestsPerSecond)} (invalid: ${run.non2xx} non-2xx, ${errors} socket errors)`
 }
 
-function requestLine (scenario: Scenario): string {
+function requestLine(scenario: Scenario): string {
   const body = scenario.body === undefined ? '' : ` \`${JSON.stringify(scenario.body)}\``
   return `\`${scenario.method} ${scenario.path}\`${body}`
 }
 
-function scenarioSection (result: ScenarioResult): string[] {
+function scenarioSection(result: ScenarioResult): string[] {
   const { scenario, targets } = result
   const lines = [
     `## ${scenario.title}`,
@@ -189,10 +194,12 @@ function scenarioSection (result: ScenarioResult): string[] {
   targets.forEach((target, i) => {
     const s = summaries[i]
     const perRound = target.runs.map(runLabel).join(', ')
-    lines.push(s === undefined
-      ? `| ${target.name} | no valid run | | | | ${fmt.mib(target.peakRssMiB)} | ${perRound} |`
-      : `| ${target.name} | ${fmt.rps(s.requestsPerSecond)} | ${fmt.ms(s.p50Ms)} | ${fmt.ms(s.p99Ms)} | ` +
-        `${fmt.us(s.cpuUsPerRequest)} | ${fmt.mib(target.peakRssMiB)} | ${perRound} |`)
+    lines.push(
+      s === undefined
+        ? `| ${target.name} | no valid run | | | | ${fmt.mib(target.peakRssMiB)} | ${perRound} |`
+        : `| ${target.name} | ${fmt.rps(s.requestsPerSecond)} | ${fmt.ms(s.p50Ms)} | ${fmt.ms(s.p99Ms)} | ` +
+            `${fmt.us(s.cpuUsPerRequest)} | ${fmt.mib(target.peakRssMiB)} | ${perRound} |`,
+    )
   })
   lines.push('', 'Upstream work for one request, counted by the fake upstream during the check:', '')
   for (const target of targets) lines.push(`- ${target.name}: ${target.upstreamCalls}`)
@@ -213,29 +220,41 @@ function scenarioSection (result: ScenarioResult): string[] {
     const r = ratios(s, baseSummary)
     const throughput = `${fmt.ratio(r.throughput)} ${r.throughput >= goals.throughput ? 'met' : '**missed**'}`
     const p99 = `${fmt.ratio(r.p99)} ${r.p99 <= goals.p99 ? 'met' : '**missed**'}`
-    lines.push(`| ${target.name} | ${throughput} | ${fmt.ratio(r.p50)} | ${p99} | ` +
-      `${r.cpu === undefined ? '–' : fmt.ratio(r.cpu)} |`)
+    lines.push(
+      `| ${target.name} | ${throughput} | ${fmt.ratio(r.p50)} | ${p99} | ` +
+        `${r.cpu === undefined ? '–' : fmt.ratio(r.cpu)} |`,
+    )
     const paired = pairedRatios(target.runs, baseline.runs)
     if (paired !== undefined) {
-      lines.push(`| ${target.name}, round by round | ${fmt.ratio(paired.throughput)} | ${fmt.ratio(paired.p50)} | ` +
-        `${fmt.ratio(paired.p99)} | ${paired.cpu === undefined ? '–' : fmt.ratio(paired.cpu)} |`)
+      lines.push(
+        `| ${target.name}, round by round | ${fmt.ratio(paired.throughput)} | ${fmt.ratio(paired.p50)} | ` +
+          `${fmt.ratio(paired.p99)} | ${paired.cpu === undefined ? '–' : fmt.ratio(paired.cpu)} |`,
+      )
     }
   })
-  const steal = targets.flatMap((t) => t.runs.flatMap((run) => run.stealPercent === undefined ? [] : [run.stealPercent]))
+  const steal = targets.flatMap((t) =>
+    t.runs.flatMap((run) => (run.stealPercent === undefined ? [] : [run.stealPercent])),
+  )
   if (steal.length > 0) {
-    lines.push('', `CPU stolen by the hypervisor during the rounds: ${Math.min(...steal).toFixed(0)}–` +
-      `${Math.max(...steal).toFixed(0)} % of the machine.`)
+    lines.push(
+      '',
+      `CPU stolen by the hypervisor during the rounds: ${Math.min(...steal).toFixed(0)}–` +
+        `${Math.max(...steal).toFixed(0)} % of the machine.`,
+    )
   }
   const invalid = targets.flatMap((t) => t.runs.filter((run) => !run.valid).map(() => t.name))
   if (invalid.length > 0) {
-    lines.push('', `**${invalid.length} invalid round(s)** (${[...new Set(invalid)].join(', ')}): ` +
-      'left out of the medians; see the driver output.')
+    lines.push(
+      '',
+      `**${invalid.length} invalid round(s)** (${[...new Set(invalid)].join(', ')}): ` +
+        'left out of the medians; see the driver output.',
+    )
   }
   lines.push('')
   return lines
 }
 
-export function renderResults (m: Machine, settings: Settings, results: ScenarioResult[]): string {
+export function renderResults(m: Machine, settings: Settings, results: ScenarioResult[]): string {
   const targetLines = (results[0]?.targets ?? []).map((t) => `  - ${t.name}: \`${t.command}\``)
   const alternation = (results[0]?.targets ?? []).map((t) => t.name).join(', ')
   return [
@@ -258,7 +277,7 @@ export function renderResults (m: Machine, settings: Settings, results: Scenario
     '',
     '## Method',
     '',
-    '- Separate processes on 127.0.0.1, all sharing the machine\'s CPUs: the fake upstream',
+    "- Separate processes on 127.0.0.1, all sharing the machine's CPUs: the fake upstream",
     '  (bench/upstream.ts: node:http, every body serialised at start-up), wrk, and one process',
     '  per gateway:',
     ...targetLines,
@@ -271,23 +290,23 @@ export function renderResults (m: Machine, settings: Settings, results: Scenario
       `${settings.rounds} rounds alternating ${alternation}, so that drift in the machine's speed hits all alike.`,
     '- Figures are medians over the rounds; the goals are judged on the ratio of those medians.',
     '  "Round by round" is the median of the ratios of rounds run back to back, which cancels',
-    '  drift in the machine\'s speed. A round with socket errors or non-2xx answers is',
-    '  invalid and left out of the medians. CPU per request is the gateway process\'s CPU time',
+    "  drift in the machine's speed. A round with socket errors or non-2xx answers is",
+    "  invalid and left out of the medians. CPU per request is the gateway process's CPU time",
     '  (user + system, all threads) during a round divided by the requests wrk completed; it does',
-    '  not include the upstream or wrk. Peak RSS is the gateway process\'s VmHWM at the end.',
+    "  not include the upstream or wrk. Peak RSS is the gateway process's VmHWM at the end.",
     `- Goals: throughput ≥ ${goals.throughput}× the baseline, p99 ≤ ${goals.p99}× the baseline.`,
     '',
     '## What moved the figures',
     '',
-    '- **V8 allocation-site pretenuring** (found with `--trace-gc`): once Baton\'s start-up had',
+    "- **V8 allocation-site pretenuring** (found with `--trace-gc`): once Baton's start-up had",
     '  run its config tooling (zod, yaml, the compiler; importing any large module does it), V8',
     '  began allocating per-request objects straight into the old generation. Every scavenge then',
     '  took ~20 ms instead of ~2 ms, the heap grew by ~11 MB per scavenge until a mark-compact,',
-    '  and checkout p99 was 1.3–1.7× the baseline\'s. `bin/baton.js` turns pretenuring off',
-    '  (`--no-allocation-site-pretenuring`, set before the rest loads): a gateway\'s per-request',
-    '  objects die young. Scavenges went back to 1–3 ms and p99 to the baseline\'s.',
+    "  and checkout p99 was 1.3–1.7× the baseline's. `bin/baton.js` turns pretenuring off",
+    "  (`--no-allocation-site-pretenuring`, set before the rest loads): a gateway's per-request",
+    "  objects die young. Scavenges went back to 1–3 ms and p99 to the baseline's.",
     '- Fewer async layers and allocations per call, and identical call bodies serialised once per',
-    '  request, brought CPU per request from 1.15× to about 1.0× the baseline\'s.',
+    "  request, brought CPU per request from 1.15× to about 1.0× the baseline's.",
     '- Noise: two identical servers measured with 3 × 10 s rounds came out 0.81× and 1.19× apart;',
     '  6 × 5 s alternating rounds after a 10 s warm-up keep them within a few percent.',
     '',

@@ -28,7 +28,7 @@ import { findWrk, runWrk } from './wrk.ts'
 const root = fileURLToPath(new URL('..', import.meta.url))
 process.chdir(root)
 
-function numberFromEnv (name: string, fallback: number, min: number, max: number): number {
+function numberFromEnv(name: string, fallback: number, min: number, max: number): number {
   const text = process.env[name]
   if (text === undefined || text === '') return fallback
   const value = Number(text.replace(/s$/, ''))
@@ -39,10 +39,13 @@ function numberFromEnv (name: string, fallback: number, min: number, max: number
 }
 
 // The items named in the environment variable, or by default all but the optional ones.
-function selected<T extends { name: string, optional?: boolean }> (all: T[], envName: string): T[] {
+function selected<T extends { name: string; optional?: boolean }>(all: T[], envName: string): T[] {
   const text = process.env[envName]
   if (text === undefined || text.trim() === '') return all.filter((item) => item.optional !== true)
-  const names = text.split(',').map((name) => name.trim()).filter((name) => name !== '')
+  const names = text
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '')
   const unknown = names.filter((name) => !all.some((item) => item.name === name))
   if (unknown.length > 0) {
     throw new Error(`${envName}: unknown ${unknown.join(', ')} (known: ${all.map((i) => i.name).join(', ')})`)
@@ -51,7 +54,7 @@ function selected<T extends { name: string, optional?: boolean }> (all: T[], env
   return names.map((name) => all.find((item) => item.name === name)).filter((item) => item !== undefined)
 }
 
-function log (message: string): void {
+function log(message: string): void {
   process.stderr.write(message + '\n')
 }
 
@@ -60,16 +63,19 @@ const describe = {
     `${Math.round(r.requestsPerSecond)} req/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
     (r.cpuUsPerRequest === undefined ? '' : `  cpu ${r.cpuUsPerRequest.toFixed(0)} µs/req`) +
     (r.stealPercent === undefined ? '' : `  steal ${r.stealPercent.toFixed(0)}%`) +
-    (r.valid
-      ? ''
-      : `  INVALID: ${r.non2xx} non-2xx, socket errors ${JSON.stringify(r.socketErrors)}`),
+    (r.valid ? '' : `  INVALID: ${r.non2xx} non-2xx, socket errors ${JSON.stringify(r.socketErrors)}`),
 }
 
 // --- checking that the gateways agree ------------------------------------------------
 
-interface Answer { status: number, contentType: string, body: unknown, text: string }
+interface Answer {
+  status: number
+  contentType: string
+  body: unknown
+  text: string
+}
 
-async function ask (server: Server, scenario: Scenario): Promise<Answer> {
+async function ask(server: Server, scenario: Scenario): Promise<Answer> {
   const res = await fetch(`http://127.0.0.1:${server.port}${scenario.path}`, {
     method: scenario.method,
     ...(scenario.body === undefined
@@ -88,10 +94,15 @@ async function ask (server: Server, scenario: Scenario): Promise<Answer> {
 }
 
 // The first place where two JSON values differ, e.g. `$.pricing.subtotal`.
-function firstDifference (a: unknown, b: unknown, path = '$'): string | undefined {
+function firstDifference(a: unknown, b: unknown, path = '$'): string | undefined {
   if (isDeepStrictEqual(a, b)) return undefined
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null ||
-    Array.isArray(a) !== Array.isArray(b)) {
+  if (
+    typeof a !== 'object' ||
+    typeof b !== 'object' ||
+    a === null ||
+    b === null ||
+    Array.isArray(a) !== Array.isArray(b)
+  ) {
     return `${path}: ${JSON.stringify(a)?.slice(0, 200)} vs ${JSON.stringify(b)?.slice(0, 200)}`
   }
   if (Array.isArray(a) && Array.isArray(b) && a.length !== b.length) {
@@ -110,13 +121,13 @@ function firstDifference (a: unknown, b: unknown, path = '$'): string | undefine
 
 type UpstreamStats = Record<string, number>
 
-async function upstreamStats (upstreamUrl: string): Promise<UpstreamStats> {
+async function upstreamStats(upstreamUrl: string): Promise<UpstreamStats> {
   const res = await fetch(`${upstreamUrl}/__stats`, { signal: AbortSignal.timeout(5000) })
-  return await res.json() as UpstreamStats
+  return (await res.json()) as UpstreamStats
 }
 
 // What one request to a gateway cost upstream, e.g. "5 calls (carts 1, calculate 2, ...)".
-function describeCalls (before: UpstreamStats, after: UpstreamStats): { calls: number, text: string } {
+function describeCalls(before: UpstreamStats, after: UpstreamStats): { calls: number; text: string } {
   const parts: string[] = []
   let calls = 0
   let withoutId = 0
@@ -133,7 +144,7 @@ function describeCalls (before: UpstreamStats, after: UpstreamStats): { calls: n
 }
 
 /** Checks that every gateway answers like the first; returns what each one sent upstream. */
-async function verify (scenario: Scenario, servers: Server[], upstreamUrl: string): Promise<string[]> {
+async function verify(scenario: Scenario, servers: Server[], upstreamUrl: string): Promise<string[]> {
   const answers: Answer[] = []
   const upstreamCalls: string[] = []
   for (const server of servers) {
@@ -141,7 +152,9 @@ async function verify (scenario: Scenario, servers: Server[], upstreamUrl: strin
     // worth a line, not a failed benchmark.
     const first = await ask(server, scenario).catch((err: unknown) => (err as Error).message)
     if (typeof first === 'string' || first.status !== 200) {
-      log(`${server.name}: first request ${typeof first === 'string' ? `failed: ${first}` : `answered ${first.status}`}`)
+      log(
+        `${server.name}: first request ${typeof first === 'string' ? `failed: ${first}` : `answered ${first.status}`}`,
+      )
     }
     let answer: Answer
     try {
@@ -151,12 +164,16 @@ async function verify (scenario: Scenario, servers: Server[], upstreamUrl: strin
       upstreamCalls.push(calls.text)
       log(`${server.name}: ${calls.text}`)
     } catch (err) {
-      throw new Error(`${scenario.name}: ${server.name} did not answer: ${(err as Error).message}\n${server.output()}`,
-        { cause: err })
+      throw new Error(
+        `${scenario.name}: ${server.name} did not answer: ${(err as Error).message}\n${server.output()}`,
+        { cause: err },
+      )
     }
     if (answer.status !== 200 || answer.body === undefined || !answer.contentType.includes('application/json')) {
-      throw new Error(`${scenario.name}: ${server.name} answered ${answer.status} (${answer.contentType}), ` +
-        `expected 200 with JSON:\n${answer.text.slice(0, 2000)}`)
+      throw new Error(
+        `${scenario.name}: ${server.name} answered ${answer.status} (${answer.contentType}), ` +
+          `expected 200 with JSON:\n${answer.text.slice(0, 2000)}`,
+      )
     }
     answers.push(answer)
   }
@@ -166,9 +183,11 @@ async function verify (scenario: Scenario, servers: Server[], upstreamUrl: strin
   others.forEach((answer, i) => {
     const difference = firstDifference(reference.body, answer.body)
     if (difference !== undefined) {
-      throw new Error(`${scenario.name}: ${servers[i + 1]?.name} and ${referenceServer.name} give different JSON.\n` +
-        `First difference (${referenceServer.name} vs ${servers[i + 1]?.name}): ${difference}\n` +
-        `${referenceServer.name}: ${reference.text.slice(0, 1500)}\n${servers[i + 1]?.name}: ${answer.text.slice(0, 1500)}`)
+      throw new Error(
+        `${scenario.name}: ${servers[i + 1]?.name} and ${referenceServer.name} give different JSON.\n` +
+          `First difference (${referenceServer.name} vs ${servers[i + 1]?.name}): ${difference}\n` +
+          `${referenceServer.name}: ${reference.text.slice(0, 1500)}\n${servers[i + 1]?.name}: ${answer.text.slice(0, 1500)}`,
+      )
     }
   })
   log(`${scenario.name}: ${servers.map((s) => s.name).join(', ')} give the same JSON (${reference.text.length} bytes)`)
@@ -178,7 +197,7 @@ async function verify (scenario: Scenario, servers: Server[], upstreamUrl: strin
 // --- measuring -----------------------------------------------------------------------
 
 // A POST body needs a wrk Lua script; a long bracket quotes any JSON without escaping.
-function luaScript (dir: string, scenario: Scenario): string | undefined {
+function luaScript(dir: string, scenario: Scenario): string | undefined {
   if (scenario.method === 'GET' && scenario.body === undefined && scenario.headers === undefined) return undefined
   const body = scenario.body === undefined ? '' : JSON.stringify(scenario.body)
   let level = '='
@@ -193,7 +212,7 @@ function luaScript (dir: string, scenario: Scenario): string | undefined {
   return file
 }
 
-function assertRunning (servers: Server[]): void {
+function assertRunning(servers: Server[]): void {
   for (const server of servers) {
     if (server.exited !== undefined) {
       throw new Error(`${server.name} stopped during the benchmark (${server.exited}):\n${server.output()}`)
@@ -201,15 +220,24 @@ function assertRunning (servers: Server[]): void {
   }
 }
 
-async function benchScenario (scenario: Scenario, targets: Target[], upstreamUrl: string,
-  settings: Settings, wrk: string, scriptDir: string): Promise<ScenarioResult> {
+async function benchScenario(
+  scenario: Scenario,
+  targets: Target[],
+  upstreamUrl: string,
+  settings: Settings,
+  wrk: string,
+  scriptDir: string,
+): Promise<ScenarioResult> {
   log(`\n== ${scenario.title} ==`)
   const servers: Server[] = []
   try {
     for (const target of targets) {
       const argv = target.command(scenario)
-      const server = await startServer(`${target.name} (${scenario.name})`, argv,
-        { ...process.env, ...withUpstream(target.env, upstreamUrl), UPSTREAM_URL: upstreamUrl })
+      const server = await startServer(`${target.name} (${scenario.name})`, argv, {
+        ...process.env,
+        ...withUpstream(target.env, upstreamUrl),
+        UPSTREAM_URL: upstreamUrl,
+      })
       log(`${target.name}: pid ${server.pid}, port ${server.port}`)
       servers.push(server)
     }
@@ -230,9 +258,10 @@ async function benchScenario (scenario: Scenario, targets: Target[], upstreamUrl
       const cpuAfter = server.cpuSeconds()
       const round: Round = {
         ...result,
-        cpuUsPerRequest: cpuBefore === undefined || cpuAfter === undefined || result.requests === 0
-          ? undefined
-          : (cpuAfter - cpuBefore) * 1e6 / result.requests,
+        cpuUsPerRequest:
+          cpuBefore === undefined || cpuAfter === undefined || result.requests === 0
+            ? undefined
+            : ((cpuAfter - cpuBefore) * 1e6) / result.requests,
         stealPercent: stealPercent(machineBefore, cpuTimes()),
       }
       assertRunning(servers)
@@ -247,7 +276,9 @@ async function benchScenario (scenario: Scenario, targets: Target[], upstreamUrl
       log(`warm-up  ${server.name}: ${describe.run(warmup)}`)
       results.push({
         name: targets[i]?.name ?? server.name,
-        command: (targets[i]?.command(scenario) ?? []).map((arg) => arg === process.execPath ? 'node' : arg).join(' '),
+        command: (targets[i]?.command(scenario) ?? [])
+          .map((arg) => (arg === process.execPath ? 'node' : arg))
+          .join(' '),
         runs: [],
         warmup,
         peakRssMiB: undefined,
@@ -273,7 +304,7 @@ async function benchScenario (scenario: Scenario, targets: Target[], upstreamUrl
 
 // --- main ----------------------------------------------------------------------------
 
-async function main (): Promise<number> {
+async function main(): Promise<number> {
   const wrk = findWrk()
   if (wrk === undefined) {
     console.error('install wrk: apt-get install wrk')
@@ -292,8 +323,10 @@ async function main (): Promise<number> {
   const targets = selected(allTargets, 'BENCH_TARGETS')
   const output = resolve(process.env.BENCH_OUTPUT ?? 'bench/RESULTS.md')
   const rounds = settings.rounds * (settings.durationSeconds + 1) + settings.warmupSeconds + 1
-  log(`wrk ${wrk}; ${scenarios.length} scenario(s) × ${targets.length} gateway(s), ` +
-    `about ${Math.ceil(scenarios.length * targets.length * rounds / 60)} min`)
+  log(
+    `wrk ${wrk}; ${scenarios.length} scenario(s) × ${targets.length} gateway(s), ` +
+      `about ${Math.ceil((scenarios.length * targets.length * rounds) / 60)} min`,
+  )
 
   const upstream = await startServer('upstream', [process.execPath, 'bench/upstream.ts', '--port', '0'], process.env)
   const upstreamUrl = `http://127.0.0.1:${upstream.port}`
@@ -318,22 +351,29 @@ async function main (): Promise<number> {
     const base = baseline === undefined ? undefined : summarise(baseline.runs)
     for (const target of measured) {
       const s = summarise(target.runs)
-      log(`${scenario.name} ${target.name}: ` + (s === undefined
-        ? 'no valid run'
-        : `${Math.round(s.requestsPerSecond)} req/s, p50 ${s.p50Ms.toFixed(2)} ms, p99 ${s.p99Ms.toFixed(2)} ms`))
+      log(
+        `${scenario.name} ${target.name}: ` +
+          (s === undefined
+            ? 'no valid run'
+            : `${Math.round(s.requestsPerSecond)} req/s, p50 ${s.p50Ms.toFixed(2)} ms, p99 ${s.p99Ms.toFixed(2)} ms`),
+      )
     }
     for (const target of others) {
       const s = summarise(target.runs)
       if (s === undefined || base === undefined) continue
       const r = ratios(s, base)
-      log(`${scenario.name} ${target.name}/${baseline?.name}: throughput ${r.throughput.toFixed(2)}×, ` +
-        `p50 ${r.p50.toFixed(2)}×, p99 ${r.p99.toFixed(2)}×` +
-        (r.cpu === undefined ? '' : `, CPU per request ${r.cpu.toFixed(2)}×`))
+      log(
+        `${scenario.name} ${target.name}/${baseline?.name}: throughput ${r.throughput.toFixed(2)}×, ` +
+          `p50 ${r.p50.toFixed(2)}×, p99 ${r.p99.toFixed(2)}×` +
+          (r.cpu === undefined ? '' : `, CPU per request ${r.cpu.toFixed(2)}×`),
+      )
       const paired = baseline === undefined ? undefined : pairedRatios(target.runs, baseline.runs)
       if (paired !== undefined) {
-        log(`${scenario.name} ${target.name}/${baseline?.name} round by round: throughput ${paired.throughput.toFixed(2)}×, ` +
-          `p50 ${paired.p50.toFixed(2)}×, p99 ${paired.p99.toFixed(2)}×` +
-          (paired.cpu === undefined ? '' : `, CPU per request ${paired.cpu.toFixed(2)}×`))
+        log(
+          `${scenario.name} ${target.name}/${baseline?.name} round by round: throughput ${paired.throughput.toFixed(2)}×, ` +
+            `p50 ${paired.p50.toFixed(2)}×, p99 ${paired.p99.toFixed(2)}×` +
+            (paired.cpu === undefined ? '' : `, CPU per request ${paired.cpu.toFixed(2)}×`),
+        )
       }
     }
   }
@@ -344,7 +384,10 @@ async function main (): Promise<number> {
 }
 
 let stopping = false
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
   process.on(signal, () => {
     if (stopping) return
     stopping = true
@@ -363,6 +406,6 @@ try {
 }
 
 /** Target env values may name the upstream's URL as {UPSTREAM_URL} (it is known only once it listens). */
-function withUpstream (env: Record<string, string>, upstreamUrl: string): Record<string, string> {
+function withUpstream(env: Record<string, string>, upstreamUrl: string): Record<string, string> {
   return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replaceAll('{UPSTREAM_URL}', upstreamUrl)]))
 }

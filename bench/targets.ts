@@ -47,7 +47,8 @@ export const scenarios: Scenario[] = [
   {
     name: 'checkout',
     title: 'Checkout summary',
-    description: 'cart, then inventory, pricing and shipping in parallel, then tax as soon as ' +
+    description:
+      'cart, then inventory, pricing and shipping in parallel, then tax as soon as ' +
       'pricing is done: 5 upstream calls in 3 stages, a 2-second deadline and per-call timeouts.',
     method: 'POST',
     path: '/v1/checkout/summary',
@@ -57,7 +58,8 @@ export const scenarios: Scenario[] = [
   {
     name: 'checkout-edge',
     title: 'Checkout summary behind the edge',
-    description: 'the checkout summary, with a bearer JWT (HS256, issuer, audience, scope) and per-IP and ' +
+    description:
+      'the checkout summary, with a bearer JWT (HS256, issuer, audience, scope) and per-IP and ' +
       'per-user rate limits counted in memory (limits high enough never to refuse). wrk sends one token: the ' +
       'baseline verifies it on every request (jose, 45–75 µs each); Baton verifies it once and then takes it from its ' +
       'cache of verified tokens (jwt.cacheSize, on by default; exp still enforced). With cacheSize: 0 Baton ' +
@@ -71,7 +73,8 @@ export const scenarios: Scenario[] = [
   {
     name: 'posts',
     title: 'Posts with authors',
-    description: 'GET /posts (100 posts, 24 KB), then the author of each post (10 distinct ' +
+    description:
+      'GET /posts (100 posts, 24 KB), then the author of each post (10 distinct ' +
       'users, at most 10 calls in flight); the response is 66 KB of JSON.',
     method: 'GET',
     path: '/posts-with-authors',
@@ -92,15 +95,32 @@ export const targets: Target[] = [
     // Metrics on (the default), request logs off: the closest to the baseline, which logs nothing.
     name: 'baton',
     // serve listens on 0.0.0.0 by default; the benchmark stays on the loopback interface.
-    command: (scenario) =>
-      [process.execPath, 'bin/baton.js', 'serve', scenario.batonConfig, '--port', '0', '--host', '127.0.0.1', '--no-access-log'],
+    command: (scenario) => [
+      process.execPath,
+      'bin/baton.js',
+      'serve',
+      scenario.batonConfig,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--no-access-log',
+    ],
     env: {},
   },
   {
     // Baton's defaults: metrics on and a JSON log line per request.
     name: 'baton-logs',
-    command: (scenario) =>
-      [process.execPath, 'bin/baton.js', 'serve', scenario.batonConfig, '--port', '0', '--host', '127.0.0.1'],
+    command: (scenario) => [
+      process.execPath,
+      'bin/baton.js',
+      'serve',
+      scenario.batonConfig,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+    ],
     env: {},
     optional: true,
   },
@@ -108,8 +128,16 @@ export const targets: Target[] = [
   // span per call), exported over OTLP/HTTP to the fake upstream, which accepts and drops them.
   {
     name: 'baton-tracing',
-    command: (scenario) =>
-      [process.execPath, 'bin/baton.js', 'serve', scenario.batonConfig, '--port', '0', '--host', '127.0.0.1'],
+    command: (scenario) => [
+      process.execPath,
+      'bin/baton.js',
+      'serve',
+      scenario.batonConfig,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+    ],
     env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '{UPSTREAM_URL}/v1/traces' },
     optional: true,
   },

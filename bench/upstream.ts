@@ -14,7 +14,9 @@ import { parseArgs } from 'node:util'
 
 const fixtures = new URL('../test/fixtures/jsonplaceholder/', import.meta.url)
 
-interface User { id: number }
+interface User {
+  id: number
+}
 
 const postsBody = Buffer.from(JSON.stringify(JSON.parse(readFileSync(new URL('posts.json', fixtures), 'utf8'))))
 const userBodies = new Map<string, Buffer>()
@@ -38,7 +40,7 @@ const cartTail = JSON.stringify({
   itemCount: 3,
 }).slice(1)
 
-function send (res: ServerResponse, status: number, body: Buffer | string): void {
+function send(res: ServerResponse, status: number, body: Buffer | string): void {
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': typeof body === 'string' ? Buffer.byteLength(body) : body.length,
@@ -48,14 +50,16 @@ function send (res: ServerResponse, status: number, body: Buffer | string): void
 
 // Reads the whole body before answering, as a real service would; a client that is
 // still writing when the answer arrives would otherwise see a reset connection.
-function readBody (req: IncomingMessage, done: (body: string) => void): void {
+function readBody(req: IncomingMessage, done: (body: string) => void): void {
   let body = ''
   req.setEncoding('utf8')
-  req.on('data', (chunk: string) => { body += chunk })
+  req.on('data', (chunk: string) => {
+    body += chunk
+  })
   req.on('end', () => done(body))
 }
 
-function calculate (res: ServerResponse, body: string): void {
+function calculate(res: ServerResponse, body: string): void {
   let parsed: unknown
   try {
     parsed = JSON.parse(body)
@@ -69,14 +73,20 @@ function calculate (res: ServerResponse, body: string): void {
 }
 
 const stats = {
-  carts: 0, checkAvailability: 0, calculate: 0, estimate: 0, posts: 0, users: 0, other: 0,
+  carts: 0,
+  checkAvailability: 0,
+  calculate: 0,
+  estimate: 0,
+  posts: 0,
+  users: 0,
+  other: 0,
   withoutRequestId: 0,
 }
 type Counted = Exclude<keyof typeof stats, 'withoutRequestId'>
 /** Requests held by GET /hang: now, and the most at once. */
 const hanging = { now: 0, peak: 0 }
 
-function count (req: IncomingMessage, path: string): void {
+function count(req: IncomingMessage, path: string): void {
   let counted: Counted = 'other'
   if (path.startsWith('/carts/')) counted = 'carts'
   else if (path === '/check-availability') counted = 'checkAvailability'
@@ -88,7 +98,7 @@ function count (req: IncomingMessage, path: string): void {
   if (req.headers['x-request-id'] === undefined) stats.withoutRequestId++
 }
 
-function route (req: IncomingMessage, res: ServerResponse): void {
+function route(req: IncomingMessage, res: ServerResponse): void {
   const url = req.url ?? '/'
   const query = url.indexOf('?')
   const path = query === -1 ? url : url.slice(0, query)
@@ -105,7 +115,9 @@ function route (req: IncomingMessage, res: ServerResponse): void {
     // A service that has stopped answering: holds the request until the client gives up.
     hanging.now++
     hanging.peak = Math.max(hanging.peak, hanging.now)
-    res.on('close', () => { hanging.now-- })
+    res.on('close', () => {
+      hanging.now--
+    })
     return
   }
   count(req, path)

@@ -21,14 +21,14 @@ export interface WrkResult {
   p50Ms: number
   p99Ms: number
   non2xx: number
-  socketErrors: { connect: number, read: number, write: number, timeout: number }
+  socketErrors: { connect: number; read: number; write: number; timeout: number }
   /** False if any request failed: such a run measures errors, not the gateway. */
   valid: boolean
   raw: string
 }
 
 /** The wrk binary on PATH, or undefined. */
-export function findWrk (): string | undefined {
+export function findWrk(): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (dir === '') continue
     const candidate = join(dir, 'wrk')
@@ -45,20 +45,20 @@ export function findWrk (): string | undefined {
 const timeUnits: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 
 /** wrk prints times as 812.00us, 1.23ms, 2.01s or 1.00m; returns milliseconds. */
-export function parseTime (text: string): number {
+export function parseTime(text: string): number {
   const match = /^([\d.]+)(us|ms|s|m|h)$/.exec(text.trim())
   const unit = match?.[2]
   if (match === null || unit === undefined) throw new Error(`wrk: unreadable time "${text}"`)
   return Number(match[1]) * (timeUnits[unit] ?? NaN)
 }
 
-function captured (raw: string, pattern: RegExp, what: string): string {
+function captured(raw: string, pattern: RegExp, what: string): string {
   const value = pattern.exec(raw)?.[1]
   if (value === undefined) throw new Error(`wrk: no ${what} in its output:\n${raw}`)
   return value
 }
 
-export function parseWrk (raw: string): WrkResult {
+export function parseWrk(raw: string): WrkResult {
   const requestsPerSecond = Number(captured(raw, /^Requests\/sec:\s+([\d.]+)/m, 'Requests/sec'))
   const requests = Number(captured(raw, /^\s*(\d+) requests in /m, 'request count'))
   const p50Ms = parseTime(captured(raw, /^\s*50%\s+(\S+)/m, '50% latency (run wrk with --latency)'))
@@ -84,10 +84,14 @@ export function parseWrk (raw: string): WrkResult {
   }
 }
 
-export async function runWrk (wrk: string, options: WrkOptions): Promise<WrkResult> {
+export async function runWrk(wrk: string, options: WrkOptions): Promise<WrkResult> {
   const args = [
-    `-t${options.threads}`, `-c${options.connections}`, `-d${options.durationSeconds}s`,
-    `--timeout`, `${options.timeoutSeconds}s`, '--latency',
+    `-t${options.threads}`,
+    `-c${options.connections}`,
+    `-d${options.durationSeconds}s`,
+    `--timeout`,
+    `${options.timeoutSeconds}s`,
+    '--latency',
     ...(options.script === undefined ? [] : ['-s', options.script]),
     options.url,
   ]
@@ -95,8 +99,12 @@ export async function runWrk (wrk: string, options: WrkOptions): Promise<WrkResu
   trackChild(child)
   let stdout = ''
   let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk
+  })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk
+  })
   // wrk stops itself after the duration; this only catches a wrk that hangs.
   const killer = setTimeout(() => child.kill('SIGKILL'), (options.durationSeconds + 30) * 1000)
   const code = await new Promise<number | null>((resolve, reject) => {

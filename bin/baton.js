@@ -3,7 +3,9 @@
 // in one line, which version Baton needs before anything else can fail.
 const [major, minor] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 19)) {
-  console.error(`baton: Node.js >= 22.19 is required (this is ${process.version}); run it through npm scripts or npx, which use the project's Node 24.`)
+  console.error(
+    `baton: Node.js >= 22.19 is required (this is ${process.version}); run it through npm scripts or npx, which use the project's Node 24.`,
+  )
   process.exit(1)
 }
 // Measured (bench/RESULTS.md): once the config tooling (zod, yaml) has run at start-up, V8's

@@ -11,7 +11,7 @@ export const ErrorCodes = {
   DOWNSTREAM_REJECTED: { status: 400, message: 'A service rejected the request' },
   CIRCUIT_OPEN: { status: 502, message: 'A service is failing and its circuit breaker is open' },
   BULKHEAD_FULL: { status: 503, message: 'Too many calls in flight to a service' },
-  RESPONSE_ASSEMBLY_FAILED: { status: 502, message: 'The response could not be assembled from the services\' answers' },
+  RESPONSE_ASSEMBLY_FAILED: { status: 502, message: "The response could not be assembled from the services' answers" },
   INVALID_JSON: { status: 400, message: 'The request body is not valid JSON' },
   BAD_REQUEST: { status: 400, message: 'The request is malformed' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
@@ -38,7 +38,11 @@ export interface ErrorEnvelope {
   data: Record<string, never>
 }
 
-export function errorEnvelope (code: ErrorCode, message: string = ErrorCodes[code].message, failedServices: string[] = []): ErrorEnvelope {
+export function errorEnvelope(
+  code: ErrorCode,
+  message: string = ErrorCodes[code].message,
+  failedServices: string[] = [],
+): ErrorEnvelope {
   return { error: { code, message, failedServices, partialData: false }, data: {} }
 }
 
@@ -51,7 +55,8 @@ export const ConfigCodes = {
   BATON_INVALID_VALUE: 'a value of the wrong type or format (duration, size, percentage, request line…)',
   BATON_INVALID_NAME: 'a service, call or route name that is not allowed',
   BATON_RESERVED_NAME: 'a call or forEach item named like a root (request, env, calls, auth)',
-  BATON_INVALID_URL: 'a service URL that is not http(s)://host[:port][/prefix], or a tracing endpoint that is not http(s)',
+  BATON_INVALID_URL:
+    'a service URL that is not http(s)://host[:port][/prefix], or a tracing endpoint that is not http(s)',
   BATON_INVALID_ROUTE: 'an endpoint path with a malformed parameter',
   BATON_DUPLICATE_ROUTE: 'two endpoints that match the same requests',
   BATON_FORBIDDEN_HEADER: 'a hop-by-hop header, host or content-length set or forwarded',
@@ -66,13 +71,15 @@ export const ConfigCodes = {
   BATON_ENV_UNSET: '(warning) ${env.NAME} names an unset variable',
   BATON_INVALID_ENV: '(warning) an OTEL_* variable with a value Baton does not understand (the default is used)',
   BATON_TIMEOUT_OVER_DEADLINE: '(warning) a call timeout longer than its endpoint deadline',
-  BATON_RETRY_OVER_DEADLINE: '(warning) a call whose worst case (timeout × tries + backoff) does not fit its endpoint deadline',
-  BATON_AUTH_CONFIG: 'inbound auth or service credentials that cannot work (no key, two key sources, an algorithm that does not fit the key, no API keys)',
+  BATON_RETRY_OVER_DEADLINE:
+    '(warning) a call whose worst case (timeout × tries + backoff) does not fit its endpoint deadline',
+  BATON_AUTH_CONFIG:
+    'inbound auth or service credentials that cannot work (no key, two key sources, an algorithm that does not fit the key, no API keys)',
   BATON_AUTH_NOT_CONFIGURED: 'an endpoint demands credentials (or a method) that gateway.auth does not configure',
   BATON_INVALID_KEY: 'a PEM key or certificate that does not parse',
   BATON_FILE: 'a file named in the config (key, certificate, keys file) that cannot be read',
   BATON_CORS: 'a CORS origin that is not scheme://host[:port], or origins * with credentials',
-  BATON_AUTH_CONFLICT: 'a service with credentials of its own that also forwards the client\'s authorization',
+  BATON_AUTH_CONFLICT: "a service with credentials of its own that also forwards the client's authorization",
   BATON_SECRET_IN_CONFIG: '(warning) a secret or API key written in the file instead of ${env.NAME}',
   BATON_WEAK_SECRET: '(warning) an HS256 secret shorter than 32 bytes',
   BATON_DEV_SECRET: '(warning, baton dev) the JWT secret is not set; a random one is used for this run',
@@ -99,7 +106,7 @@ export interface Diagnostic {
 /** Thrown when a config cannot be compiled; carries every diagnostic found, not only the first. */
 export class ConfigError extends Error {
   readonly diagnostics: readonly Diagnostic[]
-  constructor (diagnostics: readonly Diagnostic[]) {
+  constructor(diagnostics: readonly Diagnostic[]) {
     const errors = diagnostics.filter((d) => d.severity === 'error')
     super(`${errors.length} config error${errors.length === 1 ? '' : 's'}:\n${errors.map(formatDiagnostic).join('\n')}`)
     this.name = 'ConfigError'
@@ -107,7 +114,7 @@ export class ConfigError extends Error {
   }
 }
 
-export function formatDiagnostic (d: Diagnostic): string {
+export function formatDiagnostic(d: Diagnostic): string {
   const where = d.file === undefined ? '' : `${d.file}:${d.line ?? 1}:${d.col ?? 1}: `
   const path = d.path.length > 0 ? ` (at ${d.path.join(' › ')})` : ''
   const hint = d.hint === undefined ? '' : `\n    hint: ${d.hint}`

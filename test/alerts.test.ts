@@ -9,7 +9,7 @@ import { describe, test } from 'node:test'
 const hasPromtool = spawnSync('promtool', ['--version']).error === undefined
 const skip = hasPromtool ? false : 'promtool is not installed (Debian package prometheus; .ci/run installs it)'
 
-function baton (args: string[]): { code: number | null; stdout: string; stderr: string } {
+function baton(args: string[]): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ['bin/baton.js', ...args], { encoding: 'utf8' })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
@@ -22,7 +22,10 @@ describe('baton alerts', () => {
     const r = baton(['alerts', 'examples/checkout/baton.yaml', '-o', rules])
     assert.equal(r.code, 0, r.stderr)
     const out = baton(['alerts', 'examples/checkout/baton.yaml']).stdout
-    assert.deepEqual([...out.matchAll(/- alert: (\w+)/g)].map((m) => m[1]), ['BatonEndpointLatencyP99', 'BatonDownstreamErrorRate', 'BatonCircuitBreakerOpen'])
+    assert.deepEqual(
+      [...out.matchAll(/- alert: (\w+)/g)].map((m) => m[1]),
+      ['BatonEndpointLatencyP99', 'BatonDownstreamErrorRate', 'BatonCircuitBreakerOpen'],
+    )
     assert.match(out, /endpoint="POST \/v1\/checkout\/summary"\}\[5m\]\)\)\) > 1\.5/)
     assert.match(out, /channel: pagerduty/)
   })
@@ -36,7 +39,9 @@ describe('baton alerts', () => {
   test('promtool test rules: each alert fires on a series that breaks its threshold', { skip }, () => {
     const endpoint = 'POST /v1/checkout/summary'
     const tests = join(dir, 'tests.yaml')
-    writeFileSync(tests, `
+    writeFileSync(
+      tests,
+      `
 rule_files: [${JSON.stringify(rules)}]
 evaluation_interval: 1m
 tests:
@@ -79,7 +84,8 @@ tests:
             exp_annotations:
               summary: 'Checkout BFF: ${endpoint} P99 latency above 1500ms'
               description: 'P99 of ${endpoint} over 5m is 2.485s (target 1500ms).'
-`)
+`,
+    )
     const run = spawnSync('promtool', ['test', 'rules', tests], { encoding: 'utf8' })
     assert.equal(run.status, 0, `${run.stdout}${run.stderr}`)
   })

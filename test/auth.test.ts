@@ -12,7 +12,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { base64url, type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose'
+import {
+  base64url,
+  type CryptoKey,
+  exportJWK,
+  exportSPKI,
+  generateKeyPair,
+  type JWK,
+  type JWTPayload,
+  SignJWT,
+} from 'jose'
 import { devToken } from '../src/cli/devtoken.ts'
 import { compileText } from '../src/plan/compile.ts'
 import { createGateway } from '../src/server/gateway.ts'
@@ -33,7 +42,11 @@ const RSA_PEM = await exportSPKI(rsa.publicKey)
 const EC_PEM = await exportSPKI(ec.publicKey)
 const ED_PEM = await exportSPKI(ed.publicKey)
 
-interface Signer { readonly alg: string; readonly key: CryptoKey | Uint8Array; readonly kid?: string }
+interface Signer {
+  readonly alg: string
+  readonly key: CryptoKey | Uint8Array
+  readonly kid?: string
+}
 
 const HS: Signer = { alg: 'HS256', key: encoder.encode(SECRET) }
 const RS: Signer = { alg: 'RS256', key: rsa.privateKey }
@@ -41,7 +54,7 @@ const RS: Signer = { alg: 'RS256', key: rsa.privateKey }
 const now = (): number => Math.floor(Date.now() / 1000)
 
 /** A signed JWT: sub user-1, issued now, valid for five minutes, unless `claims` says otherwise (undefined drops a claim). */
-async function mint (signer: Signer, claims: Record<string, unknown> = {}): Promise<string> {
+async function mint(signer: Signer, claims: Record<string, unknown> = {}): Promise<string> {
   const payload: Record<string, unknown> = { sub: 'user-1', iat: now(), exp: now() + 300, ...claims }
   for (const name of Object.keys(payload)) if (payload[name] === undefined) delete payload[name]
   return await new SignJWT(payload as JWTPayload)
@@ -79,7 +92,7 @@ interface Options {
   env?: Record<string, string>
 }
 
-function yaml (svc: Stub, o: Options): string {
+function yaml(svc: Stub, o: Options): string {
   return `
 version: 1
 gateway:
@@ -91,7 +104,7 @@ endpoints:${o.endpoints ?? endpoint('GET /x')}
 }
 
 /** A service stub answering GET /data, and a gateway in front of it. */
-async function start (t: TestContext, o: Options): Promise<{ svc: Stub; url: string }> {
+async function start(t: TestContext, o: Options): Promise<{ svc: Stub; url: string }> {
   const svc = await stubFor(t)
   svc.route('GET /data', json({ n: 1 }))
   const gateway = await startGateway(t, yaml(svc, o), { env: { JWT_SECRET: SECRET, ...o.env } })
@@ -99,23 +112,26 @@ async function start (t: TestContext, o: Options): Promise<{ svc: Stub; url: str
 }
 
 /** Like startGateway, but compiled as `dir/baton.yaml`, so that relative file names resolve in `dir`. */
-async function startIn (t: TestContext, dir: string, text: string): Promise<string> {
+async function startIn(t: TestContext, dir: string, text: string): Promise<string> {
   const { plan } = compileText(join(dir, 'baton.yaml'), text, { env: {} })
   const gateway = createGateway(plan)
   t.after(() => gateway.close())
   return (await gateway.listen({ port: 0, host: '127.0.0.1' })).url
 }
 
-function tempDir (t: TestContext): string {
+function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'baton-auth-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   return dir
 }
 
 /** A 401 INVALID_TOKEN with its RFC 6750 challenge; the service saw only the `served` requests before it. */
-function assertInvalidToken (res: ClientResponse, svc: Stub, description: string, served = 0): void {
+function assertInvalidToken(res: ClientResponse, svc: Stub, description: string, served = 0): void {
   assertError(res, 401, 'INVALID_TOKEN', `The access token is not valid: ${description}`)
-  assert.equal(res.headers['www-authenticate'], `Bearer realm="${REALM}", error="invalid_token", error_description="${description}"`)
+  assert.equal(
+    res.headers['www-authenticate'],
+    `Bearer realm="${REALM}", error="invalid_token", error_description="${description}"`,
+  )
   assert.equal(svc.requests.length, served, 'a rejected request reached the service')
 }
 
@@ -126,7 +142,14 @@ describe('JWT: a valid token reaches the endpoint as `auth`', () => {
     const { svc, url } = await start(t, { auth: JWT_HS })
     const res = await get(`${url}/x`, bearer(await mint(HS, { sub: 'ada', name: 'Ada Lovelace', scope: 'read write' })))
     assert.equal(res.status, 200)
-    assert.deepEqual(res.body, { data: { n: 1 }, method: 'jwt', sub: 'ada', scopes: ['read', 'write'], roles: [], name: 'Ada Lovelace' })
+    assert.deepEqual(res.body, {
+      data: { n: 1 },
+      method: 'jwt',
+      sub: 'ada',
+      scopes: ['read', 'write'],
+      roles: [],
+      name: 'Ada Lovelace',
+    })
     assert.equal(svc.requests.length, 1)
   })
 
@@ -138,7 +161,10 @@ describe('JWT: a valid token reaches the endpoint as `auth`', () => {
     response: { claims: "\${auth.claims}", tenant: "\${auth.claims.org.tenant}" }`,
     })
     const iat = now()
-    const res = await get(`${url}/claims`, bearer(await mint(HS, { sub: 'ada', iat, exp: iat + 60, org: { tenant: 't-9' } })))
+    const res = await get(
+      `${url}/claims`,
+      bearer(await mint(HS, { sub: 'ada', iat, exp: iat + 60, org: { tenant: 't-9' } })),
+    )
     assert.equal(res.status, 200)
     assert.deepEqual(res.body, { claims: { sub: 'ada', iat, exp: iat + 60, org: { tenant: 't-9' } }, tenant: 't-9' })
   })
@@ -150,7 +176,7 @@ describe('JWT: a valid token reaches the endpoint as `auth`', () => {
     assert.equal(subOf(res), 'user-1')
   })
 
-  test('claims reach a service through a call\'s headers and through the service\'s headers', async (t) => {
+  test("claims reach a service through a call's headers and through the service's headers", async (t) => {
     const { svc, url } = await start(t, {
       auth: JWT_HS,
       service: 'headers: { x-user: "${auth.sub}", x-static: fixed }',
@@ -178,7 +204,10 @@ describe('JWT: a valid token reaches the endpoint as `auth`', () => {
   })
 
   test('RS256 with a PEM public key from the environment', async (t) => {
-    const { svc, url } = await start(t, { auth: '{ jwt: { publicKey: "${env.PUBLIC_KEY}" } }', env: { PUBLIC_KEY: RSA_PEM } })
+    const { svc, url } = await start(t, {
+      auth: '{ jwt: { publicKey: "${env.PUBLIC_KEY}" } }',
+      env: { PUBLIC_KEY: RSA_PEM },
+    })
     const ok = await get(`${url}/x`, bearer(await mint(RS, { sub: 'rs-user' })))
     assert.equal(ok.status, 200)
     assert.equal(subOf(ok), 'rs-user')
@@ -193,13 +222,17 @@ describe('JWT: a valid token reaches the endpoint as `auth`', () => {
     writeFileSync(join(dir, 'issuer.pem'), EC_PEM)
     const svc = await stubFor(t)
     svc.route('GET /data', json({ n: 1 }))
-    const url = await startIn(t, dir, yaml(svc, { auth: '{ jwt: { publicKeyFile: issuer.pem, algorithms: [ES256] } }' }))
+    const url = await startIn(
+      t,
+      dir,
+      yaml(svc, { auth: '{ jwt: { publicKeyFile: issuer.pem, algorithms: [ES256] } }' }),
+    )
     const res = await get(`${url}/x`, bearer(await mint({ alg: 'ES256', key: ec.privateKey }, { sub: 'es-user' })))
     assert.equal(res.status, 200)
     assert.equal(subOf(res), 'es-user')
     // The RSA token is refused: ES256 is the only algorithm accepted.
     const rs = await get(`${url}/x`, bearer(await mint(RS)))
-    assertError(rs, 401, 'INVALID_TOKEN', 'The access token is not valid: the token\'s algorithm is not accepted')
+    assertError(rs, 401, 'INVALID_TOKEN', "The access token is not valid: the token's algorithm is not accepted")
     assert.equal(svc.requests.length, 1)
   })
 
@@ -213,7 +246,10 @@ describe('JWT: a valid token reaches the endpoint as `auth`', () => {
   })
 
   test('EdDSA (Ed25519), under both of its algorithm names', async (t) => {
-    const { svc, url } = await start(t, { auth: '{ jwt: { publicKey: "${env.PUBLIC_KEY}" } }', env: { PUBLIC_KEY: ED_PEM } })
+    const { svc, url } = await start(t, {
+      auth: '{ jwt: { publicKey: "${env.PUBLIC_KEY}" } }',
+      env: { PUBLIC_KEY: ED_PEM },
+    })
     for (const alg of ['EdDSA', 'Ed25519']) {
       const res = await get(`${url}/x`, bearer(await mint({ alg, key: ed.privateKey }, { sub: alg })))
       assert.equal(res.status, 200, alg)
@@ -224,10 +260,15 @@ describe('JWT: a valid token reaches the endpoint as `auth`', () => {
 })
 
 describe('JWKS', () => {
-  const jwk = async (key: CryptoKey, kid: string): Promise<JWK> => ({ ...await exportJWK(key), kid, alg: 'ES256', use: 'sig' })
+  const jwk = async (key: CryptoKey, kid: string): Promise<JWK> => ({
+    ...(await exportJWK(key)),
+    kid,
+    alg: 'ES256',
+    use: 'sig',
+  })
 
   /** An identity provider serving `keys` (changeable) at /jwks.json, and a gateway trusting it. */
-  async function withIdp (t: TestContext, jwks = ''): Promise<{ idp: Stub; svc: Stub; url: string; keys: JWK[] }> {
+  async function withIdp(t: TestContext, jwks = ''): Promise<{ idp: Stub; svc: Stub; url: string; keys: JWK[] }> {
     const idp = await stubFor(t)
     const keys: JWK[] = []
     idp.route('GET /jwks.json', () => json({ keys }))
@@ -241,8 +282,13 @@ describe('JWKS', () => {
     keys.push(await jwk(other.publicKey, 'k0'), await jwk(ec.publicKey, 'k1'))
     const signer: Signer = { alg: 'ES256', key: ec.privateKey, kid: 'k1' }
     // Concurrent requests on a cold cache share one fetch.
-    const first = await Promise.all(Array.from({ length: 5 }, async (_, i) => await get(`${url}/x`, bearer(await mint(signer, { sub: `u${i}` })))))
-    assert.deepEqual(first.map((r) => r.status), [200, 200, 200, 200, 200])
+    const first = await Promise.all(
+      Array.from({ length: 5 }, async (_, i) => await get(`${url}/x`, bearer(await mint(signer, { sub: `u${i}` })))),
+    )
+    assert.deepEqual(
+      first.map((r) => r.status),
+      [200, 200, 200, 200, 200],
+    )
     assert.deepEqual(first.map(subOf), ['u0', 'u1', 'u2', 'u3', 'u4'])
     for (let i = 0; i < 3; i++) assert.equal((await get(`${url}/x`, bearer(await mint(signer)))).status, 200)
     assert.equal(idp.requestsTo('GET /jwks.json').length, 1)
@@ -257,14 +303,20 @@ describe('JWKS', () => {
   test('an unknown kid refetches the key set once (rotation); another within the cooldown does not', async (t) => {
     const { idp, svc, url, keys } = await withIdp(t, ', jwks: { cooldown: 600ms }')
     keys.push(await jwk(ec.publicKey, 'old'))
-    assert.equal((await get(`${url}/x`, bearer(await mint({ alg: 'ES256', key: ec.privateKey, kid: 'old' })))).status, 200)
+    assert.equal(
+      (await get(`${url}/x`, bearer(await mint({ alg: 'ES256', key: ec.privateKey, kid: 'old' })))).status,
+      200,
+    )
     assert.equal(idp.requestsTo('GET /jwks.json').length, 1)
 
     // The issuer rotates its key; the cooldown since the first fetch has passed.
     const rotated = await generateKeyPair('ES256')
     keys.splice(0, keys.length, await jwk(rotated.publicKey, 'new'))
     await sleep(700)
-    const res = await get(`${url}/x`, bearer(await mint({ alg: 'ES256', key: rotated.privateKey, kid: 'new' }, { sub: 'after-rotation' })))
+    const res = await get(
+      `${url}/x`,
+      bearer(await mint({ alg: 'ES256', key: rotated.privateKey, kid: 'new' }, { sub: 'after-rotation' })),
+    )
     assert.equal(res.status, 200)
     assert.equal(subOf(res), 'after-rotation')
     assert.equal(idp.requestsTo('GET /jwks.json').length, 2)
@@ -272,7 +324,7 @@ describe('JWKS', () => {
     // Right after that fetch: an unknown kid is refused without asking the issuer again.
     const unknown = await generateKeyPair('ES256')
     const refused = await get(`${url}/x`, bearer(await mint({ alg: 'ES256', key: unknown.privateKey, kid: 'unknown' })))
-    assertInvalidToken(refused, svc, 'no key matches the token\'s kid', 2)
+    assertInvalidToken(refused, svc, "no key matches the token's kid", 2)
     assert.equal(idp.requestsTo('GET /jwks.json').length, 2)
   })
 
@@ -294,7 +346,9 @@ describe('JWKS', () => {
   test('a JWKS endpoint slower than jwks.timeout: 503 AUTH_UNAVAILABLE', async (t) => {
     const idp = await stubFor(t)
     idp.route('GET /jwks.json', hang())
-    const { svc, url } = await start(t, { auth: `{ jwt: { jwksUrl: "${idp.url}/jwks.json", jwks: { timeout: 200ms } } }` })
+    const { svc, url } = await start(t, {
+      auth: `{ jwt: { jwksUrl: "${idp.url}/jwks.json", jwks: { timeout: 200ms } } }`,
+    })
     const started = performance.now()
     const res = await get(`${url}/x`, bearer(await mint({ alg: 'ES256', key: ec.privateKey, kid: 'k1' })))
     assertUnavailable(res, svc, 'the key set did not arrive in time')
@@ -321,7 +375,7 @@ describe('JWKS', () => {
   })
 })
 
-async function closedPort (): Promise<number> {
+async function closedPort(): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as { port: number }
@@ -335,7 +389,8 @@ describe('rejected tokens: 401 INVALID_TOKEN with the reason, and no upstream ca
   const RS_STRICT = `{ jwt: { publicKey: "\${env.PUBLIC_KEY}", issuer: ${ISSUER}, audience: ${AUDIENCE}, clockTolerance: 30s, maxAge: 10m } }`
   const good = { iss: ISSUER, aud: AUDIENCE }
 
-  const startStrict = async (t: TestContext): Promise<{ svc: Stub; url: string }> => await start(t, { auth: RS_STRICT, env: { PUBLIC_KEY: RSA_PEM } })
+  const startStrict = async (t: TestContext): Promise<{ svc: Stub; url: string }> =>
+    await start(t, { auth: RS_STRICT, env: { PUBLIC_KEY: RSA_PEM } })
 
   test('the well-formed token passes (the baseline of every case below)', async (t) => {
     const { svc, url } = await startStrict(t)
@@ -358,13 +413,13 @@ describe('rejected tokens: 401 INVALID_TOKEN with the reason, and no upstream ca
         const payload = base64url.encode(JSON.stringify({ sub: 'admin', ...good, iat: now(), exp: now() + 300 }))
         return `${header}.${payload}.`
       },
-      description: 'the token\'s algorithm is not accepted',
+      description: "the token's algorithm is not accepted",
     },
     {
       // Key confusion: the public key (which attackers have) used as an HMAC secret.
       name: 'HS256 signed with the RSA public key as the secret',
       token: async () => await mint({ alg: 'HS256', key: encoder.encode(RSA_PEM) }, { sub: 'admin', ...good }),
-      description: 'the token\'s algorithm is not accepted',
+      description: "the token's algorithm is not accepted",
     },
     {
       name: 'expired beyond clockTolerance',
@@ -426,19 +481,35 @@ describe('rejected tokens: 401 INVALID_TOKEN with the reason, and no upstream ca
   }
 
   test('HS256 signed with the PEM is refused even when the config accepts only RS256', async (t) => {
-    const { svc, url } = await start(t, { auth: '{ jwt: { publicKey: "${env.PUBLIC_KEY}", algorithms: [RS256] } }', env: { PUBLIC_KEY: RSA_PEM } })
-    assertInvalidToken(await get(`${url}/x`, bearer(await mint({ alg: 'HS256', key: encoder.encode(RSA_PEM) }))), svc, 'the token\'s algorithm is not accepted')
+    const { svc, url } = await start(t, {
+      auth: '{ jwt: { publicKey: "${env.PUBLIC_KEY}", algorithms: [RS256] } }',
+      env: { PUBLIC_KEY: RSA_PEM },
+    })
+    assertInvalidToken(
+      await get(`${url}/x`, bearer(await mint({ alg: 'HS256', key: encoder.encode(RSA_PEM) }))),
+      svc,
+      "the token's algorithm is not accepted",
+    )
   })
 
   // The default algorithms of a static key are its own type's, so another type's token is refused
   // before any crypto runs; an error of the crypto itself would be INVALID_TOKEN too, never a 503.
   test('a token of an asymmetric algorithm that does not fit the key: 401, not 503', async (t) => {
-    const { svc, url } = await start(t, { auth: '{ jwt: { publicKey: "${env.PUBLIC_KEY}" } }', env: { PUBLIC_KEY: RSA_PEM } })
-    for (const signer of [{ alg: 'ES256', key: ec.privateKey }, { alg: 'EdDSA', key: ed.privateKey }]) {
+    const { svc, url } = await start(t, {
+      auth: '{ jwt: { publicKey: "${env.PUBLIC_KEY}" } }',
+      env: { PUBLIC_KEY: RSA_PEM },
+    })
+    for (const signer of [
+      { alg: 'ES256', key: ec.privateKey },
+      { alg: 'EdDSA', key: ed.privateKey },
+    ]) {
       const res = await get(`${url}/x`, bearer(await mint(signer)))
       assert.equal(res.status, 401, `${signer.alg}: ${JSON.stringify(res.body)}`)
       assert.equal((res.body as { error: { code: unknown } }).error.code, 'INVALID_TOKEN')
-      assert.match(res.headers['www-authenticate'] ?? '', /^Bearer realm="Shop BFF", error="invalid_token", error_description="[^"]+"$/)
+      assert.match(
+        res.headers['www-authenticate'] ?? '',
+        /^Bearer realm="Shop BFF", error="invalid_token", error_description="[^"]+"$/,
+      )
     }
     assert.equal(svc.requests.length, 0)
   })
@@ -446,22 +517,29 @@ describe('rejected tokens: 401 INVALID_TOKEN with the reason, and no upstream ca
 
 describe('API keys and scopes', () => {
   test('an API key on an endpoint that demands a scope: 403 without a Bearer challenge (an API key cannot get one)', async (t) => {
-    const auth = '{ jwt: { secret: "${env.JWT_SECRET}" }, apiKey: { header: x-api-key, keys: { mobile: "${env.MOBILE_KEY}" } }, scopes: [orders] }'
+    const auth =
+      '{ jwt: { secret: "${env.JWT_SECRET}" }, apiKey: { header: x-api-key, keys: { mobile: "${env.MOBILE_KEY}" } }, scopes: [orders] }'
     const { svc, url } = await start(t, { auth, env: { MOBILE_KEY: 'k-mobile' } })
     const res = await get(`${url}/x`, { 'x-api-key': 'k-mobile' })
     assertError(res, 403, 'FORBIDDEN', 'Missing scope: orders')
     assert.equal(res.headers['www-authenticate'], undefined)
     assert.equal(svc.requests.length, 0)
   })
-
 })
 
 describe('missing credentials: 401 UNAUTHENTICATED with a challenge per accepted method', () => {
-  const BOTH = '{ jwt: { secret: "${env.JWT_SECRET}" }, apiKey: { header: x-api-key, keys: { mobile: "${env.MOBILE_KEY}" } } }'
+  const BOTH =
+    '{ jwt: { secret: "${env.JWT_SECRET}" }, apiKey: { header: x-api-key, keys: { mobile: "${env.MOBILE_KEY}" } } }'
 
   test('JWT only: a Bearer challenge', async (t) => {
     const { svc, url } = await start(t, { auth: JWT_HS })
-    for (const headers of [{}, { authorization: 'Basic dXNlcjpwYXNz' }, { authorization: 'Bearer' }, { authorization: 'Token abc' }, { 'x-api-key': 'k' }]) {
+    for (const headers of [
+      {},
+      { authorization: 'Basic dXNlcjpwYXNz' },
+      { authorization: 'Bearer' },
+      { authorization: 'Token abc' },
+      { 'x-api-key': 'k' },
+    ]) {
       const res = await get(`${url}/x`, headers)
       assertError(res, 401, 'UNAUTHENTICATED', 'Credentials are required')
       assert.equal(res.headers['www-authenticate'], `Bearer realm="${REALM}"`, JSON.stringify(headers))
@@ -474,14 +552,20 @@ describe('missing credentials: 401 UNAUTHENTICATED with a challenge per accepted
     for (const headers of [{}, { authorization: 'Basic dXNlcjpwYXNz' }]) {
       const res = await get(`${url}/x`, headers)
       assertError(res, 401, 'UNAUTHENTICATED', 'Credentials are required')
-      assert.equal(res.headers['www-authenticate'], `Bearer realm="${REALM}", ApiKey realm="${REALM}", header="x-api-key"`)
+      assert.equal(
+        res.headers['www-authenticate'],
+        `Bearer realm="${REALM}", ApiKey realm="${REALM}", header="x-api-key"`,
+      )
     }
     assert.equal(svc.requests.length, 0)
     // Either one is enough.
     assert.equal((await get(`${url}/x`, bearer(await mint(HS)))).status, 200)
     assert.equal((await get(`${url}/x`, { 'x-api-key': 'mobile-key-1' })).status, 200)
     // Basic alongside a valid key: the key is used.
-    assert.equal((await get(`${url}/x`, { authorization: 'Basic dXNlcjpwYXNz', 'x-api-key': 'mobile-key-1' })).status, 200)
+    assert.equal(
+      (await get(`${url}/x`, { authorization: 'Basic dXNlcjpwYXNz', 'x-api-key': 'mobile-key-1' })).status,
+      200,
+    )
     assert.equal(svc.requests.length, 3)
   })
 
@@ -490,15 +574,19 @@ describe('missing credentials: 401 UNAUTHENTICATED with a challenge per accepted
     const res = await get(`${url}/x`)
     assert.equal(res.headers['www-authenticate'], 'Bearer realm="api v2 "')
     const bad = await get(`${url}/x`, bearer('garbage'))
-    assert.equal(bad.headers['www-authenticate'], 'Bearer realm="api v2 ", error="invalid_token", error_description="the token is malformed"')
+    assert.equal(
+      bad.headers['www-authenticate'],
+      'Bearer realm="api v2 ", error="invalid_token", error_description="the token is malformed"',
+    )
   })
 })
 
 describe('scopes and roles: 403 FORBIDDEN', () => {
   const AUTH = '{ jwt: { secret: "${env.JWT_SECRET}", rolesClaim: realm_access.roles }, scopes: [read] }'
-  const ENDPOINTS = endpoint('GET /x')
-    + endpoint('GET /admin', '\n    auth: { scopes: [admin, write] }')
-    + endpoint('GET /staff', '\n    auth: { roles: [staff, manager] }')
+  const ENDPOINTS =
+    endpoint('GET /x') +
+    endpoint('GET /admin', '\n    auth: { scopes: [admin, write] }') +
+    endpoint('GET /staff', '\n    auth: { roles: [staff, manager] }')
 
   const assertForbidden = (res: ClientResponse, message: string, challenge: string | undefined): void => {
     assertError(res, 403, 'FORBIDDEN', message)
@@ -507,8 +595,16 @@ describe('scopes and roles: 403 FORBIDDEN', () => {
 
   test('gateway.auth.scopes applies to every endpoint that does not set its own', async (t) => {
     const { svc, url } = await start(t, { auth: AUTH, endpoints: ENDPOINTS })
-    assertForbidden(await get(`${url}/x`, bearer(await mint(HS))), 'Missing scope: read', `Bearer realm="${REALM}", error="insufficient_scope", scope="read"`)
-    assertForbidden(await get(`${url}/x`, bearer(await mint(HS, { scope: 'reader write' }))), 'Missing scope: read', `Bearer realm="${REALM}", error="insufficient_scope", scope="read"`)
+    assertForbidden(
+      await get(`${url}/x`, bearer(await mint(HS))),
+      'Missing scope: read',
+      `Bearer realm="${REALM}", error="insufficient_scope", scope="read"`,
+    )
+    assertForbidden(
+      await get(`${url}/x`, bearer(await mint(HS, { scope: 'reader write' }))),
+      'Missing scope: read',
+      `Bearer realm="${REALM}", error="insufficient_scope", scope="read"`,
+    )
     assert.equal(svc.requests.length, 0)
     const ok = await get(`${url}/x`, bearer(await mint(HS, { scope: 'profile read' })))
     assert.equal(ok.status, 200)
@@ -516,11 +612,19 @@ describe('scopes and roles: 403 FORBIDDEN', () => {
     assert.equal(svc.requests.length, 1)
   })
 
-  test('an endpoint\'s scopes replace the default, and every one of them is needed', async (t) => {
+  test("an endpoint's scopes replace the default, and every one of them is needed", async (t) => {
     const { svc, url } = await start(t, { auth: AUTH, endpoints: ENDPOINTS })
     const challenge = `Bearer realm="${REALM}", error="insufficient_scope", scope="admin write"`
-    assertForbidden(await get(`${url}/admin`, bearer(await mint(HS, { scope: 'read' }))), 'Missing scopes: admin write', challenge)
-    assertForbidden(await get(`${url}/admin`, bearer(await mint(HS, { scope: 'read admin' }))), 'Missing scope: write', challenge)
+    assertForbidden(
+      await get(`${url}/admin`, bearer(await mint(HS, { scope: 'read' }))),
+      'Missing scopes: admin write',
+      challenge,
+    )
+    assertForbidden(
+      await get(`${url}/admin`, bearer(await mint(HS, { scope: 'read admin' }))),
+      'Missing scope: write',
+      challenge,
+    )
     assert.equal(svc.requests.length, 0)
     // Without `read`: the endpoint's list replaces the gateway's.
     assert.equal((await get(`${url}/admin`, bearer(await mint(HS, { scope: 'write admin' })))).status, 200)
@@ -538,9 +642,15 @@ describe('scopes and roles: 403 FORBIDDEN', () => {
   })
 
   test('a configured scopesClaim is read instead of scope', async (t) => {
-    const { url } = await start(t, { auth: '{ jwt: { secret: "${env.JWT_SECRET}", scopesClaim: permissions }, scopes: [read] }' })
+    const { url } = await start(t, {
+      auth: '{ jwt: { secret: "${env.JWT_SECRET}", scopesClaim: permissions }, scopes: [read] }',
+    })
     assert.equal((await get(`${url}/x`, bearer(await mint(HS, { permissions: ['read'] })))).status, 200)
-    assertForbidden(await get(`${url}/x`, bearer(await mint(HS, { scope: 'read', permissions: [] }))), 'Missing scope: read', `Bearer realm="${REALM}", error="insufficient_scope", scope="read"`)
+    assertForbidden(
+      await get(`${url}/x`, bearer(await mint(HS, { scope: 'read', permissions: [] }))),
+      'Missing scope: read',
+      `Bearer realm="${REALM}", error="insufficient_scope", scope="read"`,
+    )
   })
 
   test('roles, read at a dotted path: any one of them suffices', async (t) => {
@@ -551,12 +661,21 @@ describe('scopes and roles: 403 FORBIDDEN', () => {
       assert.deepEqual((res.body as { roles: unknown }).roles, roles)
     }
     assert.equal(svc.requests.length, 2)
-    for (const claims of [{ realm_access: { roles: ['guest'] } }, { roles: ['staff'] }, { realm_access: 'staff' }, {}]) {
+    for (const claims of [
+      { realm_access: { roles: ['guest'] } },
+      { roles: ['staff'] },
+      { realm_access: 'staff' },
+      {},
+    ]) {
       const res = await get(`${url}/staff`, bearer(await mint(HS, { scope: 'read', ...claims })))
       assertForbidden(res, 'Requires one of the roles: staff, manager', undefined)
     }
     // The endpoint sets roles only: the gateway's scopes still apply.
-    assertForbidden(await get(`${url}/staff`, bearer(await mint(HS, { realm_access: { roles: ['staff'] } }))), 'Missing scope: read', `Bearer realm="${REALM}", error="insufficient_scope", scope="read"`)
+    assertForbidden(
+      await get(`${url}/staff`, bearer(await mint(HS, { realm_access: { roles: ['staff'] } }))),
+      'Missing scope: read',
+      `Bearer realm="${REALM}", error="insufficient_scope", scope="read"`,
+    )
     assert.equal(svc.requests.length, 2)
   })
 })
@@ -564,7 +683,7 @@ describe('scopes and roles: 403 FORBIDDEN', () => {
 describe('API keys', () => {
   const WHO_KEY = { data: { n: 1 }, method: 'apiKey', scopes: [], roles: [], name: null }
 
-  test('in a header, from the environment: auth.sub is the key\'s name', async (t) => {
+  test("in a header, from the environment: auth.sub is the key's name", async (t) => {
     const { svc, url } = await start(t, {
       auth: '{ apiKey: { header: X-Api-Key, keys: { mobile: "${env.MOBILE_KEY}", web: "${env.WEB_KEY}" } } }',
       service: 'headers: { x-client: "${auth.sub}" }',
@@ -575,7 +694,10 @@ describe('API keys', () => {
     assert.deepEqual(mobile.body, { ...WHO_KEY, sub: 'mobile' })
     const web = await get(`${url}/x`, { 'X-API-KEY': 'w-9876543210' })
     assert.deepEqual(web.body, { ...WHO_KEY, sub: 'web' })
-    assert.deepEqual(svc.requests.map((r) => r.headers['x-client']), ['mobile', 'web'])
+    assert.deepEqual(
+      svc.requests.map((r) => r.headers['x-client']),
+      ['mobile', 'web'],
+    )
 
     const challenge = `ApiKey realm="${REALM}", header="x-api-key"`
     for (const wrong of ['m-012345678', 'm-0123456789-', 'M-0123456789', 'w-9876543210x', 'mobile']) {
@@ -591,18 +713,25 @@ describe('API keys', () => {
 
   test('in the query, from a keys file (name: key lines, comments, bare keys), relative to the config', async (t) => {
     const dir = tempDir(t)
-    writeFileSync(join(dir, 'keys.txt'), [
-      '# partners',
-      'partner-a: key-aaa-111',
-      '',
-      '   # indented comment: not-a-key',
-      '  bare-key-222  ',
-      'partner-b:key-bbb-333',
-    ].join('\n'))
+    writeFileSync(
+      join(dir, 'keys.txt'),
+      [
+        '# partners',
+        'partner-a: key-aaa-111',
+        '',
+        '   # indented comment: not-a-key',
+        '  bare-key-222  ',
+        'partner-b:key-bbb-333',
+      ].join('\n'),
+    )
     const svc = await stubFor(t)
     svc.route('GET /data', json({ n: 1 }))
     const url = await startIn(t, dir, yaml(svc, { auth: '{ apiKey: { query: api_key, keysFile: keys.txt } }' }))
-    for (const [key, sub] of [['key-aaa-111', 'partner-a'], ['bare-key-222', 'key-5'], ['key-bbb-333', 'partner-b']]) {
+    for (const [key, sub] of [
+      ['key-aaa-111', 'partner-a'],
+      ['bare-key-222', 'key-5'],
+      ['key-bbb-333', 'partner-b'],
+    ]) {
       const res = await get(`${url}/x?api_key=${key}`)
       assert.equal(res.status, 200, key)
       assert.deepEqual(res.body, { ...WHO_KEY, sub }, key)
@@ -625,7 +754,8 @@ describe('API keys', () => {
     const { svc, url } = await start(t, {
       auth: '{ jwt: { secret: "${env.JWT_SECRET}" }, apiKey: { header: x-api-key, keys: { mobile: "${env.MOBILE_KEY}" } } }',
       env: { MOBILE_KEY: 'mobile-key-1' },
-      endpoints: endpoint('GET /x', '\n    auth: { methods: [jwt] }') + endpoint('GET /k', '\n    auth: { methods: [apiKey] }'),
+      endpoints:
+        endpoint('GET /x', '\n    auth: { methods: [jwt] }') + endpoint('GET /k', '\n    auth: { methods: [apiKey] }'),
     })
     const res = await get(`${url}/x`, { 'x-api-key': 'mobile-key-1' })
     assertError(res, 401, 'UNAUTHENTICATED', 'Credentials are required')
@@ -644,7 +774,9 @@ describe('public endpoints', () => {
     const { svc, url } = await start(t, {
       auth: JWT_HS,
       service: 'headers: { x-user: "${auth.sub}" }',
-      endpoints: endpoint('GET /x') + `
+      endpoints:
+        endpoint('GET /x') +
+        `
   GET /open:
     auth: public
     calls:
@@ -674,18 +806,38 @@ endpoints:
     auth: { scopes: [read] }
     response: {}
 `
-    assert.deepEqual(diagnose(text), [{
-      severity: 'error', code: 'BATON_AUTH_NOT_CONFIGURED', line: 8, col: 5, path: 'endpoints › GET /closed › auth',
-      message: 'this endpoint demands credentials but gateway.auth is not set',
-    }])
+    assert.deepEqual(diagnose(text), [
+      {
+        severity: 'error',
+        code: 'BATON_AUTH_NOT_CONFIGURED',
+        line: 8,
+        col: 5,
+        path: 'endpoints › GET /closed › auth',
+        message: 'this endpoint demands credentials but gateway.auth is not set',
+      },
+    ])
   })
 })
 
-interface Found { severity: string; code: string; line: number | undefined; col: number | undefined; path: string; message: string }
+interface Found {
+  severity: string
+  code: string
+  line: number | undefined
+  col: number | undefined
+  path: string
+  message: string
+}
 
 /** Every diagnostic of `text` compiled as baton.yaml (errors come from ConfigError). */
-function diagnose (text: string, env: Record<string, string> = {}, mode: 'serve' | 'check' | 'dev' = 'serve'): Found[] {
-  return diagnosticsOf(text, { env, mode }).map((d) => ({ severity: d.severity, code: d.code, line: d.line, col: d.col, path: d.path.join(' › '), message: d.message }))
+function diagnose(text: string, env: Record<string, string> = {}, mode: 'serve' | 'check' | 'dev' = 'serve'): Found[] {
+  return diagnosticsOf(text, { env, mode }).map((d) => ({
+    severity: d.severity,
+    code: d.code,
+    line: d.line,
+    col: d.col,
+    path: d.path.join(' › '),
+    message: d.message,
+  }))
 }
 
 describe('config diagnostics', () => {
@@ -697,114 +849,259 @@ ${auth}`
   const ENV = { JWT_SECRET: SECRET, PUB: RSA_PEM }
 
   test('scopes on an endpoint that takes API keys only: a config error, since it could never be reached', () => {
-    const found = diagnose(gateway(`    apiKey:
+    const found = diagnose(
+      gateway(`    apiKey:
       header: x-api-key
       keys: { mobile: "\${env.MOBILE_KEY}" }
     scopes: [orders]
 endpoints:
   GET /x: {}
-`), { MOBILE_KEY: 'k' })
-    assert.deepEqual(found.map((d) => `${d.severity} ${d.code} ${d.path} ${d.message}`), [
-      'error BATON_AUTH_CONFIG gateway › auth scopes and roles come from JWTs; an endpoint that takes API keys only can never grant them',
-    ])
+`),
+      { MOBILE_KEY: 'k' },
+    )
+    assert.deepEqual(
+      found.map((d) => `${d.severity} ${d.code} ${d.path} ${d.message}`),
+      [
+        'error BATON_AUTH_CONFIG gateway › auth scopes and roles come from JWTs; an endpoint that takes API keys only can never grant them',
+      ],
+    )
   })
 
   test('a scope that could not travel in a token or a challenge (a space, a quote)', () => {
-    const found = diagnose(gateway(`    jwt: { secret: "\${env.JWT_SECRET}" }
+    const found = diagnose(
+      gateway(`    jwt: { secret: "\${env.JWT_SECRET}" }
     scopes: ["orders write", 'say"hi"', orders:write]
-`), ENV)
-    assert.deepEqual(found.map((d) => `${d.severity} ${d.code} ${d.line}:${d.col} ${d.path}`), [
-      'error BATON_INVALID_VALUE 6:14 gateway › auth › scopes › 0',
-      'error BATON_INVALID_VALUE 6:30 gateway › auth › scopes › 1',
-    ])
+`),
+      ENV,
+    )
+    assert.deepEqual(
+      found.map((d) => `${d.severity} ${d.code} ${d.line}:${d.col} ${d.path}`),
+      [
+        'error BATON_INVALID_VALUE 6:14 gateway › auth › scopes › 0',
+        'error BATON_INVALID_VALUE 6:30 gateway › auth › scopes › 1',
+      ],
+    )
   })
 
   test('jwt with two key sources', () => {
-    assert.deepEqual(diagnose(gateway(`    jwt:
+    assert.deepEqual(
+      diagnose(
+        gateway(`    jwt:
       secret: \${env.JWT_SECRET}
       publicKey: \${env.PUB}
-`), ENV), [{
-      severity: 'error', code: 'BATON_AUTH_CONFIG', line: 5, col: 5, path: 'gateway › auth › jwt',
-      message: 'jwt has secret and publicKey: give exactly one key source',
-    }])
+`),
+        ENV,
+      ),
+      [
+        {
+          severity: 'error',
+          code: 'BATON_AUTH_CONFIG',
+          line: 5,
+          col: 5,
+          path: 'gateway › auth › jwt',
+          message: 'jwt has secret and publicKey: give exactly one key source',
+        },
+      ],
+    )
   })
 
   test('jwt without a key', () => {
-    assert.deepEqual(diagnose(gateway(`    jwt:
+    assert.deepEqual(
+      diagnose(
+        gateway(`    jwt:
       issuer: https://id.example.com
-`), ENV), [{ severity: 'error', code: 'BATON_AUTH_CONFIG', line: 5, col: 5, path: 'gateway › auth › jwt', message: 'jwt needs a key' }])
+`),
+        ENV,
+      ),
+      [
+        {
+          severity: 'error',
+          code: 'BATON_AUTH_CONFIG',
+          line: 5,
+          col: 5,
+          path: 'gateway › auth › jwt',
+          message: 'jwt needs a key',
+        },
+      ],
+    )
   })
 
   test('auth with no method at all', () => {
-    assert.deepEqual(diagnose(gateway(`    scopes: [read]
-`), ENV), [{ severity: 'error', code: 'BATON_AUTH_CONFIG', line: 4, col: 3, path: 'gateway › auth', message: 'gateway.auth names no way to authenticate' }])
+    assert.deepEqual(
+      diagnose(
+        gateway(`    scopes: [read]
+`),
+        ENV,
+      ),
+      [
+        {
+          severity: 'error',
+          code: 'BATON_AUTH_CONFIG',
+          line: 4,
+          col: 3,
+          path: 'gateway › auth',
+          message: 'gateway.auth names no way to authenticate',
+        },
+      ],
+    )
   })
 
   test('HS algorithms with a public key, and RS algorithms with a secret', () => {
-    assert.deepEqual(diagnose(gateway(`    jwt:
+    assert.deepEqual(
+      diagnose(
+        gateway(`    jwt:
       publicKey: \${env.PUB}
       algorithms: [RS256, HS256, HS512]
-`), ENV), [{
-      severity: 'error', code: 'BATON_AUTH_CONFIG', line: 7, col: 19, path: 'gateway › auth › jwt › algorithms',
-      message: 'algorithms HS256, HS512 do not fit this public key',
-    }])
-    assert.deepEqual(diagnose(gateway(`    jwt:
+`),
+        ENV,
+      ),
+      [
+        {
+          severity: 'error',
+          code: 'BATON_AUTH_CONFIG',
+          line: 7,
+          col: 19,
+          path: 'gateway › auth › jwt › algorithms',
+          message: 'algorithms HS256, HS512 do not fit this public key',
+        },
+      ],
+    )
+    assert.deepEqual(
+      diagnose(
+        gateway(`    jwt:
       secret: \${env.JWT_SECRET}
       algorithms: [HS256, RS256]
-`), ENV), [{
-      severity: 'error', code: 'BATON_AUTH_CONFIG', line: 7, col: 19, path: 'gateway › auth › jwt › algorithms',
-      message: 'algorithm RS256 does not fit a shared secret',
-    }])
+`),
+        ENV,
+      ),
+      [
+        {
+          severity: 'error',
+          code: 'BATON_AUTH_CONFIG',
+          line: 7,
+          col: 19,
+          path: 'gateway › auth › jwt › algorithms',
+          message: 'algorithm RS256 does not fit a shared secret',
+        },
+      ],
+    )
   })
 
   test('a public key that does not parse', () => {
-    const found = diagnose(gateway(`    jwt:
+    const found = diagnose(
+      gateway(`    jwt:
       publicKey: \${env.PUB}
-`), { PUB: '-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n' })
+`),
+      { PUB: '-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n' },
+    )
     assert.equal(found.length, 1)
-    assert.deepEqual({ ...found[0], message: undefined }, { severity: 'error', code: 'BATON_INVALID_KEY', line: 6, col: 18, path: 'gateway › auth › jwt › publicKey', message: undefined })
+    assert.deepEqual(
+      { ...found[0], message: undefined },
+      {
+        severity: 'error',
+        code: 'BATON_INVALID_KEY',
+        line: 6,
+        col: 18,
+        path: 'gateway › auth › jwt › publicKey',
+        message: undefined,
+      },
+    )
     assert.match(found[0]?.message ?? '', /^the JWT public key does not parse: /)
   })
 
   // jose refuses RSA keys under 2048 bits when it verifies: caught when the config is checked instead.
   test('an RSA public key shorter than 2048 bits is reported', () => {
-    const pem = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString()
-    const found = diagnose(gateway(`    jwt:
+    const pem = generateKeyPairSync('rsa', { modulusLength: 1024 })
+      .publicKey.export({ type: 'spki', format: 'pem' })
+      .toString()
+    const found = diagnose(
+      gateway(`    jwt:
       publicKey: \${env.PUB}
-`), { PUB: pem })
-    assert.deepEqual(found.map((d) => `${d.severity} ${d.code} ${d.line}:${d.col} ${d.path}`), ['error BATON_INVALID_KEY 6:18 gateway › auth › jwt › publicKey'])
+`),
+      { PUB: pem },
+    )
+    assert.deepEqual(
+      found.map((d) => `${d.severity} ${d.code} ${d.line}:${d.col} ${d.path}`),
+      ['error BATON_INVALID_KEY 6:18 gateway › auth › jwt › publicKey'],
+    )
   })
 
   test('a publicKeyFile or keysFile that cannot be read', () => {
-    const found = diagnose(gateway(`    jwt:
+    const found = diagnose(
+      gateway(`    jwt:
       publicKeyFile: keys/missing.pem
     apiKey:
       header: x-api-key
       keysFile: /nonexistent/keys.txt
-`))
+`),
+    )
     assert.deepEqual(found, [
       {
-        severity: 'error', code: 'BATON_FILE', line: 6, col: 22, path: 'gateway › auth › jwt › publicKeyFile',
+        severity: 'error',
+        code: 'BATON_FILE',
+        line: 6,
+        col: 22,
+        path: 'gateway › auth › jwt › publicKeyFile',
         message: `cannot read ${join(process.cwd(), 'keys/missing.pem')}: ENOENT`,
       },
-      { severity: 'error', code: 'BATON_FILE', line: 9, col: 17, path: 'gateway › auth › apiKey › keysFile', message: 'cannot read /nonexistent/keys.txt: ENOENT' },
+      {
+        severity: 'error',
+        code: 'BATON_FILE',
+        line: 9,
+        col: 17,
+        path: 'gateway › auth › apiKey › keysFile',
+        message: 'cannot read /nonexistent/keys.txt: ENOENT',
+      },
     ])
   })
 
   test('apiKey with both header and query, or with neither', () => {
     const keys = '      keys: { mobile: "${env.MOBILE_KEY}" }\n'
-    const error = { severity: 'error', code: 'BATON_AUTH_CONFIG', line: 5, col: 5, path: 'gateway › auth › apiKey', message: 'apiKey needs exactly one of header and query' }
-    assert.deepEqual(diagnose(gateway(`    apiKey:
+    const error = {
+      severity: 'error',
+      code: 'BATON_AUTH_CONFIG',
+      line: 5,
+      col: 5,
+      path: 'gateway › auth › apiKey',
+      message: 'apiKey needs exactly one of header and query',
+    }
+    assert.deepEqual(
+      diagnose(
+        gateway(`    apiKey:
       header: x-api-key
       query: api_key
-${keys}`), { MOBILE_KEY: 'm' }), [error])
-    assert.deepEqual(diagnose(gateway(`    apiKey:
-${keys}`), { MOBILE_KEY: 'm' }), [error])
+${keys}`),
+        { MOBILE_KEY: 'm' },
+      ),
+      [error],
+    )
+    assert.deepEqual(
+      diagnose(
+        gateway(`    apiKey:
+${keys}`),
+        { MOBILE_KEY: 'm' },
+      ),
+      [error],
+    )
   })
 
   test('apiKey without keys', () => {
-    assert.deepEqual(diagnose(gateway(`    apiKey: { header: x-api-key }
-`)), [{ severity: 'error', code: 'BATON_AUTH_CONFIG', line: 5, col: 5, path: 'gateway › auth › apiKey', message: 'apiKey has no keys' }])
+    assert.deepEqual(
+      diagnose(
+        gateway(`    apiKey: { header: x-api-key }
+`),
+      ),
+      [
+        {
+          severity: 'error',
+          code: 'BATON_AUTH_CONFIG',
+          line: 5,
+          col: 5,
+          path: 'gateway › auth › apiKey',
+          message: 'apiKey has no keys',
+        },
+      ],
+    )
   })
 
   test('a secret or API key written in the file: a warning, and the config still compiles', () => {
@@ -817,23 +1114,55 @@ ${keys}`), { MOBILE_KEY: 'm' }), [error])
         mobile: m-0123456789
 `)
     assert.deepEqual(diagnose(text), [
-      { severity: 'warning', code: 'BATON_SECRET_IN_CONFIG', line: 6, col: 15, path: 'gateway › auth › jwt › secret', message: 'the JWT secret is written in the config file' },
-      { severity: 'warning', code: 'BATON_SECRET_IN_CONFIG', line: 10, col: 17, path: 'gateway › auth › apiKey › keys › mobile', message: 'API key \'mobile\' is written in the config file' },
+      {
+        severity: 'warning',
+        code: 'BATON_SECRET_IN_CONFIG',
+        line: 6,
+        col: 15,
+        path: 'gateway › auth › jwt › secret',
+        message: 'the JWT secret is written in the config file',
+      },
+      {
+        severity: 'warning',
+        code: 'BATON_SECRET_IN_CONFIG',
+        line: 10,
+        col: 17,
+        path: 'gateway › auth › apiKey › keys › mobile',
+        message: "API key 'mobile' is written in the config file",
+      },
     ])
     assert.doesNotThrow(() => compileText('baton.yaml', text, { env: {} }))
   })
 
   test('a short secret: a warning', () => {
-    assert.deepEqual(diagnose(gateway(`    jwt:
+    assert.deepEqual(
+      diagnose(
+        gateway(`    jwt:
       secret: \${env.JWT_SECRET}
-`), { JWT_SECRET: 'short-secret' }), [{
-      severity: 'warning', code: 'BATON_WEAK_SECRET', line: 6, col: 15, path: 'gateway › auth › jwt › secret',
-      message: 'the JWT secret is 12 bytes; HS256 wants at least 32',
-    }])
+`),
+        { JWT_SECRET: 'short-secret' },
+      ),
+      [
+        {
+          severity: 'warning',
+          code: 'BATON_WEAK_SECRET',
+          line: 6,
+          col: 15,
+          path: 'gateway › auth › jwt › secret',
+          message: 'the JWT secret is 12 bytes; HS256 wants at least 32',
+        },
+      ],
+    )
     // 32 bytes is enough.
-    assert.deepEqual(diagnose(gateway(`    jwt:
+    assert.deepEqual(
+      diagnose(
+        gateway(`    jwt:
       secret: \${env.JWT_SECRET}
-`), { JWT_SECRET: 'k'.repeat(32) }), [])
+`),
+        { JWT_SECRET: 'k'.repeat(32) },
+      ),
+      [],
+    )
   })
 
   test('secrets and keys the environment leaves empty: errors when serving, warnings when checking', () => {
@@ -844,12 +1173,31 @@ ${keys}`), { MOBILE_KEY: 'm' }), [error])
       keys: { mobile: "\${env.MOBILE_KEY}" }
 `)
     const unset = (line: number, col: number, name: string, path: string): Found => ({
-      severity: 'warning', code: 'BATON_ENV_UNSET', line, col, path, message: `environment variable ${name} is not set`,
+      severity: 'warning',
+      code: 'BATON_ENV_UNSET',
+      line,
+      col,
+      path,
+      message: `environment variable ${name} is not set`,
     })
     assert.deepEqual(diagnose(text, {}, 'serve'), [
       unset(6, 15, 'JWT_SECRET', 'gateway › auth › jwt › secret'),
-      { severity: 'error', code: 'BATON_AUTH_CONFIG', line: 6, col: 15, path: 'gateway › auth › jwt › secret', message: 'the JWT secret is empty' },
-      { severity: 'error', code: 'BATON_AUTH_CONFIG', line: 7, col: 5, path: 'gateway › auth › apiKey', message: 'apiKey has no keys: the variables or file it reads are empty' },
+      {
+        severity: 'error',
+        code: 'BATON_AUTH_CONFIG',
+        line: 6,
+        col: 15,
+        path: 'gateway › auth › jwt › secret',
+        message: 'the JWT secret is empty',
+      },
+      {
+        severity: 'error',
+        code: 'BATON_AUTH_CONFIG',
+        line: 7,
+        col: 5,
+        path: 'gateway › auth › apiKey',
+        message: 'apiKey has no keys: the variables or file it reads are empty',
+      },
       unset(9, 23, 'MOBILE_KEY', 'gateway › auth › apiKey › keys › mobile'),
     ])
     assert.deepEqual(diagnose(text, {}, 'check'), [
@@ -857,35 +1205,64 @@ ${keys}`), { MOBILE_KEY: 'm' }), [error])
       unset(9, 23, 'MOBILE_KEY', 'gateway › auth › apiKey › keys › mobile'),
     ])
     // baton dev stands in a random secret, and says so.
-    assert.deepEqual(diagnose(text, {}, 'dev').map((d) => `${d.severity} ${d.code} ${d.path}`), [
-      'warning BATON_ENV_UNSET gateway › auth › jwt › secret',
-      'warning BATON_DEV_SECRET gateway › auth › jwt › secret',
-      'warning BATON_DEV_SECRET gateway › auth › apiKey',
-      'warning BATON_ENV_UNSET gateway › auth › apiKey › keys › mobile',
-    ])
+    assert.deepEqual(
+      diagnose(text, {}, 'dev').map((d) => `${d.severity} ${d.code} ${d.path}`),
+      [
+        'warning BATON_ENV_UNSET gateway › auth › jwt › secret',
+        'warning BATON_DEV_SECRET gateway › auth › jwt › secret',
+        'warning BATON_DEV_SECRET gateway › auth › apiKey',
+        'warning BATON_ENV_UNSET gateway › auth › apiKey › keys › mobile',
+      ],
+    )
     const publicKey = gateway(`    jwt:
       publicKey: \${env.PUB}
 `)
-    assert.deepEqual(diagnose(publicKey, {}, 'serve').filter((d) => d.severity === 'error'), [
-      { severity: 'error', code: 'BATON_AUTH_CONFIG', line: 6, col: 18, path: 'gateway › auth › jwt › publicKey', message: 'the JWT public key is empty' },
-    ])
-    assert.deepEqual(diagnose(publicKey, {}, 'check').filter((d) => d.severity === 'error'), [])
+    assert.deepEqual(
+      diagnose(publicKey, {}, 'serve').filter((d) => d.severity === 'error'),
+      [
+        {
+          severity: 'error',
+          code: 'BATON_AUTH_CONFIG',
+          line: 6,
+          col: 18,
+          path: 'gateway › auth › jwt › publicKey',
+          message: 'the JWT public key is empty',
+        },
+      ],
+    )
+    assert.deepEqual(
+      diagnose(publicKey, {}, 'check').filter((d) => d.severity === 'error'),
+      [],
+    )
   })
 
   test('an endpoint naming a method gateway.auth does not configure', () => {
-    assert.deepEqual(diagnose(`${gateway(`    jwt: { secret: "\${env.JWT_SECRET}" }
+    assert.deepEqual(
+      diagnose(
+        `${gateway(`    jwt: { secret: "\${env.JWT_SECRET}" }
 `)}endpoints:
   GET /x:
     auth: { methods: [jwt, apiKey] }
     response: {}
-`, ENV), [{
-      severity: 'error', code: 'BATON_AUTH_NOT_CONFIGURED', line: 8, col: 28, path: 'endpoints › GET /x › auth › methods › 1',
-      message: 'apiKey is not configured in gateway.auth',
-    }])
+`,
+        ENV,
+      ),
+      [
+        {
+          severity: 'error',
+          code: 'BATON_AUTH_NOT_CONFIGURED',
+          line: 8,
+          col: 28,
+          path: 'endpoints › GET /x › auth › methods › 1',
+          message: 'apiKey is not configured in gateway.auth',
+        },
+      ],
+    )
   })
 
   test('reading a field auth does not have, in a response or in a service header', () => {
-    const found = diagnose(`${gateway(`    jwt: { secret: "\${env.JWT_SECRET}" }
+    const found = diagnose(
+      `${gateway(`    jwt: { secret: "\${env.JWT_SECRET}" }
 `)}services:
   svc: { url: "http://svc.local", headers: { x-user: "\${auth.subject}" } }
 endpoints:
@@ -893,10 +1270,26 @@ endpoints:
     calls:
       data: { request: GET svc /data }
     response: { who: "\${auth.nope}", ok: "\${auth.claims.nope}" }
-`, ENV)
+`,
+      ENV,
+    )
     assert.deepEqual(found, [
-      { severity: 'error', code: 'BATON_UNKNOWN_FIELD', line: 7, col: 57, path: 'services › svc › headers › x-user', message: 'auth has no field \'subject\'' },
-      { severity: 'error', code: 'BATON_UNKNOWN_FIELD', line: 12, col: 25, path: 'endpoints › GET /x › response › who', message: 'auth has no field \'nope\'' },
+      {
+        severity: 'error',
+        code: 'BATON_UNKNOWN_FIELD',
+        line: 7,
+        col: 57,
+        path: 'services › svc › headers › x-user',
+        message: "auth has no field 'subject'",
+      },
+      {
+        severity: 'error',
+        code: 'BATON_UNKNOWN_FIELD',
+        line: 12,
+        col: 25,
+        path: 'endpoints › GET /x › response › who',
+        message: "auth has no field 'nope'",
+      },
     ])
   })
 })
@@ -936,19 +1329,23 @@ describe('verified tokens are remembered, never beyond what they allow', () => {
 
   test('with a JWKS, a remembered token stops working once its key has left the set and jwks.cacheFor has passed', async (t) => {
     const idp = await stubFor(t)
-    let keys: JWK[] = [{ ...await exportJWK(ec.publicKey), kid: 'k1', alg: 'ES256', use: 'sig' }]
+    let keys: JWK[] = [{ ...(await exportJWK(ec.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }]
     idp.route('GET /jwks.json', () => json({ keys }))
-    const { svc, url } = await start(t, { auth: `{ jwt: { jwksUrl: "${idp.url}/jwks.json", jwks: { cacheFor: 300ms, cooldown: 0ms } } }` })
+    const { svc, url } = await start(t, {
+      auth: `{ jwt: { jwksUrl: "${idp.url}/jwks.json", jwks: { cacheFor: 300ms, cooldown: 0ms } } }`,
+    })
     const token = await mint({ alg: 'ES256', key: ec.privateKey, kid: 'k1' })
     assert.equal((await get(`${url}/x`, bearer(token))).status, 200)
     keys = [] // the issuer revokes k1
     assert.equal((await get(`${url}/x`, bearer(token))).status, 200) // still within cacheFor
     await sleep(400)
-    assertInvalidToken(await get(`${url}/x`, bearer(token)), svc, 'no key matches the token\'s kid', 2)
+    assertInvalidToken(await get(`${url}/x`, bearer(token)), svc, "no key matches the token's kid", 2)
   })
 
   test('jwt.cacheSize: 0 verifies every time (an expired token is refused at once, as with the cache)', async (t) => {
-    const { svc, url } = await start(t, { auth: '{ jwt: { secret: "${env.JWT_SECRET}", cacheSize: 0, clockTolerance: 0 } }' })
+    const { svc, url } = await start(t, {
+      auth: '{ jwt: { secret: "${env.JWT_SECRET}", cacheSize: 0, clockTolerance: 0 } }',
+    })
     const exp = now() + 1
     const token = await mint(HS, { exp })
     assert.equal((await get(`${url}/x`, bearer(token))).status, 200)
@@ -961,7 +1358,9 @@ describe('baton dev', () => {
   test('with the JWT secret unset, a random one stands in, and the printed token opens every endpoint (scopes, nested roles, issuer, audience)', async (t) => {
     const svc = await stubFor(t)
     svc.route('GET /data', json({ n: 1 }))
-    const { plan, diagnostics } = compileText('baton.yaml', `version: 1
+    const { plan, diagnostics } = compileText(
+      'baton.yaml',
+      `version: 1
 gateway:
   name: Dev
   auth:
@@ -976,7 +1375,9 @@ endpoints:
     auth: { scopes: [admin], roles: [ops] }
     calls: { data: { request: GET svc /data } }
     response: { sub: "\${auth.sub}", roles: "\${auth.roles}", scopes: "\${auth.scopes}" }
-`, { env: {}, mode: 'dev' })
+`,
+      { env: {}, mode: 'dev' },
+    )
     assert.ok(diagnostics.some((d) => d.code === 'BATON_DEV_SECRET'))
     const token = await devToken(plan)
     assert.ok(token !== null)
@@ -985,19 +1386,30 @@ endpoints:
     const { url } = await gateway.listen({ port: 0, host: '127.0.0.1' })
     assert.equal((await get(`${url}/x`, { authorization: `Bearer ${token}` })).status, 200)
     const admin = await get(`${url}/admin`, { authorization: `Bearer ${token}` })
-    assert.deepEqual({ status: admin.status, body: admin.body }, { status: 200, body: { sub: 'dev-user', roles: ['ops'], scopes: ['read', 'admin'] } })
+    assert.deepEqual(
+      { status: admin.status, body: admin.body },
+      { status: 200, body: { sub: 'dev-user', roles: ['ops'], scopes: ['read', 'admin'] } },
+    )
     // Another run's secret is another secret: a token from one run does not open the next.
-    const next = compileText('baton.yaml', `version: 1
+    const next = compileText(
+      'baton.yaml',
+      `version: 1
 gateway: { name: Dev, auth: { jwt: { secret: "\${env.UNSET_SECRET}" } } }
-`, { env: {}, mode: 'dev' }).plan
+`,
+      { env: {}, mode: 'dev' },
+    ).plan
     assert.notEqual(await devToken(next), null)
     assert.notEqual(next.edge.auth?.jwt?.secret, plan.edge.auth?.jwt?.secret)
   })
 
-  test('no token to print when the gateway\'s JWTs are not HS-signed', async () => {
-    const { plan } = compileText('baton.yaml', `version: 1
+  test("no token to print when the gateway's JWTs are not HS-signed", async () => {
+    const { plan } = compileText(
+      'baton.yaml',
+      `version: 1
 gateway: { name: Dev, auth: { jwt: { jwksUrl: "https://auth.test/jwks.json" } } }
-`, { env: {}, mode: 'dev' })
+`,
+      { env: {}, mode: 'dev' },
+    )
     assert.equal(await devToken(plan), null)
   })
 })

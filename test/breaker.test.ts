@@ -18,8 +18,9 @@ const assertOpen = (res: ClientResponse): void => {
 }
 
 /** Five failing requests: each reaches the service and gets its 502. */
-async function fail5 (url: string): Promise<void> {
-  for (const res of await inSequence(5, async () => await get(url))) assertError(res, 502, 'DOWNSTREAM_FAILURE', 'svc failed (500)', ['svc'])
+async function fail5(url: string): Promise<void> {
+  for (const res of await inSequence(5, async () => await get(url)))
+    assertError(res, 502, 'DOWNSTREAM_FAILURE', 'svc failed (500)', ['svc'])
 }
 
 describe('opening', () => {
@@ -95,7 +96,10 @@ describe('half-open', () => {
     const held = holdEach(OK)
     answer.set(held.handler)
     const five = Array.from({ length: 5 }, () => fire(a))
-    await eventually(() => settled(five).length + hits() - 5 >= 5, 'every request to reach the service or be short-circuited')
+    await eventually(
+      () => settled(five).length + hits() - 5 >= 5,
+      'every request to reach the service or be short-circuited',
+    )
     assert.equal(hits(), 8)
     assert.equal(stub.inFlight('GET /a'), 3)
     const shortCircuited = settled(five)
@@ -150,15 +154,21 @@ describe('half-open', () => {
     await eventually(() => hits() === 6, 'the probe to reach the service')
     leaver.abort()
     await assert.rejects(leaver.done)
-    await eventually(() => stub.requestsTo('GET /a')[5]?.closed === true, 'the abandoned probe\'s connection to close')
+    await eventually(() => stub.requestsTo('GET /a')[5]?.closed === true, "the abandoned probe's connection to close")
 
     const four = Array.from({ length: 4 }, () => fire(a))
-    await eventually(() => settled(four).length + hits() - 6 >= 4, 'every request to reach the service or be short-circuited')
+    await eventually(
+      () => settled(four).length + hits() - 6 >= 4,
+      'every request to reach the service or be short-circuited',
+    )
     assert.equal(hits(), 9)
     assert.equal(settled(four).length, 1)
     settled(four).forEach(assertOpen)
     held.open()
-    assert.deepEqual((await Promise.all(four.map(async (r) => await r.done))).map((r) => r.status).sort(), [200, 200, 200, 502])
+    assert.deepEqual(
+      (await Promise.all(four.map(async (r) => await r.done))).map((r) => r.status).sort(),
+      [200, 200, 200, 502],
+    )
     assert.equal((await get(a)).status, 200, 'closed after 3 successful probes')
     assert.equal(hits(), 10)
   })
@@ -181,10 +191,13 @@ describe('half-open', () => {
     await eventually(() => hits() === 4, 'the 3 probes to reach the service')
     straggler.abort()
     await assert.rejects(straggler.done)
-    await eventually(() => stub.requestsTo('GET /a')[0]?.closed === true, 'the early call\'s connection to close')
+    await eventually(() => stub.requestsTo('GET /a')[0]?.closed === true, "the early call's connection to close")
 
     const extra = fire(a)
-    await eventually(() => extra.result !== null || hits() > 4, 'the 4th request to be short-circuited (or to reach the service)')
+    await eventually(
+      () => extra.result !== null || hits() > 4,
+      'the 4th request to be short-circuited (or to reach the service)',
+    )
     assert.equal(hits(), 4, 'a 4th request reached the service while 3 probes were out')
     assertOpen(extra.result as ClientResponse)
     held.open()
@@ -213,7 +226,10 @@ describe('half-open', () => {
 
     // One probe is still out: the breaker is still half-open, with no probe left to give.
     const extra = fire(a)
-    await eventually(() => extra.result !== null || hits() > 4, 'the request to be short-circuited (or to reach the service)')
+    await eventually(
+      () => extra.result !== null || hits() > 4,
+      'the request to be short-circuited (or to reach the service)',
+    )
     assert.equal(hits(), 4, 'the breaker closed before its 3rd probe answered')
     assertOpen(extra.result as ClientResponse)
     held.release(3)
@@ -223,7 +239,8 @@ describe('half-open', () => {
 
 describe('what does not count against the breaker', () => {
   // failures: 1, so any outcome counted as a failure would open it.
-  const TOUCHY = 'circuitBreaker: { failures: 1, window: 60s, openFor: 30s }, bulkhead: { maxConcurrent: 1, maxQueued: 1 }'
+  const TOUCHY =
+    'circuitBreaker: { failures: 1, window: 60s, openFor: 30s }, bulkhead: { maxConcurrent: 1, maxQueued: 1 }'
 
   test('clients that hang up while their call is queued or in flight', async (t) => {
     const { stub, a, hits } = await oneService(t, { service: TOUCHY })
@@ -258,7 +275,9 @@ describe('what does not count against the breaker', () => {
     const stub = await stubFor(t)
     stub.route('GET /first', json({ id: 1 }, { delay: 120 }))
     stub.route('GET /second', json({ ok: true }, { delay: 150 }))
-    const { url } = await startGateway(t, `
+    const { url } = await startGateway(
+      t,
+      `
 version: 1
 gateway: { name: Chain }
 services:
@@ -273,9 +292,10 @@ endpoints:
   GET /second:
     calls:
       second: { request: GET second /second }
-`)
+`,
+    )
     for (const res of await inSequence(2, async () => await get(`${url}/chain`))) {
-      assertError(res, 504, 'GATEWAY_TIMEOUT', 'the endpoint\'s 200ms deadline passed', ['second'])
+      assertError(res, 504, 'GATEWAY_TIMEOUT', "the endpoint's 200ms deadline passed", ['second'])
     }
     assert.equal(stub.requestsTo('GET /second').length, 2, 'second was called, and cut, twice')
     const res = await get(`${url}/second`)

@@ -35,7 +35,9 @@ describe('bulkhead', () => {
   })
 
   test('a full bulkhead does not trip the breaker (failures: 1 would open at the first failure counted)', async (t) => {
-    const { stub, a, hits } = await oneService(t, { service: 'bulkhead: { maxConcurrent: 1 }, circuitBreaker: { failures: 1, window: 60s, openFor: 30s }' })
+    const { stub, a, hits } = await oneService(t, {
+      service: 'bulkhead: { maxConcurrent: 1 }, circuitBreaker: { failures: 1, window: 60s, openFor: 30s }',
+    })
     const held = gate()
     stub.route('GET /a', held.hold(json({ ok: true })))
     const inFlight = fire(a)
@@ -52,7 +54,10 @@ describe('bulkhead', () => {
     const { stub, a, hits } = await oneService(t, { service: 'bulkhead: { maxConcurrent: 2, maxQueued: 8 }' })
     stub.route('GET /a', json({ ok: true }, { delay: 20 }))
     const answers = await Promise.all(Array.from({ length: 10 }, async () => await get(a)))
-    assert.deepEqual(answers.map((r) => r.status), Array<number>(10).fill(200))
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      Array<number>(10).fill(200),
+    )
     assert.equal(hits(), 10)
     assert.equal(stub.peak('GET /a'), 2)
   })
@@ -70,7 +75,7 @@ describe('bulkhead', () => {
     for (const r of first) r.abort()
     await eventually(() => hits() === 4, 'the two waiting calls to reach the service')
     const [one, two] = stub.requestsTo('GET /a')
-    await eventually(() => one?.closed === true && two?.closed === true, 'the abandoned calls\' connections to close')
+    await eventually(() => one?.closed === true && two?.closed === true, "the abandoned calls' connections to close")
     assert.deepEqual([one?.aborted, two?.aborted], [true, true])
     assert.equal(stub.inFlight('GET /a'), 2)
     assert.equal(stub.peak('GET /a'), 2)
@@ -84,7 +89,9 @@ describe('bulkhead', () => {
     const held = gate()
     stub.route('GET /slow', held.hold(json({ slow: true })))
     stub.route('GET /fast', json({ fast: true }))
-    const { url } = await startGateway(t, `
+    const { url } = await startGateway(
+      t,
+      `
 version: 1
 gateway: { name: Isolation }
 services:
@@ -97,9 +104,13 @@ endpoints:
   GET /fast:
     calls:
       fast: { request: GET fast /fast }
-`)
+`,
+    )
     const slow = Array.from({ length: 8 }, () => fire(`${url}/slow`))
-    await eventually(() => stub.inFlight('GET /slow') === 2 && settled(slow).length === 4, '2 slow calls in flight, 2 queued, 4 refused')
+    await eventually(
+      () => stub.inFlight('GET /slow') === 2 && settled(slow).length === 4,
+      '2 slow calls in flight, 2 queued, 4 refused',
+    )
     for (const res of settled(slow)) assertFull(res, 'slow')
 
     const burst = await Promise.all(Array.from({ length: 20 }, async () => await get(`${url}/fast`)))

@@ -6,8 +6,11 @@ import { describe, it } from 'node:test'
 import { renderPlan } from '../src/cli/plan.ts'
 import { compileText } from '../src/plan/compile.ts'
 
-function baton (args: string[], node = process.execPath): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(node, ['bin/baton.js', ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' } })
+function baton(args: string[], node = process.execPath): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(node, ['bin/baton.js', ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+  })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
@@ -15,7 +18,10 @@ describe('baton check', () => {
   it('reports every error of a broken file with file:line:col and exits 1', () => {
     const r = baton(['check', 'test/fixtures/broken.yaml'])
     assert.equal(r.code, 1)
-    const heads = r.stderr.split('\n').filter((l) => / error BATON_/.test(l)).map((l) => l.replace(/: error (\w+).*/, ' $1'))
+    const heads = r.stderr
+      .split('\n')
+      .filter((l) => / error BATON_/.test(l))
+      .map((l) => l.replace(/: error (\w+).*/, ' $1'))
     assert.deepEqual(heads, [
       'test/fixtures/broken.yaml:5:3 BATON_UNKNOWN_KEY',
       'test/fixtures/broken.yaml:7:47 BATON_INVALID_VALUE',
@@ -42,7 +48,10 @@ describe('baton check', () => {
     assert.equal(r.stdout, 'examples/checkout/baton.yaml: ok — 6 services, 1 endpoint, 5 calls, 2 warnings\n')
     assert.match(r.stderr, /baton.yaml:61:3: warning BATON_UNUSED_SERVICE: service 'payment'/)
     // The JWT secret comes from the environment: unset where the config is checked, it is a warning, not an error.
-    assert.match(r.stderr, /baton.yaml:15:15: warning BATON_ENV_UNSET: environment variable CHECKOUT_JWT_SECRET is not set/)
+    assert.match(
+      r.stderr,
+      /baton.yaml:15:15: warning BATON_ENV_UNSET: environment variable CHECKOUT_JWT_SECRET is not set/,
+    )
   })
 
   it('says so when the file does not exist', () => {
@@ -53,13 +62,19 @@ describe('baton check', () => {
 })
 
 /** The rows of the call-sequence tables (those under an `| Order |` header). */
-function callRows (stdout: string): string[][] {
+function callRows(stdout: string): string[][] {
   const rows: string[][] = []
   let inTable = false
   for (const line of stdout.split('\n')) {
     if (line.startsWith('| Order')) inTable = true
     else if (!line.startsWith('|')) inTable = false
-    else if (inTable && !line.startsWith('|-')) rows.push(line.split('|').slice(1, -1).map((c) => c.trim()))
+    else if (inTable && !line.startsWith('|-'))
+      rows.push(
+        line
+          .split('|')
+          .slice(1, -1)
+          .map((c) => c.trim()),
+      )
   }
   return rows
 }
@@ -76,15 +91,29 @@ describe('baton plan', () => {
       ['2 (parallel)', 'shipping: POST /estimate', 'No', '500ms', '—', '500ms', 'null', 'cart'],
       ['3', 'tax: POST /calculate', 'Yes', '300ms', '—', '300ms', 'Fail request', 'pricing'],
     ])
-    assert.match(r.stdout, /## POST \/v1\/checkout\/summary\nCheckout summary screen\n\nCredentials: JWT\.\n\nCall sequence \(total timeout: 2s\)\./)
+    assert.match(
+      r.stdout,
+      /## POST \/v1\/checkout\/summary\nCheckout summary screen\n\nCredentials: JWT\.\n\nCall sequence \(total timeout: 2s\)\./,
+    )
   })
 
-  it('shows the edge as the template\'s tables: authentication, the service registry with auth methods, rate limits', () => {
+  it("shows the edge as the template's tables: authentication, the service registry with auth methods, rate limits", () => {
     const r = baton(['plan', 'examples/checkout/baton.yaml'])
     assert.equal(r.code, 0)
-    assert.match(r.stdout, /^Authentication: JWT \(HS256\/HS384\/HS512; shared secret; issuer https:\/\/auth\.acmestore\.com; audience checkout\)$/m)
+    assert.match(
+      r.stdout,
+      /^Authentication: JWT \(HS256\/HS384\/HS512; shared secret; issuer https:\/\/auth\.acmestore\.com; audience checkout\)$/m,
+    )
     assert.match(r.stdout, /^\| cart +\| http:\/\/cart\.internal:8080 +\| — +\| 45ms +\| 99\.95% +\| — +\|$/m)
-    const limits = r.stdout.split('\n').filter((l) => /^\| (Per-|Global)/.test(l)).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()))
+    const limits = r.stdout
+      .split('\n')
+      .filter((l) => /^\| (Per-|Global)/.test(l))
+      .map((l) =>
+        l
+          .split('|')
+          .slice(1, -1)
+          .map((c) => c.trim()),
+      )
     assert.deepEqual(limits, [
       ['Per-user', '100/min', 'User ID from JWT (or API key name)', '429 + Retry-After'],
       ['Per-IP', '500/min', 'Client IP', '429 + Retry-After'],
@@ -94,8 +123,10 @@ describe('baton plan', () => {
     assert.match(r.stdout, /## POST \/v1\/checkout\/summary\nCheckout summary screen\n\nCredentials: JWT\.\n/)
   })
 
-  it('names each service\'s auth method, and each endpoint\'s demands', () => {
-    const { plan } = compileText('baton.yaml', `version: 1
+  it("names each service's auth method, and each endpoint's demands", () => {
+    const { plan } = compileText(
+      'baton.yaml',
+      `version: 1
 gateway:
   name: Plan
   auth:
@@ -111,25 +142,39 @@ endpoints:
   GET /open: { auth: public, rateLimit: false, calls: { a: { request: GET a /x } } }
   GET /admin: { auth: { methods: [jwt], scopes: [admin], roles: [ops, sre] }, rateLimit: { perEndpoint: 2/10s }, calls: { b: { request: GET b /x } } }
   GET /any: { calls: { c: { request: GET c /x }, d: { request: GET d /x } } }
-`, { env: { S: 'x'.repeat(32), K: 'k', T: 't' } })
+`,
+      { env: { S: 'x'.repeat(32), K: 'k', T: 't' } },
+    )
     const out = renderPlan(plan)
-    const registry = out.split('\n').filter((l) => /^\| [a-d] /.test(l)).map((l) => l.split('|')[3]?.trim())
-    assert.deepEqual(registry, ['Bearer token', 'API key (x-b-key) + client\'s token', 'OAuth2 client credentials', '—'])
-    assert.match(out, /^Authentication: JWT \(HS256\/HS384\/HS512; shared secret\) or API key \(header x-api-key; 1 key\)$/m)
+    const registry = out
+      .split('\n')
+      .filter((l) => /^\| [a-d] /.test(l))
+      .map((l) => l.split('|')[3]?.trim())
+    assert.deepEqual(registry, ['Bearer token', "API key (x-b-key) + client's token", 'OAuth2 client credentials', '—'])
+    assert.match(
+      out,
+      /^Authentication: JWT \(HS256\/HS384\/HS512; shared secret\) or API key \(header x-api-key; 1 key\)$/m,
+    )
     assert.match(out, /## GET \/open\n\nCredentials: none \(public\)\.\n\nNo rate limits\.\n/)
-    assert.match(out, /## GET \/admin\n\nCredentials: JWT, with scopes admin and one of the roles ops, sre\.\n\nRate limit: 2\/10s per caller\.\n/)
+    assert.match(
+      out,
+      /## GET \/admin\n\nCredentials: JWT, with scopes admin and one of the roles ops, sre\.\n\nRate limit: 2\/10s per caller\.\n/,
+    )
     assert.match(out, /## GET \/any\n\nCredentials: JWT or API key\.\n/)
   })
 
-  it('shows retries and each call\'s worst case', () => {
+  it("shows retries and each call's worst case", () => {
     const r = baton(['plan', 'examples/dashboard/baton.yaml'])
     assert.equal(r.code, 0)
     const rows = callRows(r.stdout)
-    assert.deepEqual(rows.map((row) => [row[1]?.split(':')[0], row[4], row[5]]), [
-      ['user (users)', '2 (exponential 100ms)', '1800ms'],
-      ['preferences', '1 (fixed 100ms)', '700ms'],
-      ['recommendations', '—', '1s'],
-    ])
+    assert.deepEqual(
+      rows.map((row) => [row[1]?.split(':')[0], row[4], row[5]]),
+      [
+        ['user (users)', '2 (exponential 100ms)', '1800ms'],
+        ['preferences', '1 (fixed 100ms)', '700ms'],
+        ['recommendations', '—', '1s'],
+      ],
+    )
   })
 
   it('refuses a broken file with its diagnostics', () => {
@@ -159,9 +204,13 @@ describe('Node.js version guard', () => {
     const v = spawnSync(p, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.trim().split('.').map(Number)
     return (v[0] ?? 0) < 22 || (v[0] === 22 && (v[1] ?? 0) < 19)
   })
-  it('prints the version it needs in one line on an older Node', { skip: old === undefined ? 'no Node.js older than 22.19 on this machine' : false }, () => {
-    const r = baton(['check', 'examples/checkout/baton.yaml'], old)
-    assert.equal(r.code, 1)
-    assert.match(r.stderr, /^baton: Node\.js >= 22\.19 is required \(this is v\d+\.\d+\.\d+\)[^\n]*\n$/)
-  })
+  it(
+    'prints the version it needs in one line on an older Node',
+    { skip: old === undefined ? 'no Node.js older than 22.19 on this machine' : false },
+    () => {
+      const r = baton(['check', 'examples/checkout/baton.yaml'], old)
+      assert.equal(r.code, 1)
+      assert.match(r.stderr, /^baton: Node\.js >= 22\.19 is required \(this is v\d+\.\d+\.\d+\)[^\n]*\n$/)
+    },
+  )
 })

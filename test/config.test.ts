@@ -8,16 +8,30 @@ import type { Diagnostic } from '../src/errors.ts'
 import { compileConfig } from '../src/plan/compile.ts'
 import { diagnosticsOf } from './helpers/config.ts'
 
-function diagnose (text: string, env: Record<string, string> = {}): Diagnostic[] {
+function diagnose(text: string, env: Record<string, string> = {}): Diagnostic[] {
   return diagnosticsOf(text, { env })
 }
 
-interface Found { code: string; line: number | undefined; col: number | undefined; message: string; hint: string | undefined; path: string }
+interface Found {
+  code: string
+  line: number | undefined
+  col: number | undefined
+  message: string
+  hint: string | undefined
+  path: string
+}
 
-function errors (text: string): Found[] {
-  return diagnose(text).filter((d) => d.severity === 'error').map((d) => ({
-    code: d.code, line: d.line, col: d.col, message: d.message, hint: d.hint, path: d.path.join(' › '),
-  }))
+function errors(text: string): Found[] {
+  return diagnose(text)
+    .filter((d) => d.severity === 'error')
+    .map((d) => ({
+      code: d.code,
+      line: d.line,
+      col: d.col,
+      message: d.message,
+      hint: d.hint,
+      path: d.path.join(' › '),
+    }))
 }
 
 const base = (endpoints: string, services = 'cart: { url: "http://cart.local", timeout: 200ms }'): string => `version: 1
@@ -31,7 +45,10 @@ describe('config validation', () => {
   it('accepts both examples', () => {
     for (const file of ['examples/checkout/baton.yaml', 'examples/dashboard/baton.yaml']) {
       const result = compileConfig(parseConfig(file, readFileSync(file, 'utf8')), { env: {}, mode: 'check' })
-      assert.deepEqual(result.diagnostics.filter((d) => d.severity === 'error'), [])
+      assert.deepEqual(
+        result.diagnostics.filter((d) => d.severity === 'error'),
+        [],
+      )
       assert.ok(result.plan)
     }
   })
@@ -42,13 +59,24 @@ gateway:
   name: Test
   prot: 8080
 `)
-    assert.deepEqual(found, [{ code: 'BATON_UNKNOWN_KEY', line: 4, col: 3, message: "unknown key 'prot'", hint: "did you mean 'port'?", path: 'gateway › prot' }])
+    assert.deepEqual(found, [
+      {
+        code: 'BATON_UNKNOWN_KEY',
+        line: 4,
+        col: 3,
+        message: "unknown key 'prot'",
+        hint: "did you mean 'port'?",
+        path: 'gateway › prot',
+      },
+    ])
   })
 
   it('reports a bad duration', () => {
-    const [d] = errors(base(`  GET /a:
+    const [d] = errors(
+      base(`  GET /a:
     timeout: 2 seconds
-    calls: {}`))
+    calls: {}`),
+    )
     assert.equal(d?.code, 'BATON_INVALID_VALUE')
     assert.equal(d?.line, 7)
     assert.equal(d?.col, 14)
@@ -56,19 +84,23 @@ gateway:
   })
 
   it('reports an unknown service, pointing at its name in the request', () => {
-    const [d] = errors(base(`  GET /a:
+    const [d] = errors(
+      base(`  GET /a:
     calls:
-      c: { request: GET crat /x }`))
+      c: { request: GET crat /x }`),
+    )
     assert.equal(d?.code, 'BATON_UNKNOWN_SERVICE')
     assert.deepEqual([d?.line, d?.col], [8, 25])
     assert.equal(d?.hint, "did you mean 'cart'?")
   })
 
   it('reports a reference to a call that does not exist', () => {
-    const [d] = errors(base(`  GET /a:
+    const [d] = errors(
+      base(`  GET /a:
     calls:
       cart: { request: GET cart /x }
-    response: { n: "\${carts.items}" }`))
+    response: { n: "\${carts.items}" }`),
+    )
     assert.equal(d?.code, 'BATON_EXPRESSION')
     assert.match(d?.message ?? '', /carts/)
     assert.match(d?.hint ?? '', /cart/)
@@ -76,34 +108,42 @@ gateway:
   })
 
   it('reports a reference to an unknown root field of the request', () => {
-    const [d] = errors(base(`  GET /a:
+    const [d] = errors(
+      base(`  GET /a:
     calls:
-      cart: { request: "GET cart /x/\${request.bdy.id}" }`))
+      cart: { request: "GET cart /x/\${request.bdy.id}" }`),
+    )
     assert.equal(d?.code, 'BATON_UNKNOWN_FIELD')
     assert.equal(d?.hint, "did you mean 'body'?")
   })
 
   it('names the calls of a dependency cycle', () => {
-    const [d] = errors(base(`  GET /a:
+    const [d] = errors(
+      base(`  GET /a:
     calls:
       a: { request: "GET cart /a/\${b.id}" }
-      b: { request: "GET cart /b/\${a.id}" }`))
+      b: { request: "GET cart /b/\${a.id}" }`),
+    )
     assert.equal(d?.code, 'BATON_CYCLE')
     assert.match(d?.message ?? '', /a → b → a/)
     assert.deepEqual([d?.line, d?.col], [8, 7])
   })
 
   it('reports routes that collide', () => {
-    const [d] = errors(base(`  GET /users/{id}: {}
-  GET /users/{name}: {}`))
+    const [d] = errors(
+      base(`  GET /users/{id}: {}
+  GET /users/{name}: {}`),
+    )
     assert.equal(d?.code, 'BATON_DUPLICATE_ROUTE')
     assert.deepEqual([d?.line, d?.col], [7, 3])
   })
 
   it('reports a path parameter that the route does not declare', () => {
-    const [d] = errors(base(`  GET /users:
+    const [d] = errors(
+      base(`  GET /users:
     calls:
-      cart: { request: "GET cart /carts/\${request.params.id}" }`))
+      cart: { request: "GET cart /carts/\${request.params.id}" }`),
+    )
     assert.equal(d?.code, 'BATON_UNKNOWN_PARAM')
     assert.match(d?.message ?? '', /'id' is not declared in 'GET \/users'/)
     assert.match(d?.hint ?? '', /GET \/users\/\{id\}/)
@@ -111,26 +151,38 @@ gateway:
   })
 
   it('reports an unparseable expression at its column', () => {
-    const [d] = errors(base(`  GET /a:
+    const [d] = errors(
+      base(`  GET /a:
     calls:
       cart: { request: GET cart /x }
     response:
-      total: "\${cart.total +}"`))
+      total: "\${cart.total +}"`),
+    )
     assert.equal(d?.code, 'BATON_EXPRESSION')
     assert.equal(d?.line, 10)
     assert.ok((d?.col ?? 0) > 14, `column ${d?.col} should point inside the expression`)
   })
 
   it('reports a duplicate key in the YAML itself', () => {
-    const [d] = errors(base(`  GET /a: {}
-  GET /a: {}`))
+    const [d] = errors(
+      base(`  GET /a: {}
+  GET /a: {}`),
+    )
     assert.equal(d?.code, 'BATON_DUPLICATE_KEY')
     assert.equal(d?.line, 7)
   })
 
   it('rejects hop-by-hop and reserved headers', () => {
-    const found = errors(base('  GET /a: {}', `cart: { url: "http://cart.local", forwardHeaders: [accept-language, connection], headers: { host: x } }`))
-    assert.deepEqual(found.map((d) => d.code), ['BATON_FORBIDDEN_HEADER', 'BATON_FORBIDDEN_HEADER'])
+    const found = errors(
+      base(
+        '  GET /a: {}',
+        `cart: { url: "http://cart.local", forwardHeaders: [accept-language, connection], headers: { host: x } }`,
+      ),
+    )
+    assert.deepEqual(
+      found.map((d) => d.code),
+      ['BATON_FORBIDDEN_HEADER', 'BATON_FORBIDDEN_HEADER'],
+    )
   })
 
   it('reports every error at once, in file order', () => {
@@ -143,12 +195,15 @@ endpoints:
     calls:
       c: { request: "GET cart /x", requird: true }
 `)
-    assert.deepEqual(found.map((d) => [d.code, d.line]), [
-      ['BATON_INVALID_VALUE', 2],
-      ['BATON_INVALID_URL', 4],
-      ['BATON_INVALID_VALUE', 4],
-      ['BATON_UNKNOWN_KEY', 8],
-    ])
+    assert.deepEqual(
+      found.map((d) => [d.code, d.line]),
+      [
+        ['BATON_INVALID_VALUE', 2],
+        ['BATON_INVALID_URL', 4],
+        ['BATON_INVALID_VALUE', 4],
+        ['BATON_UNKNOWN_KEY', 8],
+      ],
+    )
   })
 
   it('reads JSON configs with positions too', () => {
@@ -159,11 +214,20 @@ endpoints:
 
   it('warns about services that nothing calls', () => {
     const warnings = diagnose(base('  GET /a: {}')).filter((d) => d.severity === 'warning')
-    assert.deepEqual(warnings.map((d) => d.code), ['BATON_UNUSED_SERVICE'])
+    assert.deepEqual(
+      warnings.map((d) => d.code),
+      ['BATON_UNUSED_SERVICE'],
+    )
   })
 
   it('substitutes environment variables in service URLs', () => {
-    const { plan } = compileConfig(parseConfig('x.yaml', base('  GET /a: { calls: { c: { request: GET cart /x } } }', 'cart: { url: "${env.CART_URL}/api" }')), { env: { CART_URL: 'http://10.0.0.1:81' } })
+    const { plan } = compileConfig(
+      parseConfig(
+        'x.yaml',
+        base('  GET /a: { calls: { c: { request: GET cart /x } } }', 'cart: { url: "${env.CART_URL}/api" }'),
+      ),
+      { env: { CART_URL: 'http://10.0.0.1:81' } },
+    )
     assert.equal(plan?.services[0]?.origin, 'http://10.0.0.1:81')
     assert.equal(plan?.services[0]?.pathPrefix, '/api')
   })

@@ -16,7 +16,8 @@ import { assertError, type ClientResponse, rawRequest, startGateway, stubFor } f
 import { json, type Stub } from './helpers/stub.ts'
 
 const APP = 'https://app.example.com'
-const EXPOSED = 'x-request-id, baton-degraded, retry-after, ratelimit, ratelimit-policy, server-timing, www-authenticate'
+const EXPOSED =
+  'x-request-id, baton-degraded, retry-after, ratelimit, ratelimit-policy, server-timing, www-authenticate'
 const APP_KEY = 'k-0123456789'
 
 interface Setup {
@@ -29,13 +30,15 @@ interface Setup {
  * One service `shop` on a stub, four endpoints (methods GET, POST, DELETE in that order of
  * first appearance); `cors` is the gateway.cors value, `edge` more gateway keys.
  */
-async function setup (t: TestContext, cors: string, edge = ''): Promise<Setup> {
+async function setup(t: TestContext, cors: string, edge = ''): Promise<Setup> {
   const stub = await stubFor(t)
   stub.route('GET /carts/:id', (req) => json({ id: req.params.id }))
   stub.route('DELETE /carts/:id', json({}))
   stub.route('POST /orders', json({ order: 'o-1' }))
   stub.route('GET /fail', json({ error: 'boom' }, { status: 500 }))
-  const gateway = await startGateway(t, `
+  const gateway = await startGateway(
+    t,
+    `
 version: 1
 gateway:
   name: Cors
@@ -57,7 +60,9 @@ endpoints:
   GET /broken:
     calls:
       fail: { request: GET shop /fail }
-`, { env: { APP_KEY } })
+`,
+    { env: { APP_KEY } },
+  )
   return { url: `${gateway.url}/v1`, stub }
 }
 
@@ -65,12 +70,21 @@ endpoints:
 const API_KEY_AUTH = `  auth:
     apiKey: { header: X-Api-Key, keys: { app: "\${env.APP_KEY}" } }`
 
-async function simple (url: string, origin: string | null, headers: Record<string, string> = {}): Promise<ClientResponse> {
+async function simple(
+  url: string,
+  origin: string | null,
+  headers: Record<string, string> = {},
+): Promise<ClientResponse> {
   // node:http, not fetch: a browser's Origin is sent exactly as given.
   return await rawRequest('GET', url, origin === null ? headers : { origin, ...headers })
 }
 
-async function preflight (url: string, origin: string, method = 'POST', requestHeaders?: string): Promise<ClientResponse> {
+async function preflight(
+  url: string,
+  origin: string,
+  method = 'POST',
+  requestHeaders?: string,
+): Promise<ClientResponse> {
   return await rawRequest('OPTIONS', url, {
     origin,
     'access-control-request-method': method,
@@ -79,12 +93,15 @@ async function preflight (url: string, origin: string, method = 'POST', requestH
 }
 
 /** The names in a Vary header, lower case. */
-function varied (res: ClientResponse): string[] {
-  return (res.headers.vary ?? '').split(',').map((v) => v.trim().toLowerCase()).filter((v) => v !== '')
+function varied(res: ClientResponse): string[] {
+  return (res.headers.vary ?? '')
+    .split(',')
+    .map((v) => v.trim().toLowerCase())
+    .filter((v) => v !== '')
 }
 
 /** What a browser reads from a CORS answer. */
-function corsHeaders (res: ClientResponse): Record<string, string | undefined> {
+function corsHeaders(res: ClientResponse): Record<string, string | undefined> {
   const h = res.headers
   return {
     origin: h['access-control-allow-origin'],
@@ -104,14 +121,27 @@ describe('simple requests', () => {
       assert.equal(res.status, 200, origin)
       assert.deepEqual(res.body, { cart: { id: 'c1' } })
       // No preflight headers on a simple request; no credentials unless configured.
-      assert.deepEqual(corsHeaders(res), { origin, credentials: undefined, expose: EXPOSED, methods: undefined, headers: undefined, maxAge: undefined })
+      assert.deepEqual(corsHeaders(res), {
+        origin,
+        credentials: undefined,
+        expose: EXPOSED,
+        methods: undefined,
+        headers: undefined,
+        maxAge: undefined,
+      })
       assert.ok(varied(res).includes('origin'), `vary: ${res.headers.vary}`)
     }
   })
 
   test('from another origin, or none: still served (browsers enforce CORS), without Access-Control-Allow-Origin', async (t) => {
     const { url, stub } = await setup(t, `{ origins: [${APP}] }`)
-    const origins = ['https://evil.example.net', 'http://app.example.com', 'https://app.example.com:8443', 'null', `${APP}.evil.net`]
+    const origins = [
+      'https://evil.example.net',
+      'http://app.example.com',
+      'https://app.example.com:8443',
+      'null',
+      `${APP}.evil.net`,
+    ]
     for (const origin of [...origins, null]) {
       const res = await simple(`${url}/carts/c1`, origin)
       assert.equal(res.status, 200, String(origin))
@@ -125,7 +155,7 @@ describe('simple requests', () => {
 })
 
 describe('preflight', () => {
-  test('from an allowed origin: 204 from the gateway with the endpoints\' methods, the default headers and max-age in seconds', async (t) => {
+  test("from an allowed origin: 204 from the gateway with the endpoints' methods, the default headers and max-age in seconds", async (t) => {
     const { url, stub } = await setup(t, `{ origins: [${APP}], maxAge: 10m }`)
     const res = await preflight(`${url}/carts/c1`, APP, 'DELETE', 'content-type, authorization')
     assert.equal(res.status, 204)
@@ -146,10 +176,20 @@ describe('preflight', () => {
   })
 
   test('configured methods, headers, exposed headers and maxAge replace the defaults', async (t) => {
-    const { url } = await setup(t, `{ origins: [${APP}], methods: [GET, PUT], headers: [x-custom, content-type], exposeHeaders: [x-total-count], maxAge: 90s }`)
+    const { url } = await setup(
+      t,
+      `{ origins: [${APP}], methods: [GET, PUT], headers: [x-custom, content-type], exposeHeaders: [x-total-count], maxAge: 90s }`,
+    )
     const res = await preflight(`${url}/orders`, APP, 'PUT', 'x-custom')
     assert.equal(res.status, 204)
-    assert.deepEqual(corsHeaders(res), { origin: APP, credentials: undefined, expose: 'x-total-count', methods: 'GET, PUT', headers: 'x-custom, content-type', maxAge: '90' })
+    assert.deepEqual(corsHeaders(res), {
+      origin: APP,
+      credentials: undefined,
+      expose: 'x-total-count',
+      methods: 'GET, PUT',
+      headers: 'x-custom, content-type',
+      maxAge: '90',
+    })
     assert.equal((await simple(`${url}/carts/c1`, APP)).headers['access-control-expose-headers'], 'x-total-count')
   })
 
@@ -195,7 +235,14 @@ describe('preflight', () => {
     for (const origin of [APP, 'https://anything.test', 'http://localhost:3000']) {
       const pre = await preflight(`${url}/orders`, origin)
       assert.equal(pre.status, 204)
-      assert.deepEqual(corsHeaders(pre), { origin: '*', credentials: undefined, expose: EXPOSED, methods: 'GET, POST, DELETE', headers: 'content-type, authorization, x-request-id', maxAge: '600' })
+      assert.deepEqual(corsHeaders(pre), {
+        origin: '*',
+        credentials: undefined,
+        expose: EXPOSED,
+        methods: 'GET, POST, DELETE',
+        headers: 'content-type, authorization, x-request-id',
+        maxAge: '600',
+      })
       const res = await simple(`${url}/carts/c1`, origin)
       assert.equal(res.status, 200)
       assert.equal(res.headers['access-control-allow-origin'], '*')
@@ -218,7 +265,14 @@ describe('credentials', () => {
     const { url } = await setup(t, '{ origins: ["https://*.example.com"], credentials: true }')
     const pre = await preflight(`${url}/orders`, APP, 'POST', 'content-type')
     assert.equal(pre.status, 204)
-    assert.deepEqual(corsHeaders(pre), { origin: APP, credentials: 'true', expose: EXPOSED, methods: 'GET, POST, DELETE', headers: 'content-type, authorization, x-request-id', maxAge: '600' })
+    assert.deepEqual(corsHeaders(pre), {
+      origin: APP,
+      credentials: 'true',
+      expose: EXPOSED,
+      methods: 'GET, POST, DELETE',
+      headers: 'content-type, authorization, x-request-id',
+      maxAge: '600',
+    })
     const res = await simple(`${url}/carts/c1`, APP, { cookie: 'session=s1' })
     assert.equal(res.status, 200)
     assert.equal(res.headers['access-control-allow-origin'], APP)
@@ -249,14 +303,17 @@ endpoints:
 `
 
   /** The BATON_CORS errors of a config that must not compile. */
-  function corsErrors (yaml: string): Diagnostic[] {
+  function corsErrors(yaml: string): Diagnostic[] {
     const errors = errorsOf(yaml)
-    assert.deepEqual(errors.filter((d) => d.code !== 'BATON_CORS'), [])
+    assert.deepEqual(
+      errors.filter((d) => d.code !== 'BATON_CORS'),
+      [],
+    )
     return errors.filter((d) => d.code === 'BATON_CORS')
   }
 
   /** 1-based line and column of the first `needle` in `text`. */
-  function placeOf (text: string, needle: string): { line: number; col: number } {
+  function placeOf(text: string, needle: string): { line: number; col: number } {
     const at = text.indexOf(needle)
     assert.ok(at !== -1, needle)
     const before = text.slice(0, at).split('\n')
@@ -281,21 +338,47 @@ endpoints:
   })
 
   test('an origin with a path, or that is not scheme://host[:port], at its item', () => {
-    const bad = ['https://app.example.com/x', 'https://app.example.com/', 'app.example.com', 'https://*.example.com/x', 'https://app.*.com', '*', 'ftp://app.example.com']
+    const bad = [
+      'https://app.example.com/x',
+      'https://app.example.com/',
+      'app.example.com',
+      'https://*.example.com/x',
+      'https://app.*.com',
+      '*',
+      'ftp://app.example.com',
+    ]
     const good = ['http://localhost:3000', 'https://*.example.com', 'https://app.example.com:8443']
-    const yaml = config(['    origins:', ...[good[0], ...bad, ...good.slice(1)].map((o) => `      - "${o}"`)].join('\n'))
+    const yaml = config(
+      ['    origins:', ...[good[0], ...bad, ...good.slice(1)].map((o) => `      - "${o}"`)].join('\n'),
+    )
     const errors = corsErrors(yaml)
-    assert.deepEqual(errors.map((d) => ({ message: d.message, path: d.path, line: d.line, col: d.col })), bad.map((o, i) => ({
-      message: `'${o}' is not an origin`,
-      path: ['gateway', 'cors', 'origins', i + 1],
-      ...placeOf(yaml, `"${o}"`),
-    })))
-    assert.equal(errors[0]?.hint, 'write scheme://host[:port] without a path, e.g. https://app.example.com or https://*.example.com')
+    assert.deepEqual(
+      errors.map((d) => ({ message: d.message, path: d.path, line: d.line, col: d.col })),
+      bad.map((o, i) => ({
+        message: `'${o}' is not an origin`,
+        path: ['gateway', 'cors', 'origins', i + 1],
+        ...placeOf(yaml, `"${o}"`),
+      })),
+    )
+    assert.equal(
+      errors[0]?.hint,
+      'write scheme://host[:port] without a path, e.g. https://app.example.com or https://*.example.com',
+    )
   })
 
   test('valid origins compile', () => {
-    const { plan } = compileText('test.yaml', config('    origins: ["http://localhost:3000", "https://*.example.com", "https://app.example.com:8443"]\n    credentials: true'), { env: {} })
-    assert.deepEqual(plan.edge.cors?.origins, ['http://localhost:3000', 'https://*.example.com', 'https://app.example.com:8443'])
+    const { plan } = compileText(
+      'test.yaml',
+      config(
+        '    origins: ["http://localhost:3000", "https://*.example.com", "https://app.example.com:8443"]\n    credentials: true',
+      ),
+      { env: {} },
+    )
+    assert.deepEqual(plan.edge.cors?.origins, [
+      'http://localhost:3000',
+      'https://*.example.com',
+      'https://app.example.com:8443',
+    ])
     assert.equal(plan.edge.cors?.credentials, true)
   })
 })
@@ -312,7 +395,12 @@ describe('error answers carry the CORS headers, so a script can read them', () =
     const missing = await simple(`${url}/nope`, APP)
     assertError(missing, 404, 'NOT_FOUND', 'No endpoint matches this method and path')
     expectCors(missing, '404')
-    const invalid = await rawRequest('POST', `${url}/orders`, { origin: APP, 'content-type': 'application/json' }, '{"a":')
+    const invalid = await rawRequest(
+      'POST',
+      `${url}/orders`,
+      { origin: APP, 'content-type': 'application/json' },
+      '{"a":',
+    )
     assertError(invalid, 400, 'INVALID_JSON', 'The request body is not valid JSON')
     expectCors(invalid, '400')
     const failed = await simple(`${url}/broken`, APP)
@@ -365,7 +453,9 @@ test('baton check reports a CORS mistake in a config with auth and rate limits, 
   const dir = mkdtempSync(join(tmpdir(), 'baton-cors-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   const file = join(dir, 'baton.yaml')
-  writeFileSync(file, `version: 1
+  writeFileSync(
+    file,
+    `version: 1
 gateway:
   name: Shop
   auth:
@@ -380,17 +470,21 @@ endpoints:
   GET /carts/{id}:
     calls:
       cart: { request: "GET carts /carts/\${request.params.id}" }
-`)
+`,
+  )
   const r = spawnSync(process.execPath, ['bin/baton.js', 'check', file], {
     encoding: 'utf8',
     env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', JWT_SECRET: 'x'.repeat(48) },
   })
   assert.equal(r.status, 1, r.stderr)
   assert.equal(r.stdout, '')
-  assert.equal(r.stderr, [
-    `${file}:9:18: error BATON_CORS: origins: * cannot be combined with credentials: true (at gateway › cors › credentials)`,
-    '    hint: browsers refuse it; list the allowed origins instead',
-    `${file}: 1 error`,
-    '',
-  ].join('\n'))
+  assert.equal(
+    r.stderr,
+    [
+      `${file}:9:18: error BATON_CORS: origins: * cannot be combined with credentials: true (at gateway › cors › credentials)`,
+      '    hint: browsers refuse it; list the allowed origins instead',
+      `${file}: 1 error`,
+      '',
+    ].join('\n'),
+  )
 })

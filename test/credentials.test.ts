@@ -19,12 +19,14 @@ import { assertError, get, startGateway, stubFor } from './helpers/gateway.ts'
 import { eventually, hang, json, type Stub } from './helpers/stub.ts'
 
 /** The config's errors (not its warnings) as `CODE at path: message`; [] when it compiles. */
-function errorsOf (yaml: string, env: Record<string, string> = {}, mode: 'serve' | 'check' = 'serve'): string[] {
-  return diagnosticsOf(yaml, { env, mode }).filter((d) => d.severity === 'error').map((d) => `${d.code} at ${d.path.join('.')}: ${d.message}`)
+function errorsOf(yaml: string, env: Record<string, string> = {}, mode: 'serve' | 'check' = 'serve'): string[] {
+  return diagnosticsOf(yaml, { env, mode })
+    .filter((d) => d.severity === 'error')
+    .map((d) => `${d.code} at ${d.path.join('.')}: ${d.message}`)
 }
 
 /** A config with one service `svc` (its settings given) and one endpoint calling it. */
-function oneService (settings: string): string {
+function oneService(settings: string): string {
   return `
 version: 1
 gateway: { name: Credentials }
@@ -38,7 +40,7 @@ endpoints:
 }
 
 /** A port nothing listens on. */
-async function closedPort (): Promise<number> {
+async function closedPort(): Promise<number> {
   const server = createTcpServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
@@ -49,7 +51,9 @@ async function closedPort (): Promise<number> {
 test('bearer and apiKey credentials from the environment reach their own service, and nothing of them reaches another', async (t) => {
   const [a, b, c] = [await stubFor(t), await stubFor(t), await stubFor(t)] as const
   for (const stub of [a, b, c]) stub.route('GET /data', json({ ok: true }))
-  const gateway = await startGateway(t, `
+  const gateway = await startGateway(
+    t,
+    `
 version: 1
 gateway: { name: Credentials }
 services:
@@ -62,7 +66,9 @@ endpoints:
       a: { request: GET a /data }
       b: { request: GET b /data }
       c: { request: GET c /data }
-`, { env: { A_TOKEN: 'a-t0ken', B_KEY: 'b-k3y' } })
+`,
+    { env: { A_TOKEN: 'a-t0ken', B_KEY: 'b-k3y' } },
+  )
   // The client's own credentials change nothing: none of these services forwards them.
   for (const headers of [{}, { authorization: 'Bearer client', 'x-api-key': 'client-key' }]) {
     const res = await get(`${gateway.url}/all`, headers)
@@ -70,12 +76,17 @@ endpoints:
     assert.deepEqual(res.body, { a: { ok: true }, b: { ok: true }, c: { ok: true } })
     assert.doesNotMatch(JSON.stringify(res), /a-t0ken|b-k3y/)
   }
-  const credentials = (stub: Stub): unknown[] => stub.requests.map((r) => ({ authorization: r.headers.authorization, 'x-api-key': r.headers['x-api-key'] }))
+  const credentials = (stub: Stub): unknown[] =>
+    stub.requests.map((r) => ({ authorization: r.headers.authorization, 'x-api-key': r.headers['x-api-key'] }))
   const twice = (v: unknown): unknown[] => [v, v]
   assert.deepEqual(credentials(a), twice({ authorization: 'Bearer a-t0ken', 'x-api-key': undefined }))
   assert.deepEqual(credentials(b), twice({ authorization: undefined, 'x-api-key': 'b-k3y' }))
   assert.deepEqual(credentials(c), twice({ authorization: undefined, 'x-api-key': undefined }))
-  for (const [stub, foreign] of [[a, /b-k3y|client/], [b, /a-t0ken|client/], [c, /a-t0ken|b-k3y|client/]] as const) {
+  for (const [stub, foreign] of [
+    [a, /b-k3y|client/],
+    [b, /a-t0ken|client/],
+    [c, /a-t0ken|b-k3y|client/],
+  ] as const) {
     for (const r of stub.requests) assert.doesNotMatch(JSON.stringify(r.headers), foreign)
   }
 })
@@ -98,7 +109,7 @@ describe('OAuth2 client credentials', () => {
   }
 
   /** Client id and secret from an HTTP Basic header, form-decoded (RFC 6749 §2.3.1). */
-  function basic (header: unknown): [string, string] {
+  function basic(header: unknown): [string, string] {
     const [scheme, encoded] = String(header).split(' ')
     assert.equal(scheme, 'Basic')
     const decoded = Buffer.from(encoded ?? '', 'base64').toString('utf8')
@@ -107,10 +118,17 @@ describe('OAuth2 client credentials', () => {
     return [unform(decoded.slice(0, colon)), unform(decoded.slice(colon + 1))]
   }
 
-  async function rig (t: TestContext, options: { tokenUrl?: string; refreshBefore?: string } = {}): Promise<Rig> {
+  async function rig(t: TestContext, options: { tokenUrl?: string; refreshBefore?: string } = {}): Promise<Rig> {
     const issuer = await stubFor(t)
     const orders = await stubFor(t)
-    const state: Rig = { url: '', issuer, orders, token: { mode: 'ok', expiresIn: 3600 }, refused: new Set(), forbidden: new Set() }
+    const state: Rig = {
+      url: '',
+      issuer,
+      orders,
+      token: { mode: 'ok', expiresIn: 3600 },
+      refused: new Set(),
+      forbidden: new Set(),
+    }
     let issued = 0
     // Slow enough that concurrent requests all wait for the same fetch.
     issuer.route('POST /oauth/token', () => {
@@ -118,7 +136,8 @@ describe('OAuth2 client credentials', () => {
       if (mode === 'hang') return hang()
       if (mode === 'error') return json({ error: 'server_error' }, { status: 500 })
       if (mode === 'no-token') return json({ token_type: 'Bearer', expires_in: expiresIn })
-      if (mode === 'line-break') return json({ access_token: 'tok\r\nx-injected: 1', token_type: 'Bearer', expires_in: expiresIn })
+      if (mode === 'line-break')
+        return json({ access_token: 'tok\r\nx-injected: 1', token_type: 'Bearer', expires_in: expiresIn })
       return json({ access_token: `tok-${++issued}`, token_type: 'Bearer', expires_in: expiresIn }, { delay: 200 })
     })
     orders.route('GET /orders', (req) => {
@@ -127,7 +146,9 @@ describe('OAuth2 client credentials', () => {
       if (state.forbidden.has(auth)) return json({ error: 'forbidden' }, { status: 403 })
       return json({ orders: [] })
     })
-    const gateway = await startGateway(t, `
+    const gateway = await startGateway(
+      t,
+      `
 version: 1
 gateway: { name: OAuth2 }
 services:
@@ -153,7 +174,9 @@ endpoints:
     timeout: 300ms
     calls:
       orders: { request: GET orders /orders }
-`, { env: { TOKEN_URL: options.tokenUrl ?? `${issuer.url}/oauth/token`, CLIENT_SECRET } })
+`,
+      { env: { TOKEN_URL: options.tokenUrl ?? `${issuer.url}/oauth/token`, CLIENT_SECRET } },
+    )
     return Object.assign(state, { url: gateway.url })
   }
 
@@ -176,11 +199,14 @@ endpoints:
     assert.equal(fetch.headers.accept, 'application/json')
     // The id and secret are form-encoded before Basic, so a colon in the secret survives.
     assert.deepEqual(basic(fetch.headers.authorization), [CLIENT_ID, CLIENT_SECRET])
-    assert.deepEqual([...new URLSearchParams(String(fetch.body))], [
-      ['grant_type', 'client_credentials'],
-      ['scope', 'orders:read orders:write'],
-      ['audience', 'https://orders.example'],
-    ])
+    assert.deepEqual(
+      [...new URLSearchParams(String(fetch.body))],
+      [
+        ['grant_type', 'client_credentials'],
+        ['scope', 'orders:read orders:write'],
+        ['audience', 'https://orders.example'],
+      ],
+    )
     assert.deepEqual(tokensSeen(r), Array(20).fill('Bearer tok-1'))
 
     for (let i = 0; i < 3; i++) assert.equal((await get(`${r.url}/orders`)).status, 200)
@@ -218,7 +244,10 @@ endpoints:
     const seen = tokensSeen(r)
     const switchAt = seen.indexOf('Bearer tok-2')
     assert.ok(switchAt >= 2, String(seen))
-    assert.deepEqual(seen, [...Array(switchAt).fill('Bearer tok-1'), ...Array(seen.length - switchAt).fill('Bearer tok-2')])
+    assert.deepEqual(seen, [
+      ...Array(switchAt).fill('Bearer tok-1'),
+      ...Array(seen.length - switchAt).fill('Bearer tok-2'),
+    ])
   })
 
   test('a 401 from the service drops the token: that request gets 401, the next fetches a new token; a 403 keeps it', async (t) => {
@@ -229,7 +258,9 @@ endpoints:
     assert.equal(r.issuer.requests.length, 1)
     r.refused.add('Bearer tok-1')
     r.forbidden.clear()
-    assertError(await get(`${r.url}/orders`), 401, 'DOWNSTREAM_UNAUTHORIZED', 'orders refused the credentials (401)', ['orders'])
+    assertError(await get(`${r.url}/orders`), 401, 'DOWNSTREAM_UNAUTHORIZED', 'orders refused the credentials (401)', [
+      'orders',
+    ])
     const res = await get(`${r.url}/orders`)
     assert.equal(res.status, 200)
     assert.deepEqual(res.body, OK)
@@ -238,8 +269,10 @@ endpoints:
   })
 
   /** No token: a required call is a 502 naming the service, an optional one its fallback; the service is never called. */
-  async function assertNoToken (r: Rig): Promise<void> {
-    assertError(await get(`${r.url}/orders`), 502, 'DOWNSTREAM_FAILURE', 'orders failed: no credentials for it', ['orders'])
+  async function assertNoToken(r: Rig): Promise<void> {
+    assertError(await get(`${r.url}/orders`), 502, 'DOWNSTREAM_FAILURE', 'orders failed: no credentials for it', [
+      'orders',
+    ])
     const optional = await get(`${r.url}/orders/optional`)
     assert.equal(optional.status, 200)
     assert.deepEqual(optional.body, { orders: { orders: [], cached: true }, partialData: true })
@@ -252,7 +285,11 @@ endpoints:
     await assertNoToken(r)
   })
 
-  for (const [what, mode] of [['answers 500', 'error'], ['answers 200 without an access_token', 'no-token'], ['answers a token with a line break in it', 'line-break']] as const) {
+  for (const [what, mode] of [
+    ['answers 500', 'error'],
+    ['answers 200 without an access_token', 'no-token'],
+    ['answers a token with a line break in it', 'line-break'],
+  ] as const) {
     test(`the token endpoint ${what}; once it recovers, the next request gets a token`, async (t) => {
       const r = await rig(t)
       r.token.mode = mode
@@ -273,8 +310,12 @@ endpoints:
     const res = await get(`${r.url}/orders/fast`)
     const ms = performance.now() - started
     const code = (res.body as { error?: { code?: string } }).error?.code
-    assert.deepEqual({ status: res.status, code, inTime: ms < 1500 }, { status: 504, code: 'GATEWAY_TIMEOUT', inTime: true }, `answered after ${Math.round(ms)}ms`)
-    assertError(res, 504, 'GATEWAY_TIMEOUT', 'the endpoint\'s 300ms deadline passed', ['orders'])
+    assert.deepEqual(
+      { status: res.status, code, inTime: ms < 1500 },
+      { status: 504, code: 'GATEWAY_TIMEOUT', inTime: true },
+      `answered after ${Math.round(ms)}ms`,
+    )
+    assertError(res, 504, 'GATEWAY_TIMEOUT', "the endpoint's 300ms deadline passed", ['orders'])
     assert.equal(r.orders.requests.length, 0)
   })
 })
@@ -294,9 +335,39 @@ describe('mTLS', { skip: OPENSSL ? false : 'openssl is not installed: cannot mak
     openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=Baton Test CA', '-days', '1')
     writeFileSync(file('server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n')
     openssl('req', '-new', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost')
-    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'server.ext')
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'server.crt',
+      '-days',
+      '1',
+      '-extfile',
+      'server.ext',
+    )
     openssl('req', '-new', ...ec, '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=baton-client')
-    openssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.crt', '-days', '1')
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      'client.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'client.crt',
+      '-days',
+      '1',
+    )
     writeFileSync(file('garbage.pem'), '-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n')
   })
   after(() => {
@@ -304,21 +375,24 @@ describe('mTLS', { skip: OPENSSL ? false : 'openssl is not installed: cannot mak
   })
 
   /** An https service that demands a client certificate signed by the test CA, and records its CN. */
-  async function mtlsService (t: TestContext): Promise<{ url: string; seen: string[]; handshakeErrors: string[] }> {
+  async function mtlsService(t: TestContext): Promise<{ url: string; seen: string[]; handshakeErrors: string[] }> {
     const seen: string[] = []
     const handshakeErrors: string[] = []
-    const server = createHttpsServer({
-      key: readFileSync(file('server.key')),
-      cert: readFileSync(file('server.crt')),
-      ca: readFileSync(file('ca.crt')),
-      requestCert: true,
-      rejectUnauthorized: true,
-    }, (req, res) => {
-      const cn = String((req.socket as TLSSocket).getPeerCertificate().subject.CN)
-      seen.push(cn)
-      res.setHeader('content-type', 'application/json')
-      res.end(JSON.stringify({ cn }))
-    })
+    const server = createHttpsServer(
+      {
+        key: readFileSync(file('server.key')),
+        cert: readFileSync(file('server.crt')),
+        ca: readFileSync(file('ca.crt')),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
+      (req, res) => {
+        const cn = String((req.socket as TLSSocket).getPeerCertificate().subject.CN)
+        seen.push(cn)
+        res.setHeader('content-type', 'application/json')
+        res.end(JSON.stringify({ cn }))
+      },
+    )
     server.on('tlsClientError', (err: Error & { code?: string }) => handshakeErrors.push(err.code ?? err.message))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     t.after(async () => {
@@ -328,14 +402,18 @@ describe('mTLS', { skip: OPENSSL ? false : 'openssl is not installed: cannot mak
     return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, handshakeErrors }
   }
 
-  async function gatewayFor (t: TestContext, url: string, tls: string): Promise<string> {
+  async function gatewayFor(t: TestContext, url: string, tls: string): Promise<string> {
     const gateway = await startGateway(t, oneService(`url: "${url}", tls: ${tls}`))
     return gateway.url
   }
 
-  test('cert, key and ca: 200, and the service saw the client certificate\'s CN', async (t) => {
+  test("cert, key and ca: 200, and the service saw the client certificate's CN", async (t) => {
     const service = await mtlsService(t)
-    const url = await gatewayFor(t, service.url, `{ cert: ${file('client.crt')}, key: ${file('client.key')}, ca: ${file('ca.crt')} }`)
+    const url = await gatewayFor(
+      t,
+      service.url,
+      `{ cert: ${file('client.crt')}, key: ${file('client.key')}, ca: ${file('ca.crt')} }`,
+    )
     for (let i = 0; i < 2; i++) {
       const res = await get(`${url}/x`)
       assert.equal(res.status, 200)
@@ -350,11 +428,11 @@ describe('mTLS', { skip: OPENSSL ? false : 'openssl is not installed: cannot mak
     const url = await gatewayFor(t, service.url, `{ ca: ${file('ca.crt')} }`)
     assertError(await get(`${url}/x`), 502, 'DOWNSTREAM_FAILURE', 'svc failed: connection error', ['svc'])
     assert.deepEqual(service.seen, [])
-    await eventually(() => service.handshakeErrors.length > 0, 'the service\'s handshake error')
+    await eventually(() => service.handshakeErrors.length > 0, "the service's handshake error")
     assert.equal(service.handshakeErrors[0], 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE')
   })
 
-  test('without tls.ca the service\'s certificate (private CA) is not trusted: 502 DOWNSTREAM_FAILURE', async (t) => {
+  test("without tls.ca the service's certificate (private CA) is not trusted: 502 DOWNSTREAM_FAILURE", async (t) => {
     const service = await mtlsService(t)
     const url = await gatewayFor(t, service.url, `{ cert: ${file('client.crt')}, key: ${file('client.key')} }`)
     assertError(await get(`${url}/x`), 502, 'DOWNSTREAM_FAILURE', 'svc failed: connection error', ['svc'])
@@ -362,17 +440,29 @@ describe('mTLS', { skip: OPENSSL ? false : 'openssl is not installed: cannot mak
   })
 
   test('config errors: tls on http://, cert without key (and key without cert), a missing file, a certificate or key that does not parse', () => {
-    const tls = (settings: string, url = 'https://127.0.0.1:1'): string => oneService(`url: "${url}", tls: { ${settings} }`)
+    const tls = (settings: string, url = 'https://127.0.0.1:1'): string =>
+      oneService(`url: "${url}", tls: { ${settings} }`)
     const [crt, key, ca] = [file('client.crt'), file('client.key'), file('ca.crt')]
     // The baseline: every file below is fine on its own.
     assert.deepEqual(errorsOf(tls(`cert: ${crt}, key: ${key}, ca: ${ca}`)), [])
-    assert.deepEqual(errorsOf(tls(`ca: ${ca}`, 'http://127.0.0.1:1')), ['BATON_AUTH_CONFIG at services.svc.tls: tls settings need an https:// service URL'])
-    assert.deepEqual(errorsOf(tls(`cert: ${crt}, ca: ${ca}`)), ['BATON_AUTH_CONFIG at services.svc.tls: a client certificate needs both cert and key'])
-    assert.deepEqual(errorsOf(tls(`key: ${key}`)), ['BATON_AUTH_CONFIG at services.svc.tls: a client certificate needs both cert and key'])
-    assert.deepEqual(errorsOf(tls(`ca: ${file('missing.pem')}`)), [`BATON_FILE at services.svc.tls.ca: cannot read ${file('missing.pem')}: ENOENT`])
+    assert.deepEqual(errorsOf(tls(`ca: ${ca}`, 'http://127.0.0.1:1')), [
+      'BATON_AUTH_CONFIG at services.svc.tls: tls settings need an https:// service URL',
+    ])
+    assert.deepEqual(errorsOf(tls(`cert: ${crt}, ca: ${ca}`)), [
+      'BATON_AUTH_CONFIG at services.svc.tls: a client certificate needs both cert and key',
+    ])
+    assert.deepEqual(errorsOf(tls(`key: ${key}`)), [
+      'BATON_AUTH_CONFIG at services.svc.tls: a client certificate needs both cert and key',
+    ])
+    assert.deepEqual(errorsOf(tls(`ca: ${file('missing.pem')}`)), [
+      `BATON_FILE at services.svc.tls.ca: cannot read ${file('missing.pem')}: ENOENT`,
+    ])
     const garbageCert = errorsOf(tls(`cert: ${file('garbage.pem')}, key: ${key}`))
     assert.equal(garbageCert.length, 1, String(garbageCert))
-    assert.match(garbageCert[0] ?? '', /^BATON_INVALID_KEY at services\.svc\.tls\.cert: the client certificate does not parse: /)
+    assert.match(
+      garbageCert[0] ?? '',
+      /^BATON_INVALID_KEY at services\.svc\.tls\.cert: the client certificate does not parse: /,
+    )
     const garbageKey = errorsOf(tls(`cert: ${crt}, key: ${file('garbage.pem')}`))
     assert.equal(garbageKey.length, 1, String(garbageKey))
     assert.match(garbageKey[0] ?? '', /^BATON_INVALID_KEY at services\.svc\.tls\.key: the client key does not parse: /)
@@ -394,17 +484,35 @@ describe('credential conflicts', () => {
     for (const [settings, clash] of cases) {
       const errors = errorsOf(oneService(`url: "http://127.0.0.1:1", ${settings}`), ENV)
       assert.equal(errors.length, 1, `${settings}: ${String(errors)}`)
-      assert.match(errors[0] ?? '', new RegExp(`^BATON_AUTH_CONFLICT at services\\.svc\\.${clash}: svc gets its own credentials in (authorization|x-api-key), and ${clash} sets \\1 too$`), settings)
+      assert.match(
+        errors[0] ?? '',
+        new RegExp(
+          `^BATON_AUTH_CONFLICT at services\\.svc\\.${clash}: svc gets its own credentials in (authorization|x-api-key), and ${clash} sets \\1 too$`,
+        ),
+        settings,
+      )
     }
   })
 
-  test('credentials in one header, the client\'s authorization forwarded in another: no conflict', () => {
-    assert.deepEqual(errorsOf(oneService('url: "http://127.0.0.1:1", auth: { apiKey: { header: x-api-key, value: "${env.K}" } }, forwardHeaders: [authorization]'), ENV), [])
+  test("credentials in one header, the client's authorization forwarded in another: no conflict", () => {
+    assert.deepEqual(
+      errorsOf(
+        oneService(
+          'url: "http://127.0.0.1:1", auth: { apiKey: { header: x-api-key, value: "${env.K}" } }, forwardHeaders: [authorization]',
+        ),
+        ENV,
+      ),
+      [],
+    )
   })
 
   test('a call that sets the credential header of its service: BATON_AUTH_CONFLICT', () => {
-    for (const [auth, header] of [['{ bearer: "${env.T}" }', 'authorization'], ['{ apiKey: { header: x-api-key, value: "${env.K}" } }', 'x-api-key']]) {
-      const errors = errorsOf(`
+    for (const [auth, header] of [
+      ['{ bearer: "${env.T}" }', 'authorization'],
+      ['{ apiKey: { header: x-api-key, value: "${env.K}" } }', 'x-api-key'],
+    ]) {
+      const errors = errorsOf(
+        `
 version: 1
 gateway: { name: Credentials }
 services:
@@ -413,8 +521,14 @@ endpoints:
   GET /x:
     calls:
       x: { request: GET svc /x, headers: { ${header}: "\${request.headers['${header}']}" } }
-`, ENV)
-      assert.equal(errors.length, 1, `${header}: the config compiles, and the client's ${header} replaces the service's credentials`)
+`,
+        ENV,
+      )
+      assert.equal(
+        errors.length,
+        1,
+        `${header}: the config compiles, and the client's ${header} replaces the service's credentials`,
+      )
       assert.match(errors[0] ?? '', /^BATON_AUTH_CONFLICT at /)
     }
   })
@@ -424,7 +538,10 @@ endpoints:
       const yaml = oneService(`url: "http://127.0.0.1:1", auth: ${auth}`)
       assert.deepEqual(errorsOf(yaml, {}, 'check'), [], auth)
       const errors = errorsOf(yaml, {}, 'serve')
-      assert.ok(errors.length === 1 && /^BATON_AUTH_CONFIG at services\.svc\.auth/.test(errors[0] ?? ''), `${auth}: ${JSON.stringify(errors)}`)
+      assert.ok(
+        errors.length === 1 && /^BATON_AUTH_CONFIG at services\.svc\.auth/.test(errors[0] ?? ''),
+        `${auth}: ${JSON.stringify(errors)}`,
+      )
     }
   })
 })

@@ -22,9 +22,12 @@ const DASHBOARD = 'examples/dashboard/baton.yaml'
 let checkoutToken = ''
 
 /** `baton dev FILE [--down …] [--slow …]`, in process; returns the gateway's URL with its basePath. */
-async function dev (t: TestContext, file: string, options: MockOptions = {}): Promise<string> {
-  const { plan } = compileText(file, readFileSync(new URL(`../${file}`, import.meta.url), 'utf8'), { env: {}, mode: 'dev' })
-  if (file === CHECKOUT) checkoutToken = await devToken(plan) ?? ''
+async function dev(t: TestContext, file: string, options: MockOptions = {}): Promise<string> {
+  const { plan } = compileText(file, readFileSync(new URL(`../${file}`, import.meta.url), 'utf8'), {
+    env: {},
+    mode: 'dev',
+  })
+  if (file === CHECKOUT) checkoutToken = (await devToken(plan)) ?? ''
   const mocks = await startMocks(plan, options)
   t.after(() => mocks.close())
   const gateway = createGateway(plan, { origins: mocks.origins })
@@ -47,7 +50,8 @@ const SUMMARY = {
   availabilityConfirmed: true,
 }
 
-const summary = async (base: string, token = checkoutToken): Promise<ClientResponse> => await post(`${base}/summary`, { cartId: 'cart-123' }, { authorization: `Bearer ${token}` })
+const summary = async (base: string, token = checkoutToken): Promise<ClientResponse> =>
+  await post(`${base}/summary`, { cartId: 'cart-123' }, { authorization: `Bearer ${token}` })
 
 describe('examples/checkout', () => {
   test('the filled example of the spec: the assembled summary', async (t) => {
@@ -65,7 +69,13 @@ describe('examples/checkout', () => {
   })
 
   test('--down cart: 502 naming cart', async (t) => {
-    assertError(await summary(await dev(t, CHECKOUT, { down: new Set(['cart']) })), 502, 'DOWNSTREAM_FAILURE', /^cart failed \(503\)$/, ['cart'])
+    assertError(
+      await summary(await dev(t, CHECKOUT, { down: new Set(['cart']) })),
+      502,
+      'DOWNSTREAM_FAILURE',
+      /^cart failed \(503\)$/,
+      ['cart'],
+    )
   })
 
   test('--slow cart=3000: 504, cart timed out at its 200ms (the only call started)', async (t) => {
@@ -89,40 +99,68 @@ describe('examples/dashboard', () => {
   test('GET /bff/dashboard/42', async (t) => {
     const res = await get(`${await dev(t, DASHBOARD)}/dashboard/42`)
     assert.equal(res.status, 200)
-    assert.deepEqual(res.body, { user: USER, preferences: { theme: 'dark', notifications: false }, recommendations: RECOMMENDATIONS })
+    assert.deepEqual(res.body, {
+      user: USER,
+      preferences: { theme: 'dark', notifications: false },
+      recommendations: RECOMMENDATIONS,
+    })
     assert.equal(res.headers['baton-degraded'], undefined)
   })
 
   test('--down preferences: the defaults, partialData', async (t) => {
     const res = await get(`${await dev(t, DASHBOARD, { down: new Set(['preferences']) })}/dashboard/42`)
     assert.equal(res.status, 200)
-    assert.deepEqual(res.body, { user: USER, preferences: { theme: 'light', notifications: true }, recommendations: RECOMMENDATIONS, partialData: true })
+    assert.deepEqual(res.body, {
+      user: USER,
+      preferences: { theme: 'light', notifications: true },
+      recommendations: RECOMMENDATIONS,
+      partialData: true,
+    })
     assert.equal(res.headers['baton-degraded'], 'preferences')
   })
 
   test('--down recommendations: [], partialData', async (t) => {
     const res = await get(`${await dev(t, DASHBOARD, { down: new Set(['recommendations']) })}/dashboard/42`)
     assert.equal(res.status, 200)
-    assert.deepEqual(res.body, { user: USER, preferences: { theme: 'dark', notifications: false }, recommendations: [], partialData: true })
+    assert.deepEqual(res.body, {
+      user: USER,
+      preferences: { theme: 'dark', notifications: false },
+      recommendations: [],
+      partialData: true,
+    })
     assert.equal(res.headers['baton-degraded'], 'recommendations')
   })
 
   test('--down users: 502 naming users', async (t) => {
-    assertError(await get(`${await dev(t, DASHBOARD, { down: new Set(['users']) })}/dashboard/42`), 502, 'DOWNSTREAM_FAILURE', /^users failed \(503\)$/, ['users'])
+    assertError(
+      await get(`${await dev(t, DASHBOARD, { down: new Set(['users']) })}/dashboard/42`),
+      502,
+      'DOWNSTREAM_FAILURE',
+      /^users failed \(503\)$/,
+      ['users'],
+    )
   })
 })
 
 test('the real CLI: `baton dev examples/checkout/baton.yaml --port 0` serves the summary and stops on SIGTERM', async (t) => {
-  const child = spawn(process.execPath, ['bin/baton.js', 'dev', CHECKOUT, '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['bin/baton.js', 'dev', CHECKOUT, '--port', '0'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
   let stdout = ''
   let stderr = ''
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString()
+  })
   const base = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening on" line within 20s; stdout: ${stdout}; stderr: ${stderr}`)), 20_000)
+    const timer = setTimeout(
+      () => reject(new Error(`no "listening on" line within 20s; stdout: ${stdout}; stderr: ${stderr}`)),
+      20_000,
+    )
     child.stdout.on('data', (c: Buffer) => {
       stdout += c.toString()
       const m = /listening on (http:\/\/\S+)/.exec(stdout)
@@ -145,7 +183,10 @@ test('the real CLI: `baton dev examples/checkout/baton.yaml --port 0` serves the
   const res = await summary(base, token)
   assert.equal(res.status, 200)
   assert.deepEqual(res.body, SUMMARY)
-  assert.equal(res.headers['ratelimit-policy'], '"per-ip";q=500;w=60, "global";q=10000;w=60, "per-user";q=100;w=60, "per-endpoint";q=50;w=60')
+  assert.equal(
+    res.headers['ratelimit-policy'],
+    '"per-ip";q=500;w=60, "global";q=10000;w=60, "per-user";q=100;w=60, "per-endpoint";q=50;w=60',
+  )
 
   child.kill('SIGTERM')
   const [code, signal] = await exited

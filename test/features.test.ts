@@ -9,20 +9,31 @@ import { describe, test, type TestContext } from 'node:test'
 import { assertError, get, post, startGateway, stubFor } from './helpers/gateway.ts'
 import { eventually, json, type Stub } from './helpers/stub.ts'
 
-interface Post { userId: number; id: number; title: string; body: string }
-interface User { id: number; name: string }
-const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(`./fixtures/jsonplaceholder/${name}`, import.meta.url), 'utf8'))
+interface Post {
+  userId: number
+  id: number
+  title: string
+  body: string
+}
+interface User {
+  id: number
+  name: string
+}
+const fixture = (name: string): unknown =>
+  JSON.parse(readFileSync(new URL(`./fixtures/jsonplaceholder/${name}`, import.meta.url), 'utf8'))
 const POSTS = fixture('posts.json') as Post[]
 const USERS = fixture('users.json') as User[]
 const userOf = (post: Post): User => USERS.find((u) => u.id === post.userId) as User
 
 describe('when', () => {
-  async function setup (t: TestContext): Promise<{ stub: Stub; url: string }> {
+  async function setup(t: TestContext): Promise<{ stub: Stub; url: string }> {
     const stub = await stubFor(t)
     stub.route('GET /cart', json({ items: 2 }))
     stub.route('GET /promo/:code', (req) => json({ code: req.params.code, discount: 10 }))
     stub.route('GET /gift', json({ wrapped: true }))
-    const gateway = await startGateway(t, `
+    const gateway = await startGateway(
+      t,
+      `
 version: 1
 gateway: { name: When }
 services:
@@ -40,7 +51,8 @@ endpoints:
       gift: "\${gift}"
       wrap: "\${wrap}"
       giftSkipped: "\${calls.gift.skipped}"
-`)
+`,
+    )
     return { stub, url: `${gateway.url}/order` }
   }
 
@@ -48,30 +60,50 @@ endpoints:
     const { stub, url } = await setup(t)
     const res = await post(url, {})
     assert.equal(res.status, 200)
-    assert.deepEqual(res.body, { cart: { items: 2 }, promo: { discount: 0 }, gift: null, wrap: null, giftSkipped: true })
+    assert.deepEqual(res.body, {
+      cart: { items: 2 },
+      promo: { discount: 0 },
+      gift: null,
+      wrap: null,
+      giftSkipped: true,
+    })
     assert.equal(res.headers['baton-degraded'], undefined)
-    assert.deepEqual(stub.requests.map((r) => r.url), ['/cart'])
+    assert.deepEqual(
+      stub.requests.map((r) => r.url),
+      ['/cart'],
+    )
   })
 
   test('a true condition makes the call', async (t) => {
     const { stub, url } = await setup(t)
     const res = await post(url, { code: 'SPRING' })
     assert.equal(res.status, 200)
-    assert.deepEqual(res.body, { cart: { items: 2 }, promo: { code: 'SPRING', discount: 10 }, gift: null, wrap: null, giftSkipped: true })
+    assert.deepEqual(res.body, {
+      cart: { items: 2 },
+      promo: { code: 'SPRING', discount: 10 },
+      gift: null,
+      wrap: null,
+      giftSkipped: true,
+    })
     assert.deepEqual(stub.requests.map((r) => r.url).sort(), ['/cart', '/promo/SPRING'])
   })
 })
 
 describe('forEach: posts with their authors', () => {
-  async function setup (t: TestContext, options: { failUser?: number } = {}): Promise<{ stub: Stub; url: string }> {
+  async function setup(t: TestContext, options: { failUser?: number } = {}): Promise<{ stub: Stub; url: string }> {
     const stub = await stubFor(t)
     stub.route('GET /posts', json(POSTS))
     stub.route('GET /users/:id', (req) => {
       const id = Number(req.params.id)
       if (id === options.failUser) return json({ error: 'down' }, { status: 500 })
-      return json(USERS.find((u) => u.id === id), { delay: options.failUser === undefined ? 30 : 300 })
+      return json(
+        USERS.find((u) => u.id === id),
+        { delay: options.failUser === undefined ? 30 : 300 },
+      )
     })
-    const gateway = await startGateway(t, `
+    const gateway = await startGateway(
+      t,
+      `
 version: 1
 gateway: { name: Blog }
 services:
@@ -91,7 +123,8 @@ endpoints:
   GET /none:
     calls:
       authors: { request: "GET users /users/\${item}", forEach: [] }
-`)
+`,
+    )
     return { stub, url: gateway.url }
   }
 
@@ -100,7 +133,10 @@ endpoints:
     const res = await get(`${url}/posts`)
     assert.equal(res.status, 200)
     assert.equal(POSTS.length, 100)
-    assert.deepEqual(res.body, POSTS.map((p) => ({ ...p, author: userOf(p) })))
+    assert.deepEqual(
+      res.body,
+      POSTS.map((p) => ({ ...p, author: userOf(p) })),
+    )
     assert.equal(stub.requestsTo('GET /posts').length, 1)
     const users = stub.requestsTo('GET /users/:id')
     assert.deepEqual(users.map((r) => r.url).sort(), USERS.map((u) => `/users/${u.id}`).sort())
@@ -141,7 +177,9 @@ test('calls.<name>.status and calls.<name>.headers are readable in the response'
   const stub = await stubFor(t)
   stub.route('POST /orders', json({ id: 'o-1' }, { status: 201, headers: { 'x-total-count': '42', etag: '"v7"' } }))
   stub.route('GET /shipping', json({}, { status: 503 }))
-  const gateway = await startGateway(t, `
+  const gateway = await startGateway(
+    t,
+    `
 version: 1
 gateway: { name: Meta }
 services:
@@ -159,7 +197,8 @@ endpoints:
       etag: "\${calls.order.headers.etag}"
       orderOk: "\${calls.order.ok}"
       shipping: { status: "\${calls.shipping.status}", ok: "\${calls.shipping.ok}", error: "\${calls.shipping.error}" }
-`)
+`,
+  )
   const res = await post(`${gateway.url}/order`, {})
   assert.equal(res.status, 201)
   assert.deepEqual(res.body, {
@@ -177,7 +216,9 @@ endpoints:
 test('a response expression that fails at run time: 502 RESPONSE_ASSEMBLY_FAILED', async (t) => {
   const stub = await stubFor(t)
   stub.route('GET /cart', json({ items: ['a', 'b'] }))
-  const gateway = await startGateway(t, `
+  const gateway = await startGateway(
+    t,
+    `
 version: 1
 gateway: { name: Broken }
 services:
@@ -187,7 +228,8 @@ endpoints:
     calls:
       cart: { request: GET s /cart }
     response: { first: "\${cart.items[request.body.index]}" }
-`)
+`,
+  )
   assert.deepEqual((await post(`${gateway.url}/first`, { index: 1 })).body, { first: 'b' })
   const res = await post(`${gateway.url}/first`, { index: 0.5 })
   assertError(res, 502, 'RESPONSE_ASSEMBLY_FAILED', /^the response could not be assembled: .*integer/, [])

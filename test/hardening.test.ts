@@ -12,7 +12,10 @@ import { describe, test, type TestContext } from 'node:test'
 import { assertError, type ClientResponse, get, rawRequest, startGateway, stubFor } from './helpers/gateway.ts'
 import { json, type Stub, text } from './helpers/stub.ts'
 
-const ENVELOPE = (code: string, message: string): unknown => ({ error: { code, message, failedServices: [], partialData: false }, data: {} })
+const ENVELOPE = (code: string, message: string): unknown => ({
+  error: { code, message, failedServices: [], partialData: false },
+  data: {},
+})
 
 interface Setup {
   stub: Stub
@@ -23,10 +26,12 @@ interface Setup {
  * One stub behind services `s` (plain), `guarded` (a touchy circuit breaker), `plain`, `fwd`
  * and `own` (client credentials), and `raw` (a hand-written TCP server, when given).
  */
-async function setup (t: TestContext, options: { gateway?: string; raw?: string } = {}): Promise<Setup> {
+async function setup(t: TestContext, options: { gateway?: string; raw?: string } = {}): Promise<Setup> {
   const stub = await stubFor(t)
   stub.route('GET /ok', json({ ok: true }))
-  const gateway = await startGateway(t, `
+  const gateway = await startGateway(
+    t,
+    `
 version: 1
 gateway: { name: Hardening${options.gateway === undefined ? '' : `, ${options.gateway}`} }
 services:
@@ -88,12 +93,14 @@ endpoints:
   GET /raw/{what}:
     calls:
       r: { request: "GET raw /\${request.params.what}" }
-`, { env: { TOKEN: 's3rv1ce-token' } })
+`,
+    { env: { TOKEN: 's3rv1ce-token' } },
+  )
   return { stub, url: gateway.url }
 }
 
 /** The attack is over: the same gateway answers a normal request, through the same stub. */
-async function assertStillServing ({ stub, url }: Setup): Promise<void> {
+async function assertStillServing({ stub, url }: Setup): Promise<void> {
   const before = stub.requestsTo('GET /ok').length
   const res = await get(`${url}/ok`)
   assert.equal(res.status, 200)
@@ -116,15 +123,19 @@ interface RawAnswer {
  * Opens a connection, writes `parts` (`gap` ms apart, stopping once the connection is gone)
  * and reads until the gateway closes it; after 5 s the test gives up and closes it itself.
  */
-async function exchange (url: string, parts: readonly string[], gap = 0): Promise<RawAnswer> {
+async function exchange(url: string, parts: readonly string[], gap = 0): Promise<RawAnswer> {
   const { hostname, port } = new URL(url)
   const socket = connect(Number(port), hostname)
   const chunks: Buffer[] = []
   let closedByServer = false
   const started = performance.now()
   socket.on('data', (c: Buffer) => chunks.push(c))
-  socket.on('end', () => { closedByServer = true })
-  socket.on('error', () => { closedByServer = true })
+  socket.on('end', () => {
+    closedByServer = true
+  })
+  socket.on('error', () => {
+    closedByServer = true
+  })
   const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
   const safety = setTimeout(() => socket.destroy(), 5000)
   await new Promise<void>((resolve) => socket.once('connect', resolve))
@@ -147,12 +158,14 @@ async function exchange (url: string, parts: readonly string[], gap = 0): Promis
   let body: unknown = bodyText
   try {
     body = JSON.parse(bodyText)
-  } catch { /* keep the text */ }
+  } catch {
+    /* keep the text */
+  }
   return { statusLine, headers, body, closedByServer, ms: performance.now() - started }
 }
 
 /** A raw answer in the envelope, with `connection: close`, and the connection actually closed. */
-function assertRawError (res: RawAnswer, statusLine: string, code: string, message: string): void {
+function assertRawError(res: RawAnswer, statusLine: string, code: string, message: string): void {
   assert.equal(res.statusLine, statusLine)
   assert.equal(res.headers['content-type'], 'application/json; charset=utf-8')
   assert.equal(res.headers.connection, 'close')
@@ -170,13 +183,18 @@ describe('oversized request heads', () => {
     test(`${what} over gateway.maxHeaderSize 4kb: 431 HEADERS_TOO_LARGE in the envelope, connection closed`, async (t) => {
       const gateway = await setup(t, { gateway: 'maxHeaderSize: 4kb' })
       const res = await exchange(gateway.url, [`GET /ok HTTP/1.1\r\nhost: x\r\n${headers}\r\n`])
-      assertRawError(res, 'HTTP/1.1 431 Request Header Fields Too Large', 'HEADERS_TOO_LARGE', 'The request headers are too large')
+      assertRawError(
+        res,
+        'HTTP/1.1 431 Request Header Fields Too Large',
+        'HEADERS_TOO_LARGE',
+        'The request headers are too large',
+      )
       assert.equal(gateway.stub.requests.length, 0)
       await assertStillServing(gateway)
     })
   }
 
-  test('a 3 KiB header under the 4kb limit is served (the limit is the configured one, not Node\'s 16 KiB)', async (t) => {
+  test("a 3 KiB header under the 4kb limit is served (the limit is the configured one, not Node's 16 KiB)", async (t) => {
     const gateway = await setup(t, { gateway: 'maxHeaderSize: 4kb' })
     const res = await get(`${gateway.url}/ok`, { 'x-big': 'a'.repeat(3 * 1024) })
     assert.equal(res.status, 200)
@@ -189,8 +207,14 @@ describe('requests that are not HTTP: 400 BAD_REQUEST in the envelope, connectio
     ['bytes that are not a request line', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n'],
     ['an unknown method', 'BREW /ok HTTP/1.1\r\nhost: x\r\n\r\n'],
     ['a header line without a colon', 'GET /ok HTTP/1.1\r\nhost: x\r\nnot a header\r\n\r\n'],
-    ['both Content-Length and Transfer-Encoding (request smuggling)', 'POST /ok HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n'],
-    ['two different Content-Lengths', 'POST /ok HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nabcde'],
+    [
+      'both Content-Length and Transfer-Encoding (request smuggling)',
+      'POST /ok HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n',
+    ],
+    [
+      'two different Content-Lengths',
+      'POST /ok HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nabcde',
+    ],
   ]
   for (const [what, bytes] of cases) {
     test(what, async (t) => {
@@ -205,7 +229,11 @@ describe('requests that are not HTTP: 400 BAD_REQUEST in the envelope, connectio
 
 describe('slow clients (clientTimeouts headers 300ms, body 600ms): 408 REQUEST_TIMEOUT, disconnected', () => {
   const SLOW = 'clientTimeouts: { headers: 300ms, body: 600ms }'
-  const TIMEOUT: [string, string, string] = ['HTTP/1.1 408 Request Timeout', 'REQUEST_TIMEOUT', 'The request was not received in time']
+  const TIMEOUT: [string, string, string] = [
+    'HTTP/1.1 408 Request Timeout',
+    'REQUEST_TIMEOUT',
+    'The request was not received in time',
+  ]
 
   test('half a request head, then nothing', async (t) => {
     const gateway = await setup(t, { gateway: SLOW })
@@ -239,7 +267,9 @@ describe('slow clients (clientTimeouts headers 300ms, body 600ms): 408 REQUEST_T
   test('the whole head with content-length 100, then 10 bytes of body and nothing more', async (t) => {
     const gateway = await setup(t, { gateway: SLOW })
     gateway.stub.route('POST /echo', json({ echoed: true }))
-    const res = await exchange(gateway.url, ['POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a":"xxxx'])
+    const res = await exchange(gateway.url, [
+      'POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a":"xxxx',
+    ])
     assertRawError(res, ...TIMEOUT)
     // The head arrived in time, so it is the body timer (600 ms) that fired, not the head's (300 ms).
     assert.ok(res.ms >= 500 && res.ms < 3000, `answered after ${Math.round(res.ms)}ms`)
@@ -248,11 +278,11 @@ describe('slow clients (clientTimeouts headers 300ms, body 600ms): 408 REQUEST_T
   })
 })
 
-describe('prototype keys in a service\'s answer', () => {
+describe("prototype keys in a service's answer", () => {
   /** What a hostile service answers; JSON.parse keeps __proto__ as an own key, never as the prototype. */
   const POLLUTED = '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"a":1}'
 
-  function assertNotPolluted (): void {
+  function assertNotPolluted(): void {
     assert.equal(({} as Record<string, unknown>).polluted, undefined)
     assert.equal('polluted' in {}, false)
     assert.equal(Object.hasOwn(Object.prototype, 'polluted'), false)
@@ -260,7 +290,7 @@ describe('prototype keys in a service\'s answer', () => {
   }
 
   /** The exact text the gateway answered (a parsed body would hide how __proto__ came out). */
-  async function getText (url: string): Promise<{ status: number; headers: Headers; text: string }> {
+  async function getText(url: string): Promise<{ status: number; headers: Headers; text: string }> {
     const res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
     return { status: res.status, headers: res.headers, text: await res.text() }
   }
@@ -274,7 +304,10 @@ describe('prototype keys in a service\'s answer', () => {
     assert.equal(res.status, 200)
     // The whole value comes back as the service sent it, __proto__ included as a plain key;
     // expressions cannot read __proto__ or constructor, even as own keys (null).
-    assert.equal(res.text, `{"whole":${POLLUTED},"a":1,"protoByIndex":null,"constructorByIndex":null,"keys":["__proto__","constructor","a"]}`)
+    assert.equal(
+      res.text,
+      `{"whole":${POLLUTED},"a":1,"protoByIndex":null,"constructorByIndex":null,"keys":["__proto__","constructor","a"]}`,
+    )
     assertNotPolluted()
     await assertStillServing(gateway)
     assertNotPolluted()
@@ -282,12 +315,27 @@ describe('prototype keys in a service\'s answer', () => {
 
   test('forEach items spread into their results with into:', async (t) => {
     const gateway = await setup(t)
-    gateway.stub.route('GET /proto-list', text('[{"id":"p1","__proto__":{"polluted":"yes"}},{"id":"p2","constructor":{"prototype":{"polluted":"yes"}}}]', asJson))
+    gateway.stub.route(
+      'GET /proto-list',
+      text(
+        '[{"id":"p1","__proto__":{"polluted":"yes"}},{"id":"p2","constructor":{"prototype":{"polluted":"yes"}}}]',
+        asJson,
+      ),
+    )
     gateway.stub.route('GET /proto/:id', text(POLLUTED, asJson))
     const res = await getText(`${gateway.url}/proto/each`)
     assert.equal(res.status, 200)
-    assert.equal(res.text, `{"items":[{"id":"p1","__proto__":{"polluted":"yes"},"detail":${POLLUTED}},{"id":"p2","constructor":{"prototype":{"polluted":"yes"}},"detail":${POLLUTED}}]}`)
-    assert.deepEqual(gateway.stub.requestsTo('GET /proto/:id').map((r) => r.url).sort(), ['/proto/p1', '/proto/p2'])
+    assert.equal(
+      res.text,
+      `{"items":[{"id":"p1","__proto__":{"polluted":"yes"},"detail":${POLLUTED}},{"id":"p2","constructor":{"prototype":{"polluted":"yes"}},"detail":${POLLUTED}}]}`,
+    )
+    assert.deepEqual(
+      gateway.stub
+        .requestsTo('GET /proto/:id')
+        .map((r) => r.url)
+        .sort(),
+      ['/proto/p1', '/proto/p2'],
+    )
     assertNotPolluted()
     await assertStillServing(gateway)
   })
@@ -311,7 +359,14 @@ describe('values interpolated into a downstream request', () => {
     const evil = await stubFor(t)
     gateway.stub.route('GET /fetch/:v', (req) => json({ v: req.params.v }))
     const host = new URL(gateway.stub.url).host
-    const values = ['http://evil.example/x', '//evil.example', '/evil.example', `${evil.url}/x`, '\\\\evil.example\\x', 'user@evil.example:80']
+    const values = [
+      'http://evil.example/x',
+      '//evil.example',
+      '/evil.example',
+      `${evil.url}/x`,
+      '\\\\evil.example\\x',
+      'user@evil.example:80',
+    ]
     for (const value of values) {
       const res = await get(`${gateway.url}/fetch?v=${encodeURIComponent(value)}`)
       assert.equal(res.status, 200, value)
@@ -348,15 +403,24 @@ describe('values interpolated into a downstream request', () => {
     for (const q of ['a\x7fb', 'Ā', '€10']) answers.push(await get(`${gateway.url}/header?q=${encodeURIComponent(q)}`))
     const after = await get(`${gateway.url}/header?q=fine`)
     assert.deepEqual(
-      { bad: answers.map((r) => `${r.status} ${(r.body as { error?: { code?: string } }).error?.code}`), after: after.status },
+      {
+        bad: answers.map((r) => `${r.status} ${(r.body as { error?: { code?: string } }).error?.code}`),
+        after: after.status,
+      },
       { bad: ['400 BAD_REQUEST', '400 BAD_REQUEST', '400 BAD_REQUEST'], after: 200 },
     )
-    for (const res of answers) assertError(res, 400, 'BAD_REQUEST', 'a value for header x-q of h has characters a header cannot carry', ['guarded'])
-    assert.deepEqual(gateway.stub.requests.map((r) => r.headers['x-q']), ['fine'])
+    for (const res of answers)
+      assertError(res, 400, 'BAD_REQUEST', 'a value for header x-q of h has characters a header cannot carry', [
+        'guarded',
+      ])
+    assert.deepEqual(
+      gateway.stub.requests.map((r) => r.headers['x-q']),
+      ['fine'],
+    )
   })
 })
 
-test('hop-by-hop and private headers of a service\'s answer never reach the client', async (t) => {
+test("hop-by-hop and private headers of a service's answer never reach the client", async (t) => {
   const gateway = await setup(t)
   const sent = {
     connection: 'x-secret, close',
@@ -369,7 +433,10 @@ test('hop-by-hop and private headers of a service\'s answer never reach the clie
     'x-internal': '1',
   }
   // Chunked, so that Node lets the stub declare a Trailer.
-  gateway.stub.route('GET /hop', text('{"a":1}', { chunked: true, headers: { 'content-type': 'application/json', ...sent } }))
+  gateway.stub.route(
+    'GET /hop',
+    text('{"a":1}', { chunked: true, headers: { 'content-type': 'application/json', ...sent } }),
+  )
   // The stub really sends them.
   const direct = await rawRequest('GET', `${gateway.stub.url}/hop`, {})
   for (const [name, value] of Object.entries(sent)) assert.equal(direct.headers[name], value, name)
@@ -378,9 +445,10 @@ test('hop-by-hop and private headers of a service\'s answer never reach the clie
     const res = await rawRequest('GET', `${gateway.url}/hop`, { connection })
     assert.equal(res.status, 200)
     assert.deepEqual(res.body, { a: 1 })
-    const expected = connection === 'close'
-      ? ['connection', 'content-length', 'content-type', 'date', 'x-request-id']
-      : ['connection', 'content-length', 'content-type', 'date', 'keep-alive', 'x-request-id']
+    const expected =
+      connection === 'close'
+        ? ['connection', 'content-length', 'content-type', 'date', 'x-request-id']
+        : ['connection', 'content-length', 'content-type', 'date', 'keep-alive', 'x-request-id']
     assert.deepEqual(Object.keys(res.headers).sort(), expected, connection)
     assert.equal(res.headers.connection, connection)
     // The gateway's own keep-alive, not the service's timeout=5.
@@ -389,7 +457,7 @@ test('hop-by-hop and private headers of a service\'s answer never reach the clie
   await assertStillServing(gateway)
 })
 
-test('a client\'s Authorization and Cookie reach only a service that forwards them, and never one with credentials of its own', async (t) => {
+test("a client's Authorization and Cookie reach only a service that forwards them, and never one with credentials of its own", async (t) => {
   const gateway = await setup(t)
   for (const path of ['/plain', '/fwd', '/own']) gateway.stub.route(`GET ${path}`, json({ ok: true }))
   const res = await get(`${gateway.url}/who`, { authorization: 'Bearer client', cookie: 'sid=1' })
@@ -404,7 +472,8 @@ test('a client\'s Authorization and Cookie reach only a service that forwards th
   assert.deepEqual(seen('GET /fwd'), { authorization: 'Bearer client', cookie: undefined })
   assert.deepEqual(seen('GET /own'), { authorization: 'Bearer s3rv1ce-token', cookie: undefined })
   // The service's token went to its own service only.
-  for (const r of gateway.stub.requests.filter((r) => r.route !== 'GET /own')) assert.doesNotMatch(JSON.stringify(r.headers), /s3rv1ce/)
+  for (const r of gateway.stub.requests.filter((r) => r.route !== 'GET /own'))
+    assert.doesNotMatch(JSON.stringify(r.headers), /s3rv1ce/)
   await assertStillServing(gateway)
 })
 
@@ -416,13 +485,13 @@ describe('pathological answers from a service', () => {
     const gateway = await setup(t)
     gateway.stub.route('GET /deep', text(DEEP, { headers: { 'content-type': 'application/json' } }))
     const res = await get(`${gateway.url}/deep`)
-    assertError(res, 502, 'RESPONSE_ASSEMBLY_FAILED', 'The response could not be assembled from the services\' answers')
+    assertError(res, 502, 'RESPONSE_ASSEMBLY_FAILED', "The response could not be assembled from the services' answers")
     assert.ok(res.headers['x-request-id'] !== undefined)
     assert.equal(gateway.stub.requestsTo('GET /deep').length, 1)
     await assertStillServing(gateway)
   })
 
-  test('JSON nested 100 000 deep, sent on in another call\'s body: 502 naming that call\'s service, which is never contacted', async (t) => {
+  test("JSON nested 100 000 deep, sent on in another call's body: 502 naming that call's service, which is never contacted", async (t) => {
     const gateway = await setup(t)
     gateway.stub.route('GET /deep', text(DEEP, { headers: { 'content-type': 'application/json' } }))
     gateway.stub.route('POST /echo', json({ echoed: true }))
@@ -435,11 +504,13 @@ describe('pathological answers from a service', () => {
   })
 
   /** A hand-written HTTP/1.1 server: keep-alive, one answer per request head, misbehaving on some paths. */
-  async function rawService (t: TestContext): Promise<{ url: string; connections: () => number; paths: string[] }> {
+  async function rawService(t: TestContext): Promise<{ url: string; connections: () => number; paths: string[] }> {
     const sockets = new Set<Socket>()
     const paths: string[] = []
     const ok = (s: Socket, body: string): void => {
-      s.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+      s.write(
+        `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      )
     }
     const server = createServer((socket) => {
       sockets.add(socket)
@@ -459,11 +530,15 @@ describe('pathological answers from a service', () => {
           }
           if (path === '/long-response') {
             // 7 bytes declared and sent, then (in the same write) a whole second answer nobody asked for.
-            socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 17\r\n\r\n{"poisoned":true}')
+            socket.write(
+              'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 17\r\n\r\n{"poisoned":true}',
+            )
             continue
           }
           if (path === '/long-garbage') {
-            socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}{"poisoned":true}')
+            socket.write(
+              'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}{"poisoned":true}',
+            )
             continue
           }
           ok(socket, JSON.stringify({ n: paths.length }))
@@ -483,7 +558,9 @@ describe('pathological answers from a service', () => {
   test('a Content-Length that claims more bytes than are sent before the service hangs up: 502 DOWNSTREAM_FAILURE', async (t) => {
     const raw = await rawService(t)
     const gateway = await setup(t, { raw: raw.url })
-    assertError(await get(`${gateway.url}/raw/short`), 502, 'DOWNSTREAM_FAILURE', 'raw failed: connection error', ['raw'])
+    assertError(await get(`${gateway.url}/raw/short`), 502, 'DOWNSTREAM_FAILURE', 'raw failed: connection error', [
+      'raw',
+    ])
     // The next call to the service works, over a new connection.
     const next = await get(`${gateway.url}/raw/next`)
     assert.equal(next.status, 200)
@@ -493,7 +570,10 @@ describe('pathological answers from a service', () => {
     await assertStillServing(gateway)
   })
 
-  for (const [what, path] of [['a whole forged answer', 'long-response'], ['garbage', 'long-garbage']] as const) {
+  for (const [what, path] of [
+    ['a whole forged answer', 'long-response'],
+    ['garbage', 'long-garbage'],
+  ] as const) {
     test(`more bytes than the Content-Length on a keep-alive connection (${what}): the first answer is what the length allows, the connection is dropped, nothing leaks into the next answers`, async (t) => {
       const raw = await rawService(t)
       const gateway = await setup(t, { raw: raw.url })

@@ -67,7 +67,10 @@ describe('health endpoints', () => {
     for (let i = 0; i < 2; i++) assert.equal((await get(`${url}/users/${i}`)).status, 502)
     const res = await get(`${url}/health/ready`)
     assert.equal(res.status, 200)
-    const body = res.body as { status: string; services: Record<string, { breaker: string; errorRate: number; lastFailure: { kind: string } }> }
+    const body = res.body as {
+      status: string
+      services: Record<string, { breaker: string; errorRate: number; lastFailure: { kind: string } }>
+    }
     assert.equal(body.status, 'degraded')
     assert.equal(body.services.users?.breaker, 'open')
     assert.equal(body.services.users?.errorRate, 1)
@@ -77,7 +80,9 @@ describe('health endpoints', () => {
   test('down, with 503, when no endpoint can be served fully', async (t) => {
     const stub = await stubFor(t)
     stub.route('GET /users/:id', json({ error: 'boom' }, { status: 503 }))
-    const { url } = await startGateway(t, `
+    const { url } = await startGateway(
+      t,
+      `
 version: 1
 gateway: { name: Down }
 services:
@@ -86,7 +91,8 @@ endpoints:
   GET /users/{id}:
     calls:
       user: { request: "GET users /users/\${request.params.id}" }
-`)
+`,
+    )
     assert.equal((await get(`${url}/users/1`)).status, 502)
     const res = await get(`${url}/health/ready`)
     assert.equal(res.status, 503)
@@ -96,7 +102,9 @@ endpoints:
   test('a failing active probe marks the service degraded and counts as a breaker failure', async (t) => {
     const stub = await stubFor(t)
     stub.route('GET /healthz', json({ ok: false }, { status: 503 }))
-    const { url } = await startGateway(t, `
+    const { url } = await startGateway(
+      t,
+      `
 version: 1
 gateway: { name: Probe }
 services:
@@ -105,7 +113,8 @@ endpoints:
   GET /prefs:
     calls:
       prefs: { request: GET prefs /prefs }
-`)
+`,
+    )
     type Ready = { status: string; services: { prefs: { probe: { ok: boolean } | null; breaker: string } } }
     let body: Ready | undefined
     // The probe's answer lands asynchronously: read until it is there.
@@ -135,11 +144,20 @@ endpoints:
   })
 
   test('an endpoint on a health path is a config error', () => {
-    const result = compileConfig(parseConfig('x.yaml', `version: 1
+    const result = compileConfig(
+      parseConfig(
+        'x.yaml',
+        `version: 1
 gateway: { name: X }
 endpoints:
   GET /health: {}
-`), { env: {} })
-    assert.deepEqual(result.diagnostics.filter((d) => d.severity === 'error').map((d) => [d.code, d.line]), [['BATON_DUPLICATE_ROUTE', 4]])
+`,
+      ),
+      { env: {} },
+    )
+    assert.deepEqual(
+      result.diagnostics.filter((d) => d.severity === 'error').map((d) => [d.code, d.line]),
+      [['BATON_DUPLICATE_ROUTE', 4]],
+    )
   })
 })

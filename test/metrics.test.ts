@@ -23,14 +23,14 @@ endpoints:
       cart: { request: "GET cart /carts/\${request.params.id}" }
 `
 
-async function start (t: TestContext, text: string): Promise<{ url: string; metricsUrl: string | null }> {
+async function start(t: TestContext, text: string): Promise<{ url: string; metricsUrl: string | null }> {
   const { plan } = compileText('test.yaml', text, { env: {} })
   const gateway = createGateway(plan)
   t.after(() => gateway.close())
   return await gateway.listen({ port: 0, host: '127.0.0.1' })
 }
 
-async function scrape (url: string): Promise<string> {
+async function scrape(url: string): Promise<string> {
   const res = await fetch(url)
   assert.equal(res.status, 200)
   assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
@@ -38,7 +38,7 @@ async function scrape (url: string): Promise<string> {
 }
 
 /** The value of one series, given its name and labels in exposition order. */
-function value (text: string, series: string): number | undefined {
+function value(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `))
   return line === undefined ? undefined : Number(line.slice(series.length + 1))
 }
@@ -56,11 +56,32 @@ describe('metrics', () => {
     const text = await scrape(metricsUrl as string)
     assert.equal(value(text, 'baton_requests_total{endpoint="POST /summary",status_class="2xx",outcome="partial"}'), 1)
     assert.equal(value(text, 'baton_request_duration_seconds_count{endpoint="POST /summary",outcome="partial"}'), 1)
-    assert.equal(value(text, 'baton_call_duration_seconds_count{endpoint="POST /summary",call="cart",service="cart"}'), 1)
-    assert.equal(value(text, 'baton_call_outcomes_total{endpoint="POST /summary",call="cart",service="cart",outcome="success"}'), 1)
-    assert.equal(value(text, 'baton_call_outcomes_total{endpoint="POST /summary",call="shipping",service="shipping",outcome="status_5xx"}'), 1)
-    assert.equal(value(text, 'baton_call_outcomes_total{endpoint="POST /summary",call="shipping",service="shipping",outcome="fallback"}'), 1)
-    assert.equal(value(text, 'baton_call_retries_total{endpoint="POST /summary",call="shipping",service="shipping"}'), 2)
+    assert.equal(
+      value(text, 'baton_call_duration_seconds_count{endpoint="POST /summary",call="cart",service="cart"}'),
+      1,
+    )
+    assert.equal(
+      value(text, 'baton_call_outcomes_total{endpoint="POST /summary",call="cart",service="cart",outcome="success"}'),
+      1,
+    )
+    assert.equal(
+      value(
+        text,
+        'baton_call_outcomes_total{endpoint="POST /summary",call="shipping",service="shipping",outcome="status_5xx"}',
+      ),
+      1,
+    )
+    assert.equal(
+      value(
+        text,
+        'baton_call_outcomes_total{endpoint="POST /summary",call="shipping",service="shipping",outcome="fallback"}',
+      ),
+      1,
+    )
+    assert.equal(
+      value(text, 'baton_call_retries_total{endpoint="POST /summary",call="shipping",service="shipping"}'),
+      2,
+    )
     assert.equal(stub.requestsTo('POST /estimate').length, 3)
     assert.equal(value(text, 'baton_requests_in_flight'), 0)
     assert.equal(value(text, 'baton_calls_in_flight{service="cart"}'), 0)
@@ -75,7 +96,13 @@ describe('metrics', () => {
     const text = await scrape(metricsUrl as string)
     assert.equal(value(text, 'baton_circuit_breaker_state{service="cart"}'), 2)
     assert.equal(value(text, 'baton_circuit_breaker_transitions_total{service="cart",from="closed",to="open"}'), 1)
-    assert.equal(value(text, 'baton_call_outcomes_total{endpoint="GET /users/:id",call="cart",service="cart",outcome="circuit_open"}'), 1)
+    assert.equal(
+      value(
+        text,
+        'baton_call_outcomes_total{endpoint="GET /users/:id",call="cart",service="cart",outcome="circuit_open"}',
+      ),
+      1,
+    )
     assert.equal(value(text, 'baton_requests_total{endpoint="GET /users/:id",status_class="5xx",outcome="failed"}'), 3)
   })
 
@@ -91,7 +118,10 @@ describe('metrics', () => {
     }
     const text = await scrape(metricsUrl as string)
     assert.equal(seriesCount(text), before)
-    assert.equal(value(text, 'baton_requests_total{endpoint="GET /users/:id",status_class="2xx",outcome="complete"}'), 101)
+    assert.equal(
+      value(text, 'baton_requests_total{endpoint="GET /users/:id",status_class="2xx",outcome="complete"}'),
+      101,
+    )
   })
 
   test('promtool accepts the exposition', async (t) => {
@@ -105,7 +135,10 @@ describe('metrics', () => {
     stub.route('POST /estimate', json({ options: [] }))
     const { url, metricsUrl } = await start(t, yaml(stub))
     await post(`${url}/summary`, { cartId: 'c1' })
-    const check = spawnSync('promtool', ['check', 'metrics'], { input: await scrape(metricsUrl as string), encoding: 'utf8' })
+    const check = spawnSync('promtool', ['check', 'metrics'], {
+      input: await scrape(metricsUrl as string),
+      encoding: 'utf8',
+    })
     assert.equal(check.status, 0, `${check.stdout}${check.stderr}`)
   })
 

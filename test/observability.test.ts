@@ -20,9 +20,20 @@ endpoints:
       shipping: { request: POST shipping /estimate, body: { items: "\${cart.items}" }, required: false }
 `
 
-async function start (t: TestContext, text: string, level = 'info'): Promise<{ url: string; lines: Record<string, unknown>[] }> {
+async function start(
+  t: TestContext,
+  text: string,
+  level = 'info',
+): Promise<{ url: string; lines: Record<string, unknown>[] }> {
   const lines: Record<string, unknown>[] = []
-  const logger = pino({ base: null, level }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+  const logger = pino(
+    { base: null, level },
+    {
+      write: (line: string) => {
+        lines.push(JSON.parse(line) as Record<string, unknown>)
+      },
+    },
+  )
   const { plan } = compileText('test.yaml', text, { env: {} })
   const gateway = createGateway(plan, { logger })
   t.after(() => gateway.close())
@@ -30,7 +41,7 @@ async function start (t: TestContext, text: string, level = 'info'): Promise<{ u
   return { url, lines }
 }
 
-function shopStub (stub: Stub, shippingStatus = 200): void {
+function shopStub(stub: Stub, shippingStatus = 200): void {
   stub.route('GET /carts/:id', json({ items: [1, 2] }))
   stub.route('POST /estimate', json({ options: [] }, { status: shippingStatus }))
 }
@@ -51,8 +62,13 @@ describe('Server-Timing', () => {
     const { url } = await start(t, yaml(stub, ', serverTiming: true'))
     const res = await post(`${url}/summary`, { cartId: 'c1' })
     assert.equal(res.status, 200)
-    assert.match(res.headers['server-timing'] ?? '', /^cart;dur=\d+\.\d, shipping;desc="503";dur=\d+\.\d, total;dur=\d+\.\d$/)
-    const [cart, shipping, total] = (res.headers['server-timing'] ?? '').split(', ').map((m) => Number(/dur=([\d.]+)/.exec(m)?.[1]))
+    assert.match(
+      res.headers['server-timing'] ?? '',
+      /^cart;dur=\d+\.\d, shipping;desc="503";dur=\d+\.\d, total;dur=\d+\.\d$/,
+    )
+    const [cart, shipping, total] = (res.headers['server-timing'] ?? '')
+      .split(', ')
+      .map((m) => Number(/dur=([\d.]+)/.exec(m)?.[1]))
     assert.ok((total ?? 0) >= (cart ?? Infinity) && (total ?? 0) >= (shipping ?? Infinity), 'the total spans the calls')
   })
 })
@@ -65,12 +81,30 @@ describe('request logs', () => {
     const res = await post(`${url}/summary`, { cartId: 'c1' }, { 'x-request-id': 'req-42' })
     assert.equal(res.status, 200)
     const mine = lines.filter((l) => l.requestId === 'req-42')
-    assert.deepEqual(mine.map((l) => [l.level, l.event]), [[40, 'call_failed'], [30, 'request']])
+    assert.deepEqual(
+      mine.map((l) => [l.level, l.event]),
+      [
+        [40, 'call_failed'],
+        [30, 'request'],
+      ],
+    )
     const [failed, request] = mine as [Record<string, unknown>, Record<string, unknown>]
-    assert.deepEqual({ ...failed, time: 0 }, {
-      level: 40, time: 0, event: 'call_failed', requestId: 'req-42', route: 'POST /summary', call: 'shipping', service: 'shipping',
-      kind: 'status', status: 503, required: false, msg: '  ✗ shipping: answered 503, fell back',
-    })
+    assert.deepEqual(
+      { ...failed, time: 0 },
+      {
+        level: 40,
+        time: 0,
+        event: 'call_failed',
+        requestId: 'req-42',
+        route: 'POST /summary',
+        call: 'shipping',
+        service: 'shipping',
+        kind: 'status',
+        status: 503,
+        required: false,
+        msg: '  ✗ shipping: answered 503, fell back',
+      },
+    )
     assert.equal(request.method, 'POST')
     assert.equal(request.route, '/summary')
     assert.equal(request.status, 200)
@@ -98,7 +132,10 @@ describe('request logs', () => {
     shopStub(stub, 503)
     const { url, lines } = await start(t, yaml(stub, ', accessLog: false'))
     await post(`${url}/summary`, { cartId: 'c1' })
-    assert.deepEqual(lines.map((l) => l.event), ['call_failed'])
+    assert.deepEqual(
+      lines.map((l) => l.event),
+      ['call_failed'],
+    )
   })
 
   test('at level warn only failed calls are logged', async (t) => {
@@ -107,6 +144,9 @@ describe('request logs', () => {
     const { url, lines } = await start(t, yaml(stub), 'warn')
     await post(`${url}/summary`, { cartId: 'c1' })
     await post(`${url}/summary`, { cartId: 'c2' })
-    assert.deepEqual(lines.map((l) => l.event), ['call_failed', 'call_failed'])
+    assert.deepEqual(
+      lines.map((l) => l.event),
+      ['call_failed', 'call_failed'],
+    )
   })
 })

@@ -30,7 +30,11 @@ const ONE_ENDPOINT = `  GET /x:
  * A gateway with `rateLimit` (a YAML flow mapping) and one service on the stub, whose
  * `GET /<name>` answers { name }. `gateway` adds lines under gateway:, each starting "\n  ".
  */
-const config = (stub: Stub, rateLimit: string, { gateway = '', endpoints = ONE_ENDPOINT }: { gateway?: string; endpoints?: string } = {}): string => `
+const config = (
+  stub: Stub,
+  rateLimit: string,
+  { gateway = '', endpoints = ONE_ENDPOINT }: { gateway?: string; endpoints?: string } = {},
+): string => `
 version: 1
 gateway:
   name: Limited
@@ -40,7 +44,7 @@ services:
 endpoints:
 ${endpoints}`
 
-async function limitedStub (t: TestContext): Promise<Stub> {
+async function limitedStub(t: TestContext): Promise<Stub> {
   const stub = await stubFor(t)
   stub.route('GET /:name', (req) => json({ name: req.params.name }))
   return stub
@@ -49,26 +53,52 @@ async function limitedStub (t: TestContext): Promise<Stub> {
 /** Requests the stub saw for one path. */
 const callsTo = (stub: Stub, path: string): number => stub.requests.filter((r) => r.url === path).length
 
-interface LogLine { level: number; msg: string; event?: string; ip?: string; reason?: string; [key: string]: unknown }
+interface LogLine {
+  level: number
+  msg: string
+  event?: string
+  ip?: string
+  reason?: string
+  [key: string]: unknown
+}
 
 /** A pino logger writing every line, parsed, into `lines`. */
-function capture (): { logger: Logger; lines: LogLine[] } {
+function capture(): { logger: Logger; lines: LogLine[] } {
   const lines: LogLine[] = []
-  const logger = pino({ base: null, level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as LogLine) } })
+  const logger = pino(
+    { base: null, level: 'info' },
+    {
+      write: (line: string) => {
+        lines.push(JSON.parse(line) as LogLine)
+      },
+    },
+  )
   return { logger, lines }
 }
 
-const storeLines = (lines: readonly LogLine[]): string[] => lines.filter((l) => l.event === 'rate_limit_store').map((l) => l.msg)
+const storeLines = (lines: readonly LogLine[]): string[] =>
+  lines.filter((l) => l.event === 'rate_limit_store').map((l) => l.msg)
 
-async function bearer (sub: string): Promise<Record<string, string>> {
-  const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt().setExpirationTime('5m').sign(new TextEncoder().encode(SECRET))
+async function bearer(sub: string): Promise<Record<string, string>> {
+  const token = await new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(sub)
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(new TextEncoder().encode(SECRET))
   return { authorization: `Bearer ${token}` }
 }
 
 const via = (chain: string): Record<string, string> => ({ 'x-forwarded-for': chain })
 
 /** Asserts the RateLimit fields: the policies, then the one shown with its remaining count and a reset within the window. */
-function assertRateLimit (res: ClientResponse, policy: string, shown: string, remaining: number, windowSeconds = 60): number {
+function assertRateLimit(
+  res: ClientResponse,
+  policy: string,
+  shown: string,
+  remaining: number,
+  windowSeconds = 60,
+): number {
   assert.equal(res.headers['ratelimit-policy'], policy)
   const m = /^"([a-z-]+)";r=(\d+);t=(\d+)$/.exec(res.headers.ratelimit ?? '')
   assert.ok(m !== null, `RateLimit header: ${res.headers.ratelimit}`)
@@ -85,7 +115,7 @@ const assertNoRateLimit = (res: ClientResponse): void => {
 }
 
 /** Retry-After: whole seconds within the window. */
-function retryAfter (res: ClientResponse, windowSeconds = 60): number {
+function retryAfter(res: ClientResponse, windowSeconds = 60): number {
   const value = res.headers['retry-after'] ?? ''
   assert.match(value, /^\d+$/)
   const seconds = Number(value)
@@ -93,14 +123,14 @@ function retryAfter (res: ClientResponse, windowSeconds = 60): number {
   return seconds
 }
 
-async function scrape (url: string): Promise<string> {
+async function scrape(url: string): Promise<string> {
   const res = await fetch(`${url}/metrics`)
   assert.equal(res.status, 200)
   return await res.text()
 }
 
 /** The value of one series, given its name and labels in exposition order; undefined when absent. */
-function metric (text: string, series: string): number | undefined {
+function metric(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `))
   return line === undefined ? undefined : Number(line.slice(series.length + 1))
 }
@@ -130,29 +160,65 @@ describe('per address', () => {
     const { logger, lines } = capture()
     const { url } = await startGateway(t, config(stub, '{ perIp: 1/min }'), { logger })
     assert.equal((await get(`${url}/x`, via('1.1.1.1'))).status, 200)
-    assertError(await get(`${url}/x`, via('2.2.2.2')), 429, 'RATE_LIMITED', 'Too many requests (per-ip limit of 1 per minute)')
-    assertError(await get(`${url}/x`, via('3.3.3.3, 4.4.4.4')), 429, 'RATE_LIMITED', 'Too many requests (per-ip limit of 1 per minute)')
+    assertError(
+      await get(`${url}/x`, via('2.2.2.2')),
+      429,
+      'RATE_LIMITED',
+      'Too many requests (per-ip limit of 1 per minute)',
+    )
+    assertError(
+      await get(`${url}/x`, via('3.3.3.3, 4.4.4.4')),
+      429,
+      'RATE_LIMITED',
+      'Too many requests (per-ip limit of 1 per minute)',
+    )
     assertError(await get(`${url}/x`), 429, 'RATE_LIMITED', 'Too many requests (per-ip limit of 1 per minute)')
     const rejected = lines.filter((l) => l.event === 'rejected')
-    assert.deepEqual(rejected.map((l) => [l.ip, l.reason]), [['127.0.0.1', 'rate_limited'], ['127.0.0.1', 'rate_limited'], ['127.0.0.1', 'rate_limited']])
+    assert.deepEqual(
+      rejected.map((l) => [l.ip, l.reason]),
+      [
+        ['127.0.0.1', 'rate_limited'],
+        ['127.0.0.1', 'rate_limited'],
+        ['127.0.0.1', 'rate_limited'],
+      ],
+    )
     assert.equal(stub.requests.length, 1)
   })
 
   test('with trustedProxies, each forwarded address is a client of its own; a spoofed chain counts as its right-most untrusted address', async (t) => {
     const stub = await limitedStub(t)
     const { logger, lines } = capture()
-    const { url } = await startGateway(t, config(stub, '{ perIp: 1/min }', { gateway: '\n  trustedProxies: [127.0.0.1, 10.0.0.0/8]' }), { logger })
+    const { url } = await startGateway(
+      t,
+      config(stub, '{ perIp: 1/min }', { gateway: '\n  trustedProxies: [127.0.0.1, 10.0.0.0/8]' }),
+      { logger },
+    )
     const ipOfLastRejection = (): string | undefined => lines.filter((l) => l.event === 'rejected').at(-1)?.ip
     // The client claims to be 1.2.3.4; the proxy in front of us saw 5.6.7.8.
     assert.equal((await get(`${url}/x`, via('1.2.3.4, 5.6.7.8'))).status, 200)
-    assertError(await get(`${url}/x`, via('5.6.7.8')), 429, 'RATE_LIMITED', 'Too many requests (per-ip limit of 1 per minute)')
+    assertError(
+      await get(`${url}/x`, via('5.6.7.8')),
+      429,
+      'RATE_LIMITED',
+      'Too many requests (per-ip limit of 1 per minute)',
+    )
     assert.equal(ipOfLastRejection(), '5.6.7.8')
     assert.equal((await get(`${url}/x`, via('1.2.3.4'))).status, 200, '1.2.3.4 was charged for a spoofed entry')
-    assertError(await get(`${url}/x`, via('9.9.9.9, 1.2.3.4')), 429, 'RATE_LIMITED', 'Too many requests (per-ip limit of 1 per minute)')
+    assertError(
+      await get(`${url}/x`, via('9.9.9.9, 1.2.3.4')),
+      429,
+      'RATE_LIMITED',
+      'Too many requests (per-ip limit of 1 per minute)',
+    )
     assert.equal(ipOfLastRejection(), '1.2.3.4')
     // A trusted proxy inside the chain (10.0.0.0/8) is skipped: the client is the address before it.
     assert.equal((await get(`${url}/x`, via('7.7.7.7, 10.1.2.3'))).status, 200)
-    assertError(await get(`${url}/x`, via('7.7.7.7')), 429, 'RATE_LIMITED', 'Too many requests (per-ip limit of 1 per minute)')
+    assertError(
+      await get(`${url}/x`, via('7.7.7.7')),
+      429,
+      'RATE_LIMITED',
+      'Too many requests (per-ip limit of 1 per minute)',
+    )
     assert.equal(ipOfLastRejection(), '7.7.7.7')
     // Nothing forwarded: the trusted socket address is the client, with a budget of its own.
     assert.equal((await get(`${url}/x`)).status, 200)
@@ -161,21 +227,30 @@ describe('per address', () => {
 })
 
 describe('per user and per endpoint', () => {
-  const authConfig = (stub: Stub, rateLimit: string, endpoints: string): string => config(stub, rateLimit, {
-    gateway: '\n  auth: { jwt: { secret: "${env.JWT_SECRET}" } }',
-    endpoints,
-  })
+  const authConfig = (stub: Stub, rateLimit: string, endpoints: string): string =>
+    config(stub, rateLimit, {
+      gateway: '\n  auth: { jwt: { secret: "${env.JWT_SECRET}" } }',
+      endpoints,
+    })
 
   test('perUser: each JWT subject has its own budget; anonymous calls to a public endpoint are not counted per user; both policies are listed', async (t) => {
     const stub = await limitedStub(t)
-    const { url } = await startGateway(t, authConfig(stub, '{ perIp: 100/min, perUser: 2/min }', `  GET /me:
+    const { url } = await startGateway(
+      t,
+      authConfig(
+        stub,
+        '{ perIp: 100/min, perUser: 2/min }',
+        `  GET /me:
     calls:
       me: { request: GET s /me }
   GET /open:
     auth: public
     calls:
       open: { request: GET s /open }
-`), { env })
+`,
+      ),
+      { env },
+    )
     const both = '"per-ip";q=100;w=60, "per-user";q=2;w=60'
     for (const user of ['alice', 'bob']) {
       const headers = await bearer(user)
@@ -201,18 +276,33 @@ describe('per user and per endpoint', () => {
 
   test('perUser: a JWT subject and an API key of the same name are different callers', async (t) => {
     const stub = await limitedStub(t)
-    const { url } = await startGateway(t, config(stub, '{ perUser: 1/min }', {
-      gateway: '\n  auth: { jwt: { secret: "${env.JWT_SECRET}" }, apiKey: { header: x-api-key, keys: { alice: "${env.ALICE_KEY}" } } }',
-    }), { env: { ...env, ALICE_KEY: 'k-alice' } })
+    const { url } = await startGateway(
+      t,
+      config(stub, '{ perUser: 1/min }', {
+        gateway:
+          '\n  auth: { jwt: { secret: "${env.JWT_SECRET}" }, apiKey: { header: x-api-key, keys: { alice: "${env.ALICE_KEY}" } } }',
+      }),
+      { env: { ...env, ALICE_KEY: 'k-alice' } },
+    )
     assertRateLimit(await get(`${url}/x`, await bearer('alice')), '"per-user";q=1;w=60', 'per-user', 0)
     assertRateLimit(await get(`${url}/x`, { 'x-api-key': 'k-alice' }), '"per-user";q=1;w=60', 'per-user', 0)
-    assertError(await get(`${url}/x`, { 'x-api-key': 'k-alice' }), 429, 'RATE_LIMITED', 'Too many requests (per-user limit of 1 per minute)')
+    assertError(
+      await get(`${url}/x`, { 'x-api-key': 'k-alice' }),
+      429,
+      'RATE_LIMITED',
+      'Too many requests (per-user limit of 1 per minute)',
+    )
     assert.equal(stub.requests.length, 2)
   })
 
   test('perEndpoint: per endpoint and user; an endpoint override applies to it alone; rateLimit: false answers without limits or headers', async (t) => {
     const stub = await limitedStub(t)
-    const { url } = await startGateway(t, authConfig(stub, '{ perEndpoint: 2/min }', `  GET /a:
+    const { url } = await startGateway(
+      t,
+      authConfig(
+        stub,
+        '{ perEndpoint: 2/min }',
+        `  GET /a:
     calls:
       a: { request: GET s /a }
   GET /b:
@@ -228,17 +318,25 @@ describe('per user and per endpoint', () => {
     rateLimit: false
     calls:
       free: { request: GET s /free }
-`), { env })
+`,
+      ),
+      { env },
+    )
     const [alice, bob] = [await bearer('alice'), await bearer('bob')]
     const two = '"per-endpoint";q=2;w=60'
     assertRateLimit(await get(`${url}/a`, alice), two, 'per-endpoint', 1)
     assertRateLimit(await get(`${url}/a`, alice), two, 'per-endpoint', 0)
-    assertError(await get(`${url}/a`, alice), 429, 'RATE_LIMITED', 'Too many requests (per-endpoint limit of 2 per minute)')
+    assertError(
+      await get(`${url}/a`, alice),
+      429,
+      'RATE_LIMITED',
+      'Too many requests (per-endpoint limit of 2 per minute)',
+    )
     const b = await get(`${url}/b`, alice)
     assert.equal(b.status, 200, 'a limit on /a held back /b')
     assertRateLimit(b, two, 'per-endpoint', 1)
     const a = await get(`${url}/a`, bob)
-    assert.equal(a.status, 200, 'alice\'s use of /a held back bob')
+    assert.equal(a.status, 200, "alice's use of /a held back bob")
     assertRateLimit(a, two, 'per-endpoint', 1)
 
     const one = '"per-endpoint";q=1;w=60'
@@ -255,16 +353,24 @@ describe('per user and per endpoint', () => {
       assert.equal(res.status, 200)
       assertNoRateLimit(res)
     }
-    assert.deepEqual(['/a', '/b', '/c', '/free'].map((p) => callsTo(stub, p)), [3, 1, 1, 5])
+    assert.deepEqual(
+      ['/a', '/b', '/c', '/free'].map((p) => callsTo(stub, p)),
+      [3, 1, 1, 5],
+    )
   })
 
   test('rateLimit: false is exempt from the per-address and global limits too, and does not use up their budget', async (t) => {
     const stub = await limitedStub(t)
-    const { url } = await startGateway(t, config(stub, '{ perIp: 2/min, global: 3/min }', { endpoints: `${ONE_ENDPOINT}  GET /free:
+    const { url } = await startGateway(
+      t,
+      config(stub, '{ perIp: 2/min, global: 3/min }', {
+        endpoints: `${ONE_ENDPOINT}  GET /free:
     rateLimit: false
     calls:
       free: { request: GET s /free }
-` }))
+`,
+      }),
+    )
     for (let i = 0; i < 6; i++) {
       const res = await get(`${url}/free`)
       assert.equal(res.status, 200)
@@ -280,7 +386,7 @@ describe('per user and per endpoint', () => {
     assert.deepEqual([callsTo(stub, '/x'), callsTo(stub, '/free')], [2, 7])
   })
 
-  test('an endpoint\'s rateLimit without gateway.rateLimit is enforced, counted in memory', async (t) => {
+  test("an endpoint's rateLimit without gateway.rateLimit is enforced, counted in memory", async (t) => {
     const stub = await limitedStub(t)
     const text = `
 version: 1
@@ -304,10 +410,16 @@ endpoints:
 describe('global', () => {
   test('global 2/min: the third request, from any address to any endpoint, is 503 OVERLOADED with Retry-After', async (t) => {
     const stub = await limitedStub(t)
-    const { url } = await startGateway(t, config(stub, '{ global: 2/min }', { gateway: '\n  trustedProxies: [127.0.0.1]', endpoints: `${ONE_ENDPOINT}  GET /y:
+    const { url } = await startGateway(
+      t,
+      config(stub, '{ global: 2/min }', {
+        gateway: '\n  trustedProxies: [127.0.0.1]',
+        endpoints: `${ONE_ENDPOINT}  GET /y:
     calls:
       y: { request: GET s /y }
-` }))
+`,
+      }),
+    )
     assertRateLimit(await get(`${url}/x`, via('1.1.1.1')), '"global";q=2;w=60', 'global', 1)
     assertRateLimit(await get(`${url}/y`, via('2.2.2.2')), '"global";q=2;w=60', 'global', 0)
     const over = await get(`${url}/x`, via('3.3.3.3'))
@@ -319,7 +431,10 @@ describe('global', () => {
 
   test('a request refused per address does not use up the global budget (one flooding address cannot starve the others)', async (t) => {
     const stub = await limitedStub(t)
-    const { url } = await startGateway(t, config(stub, '{ global: 2/min, perIp: 1/min }', { gateway: '\n  trustedProxies: [127.0.0.1]' }))
+    const { url } = await startGateway(
+      t,
+      config(stub, '{ global: 2/min, perIp: 1/min }', { gateway: '\n  trustedProxies: [127.0.0.1]' }),
+    )
     assertRateLimit(await get(`${url}/x`, via('1.1.1.1')), '"per-ip";q=1;w=60, "global";q=2;w=60', 'per-ip', 0)
     for (let i = 0; i < 5; i++) {
       const flood = await get(`${url}/x`, via('1.1.1.1'))
@@ -338,10 +453,15 @@ describe('global', () => {
 
 /** Every diagnostic of a config, whether or not it compiles. */
 
-interface Found { code: string; message: string; hint: string | undefined; path: Diagnostic['path'] }
+interface Found {
+  code: string
+  message: string
+  hint: string | undefined
+  path: Diagnostic['path']
+}
 
 /** The config must not compile; its error diagnostics, without file positions. */
-function configErrors (text: string): Found[] {
+function configErrors(text: string): Found[] {
   return errorsOf(text).map(({ code, message, hint, path }) => ({ code, message, hint, path }))
 }
 
@@ -374,7 +494,14 @@ ${ONE_ENDPOINT}`
   })
 
   test('a valid block compiles into the plan with its defaults', () => {
-    const { plan, diagnostics } = compileText('test.yaml', text('{ perIp: 3/min, perEndpoint: 100/10s, global: 5000/h, onStoreError: reject }', '\n  trustedProxies: [127.0.0.1, 10.0.0.0/8, "fd00::/8"]'), { env: {} })
+    const { plan, diagnostics } = compileText(
+      'test.yaml',
+      text(
+        '{ perIp: 3/min, perEndpoint: 100/10s, global: 5000/h, onStoreError: reject }',
+        '\n  trustedProxies: [127.0.0.1, 10.0.0.0/8, "fd00::/8"]',
+      ),
+      { env: {} },
+    )
     assert.deepEqual(diagnostics, [])
     assert.deepEqual(plan.edge.rateLimit, {
       store: 'memory',
@@ -390,13 +517,35 @@ ${ONE_ENDPOINT}`
 
   test('a rate that does not parse, or a window under a second, is BATON_INVALID_VALUE with the hint', () => {
     for (const rate of ['lots', '5/100ms']) {
-      assert.deepEqual(configErrors(text(`{ perIp: ${rate} }`)), [
-        { code: 'BATON_INVALID_VALUE', message: `invalid value "${rate}"`, hint: RATE_HINT, path: ['gateway', 'rateLimit', 'perIp'] },
-      ], rate)
+      assert.deepEqual(
+        configErrors(text(`{ perIp: ${rate} }`)),
+        [
+          {
+            code: 'BATON_INVALID_VALUE',
+            message: `invalid value "${rate}"`,
+            hint: RATE_HINT,
+            path: ['gateway', 'rateLimit', 'perIp'],
+          },
+        ],
+        rate,
+      )
     }
-    assert.deepEqual(configErrors(text('{ perIp: 10/min }').replace('x: { request: GET s /x }', 'x: { request: GET s /x }\n    rateLimit: { perEndpoint: 1/ms }')), [
-      { code: 'BATON_INVALID_VALUE', message: 'invalid value "1/ms"', hint: RATE_HINT, path: ['endpoints', 'GET /x', 'rateLimit', 'perEndpoint'] },
-    ])
+    assert.deepEqual(
+      configErrors(
+        text('{ perIp: 10/min }').replace(
+          'x: { request: GET s /x }',
+          'x: { request: GET s /x }\n    rateLimit: { perEndpoint: 1/ms }',
+        ),
+      ),
+      [
+        {
+          code: 'BATON_INVALID_VALUE',
+          message: 'invalid value "1/ms"',
+          hint: RATE_HINT,
+          path: ['endpoints', 'GET /x', 'rateLimit', 'perEndpoint'],
+        },
+      ],
+    )
   })
 
   // Not also the warning "rateLimit sets no limit", which would tell the user the opposite of what they wrote.
@@ -407,35 +556,84 @@ ${ONE_ENDPOINT}`
 
   test('rateLimit: {} compiles with the warning BATON_NO_LIMITS', () => {
     const { plan, diagnostics } = compileText('test.yaml', text('{}'), { env: {} })
-    assert.deepEqual(diagnostics.map(({ severity, code, message, hint, path }) => ({ severity, code, message, hint, path })), [{
-      severity: 'warning',
-      code: 'BATON_NO_LIMITS',
-      message: 'rateLimit sets no limit',
-      hint: 'add perUser, perIp, perEndpoint or global, e.g. perIp: 500/min',
-      path: ['gateway', 'rateLimit'],
-    }])
+    assert.deepEqual(
+      diagnostics.map(({ severity, code, message, hint, path }) => ({ severity, code, message, hint, path })),
+      [
+        {
+          severity: 'warning',
+          code: 'BATON_NO_LIMITS',
+          message: 'rateLimit sets no limit',
+          hint: 'add perUser, perIp, perEndpoint or global, e.g. perIp: 500/min',
+          path: ['gateway', 'rateLimit'],
+        },
+      ],
+    )
     assert.notEqual(plan.edge.rateLimit, null)
   })
 
   test('a trustedProxies entry that is not an address or CIDR range is BATON_INVALID_VALUE, each at its index', () => {
     const hint = 'e.g. 10.0.0.0/8, 192.168.1.10 or fd00::/8'
-    assert.deepEqual(configErrors(text('{ perIp: 1/min }', '\n  trustedProxies: [10.0.0.1, proxy.local, 10.0.0.0/33, "::1/129", 1.2.3.4/8/1, 10.0.0.0/x]')), [
-      { code: 'BATON_INVALID_VALUE', message: '\'proxy.local\' is not an IP address or CIDR range', hint, path: ['gateway', 'trustedProxies', 1] },
-      { code: 'BATON_INVALID_VALUE', message: '\'10.0.0.0/33\' is not an IP address or CIDR range', hint, path: ['gateway', 'trustedProxies', 2] },
-      { code: 'BATON_INVALID_VALUE', message: '\'::1/129\' is not an IP address or CIDR range', hint, path: ['gateway', 'trustedProxies', 3] },
-      { code: 'BATON_INVALID_VALUE', message: '\'1.2.3.4/8/1\' is not an IP address or CIDR range', hint, path: ['gateway', 'trustedProxies', 4] },
-      { code: 'BATON_INVALID_VALUE', message: '\'10.0.0.0/x\' is not an IP address or CIDR range', hint, path: ['gateway', 'trustedProxies', 5] },
-    ])
+    assert.deepEqual(
+      configErrors(
+        text(
+          '{ perIp: 1/min }',
+          '\n  trustedProxies: [10.0.0.1, proxy.local, 10.0.0.0/33, "::1/129", 1.2.3.4/8/1, 10.0.0.0/x]',
+        ),
+      ),
+      [
+        {
+          code: 'BATON_INVALID_VALUE',
+          message: "'proxy.local' is not an IP address or CIDR range",
+          hint,
+          path: ['gateway', 'trustedProxies', 1],
+        },
+        {
+          code: 'BATON_INVALID_VALUE',
+          message: "'10.0.0.0/33' is not an IP address or CIDR range",
+          hint,
+          path: ['gateway', 'trustedProxies', 2],
+        },
+        {
+          code: 'BATON_INVALID_VALUE',
+          message: "'::1/129' is not an IP address or CIDR range",
+          hint,
+          path: ['gateway', 'trustedProxies', 3],
+        },
+        {
+          code: 'BATON_INVALID_VALUE',
+          message: "'1.2.3.4/8/1' is not an IP address or CIDR range",
+          hint,
+          path: ['gateway', 'trustedProxies', 4],
+        },
+        {
+          code: 'BATON_INVALID_VALUE',
+          message: "'10.0.0.0/x' is not an IP address or CIDR range",
+          hint,
+          path: ['gateway', 'trustedProxies', 5],
+        },
+      ],
+    )
   })
 
   test('store: redis with a URL that is not redis:// is BATON_INVALID_URL', () => {
     assert.deepEqual(configErrors(text('{ store: redis, perIp: 1/min, redis: { url: "http://x" } }')), [
-      { code: 'BATON_INVALID_URL', message: '\'http://x\' is not a redis:// URL', hint: 'e.g. redis://127.0.0.1:6379', path: ['gateway', 'rateLimit', 'redis', 'url'] },
+      {
+        code: 'BATON_INVALID_URL',
+        message: "'http://x' is not a redis:// URL",
+        hint: 'e.g. redis://127.0.0.1:6379',
+        path: ['gateway', 'rateLimit', 'redis', 'url'],
+      },
     ])
     // The URL may come from the environment; it is checked once resolved.
     const fromEnv = text('{ store: redis, perIp: 1/min, redis: { url: "${env.RL_REDIS}" } }')
-    assert.throws(() => compileText('test.yaml', fromEnv, { env: { RL_REDIS: 'http://x' } }), (err: unknown) => err instanceof ConfigError && err.diagnostics.some((d) => d.code === 'BATON_INVALID_URL'))
-    assert.equal(compileText('test.yaml', fromEnv, { env: { RL_REDIS: 'rediss://cache:6380/2' } }).plan.edge.rateLimit?.redis.url, 'rediss://cache:6380/2')
+    assert.throws(
+      () => compileText('test.yaml', fromEnv, { env: { RL_REDIS: 'http://x' } }),
+      (err: unknown) => err instanceof ConfigError && err.diagnostics.some((d) => d.code === 'BATON_INVALID_URL'),
+    )
+    assert.equal(
+      compileText('test.yaml', fromEnv, { env: { RL_REDIS: 'rediss://cache:6380/2' } }).plan.edge.rateLimit?.redis.url,
+      'rediss://cache:6380/2',
+    )
   })
 })
 
@@ -444,7 +642,7 @@ describe('redis store', () => {
     config(stub, `{ store: redis, redis: { url: "${url}", prefix: "${prefix}" }, ${limits} }`, { gateway })
 
   /** One request from an address of its own (trustedProxies: [127.0.0.1]), which must be counted: listen() waits for Redis. */
-  async function untilCounted (url: string, ip: string): Promise<number> {
+  async function untilCounted(url: string, ip: string): Promise<number> {
     const res = await get(`${url}/x`, via(ip))
     assert.equal(res.status, 200)
     assert.notEqual(res.headers.ratelimit, undefined, `${url} did not count its first request in Redis`)
@@ -457,7 +655,7 @@ describe('redis store', () => {
     const stub = await limitedStub(t)
     const yaml = redisConfig(stub, redis.url, redis.prefix, 'perIp: 4/min', '\n  trustedProxies: [127.0.0.1]')
     const [one, two] = [await startGateway(t, yaml), await startGateway(t, yaml)]
-    const warmUp = await untilCounted(one.url, '192.0.2.1') + await untilCounted(two.url, '192.0.2.2')
+    const warmUp = (await untilCounted(one.url, '192.0.2.1')) + (await untilCounted(two.url, '192.0.2.2'))
     const statuses: number[] = []
     for (let i = 0; i < 8; i++) {
       const res = await get(`${(i % 2 === 0 ? one : two).url}/x`)
@@ -490,7 +688,10 @@ describe('redis store', () => {
   // No limit was applied, so none is announced.
   test('a request let through while the store is down carries no RateLimit field at all', async (t) => {
     const stub = await limitedStub(t)
-    const { url } = await startGateway(t, redisConfig(stub, `redis://127.0.0.1:${await freePort()}`, uniquePrefix(), 'perIp: 2/min'))
+    const { url } = await startGateway(
+      t,
+      redisConfig(stub, `redis://127.0.0.1:${await freePort()}`, uniquePrefix(), 'perIp: 2/min'),
+    )
     const res = await get(`${url}/x`)
     assert.equal(res.status, 200)
     assertNoRateLimit(res)
@@ -500,7 +701,9 @@ describe('redis store', () => {
     const stub = await limitedStub(t)
     const port = await freePort()
     const unexpected: unknown[] = []
-    const collect = (err: unknown): void => { unexpected.push(err) }
+    const collect = (err: unknown): void => {
+      unexpected.push(err)
+    }
     process.on('uncaughtException', collect)
     process.on('unhandledRejection', collect)
     t.after(() => {
@@ -510,7 +713,9 @@ describe('redis store', () => {
     const prefix = uniquePrefix()
 
     const { logger, lines } = capture()
-    const { url } = await startGateway(t, redisConfig(stub, `redis://127.0.0.1:${port}`, prefix, 'perIp: 2/min'), { logger })
+    const { url } = await startGateway(t, redisConfig(stub, `redis://127.0.0.1:${port}`, prefix, 'perIp: 2/min'), {
+      logger,
+    })
     for (let i = 0; i < 8; i++) {
       const res = await get(`${url}/x`)
       assert.equal(res.status, 200)
@@ -520,25 +725,39 @@ describe('redis store', () => {
       assert.equal(res.headers['retry-after'], undefined)
     }
     assert.equal(stub.requests.length, 8)
-    const storeErrors = async (): Promise<number> => metric(await scrape(url), 'baton_rate_limit_store_errors_total') ?? 0
+    const storeErrors = async (): Promise<number> =>
+      metric(await scrape(url), 'baton_rate_limit_store_errors_total') ?? 0
     const errors = await storeErrors()
     assert.ok(errors >= 8, `baton_rate_limit_store_errors_total is ${errors}, expected one at least per request`)
     // Reconnection attempts keep failing meanwhile (counted too), and still without a second warning.
     const until = performance.now() + 3000
-    while (await storeErrors() <= errors && performance.now() < until) await sleep(50)
-    assert.ok(await storeErrors() > errors, 'no failed reconnection was counted')
+    while ((await storeErrors()) <= errors && performance.now() < until) await sleep(50)
+    assert.ok((await storeErrors()) > errors, 'no failed reconnection was counted')
     assert.equal((await get(`${url}/x`)).status, 200)
     // Readiness says so: limits are not applied (degraded), but every endpoint is still served.
     const ready = await get(`${url}/health/ready`)
     assert.equal(ready.status, 200)
-    assert.deepEqual({ status: (ready.body as { status: string }).status, rateLimits: (ready.body as { rateLimits: unknown }).rateLimits }, { status: 'degraded', rateLimits: { store: 'redis', up: false } })
+    assert.deepEqual(
+      {
+        status: (ready.body as { status: string }).status,
+        rateLimits: (ready.body as { rateLimits: unknown }).rateLimits,
+      },
+      { status: 'degraded', rateLimits: { store: 'redis', up: false } },
+    )
     const warnings = lines.filter((l) => l.event === 'rate_limit_store')
     assert.equal(warnings.length, 1, JSON.stringify(warnings))
     assert.equal(warnings[0]?.level, 40)
-    assert.match(warnings[0]?.msg ?? '', /^rate limit store unavailable \(.+\): requests are let through unlimited until it is back$/)
+    assert.match(
+      warnings[0]?.msg ?? '',
+      /^rate limit store unavailable \(.+\): requests are let through unlimited until it is back$/,
+    )
 
     const reject = capture()
-    const strict = await startGateway(t, redisConfig(stub, `redis://127.0.0.1:${port}`, prefix, 'perIp: 2/min, onStoreError: reject'), { logger: reject.logger })
+    const strict = await startGateway(
+      t,
+      redisConfig(stub, `redis://127.0.0.1:${port}`, prefix, 'perIp: 2/min, onStoreError: reject'),
+      { logger: reject.logger },
+    )
     for (let i = 0; i < 3; i++) {
       const res = await get(`${strict.url}/x`)
       assertError(res, 503, 'RATE_LIMIT_UNAVAILABLE', 'Rate limits cannot be checked right now')
@@ -548,9 +767,21 @@ describe('redis store', () => {
     assert.equal(stub.requests.length, 9, 'a refused request reached the service')
     // With onStoreError: reject, the limited endpoints cannot be served at all: not ready.
     const down = await get(`${strict.url}/health/ready`)
-    assert.deepEqual({ code: down.status, status: (down.body as { status: string }).status }, { code: 503, status: 'down' })
-    assert.equal(metric(await scrape(strict.url), 'baton_requests_rejected_total{endpoint="GET /x",reason="rate_limit_unavailable"}'), 3)
-    assert.deepEqual(storeLines(reject.lines).map((m) => m.replace(/\(.+\)/, '(…)')), ['rate limit store unavailable (…): requests are refused with 503 until it is back'])
+    assert.deepEqual(
+      { code: down.status, status: (down.body as { status: string }).status },
+      { code: 503, status: 'down' },
+    )
+    assert.equal(
+      metric(
+        await scrape(strict.url),
+        'baton_requests_rejected_total{endpoint="GET /x",reason="rate_limit_unavailable"}',
+      ),
+      3,
+    )
+    assert.deepEqual(
+      storeLines(reject.lines).map((m) => m.replace(/\(.+\)/, '(…)')),
+      ['rate limit store unavailable (…): requests are refused with 503 until it is back'],
+    )
     assert.deepEqual(unexpected, [])
   })
 
@@ -559,7 +790,11 @@ describe('redis store', () => {
     if (own === null) return
     const stub = await limitedStub(t)
     const { logger, lines } = capture()
-    const { url } = await startGateway(t, redisConfig(stub, own.url, uniquePrefix(), 'perIp: 2/min', '\n  trustedProxies: [127.0.0.1]'), { logger })
+    const { url } = await startGateway(
+      t,
+      redisConfig(stub, own.url, uniquePrefix(), 'perIp: 2/min', '\n  trustedProxies: [127.0.0.1]'),
+      { logger },
+    )
     const from = (ip: string): Promise<ClientResponse> => get(`${url}/x`, via(ip))
     const warmUp = await untilCounted(url, '192.0.2.1')
     assert.deepEqual(storeLines(lines), [], 'no outage at start-up')
@@ -580,7 +815,10 @@ describe('redis store', () => {
     }
     const down = logged()
     assert.equal(down.length, 1, JSON.stringify(down))
-    assert.match(down[0] ?? '', /^rate limit store unavailable \(.+\): requests are let through unlimited until it is back$/)
+    assert.match(
+      down[0] ?? '',
+      /^rate limit store unavailable \(.+\): requests are let through unlimited until it is back$/,
+    )
 
     await own.restart()
     const back = (): boolean => logged().length > 1
@@ -599,7 +837,10 @@ describe('redis store', () => {
       polling = false
       await poller
     }
-    assert.ok(polled.every((s) => s === 200), `polled: ${polled.join(',')}`)
+    assert.ok(
+      polled.every((s) => s === 200),
+      `polled: ${polled.join(',')}`,
+    )
     assert.deepEqual(logged().slice(1), ['rate limit store is back: limits apply again'])
 
     assertRateLimit(await from('10.0.0.3'), '"per-ip";q=2;w=60', 'per-ip', 1)
@@ -608,7 +849,10 @@ describe('redis store', () => {
     assert.equal(logged().length, 2)
     assert.equal(stub.requests.length, warmUp + 2 + 4 + polled.length + 2)
     const ready = (await get(`${url}/health/ready`)).body as { status: string; rateLimits: unknown }
-    assert.deepEqual({ status: ready.status, rateLimits: ready.rateLimits }, { status: 'ok', rateLimits: { store: 'redis', up: true } })
+    assert.deepEqual(
+      { status: ready.status, rateLimits: ready.rateLimits },
+      { status: 'ok', rateLimits: { store: 'redis', up: true } },
+    )
   })
 })
 
@@ -634,7 +878,10 @@ describe('metrics', () => {
     const globalText = await scrape(global.url)
     assert.equal(metric(globalText, 'baton_requests_rejected_total{endpoint="GET /x",reason="overloaded"}'), 1)
     assert.equal(metric(globalText, 'baton_requests_rejected_total{endpoint="GET /y",reason="overloaded"}'), 1)
-    assert.equal(metric(globalText, 'baton_requests_rejected_total{endpoint="GET /x",reason="rate_limited"}'), undefined)
+    assert.equal(
+      metric(globalText, 'baton_requests_rejected_total{endpoint="GET /x",reason="rate_limited"}'),
+      undefined,
+    )
     assert.equal(stub.requests.length, 3)
   })
 })

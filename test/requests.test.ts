@@ -12,13 +12,18 @@ import { json, type Stub, type StubRequest } from './helpers/stub.ts'
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
 /** Two services on one stub: `a` forwards the headers given, `b` forwards nothing. */
-async function setup (t: TestContext, options: { forward?: string[]; gateway?: string; aHeaders?: string } = {}): Promise<{ stub: Stub; url: string }> {
+async function setup(
+  t: TestContext,
+  options: { forward?: string[]; gateway?: string; aHeaders?: string } = {},
+): Promise<{ stub: Stub; url: string }> {
   const stub = await stubFor(t)
   stub.route('GET /carts/:id', (req) => json({ id: req.params.id }))
   stub.route('GET /search', json({ hits: [] }))
   stub.route('GET /profile', json({ name: 'Ada' }))
   const forward = options.forward === undefined ? '' : `, forwardHeaders: [${options.forward.join(', ')}]`
-  const gateway = await startGateway(t, `
+  const gateway = await startGateway(
+    t,
+    `
 version: 1
 gateway: { name: Requests, basePath: /v1${options.gateway === undefined ? '' : `, ${options.gateway}`} }
 services:
@@ -41,7 +46,9 @@ endpoints:
     calls:
       cart: { request: GET a /carts/one }
       profile: { request: GET b /profile }
-`, { env: { API_KEY: 'k-123' } })
+`,
+    { env: { API_KEY: 'k-123' } },
+  )
   return { stub, url: `${gateway.url}/v1` }
 }
 
@@ -77,7 +84,12 @@ describe('path values are percent-encoded into one path segment', () => {
 
   test('from a path parameter of the endpoint (decoded by the router, encoded again)', async (t) => {
     const { stub, url } = await setup(t)
-    for (const [sent, value] of [['a%2Fb', 'a/b'], ['x%3Fy%23z', 'x?y#z'], ['%252F', '%2F'], ['..%2Fadmin', '../admin']] as const) {
+    for (const [sent, value] of [
+      ['a%2Fb', 'a/b'],
+      ['x%3Fy%23z', 'x?y#z'],
+      ['%252F', '%2F'],
+      ['..%2Fadmin', '../admin'],
+    ] as const) {
       // node:http, not fetch: fetch's URL parser would resolve dot segments before sending.
       const res = await rawRequest('GET', `${url}/carts/${sent}`, {})
       assert.equal(res.status, 200, sent)
@@ -88,7 +100,10 @@ describe('path values are percent-encoded into one path segment', () => {
     const dots = await rawRequest('GET', `${url}/carts/%2E%2E`, {})
     if (dots.status === 200) assert.equal(last(stub).url, '/carts/%2E%2E')
     else assertError(dots, 404, 'NOT_FOUND', 'No endpoint matches this method and path')
-    assert.ok(stub.requests.every((r) => !/\/\.\.?(\/|$)/.test(r.url)), 'a dot segment reached the service')
+    assert.ok(
+      stub.requests.every((r) => !/\/\.\.?(\/|$)/.test(r.url)),
+      'a dot segment reached the service',
+    )
   })
 })
 
@@ -105,7 +120,12 @@ test('query parameters are encoded; lists repeat the key; null values are left o
 describe('headers', () => {
   test('client headers reach a service only when it lists them in forwardHeaders', async (t) => {
     const { stub, url } = await setup(t, { forward: ['authorization', 'cookie'] })
-    const res = await get(`${url}/both`, { authorization: 'Bearer t0k', cookie: 'session=s1', 'x-other': 'o', 'user-agent': 'test-client/1' })
+    const res = await get(`${url}/both`, {
+      authorization: 'Bearer t0k',
+      cookie: 'session=s1',
+      'x-other': 'o',
+      'user-agent': 'test-client/1',
+    })
     assert.equal(res.status, 200)
     const [a, b] = [stub.requestsTo('GET /carts/:id')[0], stub.requestsTo('GET /profile')[0]]
     assert.ok(a !== undefined && b !== undefined)
@@ -116,7 +136,7 @@ describe('headers', () => {
     assert.notEqual(b.headers['user-agent'], 'test-client/1')
   })
 
-  test('hop-by-hop headers, and a header named by the client\'s Connection, never reach a service', async (t) => {
+  test("hop-by-hop headers, and a header named by the client's Connection, never reach a service", async (t) => {
     const { stub, url } = await setup(t, { forward: ['x-secret', 'x-trace'] })
     const res = await rawRequest('GET', `${url}/both`, {
       connection: 'keep-alive, X-Secret',
@@ -132,13 +152,27 @@ describe('headers', () => {
     assert.ok(a !== undefined)
     assert.equal(a.headers['x-trace'], 't-1')
     assert.equal(a.headers['x-secret'], undefined)
-    for (const name of ['keep-alive', 'te', 'upgrade', 'proxy-authorization']) assert.equal(a.headers[name], undefined, name)
+    for (const name of ['keep-alive', 'te', 'upgrade', 'proxy-authorization'])
+      assert.equal(a.headers[name], undefined, name)
     assert.doesNotMatch(String(a.headers.connection), /secret/i)
   })
 
   test('config validation rejects hop-by-hop and managed headers in forwardHeaders', () => {
-    for (const name of ['connection', 'keep-alive', 'te', 'upgrade', 'proxy-authorization', 'transfer-encoding', 'host', 'Connection']) {
-      assert.throws(() => compileText('bad.yaml', `
+    for (const name of [
+      'connection',
+      'keep-alive',
+      'te',
+      'upgrade',
+      'proxy-authorization',
+      'transfer-encoding',
+      'host',
+      'Connection',
+    ]) {
+      assert.throws(
+        () =>
+          compileText(
+            'bad.yaml',
+            `
 version: 1
 gateway: { name: Bad }
 services:
@@ -147,11 +181,16 @@ endpoints:
   GET /x:
     calls:
       x: { request: GET a /x }
-`), (err: unknown) => err instanceof ConfigError && err.diagnostics.some((d) => d.code === 'BATON_FORBIDDEN_HEADER'), name)
+`,
+          ),
+        (err: unknown) =>
+          err instanceof ConfigError && err.diagnostics.some((d) => d.code === 'BATON_FORBIDDEN_HEADER'),
+        name,
+      )
     }
   })
 
-  test('a service\'s static headers are sent, with ${env.…} resolved', async (t) => {
+  test("a service's static headers are sent, with ${env.…} resolved", async (t) => {
     const { stub, url } = await setup(t, { aHeaders: '{ x-api-key: "${env.API_KEY}" }' })
     assert.equal((await get(`${url}/both`)).status, 200)
     assert.equal(stub.requestsTo('GET /carts/:id')[0]?.headers['x-api-key'], 'k-123')
@@ -193,14 +232,23 @@ describe('request bodies', () => {
 
   test('not JSON at all: 415', async (t) => {
     const { stub, url } = await setup(t)
-    assertError(await post(`${url}/lookup`, 'cartId=c', { 'content-type': 'text/plain' }), 415, 'UNSUPPORTED_MEDIA_TYPE', 'The request body must be JSON')
+    assertError(
+      await post(`${url}/lookup`, 'cartId=c', { 'content-type': 'text/plain' }),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+      'The request body must be JSON',
+    )
     assert.equal(stub.requests.length, 0)
   })
 })
 
 test('unknown route or method: 404 NOT_FOUND', async (t) => {
   const { stub, url } = await setup(t)
-  for (const res of [await get(`${url}/nope`), await get(`${url}/lookup`), await post(`${url.replace(/\/v1$/, '')}/lookup`, { cartId: 'c' })]) {
+  for (const res of [
+    await get(`${url}/nope`),
+    await get(`${url}/lookup`),
+    await post(`${url.replace(/\/v1$/, '')}/lookup`, { cartId: 'c' }),
+  ]) {
     assertError(res, 404, 'NOT_FOUND', 'No endpoint matches this method and path')
     assert.match(res.headers['x-request-id'] ?? '', UUID)
   }
@@ -225,10 +273,17 @@ describe('x-request-id', () => {
     const id = first.headers['x-request-id'] ?? ''
     assert.match(id, UUID)
     assert.notEqual(second.headers['x-request-id'], id)
-    assert.deepEqual(stub.requests.slice(0, 2).map((r) => r.headers['x-request-id']), [id, id])
+    assert.deepEqual(
+      stub.requests.slice(0, 2).map((r) => r.headers['x-request-id']),
+      [id, id],
+    )
   })
 
-  for (const [what, given] of [['containing spaces', 'has spaces in it'], ['300 characters long', 'x'.repeat(300)], ['with a slash and quotes', 'a/"b"']] as const) {
+  for (const [what, given] of [
+    ['containing spaces', 'has spaces in it'],
+    ['300 characters long', 'x'.repeat(300)],
+    ['with a slash and quotes', 'a/"b"'],
+  ] as const) {
     test(`replaced by a UUID when malformed: ${what}`, async (t) => {
       const { stub, url } = await setup(t)
       const res = await get(`${url}/both`, { 'x-request-id': given })

@@ -34,20 +34,27 @@ describe('what is retried', () => {
   })
 
   test('on: [5xx] does not retry a timeout', async (t) => {
-    const { stub, a, hits } = await oneService(t, { service: `timeout: 50ms, retry: { attempts: 2, ${RETRY}, on: [5xx] }` })
+    const { stub, a, hits } = await oneService(t, {
+      service: `timeout: 50ms, retry: { attempts: 2, ${RETRY}, on: [5xx] }`,
+    })
     stub.route('GET /a', hang())
     assertError(await get(a), 504, 'GATEWAY_TIMEOUT', 'svc timed out', ['svc'])
     assert.equal(hits(), 1)
   })
 
   test('on: [timeout] retries a hanging service; each timed-out try was aborted, and the next began after it', async (t) => {
-    const { stub, a, hits } = await oneService(t, { service: `timeout: 50ms, retry: { attempts: 2, ${RETRY}, on: [timeout] }` })
+    const { stub, a, hits } = await oneService(t, {
+      service: `timeout: 50ms, retry: { attempts: 2, ${RETRY}, on: [timeout] }`,
+    })
     stub.route('GET /a', hang())
     assertError(await get(a), 504, 'GATEWAY_TIMEOUT', 'svc timed out', ['svc'])
     assert.equal(hits(), 3)
     const tries = stub.requestsTo('GET /a')
-    await eventually(() => tries.every((r) => r.closed), 'every try\'s connection to close')
-    assert.deepEqual(tries.map((r) => r.aborted), [true, true, true])
+    await eventually(() => tries.every((r) => r.closed), "every try's connection to close")
+    assert.deepEqual(
+      tries.map((r) => r.aborted),
+      [true, true, true],
+    )
     // Causality, not speed: a retry starts only after the try before it timed out (50ms) and the backoff (10ms).
     for (let i = 1; i < tries.length; i++) {
       const gap = (tries[i] as StubRequest).arrivedAt - (tries[i - 1] as StubRequest).arrivedAt
@@ -82,7 +89,12 @@ describe('what is retried', () => {
     assert.equal(hits(), 3)
   })
 
-  for (const [method, tries] of [['PUT', 3], ['DELETE', 3], ['POST', 1], ['PATCH', 1]] as const) {
+  for (const [method, tries] of [
+    ['PUT', 3],
+    ['DELETE', 3],
+    ['POST', 1],
+    ['PATCH', 1],
+  ] as const) {
     test(`a ${method} call ${tries === 3 ? 'is retried: the method is idempotent' : 'is not retried without idempotent: true'}`, async (t) => {
       const { stub, a, hits } = await oneService(t, { method, service: `retry: { attempts: 2, ${RETRY} }` })
       stub.route(`${method} /a`, FAIL)
@@ -93,52 +105,70 @@ describe('what is retried', () => {
 
   for (const method of ['POST', 'PATCH']) {
     test(`a ${method} call with idempotent: true is retried`, async (t) => {
-      const { stub, a, hits } = await oneService(t, { method, service: `retry: { attempts: 2, ${RETRY} }`, call: 'idempotent: true' })
+      const { stub, a, hits } = await oneService(t, {
+        method,
+        service: `retry: { attempts: 2, ${RETRY} }`,
+        call: 'idempotent: true',
+      })
       stub.route(`${method} /a`, FAIL)
       assertError(await get(a), 502, 'DOWNSTREAM_FAILURE', 'svc failed (500)', ['svc'])
       assert.equal(hits(), 3)
     })
   }
 
-  test('a call-level retry: false turns the service\'s policy off', async (t) => {
+  test("a call-level retry: false turns the service's policy off", async (t) => {
     const { stub, a, hits } = await oneService(t, { service: `retry: { attempts: 2, ${RETRY} }`, call: 'retry: false' })
     stub.route('GET /a', FAIL)
     assertError(await get(a), 502, 'DOWNSTREAM_FAILURE', 'svc failed (500)', ['svc'])
     assert.equal(hits(), 1)
   })
 
-  test('a call-level retry replaces the service\'s whole policy (attempts and on), it is not merged', async (t) => {
-    const { stub, a, b, hits } = await oneService(t, { service: `retry: { attempts: 2, ${RETRY}, on: [404] }`, call: `retry: { attempts: 1, ${RETRY} }` })
+  test("a call-level retry replaces the service's whole policy (attempts and on), it is not merged", async (t) => {
+    const { stub, a, b, hits } = await oneService(t, {
+      service: `retry: { attempts: 2, ${RETRY}, on: [404] }`,
+      call: `retry: { attempts: 1, ${RETRY} }`,
+    })
     stub.route('GET /a', FAIL)
     stub.route('GET /b', json({}, { status: 404 }))
     assertError(await get(a), 502, 'DOWNSTREAM_FAILURE', 'svc failed (500)', ['svc'])
-    assert.equal(hits(), 2, 'the call\'s attempts: 1, not the service\'s 2')
+    assert.equal(hits(), 2, "the call's attempts: 1, not the service's 2")
     assertError(await get(b), 404, 'DOWNSTREAM_REJECTED', 'svc rejected the request (404)', ['svc'])
-    assert.equal(hits('GET /b'), 1, 'the call\'s on (the default, without 404), not the service\'s [404]')
+    assert.equal(hits('GET /b'), 1, "the call's on (the default, without 404), not the service's [404]")
   })
 })
 
 describe('Retry-After and the deadline', () => {
   test('Retry-After: 1 on a 503 with on: [503]: the retry waits at least ~1s, then succeeds', async (t) => {
-    const { stub, a, hits } = await oneService(t, { service: `timeout: 500ms, retry: { attempts: 1, ${RETRY}, on: [503] }` })
+    const { stub, a, hits } = await oneService(t, {
+      service: `timeout: 500ms, retry: { attempts: 1, ${RETRY}, on: [503] }`,
+    })
     stub.route('GET /a', inTurn(json({}, { status: 503, headers: { 'retry-after': '1' } }), OK))
     const res = await get(a)
     assert.equal(res.status, 200)
     assert.equal(hits(), 2)
     const [first, second] = stub.requestsTo('GET /a') as [StubRequest, StubRequest]
     const gap = second.arrivedAt - first.arrivedAt
-    assert.ok(gap >= 900, `the retry arrived ${gap.toFixed(0)}ms after the 503, not after the 1s its Retry-After asked for`)
+    assert.ok(
+      gap >= 900,
+      `the retry arrived ${gap.toFixed(0)}ms after the 503, not after the 1s its Retry-After asked for`,
+    )
   })
 
   test('Retry-After longer than the time left before the deadline: the retry is not started', async (t) => {
-    const { stub, a, hits } = await oneService(t, { deadline: '500ms', service: `timeout: 100ms, retry: { attempts: 1, ${RETRY}, on: [503] }` })
+    const { stub, a, hits } = await oneService(t, {
+      deadline: '500ms',
+      service: `timeout: 100ms, retry: { attempts: 1, ${RETRY}, on: [503] }`,
+    })
     stub.route('GET /a', inTurn(json({}, { status: 503, headers: { 'retry-after': '1' } }), OK))
     assertError(await get(a), 502, 'DOWNSTREAM_FAILURE', 'svc failed (503)', ['svc'])
     assert.equal(hits(), 1)
   })
 
   test('deadline 300ms, timeout 200ms, attempts 5: after the first 200ms try only 100ms are left, so no retry is started', async (t) => {
-    const { stub, a, hits } = await oneService(t, { deadline: '300ms', service: 'timeout: 200ms, retry: { attempts: 5, backoff: fixed, delay: 10ms }' })
+    const { stub, a, hits } = await oneService(t, {
+      deadline: '300ms',
+      service: 'timeout: 200ms, retry: { attempts: 5, backoff: fixed, delay: 10ms }',
+    })
     stub.route('GET /a', hang())
     // The try ended by its own timeout (not the deadline), and nothing was started after it.
     assertError(await get(a), 504, 'GATEWAY_TIMEOUT', 'svc timed out', ['svc'])
@@ -149,12 +179,15 @@ describe('Retry-After and the deadline', () => {
     // Try k starts at 90(k-1) ms and times out 60ms later; retry k+1 fits if 90(k-1) + 60 + 30 + 60 <= 470,
     // i.e. k <= 4: tries 1-5 start at 0, 90, 180, 270, 360 and the 6th (at 450, ending at 510) is not started.
     // attempts: 10 is not what stops it.
-    const { stub, a, hits } = await oneService(t, { deadline: '470ms', service: 'timeout: 60ms, retry: { attempts: 10, backoff: fixed, delay: 30ms }' })
+    const { stub, a, hits } = await oneService(t, {
+      deadline: '470ms',
+      service: 'timeout: 60ms, retry: { attempts: 10, backoff: fixed, delay: 30ms }',
+    })
     stub.route('GET /a', hang())
     assertError(await get(a), 504, 'GATEWAY_TIMEOUT', 'svc timed out', ['svc'])
     assert.equal(hits(), 5)
     const tries = stub.requestsTo('GET /a')
-    await eventually(() => tries.every((r) => r.closed), 'every try\'s connection to close')
+    await eventually(() => tries.every((r) => r.closed), "every try's connection to close")
     assert.ok(tries.every((r) => r.aborted))
   })
 })
@@ -215,9 +248,11 @@ endpoints:
     calls:
       a: { request: ${method} svc /a${call === '' ? '' : `, ${call}`} }
 `
-  const warnings = (text: string): { severity: string; message: string; line: number | undefined; col: number | undefined; path: string }[] =>
-    compileConfig(parseConfig('baton.yaml', text), { env: {} }).diagnostics
-      .filter((d) => d.code === 'BATON_RETRY_OVER_DEADLINE')
+  const warnings = (
+    text: string,
+  ): { severity: string; message: string; line: number | undefined; col: number | undefined; path: string }[] =>
+    compileConfig(parseConfig('baton.yaml', text), { env: {} })
+      .diagnostics.filter((d) => d.code === 'BATON_RETRY_OVER_DEADLINE')
       .map((d) => ({ severity: d.severity, message: d.message, line: d.line, col: d.col, path: d.path.join(' › ') }))
 
   test('3 tries of 200ms plus 2 × 100ms of backoff (800ms) under a 500ms deadline: warned, at the call', () => {
@@ -225,7 +260,7 @@ endpoints:
     assert.equal(found.length, 1)
     assert.deepEqual(found[0], {
       severity: 'warning',
-      message: 'worst case 800ms (3 tries of 200ms plus backoff) does not fit the endpoint\'s 500ms deadline',
+      message: "worst case 800ms (3 tries of 200ms plus backoff) does not fit the endpoint's 500ms deadline",
       line: 9,
       col: 21,
       path: 'endpoints › GET /a › calls › a › request',
@@ -233,13 +268,19 @@ endpoints:
   })
 
   test('the same worst case under an 800ms deadline fits: no warning', () => {
-    assert.deepEqual(warnings(config('timeout: 200ms, retry: { attempts: 2, backoff: fixed, delay: 100ms }', '', '800ms')), [])
+    assert.deepEqual(
+      warnings(config('timeout: 200ms, retry: { attempts: 2, backoff: fixed, delay: 100ms }', '', '800ms')),
+      [],
+    )
   })
 
   test('exponential backoff counts its ceilings, capped at maxDelay: 4 × 100ms + 100 + 150 + 150 = 800ms', () => {
     const service = 'timeout: 100ms, retry: { attempts: 3, backoff: exponential, delay: 100ms, maxDelay: 150ms }'
     assert.deepEqual(warnings(config(service, '', '800ms')), [])
-    assert.match(warnings(config(service, '', '799ms'))[0]?.message ?? '', /^worst case 800ms \(4 tries of 100ms plus backoff\)/)
+    assert.match(
+      warnings(config(service, '', '799ms'))[0]?.message ?? '',
+      /^worst case 800ms \(4 tries of 100ms plus backoff\)/,
+    )
   })
 
   test('a call-level retry is checked, and the warning points at it', () => {
@@ -256,6 +297,9 @@ endpoints:
   })
 
   test('retries without a timeout are unbounded: warned', () => {
-    assert.match(warnings(config('retry: { attempts: 1 }', '', '5s'))[0]?.message ?? '', /^worst case unbounded \(2 tries of no timeout plus backoff\)/)
+    assert.match(
+      warnings(config('retry: { attempts: 1 }', '', '5s'))[0]?.message ?? '',
+      /^worst case unbounded \(2 tries of no timeout plus backoff\)/,
+    )
   })
 })

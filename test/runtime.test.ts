@@ -9,7 +9,10 @@ import { describe, test, type TestContext } from 'node:test'
 import { assertError, get, post, startGateway, stubFor } from './helpers/gateway.ts'
 import { eventually, type Handler, hang, json, reset, type Stub, type StubRequest, text } from './helpers/stub.ts'
 
-const ITEMS = [{ sku: 'SKU-1', quantity: 2, price: 500 }, { sku: 'SKU-2', quantity: 1, price: 997 }]
+const ITEMS = [
+  { sku: 'SKU-1', quantity: 2, price: 500 },
+  { sku: 'SKU-2', quantity: 1, price: 997 },
+]
 const CART = { id: 'c-1', items: ITEMS, itemCount: 3 }
 const PRICING = { subtotal: 1997, currency: 'USD' }
 const SHIPPING = { options: [{ carrier: 'post', price: 490 }], estimated: true }
@@ -44,9 +47,10 @@ interface ShopOptions {
 }
 
 /** The checkout of the spec: cart, then inventory, pricing and (optional) shipping, then tax (reads pricing only). */
-function shopYaml (stub: Stub, o: ShopOptions = {}): string {
+function shopYaml(stub: Stub, o: ShopOptions = {}): string {
   const timeout = (call: ShopCall): string => (o.timeouts?.[call] === undefined ? '' : `, timeout: ${o.timeouts[call]}`)
-  const service = (name: ShopCall): string => `  ${name}: { url: "${o.urls?.[name] ?? stub.url}"${o.services?.[name] === undefined ? '' : `, ${o.services[name]}`} }`
+  const service = (name: ShopCall): string =>
+    `  ${name}: { url: "${o.urls?.[name] ?? stub.url}"${o.services?.[name] === undefined ? '' : `, ${o.services[name]}`} }`
   return `
 version: 1
 gateway: { name: Test BFF, basePath: /v1${o.gateway === undefined ? '' : `, ${o.gateway}`} }
@@ -72,7 +76,7 @@ endpoints:
 }
 
 /** Declares the shop's routes on the stub, each answering well unless overridden. */
-function shopRoutes (stub: Stub, overrides: Partial<Record<ShopCall, Handler>> = {}): void {
+function shopRoutes(stub: Stub, overrides: Partial<Record<ShopCall, Handler>> = {}): void {
   const ok: Record<ShopCall, Handler> = {
     cart: (req) => json({ ...CART, id: req.params.id }),
     inventory: json({ available: true }),
@@ -86,7 +90,11 @@ function shopRoutes (stub: Stub, overrides: Partial<Record<ShopCall, Handler>> =
 type Overrides = Partial<Record<ShopCall, Handler>>
 
 /** A stub with the shop's routes (overrides may need the stub itself, to wait on other requests) and a gateway in front. */
-async function shop (t: TestContext, overrides: Overrides | ((stub: Stub) => Overrides) = {}, options: ShopOptions = {}): Promise<{ stub: Stub; url: string }> {
+async function shop(
+  t: TestContext,
+  overrides: Overrides | ((stub: Stub) => Overrides) = {},
+  options: ShopOptions = {},
+): Promise<{ stub: Stub; url: string }> {
   const stub = await stubFor(t)
   shopRoutes(stub, typeof overrides === 'function' ? overrides(stub) : overrides)
   const gateway = await startGateway(t, shopYaml(stub, options))
@@ -103,7 +111,7 @@ const notCalled = (stub: Stub, ...calls: ShopCall[]): void => {
   for (const call of calls) assert.equal(stub.requestsTo(ROUTES[call]).length, 0, `${call} should not have been called`)
 }
 
-async function allAborted (stub: Stub, ...calls: ShopCall[]): Promise<void> {
+async function allAborted(stub: Stub, ...calls: ShopCall[]): Promise<void> {
   for (const call of calls) {
     await eventually(() => stub.requestsTo(ROUTES[call]).some((r) => r.closed), `${call}'s connection to close`)
     assert.equal(only(stub, call).aborted, true, `${call} should have been aborted before its answer`)
@@ -156,7 +164,9 @@ describe('a required call fails: 502', () => {
   test('connection refused', async (t) => {
     const closedPort = await freePort()
     const { url } = await shop(t, {}, { urls: { cart: `http://127.0.0.1:${closedPort}` } })
-    assertError(await post(url, { cartId: 'c-1' }), 502, 'DOWNSTREAM_FAILURE', /^cart failed: could not connect$/, ['cart'])
+    assertError(await post(url, { cartId: 'c-1' }), 502, 'DOWNSTREAM_FAILURE', /^cart failed: could not connect$/, [
+      'cart',
+    ])
   })
 
   test('its own timeout, while other calls succeed: 502, and the stub sees the call aborted', async (t) => {
@@ -169,23 +179,37 @@ describe('a required call fails: 502', () => {
 
   test('a 200 whose body is not JSON', async (t) => {
     const { url } = await shop(t, { pricing: text('<html>oops</html>', { headers: { 'content-type': 'text/html' } }) })
-    assertError(await post(url, { cartId: 'c-1' }), 502, 'DOWNSTREAM_FAILURE', /^pricing failed: answered with a body that is not JSON$/, ['pricing'])
+    assertError(
+      await post(url, { cartId: 'c-1' }),
+      502,
+      'DOWNSTREAM_FAILURE',
+      /^pricing failed: answered with a body that is not JSON$/,
+      ['pricing'],
+    )
   })
 
-  test('a body larger than the service\'s maxResponseSize (declared by content-length)', async (t) => {
+  test("a body larger than the service's maxResponseSize (declared by content-length)", async (t) => {
     const big = json({ ...PRICING, padding: 'x'.repeat(2000) })
     const { url } = await shop(t, { pricing: big }, { services: { pricing: 'maxResponseSize: 1kb' } })
-    assertError(await post(url, { cartId: 'c-1' }), 502, 'DOWNSTREAM_FAILURE', /^pricing failed: answer too large$/, ['pricing'])
+    assertError(await post(url, { cartId: 'c-1' }), 502, 'DOWNSTREAM_FAILURE', /^pricing failed: answer too large$/, [
+      'pricing',
+    ])
   })
 
-  test('a body larger than the service\'s maxResponseSize (chunked, no content-length)', async (t) => {
+  test("a body larger than the service's maxResponseSize (chunked, no content-length)", async (t) => {
     const big = text(JSON.stringify({ ...PRICING, padding: 'x'.repeat(4000) }), { chunked: true })
     const { url } = await shop(t, { pricing: big }, { services: { pricing: 'maxResponseSize: 1kb' } })
-    assertError(await post(url, { cartId: 'c-1' }), 502, 'DOWNSTREAM_FAILURE', /^pricing failed: answer too large$/, ['pricing'])
+    assertError(await post(url, { cartId: 'c-1' }), 502, 'DOWNSTREAM_FAILURE', /^pricing failed: answer too large$/, [
+      'pricing',
+    ])
   })
 
   test('a body just under maxResponseSize is accepted', async (t) => {
-    const { url } = await shop(t, { pricing: json({ ...PRICING, padding: 'x'.repeat(900) }) }, { services: { pricing: 'maxResponseSize: 1kb' } })
+    const { url } = await shop(
+      t,
+      { pricing: json({ ...PRICING, padding: 'x'.repeat(900) }) },
+      { services: { pricing: 'maxResponseSize: 1kb' } },
+    )
     const res = await post(url, { cartId: 'c-1' })
     assert.equal(res.status, 200)
     assert.deepEqual(res.body, { ...ASSEMBLED, pricing: { ...PRICING, padding: 'x'.repeat(900) } })
@@ -195,7 +219,10 @@ describe('a required call fails: 502', () => {
     // pricing fails only once inventory and shipping are in flight, so the runtime has something to abort.
     const { stub, url } = await shop(t, (s) => ({
       pricing: async () => {
-        await eventually(() => s.inFlight(ROUTES.inventory) > 0 && s.inFlight(ROUTES.shipping) > 0, 'inventory and shipping in flight')
+        await eventually(
+          () => s.inFlight(ROUTES.inventory) > 0 && s.inFlight(ROUTES.shipping) > 0,
+          'inventory and shipping in flight',
+        )
         return json({}, { status: 500 })
       },
       inventory: hang(),
@@ -232,7 +259,9 @@ describe('an optional call fails: 200 with its fallback', () => {
     stub.route('GET /users/:id', json({ id: '42', name: 'Ada' }))
     stub.route('GET /preferences/:id', json({}, { status: 500 }))
     stub.route('GET /recommendations', json({}, { status: 503 }))
-    const gateway = await startGateway(t, `
+    const gateway = await startGateway(
+      t,
+      `
 version: 1
 gateway: { name: Dash }
 services:
@@ -245,7 +274,8 @@ endpoints:
       user: { request: "GET users /users/\${request.params.id}" }
       preferences: { request: "GET preferences /preferences/\${request.params.id}", fallback: { theme: light, notifications: true } }
       recommendations: { request: GET recommendations /recommendations, query: { user: "\${user.id}" }, fallback: [] }
-`)
+`,
+    )
     const res = await get(`${gateway.url}/dashboard/42`)
     assert.equal(res.status, 200)
     assert.deepEqual(res.body, {
@@ -261,7 +291,9 @@ endpoints:
   test('a response that is not an object gets no partialData key, but the header', async (t) => {
     const stub = await stubFor(t)
     stub.route('GET /recommendations', json({}, { status: 500 }))
-    const gateway = await startGateway(t, `
+    const gateway = await startGateway(
+      t,
+      `
 version: 1
 gateway: { name: Recs }
 services:
@@ -271,7 +303,8 @@ endpoints:
     calls:
       recs: { request: GET recommendations /recommendations, fallback: [] }
     response: "\${recs}"
-`)
+`,
+    )
     const res = await get(`${gateway.url}/recs`)
     assert.equal(res.status, 200)
     assert.deepEqual(res.body, [])
@@ -283,7 +316,14 @@ describe('time: 504', () => {
   test('the endpoint deadline passes: 504 naming every call in flight, each aborted', async (t) => {
     const { stub, url } = await shop(t, { inventory: hang(), pricing: hang(), shipping: hang() }, { deadline: '300ms' })
     const res = await post(url, { cartId: 'c-1' })
-    assertError(res, 504, 'GATEWAY_TIMEOUT', /^the endpoint's 300ms deadline passed$/, ['inventory', 'pricing', 'shipping'], true)
+    assertError(
+      res,
+      504,
+      'GATEWAY_TIMEOUT',
+      /^the endpoint's 300ms deadline passed$/,
+      ['inventory', 'pricing', 'shipping'],
+      true,
+    )
     await allAborted(stub, 'inventory', 'pricing', 'shipping')
     notCalled(stub, 'tax')
   })
@@ -313,7 +353,10 @@ describe('time: 504', () => {
     const stub = await stubFor(t)
     stub.route('GET /a', hang())
     stub.route('GET /b', hang())
-    const gateway = await startGateway(t, twoCalls(stub, { a: 'required: false, timeout: 50ms', b: 'required: false, timeout: 100ms' }))
+    const gateway = await startGateway(
+      t,
+      twoCalls(stub, { a: 'required: false, timeout: 50ms', b: 'required: false, timeout: 100ms' }),
+    )
     assertError(await get(`${gateway.url}/two`), 504, 'GATEWAY_TIMEOUT', /^every call timed out$/, ['a', 'b'], true)
   })
 
@@ -339,7 +382,9 @@ describe('time: 504', () => {
 
 describe('downstream 4xx', () => {
   test('401 is propagated', async (t) => {
-    const { stub, url } = await shop(t, { cart: json({ error: 'no' }, { status: 401, headers: { 'www-authenticate': 'Bearer' } }) })
+    const { stub, url } = await shop(t, {
+      cart: json({ error: 'no' }, { status: 401, headers: { 'www-authenticate': 'Bearer' } }),
+    })
     const res = await post(url, { cartId: 'c-1' })
     assertError(res, 401, 'DOWNSTREAM_UNAUTHORIZED', /^cart refused the credentials \(401\)$/, ['cart'])
     notCalled(stub, 'inventory', 'pricing', 'shipping', 'tax')
@@ -347,10 +392,12 @@ describe('downstream 4xx', () => {
 
   test('403 is propagated, from a call deeper in the graph', async (t) => {
     const { url } = await shop(t, { tax: json({ error: 'no' }, { status: 403 }) })
-    assertError(await post(url, { cartId: 'c-1' }), 403, 'DOWNSTREAM_FORBIDDEN', /^tax refused access \(403\)$/, ['tax'])
+    assertError(await post(url, { cartId: 'c-1' }), 403, 'DOWNSTREAM_FORBIDDEN', /^tax refused access \(403\)$/, [
+      'tax',
+    ])
   })
 
-  test('429 with the downstream\'s Retry-After', async (t) => {
+  test("429 with the downstream's Retry-After", async (t) => {
     const { url } = await shop(t, { pricing: json({}, { status: 429, headers: { 'retry-after': '7' } }) })
     const res = await post(url, { cartId: 'c-1' })
     assertError(res, 429, 'DOWNSTREAM_RATE_LIMITED', /^pricing is rate limiting requests \(429\)$/, ['pricing'])
@@ -383,7 +430,9 @@ describe('downstream 4xx', () => {
     test(`a required call answering ${status}: ${status} DOWNSTREAM_REJECTED`, async (t) => {
       const { stub, url } = await shop(t, { cart: json({ error: 'cart not found' }, { status }) })
       const res = await post(url, { cartId: 'nope' })
-      assertError(res, status, 'DOWNSTREAM_REJECTED', new RegExp(`^cart rejected the request \\(${status}\\)$`), ['cart'])
+      assertError(res, status, 'DOWNSTREAM_REJECTED', new RegExp(`^cart rejected the request \\(${status}\\)$`), [
+        'cart',
+      ])
       assert.equal(res.headers['retry-after'], undefined)
       assert.equal(only(stub, 'cart').url, '/carts/nope')
     })
@@ -399,7 +448,9 @@ describe('scheduling', () => {
       return json({ ok: true }, { delay: 50 })
     }
     for (const path of ['GET /a', 'GET /b', 'GET /c']) stub.route(path, together)
-    const gateway = await startGateway(t, `
+    const gateway = await startGateway(
+      t,
+      `
 version: 1
 gateway: { name: Parallel }
 services:
@@ -410,7 +461,8 @@ endpoints:
       a: { request: GET s /a }
       b: { request: GET s /b }
       c: { request: GET s /c }
-`)
+`,
+    )
     const res = await get(`${gateway.url}/three`)
     assert.equal(res.status, 200)
     assert.deepEqual(res.body, { a: { ok: true }, b: { ok: true }, c: { ok: true } })
@@ -430,8 +482,11 @@ endpoints:
     assert.equal(res.status, 200)
     assert.deepEqual(res.body, ASSEMBLED)
 
-    const [cart, pricing, inv, shipping, tax] = (['cart', 'pricing', 'inventory', 'shipping', 'tax'] as const).map((c) => only(stub, c)) as [StubRequest, StubRequest, StubRequest, StubRequest, StubRequest]
-    for (const r of [pricing, inv, shipping]) assert.ok(r.arrivedAt >= (cart.respondedAt as number), `${r.url} arrived before cart answered`)
+    const [cart, pricing, inv, shipping, tax] = (['cart', 'pricing', 'inventory', 'shipping', 'tax'] as const).map(
+      (c) => only(stub, c),
+    ) as [StubRequest, StubRequest, StubRequest, StubRequest, StubRequest]
+    for (const r of [pricing, inv, shipping])
+      assert.ok(r.arrivedAt >= (cart.respondedAt as number), `${r.url} arrived before cart answered`)
     assert.ok(tax.arrivedAt >= (pricing.respondedAt as number), 'tax arrived before pricing answered')
     assert.ok(tax.arrivedAt < (inv.respondedAt as number), 'tax waited for inventory, which it does not read')
   })
@@ -442,9 +497,15 @@ describe('the client goes away', () => {
     const { stub, url } = await shop(t, { inventory: hang(), pricing: hang() })
     const controller = new AbortController()
     const request = fetch(url, {
-      method: 'POST', body: JSON.stringify({ cartId: 'c-1' }), headers: { 'content-type': 'application/json' }, signal: controller.signal,
+      method: 'POST',
+      body: JSON.stringify({ cartId: 'c-1' }),
+      headers: { 'content-type': 'application/json' },
+      signal: controller.signal,
     })
-    await eventually(() => stub.requestsTo(ROUTES.inventory).length === 1 && stub.requestsTo(ROUTES.pricing).length === 1, 'inventory and pricing to be in flight')
+    await eventually(
+      () => stub.requestsTo(ROUTES.inventory).length === 1 && stub.requestsTo(ROUTES.pricing).length === 1,
+      'inventory and pricing to be in flight',
+    )
     controller.abort()
     await assert.rejects(request)
     await allAborted(stub, 'inventory', 'pricing')
@@ -453,7 +514,7 @@ describe('the client goes away', () => {
 })
 
 /** Two root calls a and b on one service, with the call settings given. */
-function twoCalls (stub: Stub, settings: { a: string; b: string }): string {
+function twoCalls(stub: Stub, settings: { a: string; b: string }): string {
   const extra = (s: string): string => (s === '' ? '' : `, ${s}`)
   return `
 version: 1
@@ -471,7 +532,7 @@ endpoints:
 }
 
 /** A port nothing listens on: bound, then released. */
-async function freePort (): Promise<number> {
+async function freePort(): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as { port: number }

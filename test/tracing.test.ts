@@ -23,7 +23,7 @@ const CLIENT_TRACEPARENT = `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/
 
 /** users answers, orders fails once with a 503 and is retried, extra hangs past its timeout (optional). */
-function routes (stub: Stub): void {
+function routes(stub: Stub): void {
   stub.route('GET /users/:id', (req) => json({ id: req.params.id }))
   let orders = 0
   stub.route('GET /api/orders/:id', () => (++orders === 1 ? json({}, { status: 503 }) : json([{ id: 'o1' }])))
@@ -45,7 +45,11 @@ endpoints:
       extra: { request: GET slow /slow, required: false }
 `
 
-async function traced (t: TestContext, tracing = '', env: Record<string, string> = {}): Promise<{ stub: Stub; collector: Collector; gateway: RunningGateway }> {
+async function traced(
+  t: TestContext,
+  tracing = '',
+  env: Record<string, string> = {},
+): Promise<{ stub: Stub; collector: Collector; gateway: RunningGateway }> {
   const stub = await stubFor(t)
   routes(stub)
   const collector = await startCollector(t)
@@ -57,7 +61,7 @@ const servers = (spans: ReceivedSpan[]): ReceivedSpan[] => spans.filter((s) => s
 const clients = (spans: ReceivedSpan[]): ReceivedSpan[] => spans.filter((s) => s.kind === SPAN_KIND.CLIENT)
 
 /** The one server span; every other span is a client span under it. */
-function serverSpan (spans: ReceivedSpan[]): ReceivedSpan {
+function serverSpan(spans: ReceivedSpan[]): ReceivedSpan {
   const found = servers(spans)
   assert.equal(found.length, 1, `one server span, got ${found.length}`)
   const server = found[0] as ReceivedSpan
@@ -70,7 +74,7 @@ function serverSpan (spans: ReceivedSpan[]): ReceivedSpan {
 }
 
 /** Each request a service received names its own try's span as the parent: one span, one request. */
-function assertPropagated (stub: Stub, spans: ReceivedSpan[], traceId: string, flags = '01'): void {
+function assertPropagated(stub: Stub, spans: ReceivedSpan[], traceId: string, flags = '01'): void {
   const byId = new Map(clients(spans).map((s) => [s.spanId, s]))
   assert.equal(stub.requests.length, byId.size, 'one client span per request the services received')
   const seen = new Set<string>()
@@ -88,9 +92,13 @@ function assertPropagated (stub: Stub, spans: ReceivedSpan[], traceId: string, f
 }
 
 describe('tracing on', () => {
-  test('a server span under the client\'s span, a client span per try, traceparent per try downstream', async (t) => {
+  test("a server span under the client's span, a client span per try, traceparent per try downstream", async (t) => {
     const { stub, collector, gateway } = await traced(t)
-    const res = await get(`${gateway.url}/users/42`, { traceparent: CLIENT_TRACEPARENT, tracestate: 'vendor=opaque', 'x-request-id': 'req-7' })
+    const res = await get(`${gateway.url}/users/42`, {
+      traceparent: CLIENT_TRACEPARENT,
+      tracestate: 'vendor=opaque',
+      'x-request-id': 'req-7',
+    })
     assert.equal(res.status, 200)
     assert.equal(res.headers['baton-degraded'], 'extra')
     await gateway.close() // flushes the batch
@@ -114,20 +122,65 @@ describe('tracing on', () => {
     })
 
     const common = (call: string, service: string): Record<string, unknown> => ({
-      'http.request.method': 'GET', 'server.address': '127.0.0.1', 'server.port': stub.port,
-      'baton.endpoint': 'GET /users/:id', 'baton.call': call, 'baton.service': service,
+      'http.request.method': 'GET',
+      'server.address': '127.0.0.1',
+      'server.port': stub.port,
+      'baton.endpoint': 'GET /users/:id',
+      'baton.call': call,
+      'baton.service': service,
     })
     const tries = clients(spans).map((s) => ({ name: s.name, status: s.status, attributes: s.attributes }))
-    tries.sort((a, b) => a.name.localeCompare(b.name) || Number(a.attributes['baton.try']) - Number(b.attributes['baton.try']))
+    tries.sort(
+      (a, b) => a.name.localeCompare(b.name) || Number(a.attributes['baton.try']) - Number(b.attributes['baton.try']),
+    )
     assert.deepEqual(tries, [
-      { name: 'GET extra', status: STATUS.ERROR, attributes: { ...common('extra', 'slow'), 'url.full': `${stub.url}/slow`, 'baton.try': 1, 'error.type': 'timeout' } },
-      { name: 'GET orders', status: STATUS.ERROR, attributes: { ...common('orders', 'orders'), 'url.full': `${stub.url}/api/orders/42`, 'baton.try': 1, 'http.response.status_code': 503, 'error.type': '503' } },
-      { name: 'GET orders', status: STATUS.UNSET, attributes: { ...common('orders', 'orders'), 'url.full': `${stub.url}/api/orders/42`, 'baton.try': 2, 'http.request.resend_count': 1, 'http.response.status_code': 200 } },
-      { name: 'GET user', status: STATUS.UNSET, attributes: { ...common('user', 'users'), 'url.full': `${stub.url}/users/42`, 'baton.try': 1, 'http.response.status_code': 200 } },
+      {
+        name: 'GET extra',
+        status: STATUS.ERROR,
+        attributes: {
+          ...common('extra', 'slow'),
+          'url.full': `${stub.url}/slow`,
+          'baton.try': 1,
+          'error.type': 'timeout',
+        },
+      },
+      {
+        name: 'GET orders',
+        status: STATUS.ERROR,
+        attributes: {
+          ...common('orders', 'orders'),
+          'url.full': `${stub.url}/api/orders/42`,
+          'baton.try': 1,
+          'http.response.status_code': 503,
+          'error.type': '503',
+        },
+      },
+      {
+        name: 'GET orders',
+        status: STATUS.UNSET,
+        attributes: {
+          ...common('orders', 'orders'),
+          'url.full': `${stub.url}/api/orders/42`,
+          'baton.try': 2,
+          'http.request.resend_count': 1,
+          'http.response.status_code': 200,
+        },
+      },
+      {
+        name: 'GET user',
+        status: STATUS.UNSET,
+        attributes: {
+          ...common('user', 'users'),
+          'url.full': `${stub.url}/users/42`,
+          'baton.try': 1,
+          'http.response.status_code': 200,
+        },
+      },
     ])
 
     assertPropagated(stub, spans, TRACE_ID)
-    for (const req of stub.requests) assert.equal(req.headers.tracestate, 'vendor=opaque', `${req.url}: the client's tracestate goes on`)
+    for (const req of stub.requests)
+      assert.equal(req.headers.tracestate, 'vendor=opaque', `${req.url}: the client's tracestate goes on`)
     assert.ok(collector.exports.every((e) => e.path === '/v1/traces' && e.contentType === 'application/json'))
   })
 
@@ -159,23 +212,42 @@ describe('tracing on', () => {
     const unsampled = stub.requests.length
     await get(`${gateway.url}/users/1`, { traceparent: CLIENT_TRACEPARENT })
     await gateway.close()
-    assert.ok(collector.spans.every((s) => s.traceId === TRACE_ID), 'only the sampled trace is exported')
+    assert.ok(
+      collector.spans.every((s) => s.traceId === TRACE_ID),
+      'only the sampled trace is exported',
+    )
     serverSpan(collector.spans)
     stub.requests.splice(0, unsampled)
     assertPropagated(stub, collector.spans, TRACE_ID)
   })
 
-  test('the trace id is on the request\'s log lines', async (t) => {
+  test("the trace id is on the request's log lines", async (t) => {
     const stub = await stubFor(t)
     routes(stub)
     const collector = await startCollector(t)
     const lines: Record<string, unknown>[] = []
-    const logger = pino({ base: null }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+    const logger = pino(
+      { base: null },
+      {
+        write: (line: string) => {
+          lines.push(JSON.parse(line) as Record<string, unknown>)
+        },
+      },
+    )
     const gateway = await startGateway(t, config(stub, `, tracing: { endpoint: "${collector.url}" }`), { logger })
     await get(`${gateway.url}/users/1`, { traceparent: CLIENT_TRACEPARENT, 'x-request-id': 'req-9' })
     const mine = lines.filter((l) => l.requestId === 'req-9')
-    assert.deepEqual(mine.map((l) => [l.event, l.traceId]), [['call_failed', TRACE_ID], ['request', TRACE_ID]])
-    assert.ok(lines.some((l) => l.event === 'tracing' && l.endpoint === collector.url), 'the start-up line names the endpoint')
+    assert.deepEqual(
+      mine.map((l) => [l.event, l.traceId]),
+      [
+        ['call_failed', TRACE_ID],
+        ['request', TRACE_ID],
+      ],
+    )
+    assert.ok(
+      lines.some((l) => l.event === 'tracing' && l.endpoint === collector.url),
+      'the start-up line names the endpoint',
+    )
     await gateway.close()
   })
 
@@ -185,7 +257,14 @@ describe('tracing on', () => {
     const collector = await startCollector(t)
     collector.failWith = 400 // not retried by the exporter, so the test does not wait out its backoff
     const lines: Record<string, unknown>[] = []
-    const logger = pino({ base: null, level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+    const logger = pino(
+      { base: null, level: 'warn' },
+      {
+        write: (line: string) => {
+          lines.push(JSON.parse(line) as Record<string, unknown>)
+        },
+      },
+    )
     const gateway = await startGateway(t, config(stub, `, tracing: { endpoint: "${collector.url}" }`), { logger })
     await get(`${gateway.url}/users/1`)
     await gateway.close()
@@ -213,12 +292,18 @@ describe('tracing on', () => {
       }
       console.log(JSON.stringify(report))
     `
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: new URL('..', import.meta.url) })
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: new URL('..', import.meta.url),
+    })
     assert.deepEqual(JSON.parse(stdout), [false, true])
   })
 
   test('export headers (with ${env.…}) and the service name', async (t) => {
-    const { collector, gateway } = await traced(t, ', serviceName: checkout-bff, headers: { x-api-key: "${env.OTLP_KEY}" }', { OTLP_KEY: 'k-1' })
+    const { collector, gateway } = await traced(
+      t,
+      ', serviceName: checkout-bff, headers: { x-api-key: "${env.OTLP_KEY}" }',
+      { OTLP_KEY: 'k-1' },
+    )
     await get(`${gateway.url}/users/1`)
     await gateway.close()
     assert.ok(collector.exports.length > 0)
@@ -230,7 +315,9 @@ describe('tracing on', () => {
     const stub = await stubFor(t)
     routes(stub)
     const collector = await startCollector(t)
-    const gateway = await startGateway(t, config(stub, ''), { env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.base, OTEL_SERVICE_NAME: 'from-env' } })
+    const gateway = await startGateway(t, config(stub, ''), {
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.base, OTEL_SERVICE_NAME: 'from-env' },
+    })
     await get(`${gateway.url}/users/1`)
     await gateway.close()
     const server = serverSpan(collector.spans)
@@ -255,7 +342,11 @@ describe('tracing on', () => {
 describe('tracing off', () => {
   for (const [what, tracing, env] of [
     ['by default', '', (_c: Collector) => ({})],
-    ['tracing: false, even with OTEL_EXPORTER_OTLP_ENDPOINT set', ', tracing: false', (c: Collector) => ({ OTEL_EXPORTER_OTLP_ENDPOINT: c.base })],
+    [
+      'tracing: false, even with OTEL_EXPORTER_OTLP_ENDPOINT set',
+      ', tracing: false',
+      (c: Collector) => ({ OTEL_EXPORTER_OTLP_ENDPOINT: c.base }),
+    ],
   ] as const) {
     test(`${what}: no traceparent downstream (not even the client's), nothing exported`, async (t) => {
       const stub = await stubFor(t)
@@ -281,22 +372,52 @@ describe('tracing config', () => {
     compileText('test.yaml', `version: 1\ngateway: { name: G${gateway} }\n`, { env }).plan.tracing
 
   test('the file wins over the environment; the environment over the defaults', () => {
-    assert.deepEqual(plan(', tracing: {}'), { endpoint: 'http://localhost:4318/v1/traces', serviceName: 'G', headers: {}, sampleRatio: 1, parentBased: true })
-    assert.deepEqual(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }), { endpoint: 'http://collector:4318/v1/traces', serviceName: 'G', headers: {}, sampleRatio: 1, parentBased: true })
-    assert.deepEqual(plan('', {
-      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
-      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example/otlp',
-      OTEL_SERVICE_NAME: 'bff',
-      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
-      OTEL_TRACES_SAMPLER_ARG: '0.25',
-    }), { endpoint: 'https://traces.example/otlp', serviceName: 'bff', headers: {}, sampleRatio: 0.25, parentBased: true })
-    assert.deepEqual(plan(', tracing: { endpoint: "http://mine:4318/v1/traces", serviceName: mine, sampleRatio: 0.5 }', {
-      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example/otlp',
-      OTEL_SERVICE_NAME: 'bff',
-      OTEL_TRACES_SAMPLER: 'traceidratio',
-      OTEL_TRACES_SAMPLER_ARG: '0.25',
-    }), { endpoint: 'http://mine:4318/v1/traces', serviceName: 'mine', headers: {}, sampleRatio: 0.5, parentBased: true })
-    assert.deepEqual(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER: 'always_off' }), { endpoint: 'http://c:4318/v1/traces', serviceName: 'G', headers: {}, sampleRatio: 0, parentBased: false })
+    assert.deepEqual(plan(', tracing: {}'), {
+      endpoint: 'http://localhost:4318/v1/traces',
+      serviceName: 'G',
+      headers: {},
+      sampleRatio: 1,
+      parentBased: true,
+    })
+    assert.deepEqual(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }), {
+      endpoint: 'http://collector:4318/v1/traces',
+      serviceName: 'G',
+      headers: {},
+      sampleRatio: 1,
+      parentBased: true,
+    })
+    assert.deepEqual(
+      plan('', {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example/otlp',
+        OTEL_SERVICE_NAME: 'bff',
+        OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+        OTEL_TRACES_SAMPLER_ARG: '0.25',
+      }),
+      {
+        endpoint: 'https://traces.example/otlp',
+        serviceName: 'bff',
+        headers: {},
+        sampleRatio: 0.25,
+        parentBased: true,
+      },
+    )
+    assert.deepEqual(
+      plan(', tracing: { endpoint: "http://mine:4318/v1/traces", serviceName: mine, sampleRatio: 0.5 }', {
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example/otlp',
+        OTEL_SERVICE_NAME: 'bff',
+        OTEL_TRACES_SAMPLER: 'traceidratio',
+        OTEL_TRACES_SAMPLER_ARG: '0.25',
+      }),
+      { endpoint: 'http://mine:4318/v1/traces', serviceName: 'mine', headers: {}, sampleRatio: 0.5, parentBased: true },
+    )
+    assert.deepEqual(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER: 'always_off' }), {
+      endpoint: 'http://c:4318/v1/traces',
+      serviceName: 'G',
+      headers: {},
+      sampleRatio: 0,
+      parentBased: false,
+    })
   })
 
   test('off: no key and no endpoint in the environment, tracing: false, or OTEL_SDK_DISABLED', () => {
@@ -307,11 +428,30 @@ describe('tracing config', () => {
   })
 
   test('a bad endpoint is a config error; a sampler Baton does not know, a warning', () => {
-    assert.throws(() => plan(', tracing: { endpoint: "collector:4318" }'), (err: unknown) => err instanceof ConfigError && err.diagnostics.some((d) => d.code === 'BATON_INVALID_URL' && d.path.join('.') === 'gateway.tracing.endpoint'))
-    assert.throws(() => plan('', { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'nope' }), (err: unknown) => err instanceof ConfigError && err.diagnostics.some((d) => d.code === 'BATON_INVALID_URL' && /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT/.test(d.message)))
+    assert.throws(
+      () => plan(', tracing: { endpoint: "collector:4318" }'),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.diagnostics.some((d) => d.code === 'BATON_INVALID_URL' && d.path.join('.') === 'gateway.tracing.endpoint'),
+    )
+    assert.throws(
+      () => plan('', { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'nope' }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.diagnostics.some(
+          (d) => d.code === 'BATON_INVALID_URL' && /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT/.test(d.message),
+        ),
+    )
     assert.throws(() => plan(', tracing: { sampleRatio: 2 }'), ConfigError)
-    const { plan: compiled, diagnostics } = compileText('test.yaml', 'version: 1\ngateway: { name: G, tracing: {} }\n', { env: { OTEL_TRACES_SAMPLER: 'sometimes', OTEL_TRACES_SAMPLER_ARG: 'x' } })
-    assert.deepEqual(diagnostics.map((d) => [d.severity, d.code]), [['warning', 'BATON_INVALID_ENV']])
+    const { plan: compiled, diagnostics } = compileText(
+      'test.yaml',
+      'version: 1\ngateway: { name: G, tracing: {} }\n',
+      { env: { OTEL_TRACES_SAMPLER: 'sometimes', OTEL_TRACES_SAMPLER_ARG: 'x' } },
+    )
+    assert.deepEqual(
+      diagnostics.map((d) => [d.severity, d.code]),
+      [['warning', 'BATON_INVALID_ENV']],
+    )
     assert.equal(compiled.tracing?.sampleRatio, 1)
   })
 })

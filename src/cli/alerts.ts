@@ -20,12 +20,12 @@ interface Rule {
 const quote = (value: string): string => JSON.stringify(value)
 
 /** A Prometheus duration: whole seconds or minutes. */
-function promDuration (ms: number): string {
+function promDuration(ms: number): string {
   const s = Math.max(1, Math.round(ms / 1000))
   return s % 60 === 0 ? `${s / 60}m` : `${s}s`
 }
 
-export function alertRules (config: Config, plan: GatewayPlan): string {
+export function alertRules(config: Config, plan: GatewayPlan): string {
   const rules: Rule[] = []
   const gateway = plan.name
   for (const endpoint of plan.endpoints) {
@@ -48,7 +48,8 @@ export function alertRules (config: Config, plan: GatewayPlan): string {
     const alerts = cfg.alerts
     if (alerts === undefined) continue
     const window = promDuration(alerts.window)
-    const ratio = (typeof alerts.errorRate === 'number' ? alerts.errorRate : Number(alerts.errorRate.slice(0, -1))) / 100
+    const ratio =
+      (typeof alerts.errorRate === 'number' ? alerts.errorRate : Number(alerts.errorRate.slice(0, -1))) / 100
     const all = `sum(rate(baton_call_outcomes_total{service=${quote(service)},outcome!="fallback"}[${window}]))`
     const failed = `sum(rate(baton_call_outcomes_total{service=${quote(service)},outcome!~"success|fallback"}[${window}]))`
     rules.push({

@@ -10,20 +10,22 @@ export interface CheckResult {
   diagnostics: Diagnostic[]
 }
 
-export async function check (file: string, mode: 'serve' | 'check' | 'dev'): Promise<CheckResult> {
+export async function check(file: string, mode: 'serve' | 'check' | 'dev'): Promise<CheckResult> {
   return compileConfig(await loadConfig(file), { mode })
 }
 
-export function renderDiagnostics (diagnostics: readonly Diagnostic[], stream: NodeJS.WriteStream): string {
-  return diagnostics.map((d) => {
-    const text = formatDiagnostic(d)
-    return d.severity === 'error'
-      ? styleText('red', text, { stream, validateStream: true })
-      : styleText('yellow', text, { stream, validateStream: true })
-  }).join('\n')
+export function renderDiagnostics(diagnostics: readonly Diagnostic[], stream: NodeJS.WriteStream): string {
+  return diagnostics
+    .map((d) => {
+      const text = formatDiagnostic(d)
+      return d.severity === 'error'
+        ? styleText('red', text, { stream, validateStream: true })
+        : styleText('yellow', text, { stream, validateStream: true })
+    })
+    .join('\n')
 }
 
-export function summary (file: string, plan: GatewayPlan, warnings: number): string {
+export function summary(file: string, plan: GatewayPlan, warnings: number): string {
   const calls = plan.endpoints.reduce((n, e) => n + e.calls.length, 0)
   const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`
   return `${file}: ok — ${plural(plan.services.length, 'service')}, ${plural(plan.endpoints.length, 'endpoint')}, ${plural(calls, 'call')}${warnings > 0 ? `, ${plural(warnings, 'warning')}` : ''}`

@@ -5,7 +5,7 @@ import type { GatewayPlan } from '../plan/types.ts'
 export const DEV_SUBJECT = 'dev-user'
 
 /** A one-hour token holding every scope and role the endpoints demand; null when the gateway's JWTs are not HS-signed. */
-export async function devToken (plan: GatewayPlan): Promise<string | null> {
+export async function devToken(plan: GatewayPlan): Promise<string | null> {
   const jwt = plan.edge.auth?.jwt
   if (jwt === undefined || jwt === null || jwt.secret === null || jwt.secret === '') return null
   const scopes = new Set<string>()

@@ -10,7 +10,7 @@ import { check, renderDiagnostics, summary } from './check.ts'
 import { renderPlan } from './plan.ts'
 import { serve } from './serve.ts'
 
-export async function main (argv: readonly string[]): Promise<number> {
+export async function main(argv: readonly string[]): Promise<number> {
   let code = 0
   const program = new Command('baton')
     .description('Declarative API orchestration: one config file becomes a Backend-for-Frontend.')
@@ -18,7 +18,9 @@ export async function main (argv: readonly string[]): Promise<number> {
     .showHelpAfterError()
     .exitOverride()
 
-  program.command('check').argument('<file>', 'config file (YAML or JSON)')
+  program
+    .command('check')
+    .argument('<file>', 'config file (YAML or JSON)')
     .description('validate a config: every error at once, with file:line:col and a hint')
     .action(async (file: string) => {
       const result = await check(file, 'check')
@@ -32,8 +34,10 @@ export async function main (argv: readonly string[]): Promise<number> {
       console.log(summary(file, result.plan, result.diagnostics.length))
     })
 
-  program.command('plan').argument('<file>', 'config file')
-    .description('print each endpoint\'s call sequence: order, service call, required, timeout, fallback')
+  program
+    .command('plan')
+    .argument('<file>', 'config file')
+    .description("print each endpoint's call sequence: order, service call, required, timeout, fallback")
     .action(async (file: string) => {
       const result = await check(file, 'check')
       if (result.plan === undefined) {
@@ -44,11 +48,17 @@ export async function main (argv: readonly string[]): Promise<number> {
       console.log(renderPlan(result.plan))
     })
 
-  program.command('serve').argument('<file>', 'config file')
+  program
+    .command('serve')
+    .argument('<file>', 'config file')
     .description('run the gateway against the real services')
     .option('-p, --port <port>', 'port (overrides gateway.port)', port)
     .option('-H, --host <host>', 'interface (overrides gateway.host)')
-    .option('--log-level <level>', 'debug, info (a line per request), warn, error or silent (overrides gateway.logLevel)', level)
+    .option(
+      '--log-level <level>',
+      'debug, info (a line per request), warn, error or silent (overrides gateway.logLevel)',
+      level,
+    )
     .option('--no-access-log', 'no log line per request (overrides gateway.accessLog)')
     .action(async (file: string, opts: { port?: number; host?: string; logLevel?: string; accessLog: boolean }) => {
       const result = await check(file, 'serve')
@@ -60,33 +70,54 @@ export async function main (argv: readonly string[]): Promise<number> {
       code = await serve(result.plan, opts)
     })
 
-  program.command('dev').argument('<file>', 'config file')
-    .description('run the gateway with every service\'s mock: routes, no backend needed')
+  program
+    .command('dev')
+    .argument('<file>', 'config file')
+    .description("run the gateway with every service's mock: routes, no backend needed")
     .option('-p, --port <port>', 'port (overrides gateway.port)', port)
     .option('-H, --host <host>', 'interface', '127.0.0.1')
     .option('--down <services>', 'comma-separated services that answer 503', list, [])
     .option('--log-level <level>', 'debug, info, warn, error or silent', level)
-    .option('--slow <service=ms...>', 'delay a service, e.g. --slow cart=3000 (repeatable, or comma-separated)', slow, new Map<string, number>())
-    .action(async (file: string, opts: { port?: number; host: string; down: string[]; slow: Map<string, number>; logLevel?: string }) => {
-      const result = await check(file, 'dev')
-      if (result.plan === undefined) {
-        console.error(renderDiagnostics(result.diagnostics, process.stderr))
-        code = 1
-        return
-      }
-      if (result.diagnostics.length > 0) console.error(renderDiagnostics(result.diagnostics, process.stderr))
-      const known = new Set(result.plan.services.map((s) => s.name))
-      const unknown = [...opts.down, ...opts.slow.keys()].filter((s) => !known.has(s))
-      if (unknown.length > 0) {
-        console.error(`baton dev: unknown service ${unknown.map((s) => `'${s}'`).join(', ')}; services: ${[...known].join(', ')}`)
-        code = 1
-        return
-      }
-      const token = await devToken(result.plan)
-      code = await serve(result.plan, { ...opts, pretty: true, mocks: { down: new Set(opts.down), slow: opts.slow }, ...(token === null ? {} : { devToken: token }) })
-    })
+    .option(
+      '--slow <service=ms...>',
+      'delay a service, e.g. --slow cart=3000 (repeatable, or comma-separated)',
+      slow,
+      new Map<string, number>(),
+    )
+    .action(
+      async (
+        file: string,
+        opts: { port?: number; host: string; down: string[]; slow: Map<string, number>; logLevel?: string },
+      ) => {
+        const result = await check(file, 'dev')
+        if (result.plan === undefined) {
+          console.error(renderDiagnostics(result.diagnostics, process.stderr))
+          code = 1
+          return
+        }
+        if (result.diagnostics.length > 0) console.error(renderDiagnostics(result.diagnostics, process.stderr))
+        const known = new Set(result.plan.services.map((s) => s.name))
+        const unknown = [...opts.down, ...opts.slow.keys()].filter((s) => !known.has(s))
+        if (unknown.length > 0) {
+          console.error(
+            `baton dev: unknown service ${unknown.map((s) => `'${s}'`).join(', ')}; services: ${[...known].join(', ')}`,
+          )
+          code = 1
+          return
+        }
+        const token = await devToken(result.plan)
+        code = await serve(result.plan, {
+          ...opts,
+          pretty: true,
+          mocks: { down: new Set(opts.down), slow: opts.slow },
+          ...(token === null ? {} : { devToken: token }),
+        })
+      },
+    )
 
-  program.command('alerts').argument('<file>', 'config file')
+  program
+    .command('alerts')
+    .argument('<file>', 'config file')
     .description('write Prometheus alerting rules for the alert thresholds in the config')
     .option('-o, --output <file>', 'write the rules to this file instead of stdout')
     .action(async (file: string, opts: { output?: string }) => {
@@ -102,9 +133,12 @@ export async function main (argv: readonly string[]): Promise<number> {
       else await writeFile(opts.output, rules)
     })
 
-  program.command('schema')
+  program
+    .command('schema')
     .description('print the JSON Schema of the config file, for editors')
-    .action(() => { console.log(JSON.stringify(jsonSchema(), null, 2)) })
+    .action(() => {
+      console.log(JSON.stringify(jsonSchema(), null, 2))
+    })
 
   try {
     await program.parseAsync([...argv])
@@ -120,22 +154,29 @@ export async function main (argv: readonly string[]): Promise<number> {
   return code
 }
 
-function port (value: string): number {
+function port(value: string): number {
   const n = Number(value)
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535')
   return n
 }
 
-function level (value: string): string {
-  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(value)) throw new InvalidArgumentError('one of debug, info, warn, error, silent')
+function level(value: string): string {
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(value))
+    throw new InvalidArgumentError('one of debug, info, warn, error, silent')
   return value
 }
 
-function list (value: string, previous: string[]): string[] {
-  return [...previous, ...value.split(',').map((s) => s.trim()).filter((s) => s !== '')]
+function list(value: string, previous: string[]): string[] {
+  return [
+    ...previous,
+    ...value
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+  ]
 }
 
-function slow (value: string, previous: Map<string, number>): Map<string, number> {
+function slow(value: string, previous: Map<string, number>): Map<string, number> {
   const out = new Map(previous)
   for (const part of value.split(',')) {
     const m = /^([\w-]+)=(\d+)(ms)?$/.exec(part.trim())

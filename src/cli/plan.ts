@@ -1,9 +1,18 @@
 /** `baton plan FILE`: each endpoint's call sequence, in the shape of the spec template's table. */
 import { formatDuration } from '../config/units.ts'
 import { worstCase } from '../plan/resilience.ts'
-import type { AuthPlan, CallPlan, EndpointAuthPlan, EndpointPlan, GatewayPlan, Rate, RateLimitPlan, ServicePlan } from '../plan/types.ts'
+import type {
+  AuthPlan,
+  CallPlan,
+  EndpointAuthPlan,
+  EndpointPlan,
+  GatewayPlan,
+  Rate,
+  RateLimitPlan,
+  ServicePlan,
+} from '../plan/types.ts'
 
-export function renderPlan (plan: GatewayPlan): string {
+export function renderPlan(plan: GatewayPlan): string {
   const out: string[] = [`# ${plan.name}${plan.owner === undefined ? '' : ` (${plan.owner})`}`, '']
   out.push(`Authentication: ${authentication(plan.edge.auth)}`, '')
   if (plan.services.length > 0) out.push('Downstream services.', '', ...renderServices(plan), '')
@@ -12,21 +21,27 @@ export function renderPlan (plan: GatewayPlan): string {
   return out.join('\n')
 }
 
-function authentication (auth: AuthPlan | null): string {
+function authentication(auth: AuthPlan | null): string {
   if (auth === null) return 'none (every endpoint is open)'
   const ways: string[] = []
   const jwt = auth.jwt
   if (jwt !== null) {
     const key = jwt.jwksUrl !== null ? `keys from ${jwt.jwksUrl}` : jwt.secret !== null ? 'shared secret' : 'public key'
-    const claims = [jwt.issuer === null ? null : `issuer ${jwt.issuer.join(' or ')}`, jwt.audience === null ? null : `audience ${jwt.audience.join(' or ')}`].filter((c) => c !== null)
+    const claims = [
+      jwt.issuer === null ? null : `issuer ${jwt.issuer.join(' or ')}`,
+      jwt.audience === null ? null : `audience ${jwt.audience.join(' or ')}`,
+    ].filter((c) => c !== null)
     ways.push(`JWT (${[jwt.algorithms.join('/'), key, ...claims].join('; ')})`)
   }
-  if (auth.apiKey !== null) ways.push(`API key (${auth.apiKey.header === null ? `query ${auth.apiKey.query ?? ''}` : `header ${auth.apiKey.header}`}; ${auth.apiKey.keys.length} key${auth.apiKey.keys.length === 1 ? '' : 's'})`)
+  if (auth.apiKey !== null)
+    ways.push(
+      `API key (${auth.apiKey.header === null ? `query ${auth.apiKey.query ?? ''}` : `header ${auth.apiKey.header}`}; ${auth.apiKey.keys.length} key${auth.apiKey.keys.length === 1 ? '' : 's'})`,
+    )
   return ways.join(' or ')
 }
 
 /** The template's Downstream Service Registry. */
-function renderServices (plan: GatewayPlan): string[] {
+function renderServices(plan: GatewayPlan): string[] {
   const rows = plan.services.map((s) => [
     s.name,
     s.origin + s.pathPrefix,
@@ -38,58 +53,88 @@ function renderServices (plan: GatewayPlan): string[] {
   return table(['Service', 'Base URL', 'Auth Method', 'Avg Latency', 'SLA', 'Owner'], rows)
 }
 
-function serviceAuth (service: ServicePlan): string {
+function serviceAuth(service: ServicePlan): string {
   const ways: string[] = []
   if (service.oauth2 !== null) ways.push('OAuth2 client credentials')
   else if (service.credentialHeader === 'authorization') ways.push('Bearer token')
   else if (service.credentialHeader !== null) ways.push(`API key (${service.credentialHeader})`)
-  if (service.forwardHeaders.includes('authorization')) ways.push('client\'s token')
+  if (service.forwardHeaders.includes('authorization')) ways.push("client's token")
   if (service.tls?.cert != null) ways.push('mTLS')
   return ways.length === 0 ? '—' : ways.join(' + ')
 }
 
 /** The template's Rate Limiting table. */
-function renderLimits (rl: RateLimitPlan): string[] {
+function renderLimits(rl: RateLimitPlan): string[] {
   const rows: string[][] = []
-  if (rl.perUser !== null) rows.push(['Per-user', formatRate(rl.perUser), 'User ID from JWT (or API key name)', '429 + Retry-After'])
+  if (rl.perUser !== null)
+    rows.push(['Per-user', formatRate(rl.perUser), 'User ID from JWT (or API key name)', '429 + Retry-After'])
   if (rl.perIp !== null) rows.push(['Per-IP', formatRate(rl.perIp), 'Client IP', '429 + Retry-After'])
-  if (rl.perEndpoint !== null) rows.push(['Per-endpoint', formatRate(rl.perEndpoint), 'Path + User', '429 + Retry-After'])
+  if (rl.perEndpoint !== null)
+    rows.push(['Per-endpoint', formatRate(rl.perEndpoint), 'Path + User', '429 + Retry-After'])
   if (rl.global !== null) rows.push(['Global', formatRate(rl.global), 'Entire gateway', '503'])
-  const store = rl.store === 'redis' ? `Redis, shared by every instance; ${rl.onStoreError === 'allow' ? 'let through' : 'refused with 503'} when it is down` : 'in memory, per instance'
-  return [`Rate limiting (counted ${store}).`, '', ...(rows.length === 0 ? ['Only the endpoints\' own limits.'] : table(['Limit Type', 'Value', 'Scope', 'Response'], rows))]
+  const store =
+    rl.store === 'redis'
+      ? `Redis, shared by every instance; ${rl.onStoreError === 'allow' ? 'let through' : 'refused with 503'} when it is down`
+      : 'in memory, per instance'
+  return [
+    `Rate limiting (counted ${store}).`,
+    '',
+    ...(rows.length === 0
+      ? ["Only the endpoints' own limits."]
+      : table(['Limit Type', 'Value', 'Scope', 'Response'], rows)),
+  ]
 }
 
-export function formatRate (rate: Rate): string {
-  const unit = rate.window === 1000 ? 's' : rate.window === 60_000 ? 'min' : rate.window === 3_600_000 ? 'h' : rate.window === 86_400_000 ? 'day' : formatDuration(rate.window)
+export function formatRate(rate: Rate): string {
+  const unit =
+    rate.window === 1000
+      ? 's'
+      : rate.window === 60_000
+        ? 'min'
+        : rate.window === 3_600_000
+          ? 'h'
+          : rate.window === 86_400_000
+            ? 'day'
+            : formatDuration(rate.window)
   return `${rate.limit}/${unit}`
 }
 
-function renderEndpoint (endpoint: EndpointPlan, gatewayAuth: boolean): string[] {
+function renderEndpoint(endpoint: EndpointPlan, gatewayAuth: boolean): string[] {
   const head = `## ${endpoint.method} ${endpoint.route.replace(/:(\w+)/g, '{$1}') || '/'}`
   const lines = [head]
   if (endpoint.purpose !== undefined) lines.push(endpoint.purpose)
   if (gatewayAuth) lines.push('', `Credentials: ${endpointAuth(endpoint.auth)}.`)
   if (endpoint.rateLimit.exempt) lines.push('', 'No rate limits.')
-  else if (endpoint.rateLimit.perEndpoint !== null) lines.push('', `Rate limit: ${formatRate(endpoint.rateLimit.perEndpoint)} per caller.`)
+  else if (endpoint.rateLimit.perEndpoint !== null)
+    lines.push('', `Rate limit: ${formatRate(endpoint.rateLimit.perEndpoint)} per caller.`)
   lines.push('', `Call sequence (total timeout: ${formatDuration(endpoint.timeout)}).`, '')
   if (endpoint.calls.length === 0) return [...lines, 'No downstream calls.']
   const byLevel = new Map<number, number>()
   for (const c of endpoint.calls) byLevel.set(c.level, (byLevel.get(c.level) ?? 0) + 1)
   const names = endpoint.calls.map((c) => c.name)
-  const rows = [...endpoint.calls].sort((a, b) => a.level - b.level || a.index - b.index).map((c) => [
-    `${c.level}${(byLevel.get(c.level) ?? 0) > 1 ? ' (parallel)' : ''}`,
-    serviceCall(c),
-    c.required ? 'Yes' : 'No',
-    formatDuration(Math.min(c.timeout, endpoint.timeout)),
-    retries(c),
-    formatDuration(Math.min(worstCase(c.timeout, c.retry), endpoint.timeout)) + (worstCase(c.timeout, c.retry) > endpoint.timeout ? ' (deadline)' : ''),
-    fallback(c),
-    c.dependsOn.length === 0 ? '—' : c.dependsOn.map((d) => names[d]).join(', '),
-  ])
-  return [...lines, ...table(['Order', 'Service Call', 'Required?', 'Timeout', 'Retries', 'Worst case', 'Fallback', 'Starts after'], rows)]
+  const rows = [...endpoint.calls]
+    .sort((a, b) => a.level - b.level || a.index - b.index)
+    .map((c) => [
+      `${c.level}${(byLevel.get(c.level) ?? 0) > 1 ? ' (parallel)' : ''}`,
+      serviceCall(c),
+      c.required ? 'Yes' : 'No',
+      formatDuration(Math.min(c.timeout, endpoint.timeout)),
+      retries(c),
+      formatDuration(Math.min(worstCase(c.timeout, c.retry), endpoint.timeout)) +
+        (worstCase(c.timeout, c.retry) > endpoint.timeout ? ' (deadline)' : ''),
+      fallback(c),
+      c.dependsOn.length === 0 ? '—' : c.dependsOn.map((d) => names[d]).join(', '),
+    ])
+  return [
+    ...lines,
+    ...table(
+      ['Order', 'Service Call', 'Required?', 'Timeout', 'Retries', 'Worst case', 'Fallback', 'Starts after'],
+      rows,
+    ),
+  ]
 }
 
-function endpointAuth (auth: EndpointAuthPlan | null): string {
+function endpointAuth(auth: EndpointAuthPlan | null): string {
   if (auth === null) return 'none (public)'
   const demands = [
     auth.scopes.length === 0 ? null : `scopes ${auth.scopes.join(', ')}`,
@@ -99,30 +144,33 @@ function endpointAuth (auth: EndpointAuthPlan | null): string {
   return demands.length === 0 ? methods : `${methods}, with ${demands.join(' and ')}`
 }
 
-function serviceCall (call: CallPlan): string {
+function serviceCall(call: CallPlan): string {
   const words = call.config.request.trim().split(/\s+/)
   const who = call.name === call.service.name ? call.name : `${call.name} (${call.service.name})`
-  const query = Object.entries(call.config.query ?? {}).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join('&')
+  const query = Object.entries(call.config.query ?? {})
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join('&')
   let text = `${who}: ${words[0] ?? ''} ${words.slice(2).join(' ')}${query === '' ? '' : `?${query}`}`
-  if (call.forEach !== null) text += ` for each ${typeof call.config.forEach === 'string' ? call.config.forEach : 'item'} (≤${call.forEach.concurrency} at once, identical calls once)`
+  if (call.forEach !== null)
+    text += ` for each ${typeof call.config.forEach === 'string' ? call.config.forEach : 'item'} (≤${call.forEach.concurrency} at once, identical calls once)`
   if (call.config.when !== undefined) text += ` when ${String(call.config.when)}`
   return text
 }
 
-function retries (call: CallPlan): string {
+function retries(call: CallPlan): string {
   const r = call.retry
   if (r === null) return '—'
   return `${r.attempts} (${r.backoff} ${formatDuration(r.delay)})`
 }
 
-function fallback (call: CallPlan): string {
+function fallback(call: CallPlan): string {
   if (call.required) return 'Fail request'
   if (call.config.fallback === undefined || call.config.fallback === null) return 'null'
   const text = JSON.stringify(call.config.fallback)
   return text.length > 40 ? `${text.slice(0, 37)}…` : text
 }
 
-function table (header: string[], rows: string[][]): string[] {
+function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`
   return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)]

@@ -19,19 +19,22 @@ export interface ServeOptions {
   devToken?: string
 }
 
-export function createLogger (pretty: boolean, level: string = 'info'): Logger {
+export function createLogger(pretty: boolean, level: string = 'info'): Logger {
   // Asynchronous writes keep a line per request off the request path; stop() flushes them.
   if (!pretty) return pino({ base: null, level }, pino.destination({ fd: 1, sync: false }))
-  return pino({ base: null, level }, {
-    write (line: string) {
-      const { msg, level } = JSON.parse(line) as { msg: string; level: number }
-      process.stdout.write(`${level >= 50 ? 'error: ' : ''}${msg}\n`)
+  return pino(
+    { base: null, level },
+    {
+      write(line: string) {
+        const { msg, level } = JSON.parse(line) as { msg: string; level: number }
+        process.stdout.write(`${level >= 50 ? 'error: ' : ''}${msg}\n`)
+      },
     },
-  })
+  )
 }
 
 /** Runs until SIGINT/SIGTERM; resolves with the exit code. */
-export async function serve (plan: GatewayPlan, options: ServeOptions): Promise<number> {
+export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<number> {
   const logger = createLogger(options.pretty === true, options.logLevel ?? plan.logLevel)
   const mocks = options.mocks === undefined ? null : await startMocks(plan, options.mocks)
   const gateway = createGateway(plan, {
@@ -53,25 +56,50 @@ export async function serve (plan: GatewayPlan, options: ServeOptions): Promise<
   }
   if (mocks !== null) {
     for (const [name, origin] of mocks.origins) {
-      const state = options.mocks?.down.has(name) === true ? ' (down)' : options.mocks?.slow.has(name) === true ? ` (+${options.mocks.slow.get(name)}ms)` : ''
+      const state =
+        options.mocks?.down.has(name) === true
+          ? ' (down)'
+          : options.mocks?.slow.has(name) === true
+            ? ` (+${options.mocks.slow.get(name)}ms)`
+            : ''
       logger.info({ event: 'mock', service: name, origin }, `mock ${name} on ${origin}${state}`)
     }
   }
-  logger.info({ event: 'listening', port: address.port, host: address.host, url: address.url }, `${plan.name} listening on ${address.url}${plan.basePath}`)
-  for (const e of plan.endpoints) logger.info({ event: 'endpoint', route: `${e.method} ${e.route}` }, `  ${e.method} ${address.url}${e.route}${e.auth === null ? '' : ' (needs credentials)'}`)
+  logger.info(
+    { event: 'listening', port: address.port, host: address.host, url: address.url },
+    `${plan.name} listening on ${address.url}${plan.basePath}`,
+  )
+  for (const e of plan.endpoints)
+    logger.info(
+      { event: 'endpoint', route: `${e.method} ${e.route}` },
+      `  ${e.method} ${address.url}${e.route}${e.auth === null ? '' : ' (needs credentials)'}`,
+    )
   if (options.devToken !== undefined) {
-    logger.info({ event: 'dev_token' }, `export TOKEN=${options.devToken}   # a dev token: sub ${DEV_SUBJECT}, valid 1h`)
+    logger.info(
+      { event: 'dev_token' },
+      `export TOKEN=${options.devToken}   # a dev token: sub ${DEV_SUBJECT}, valid 1h`,
+    )
     const e = plan.endpoints.find((x) => x.auth !== null)
-    if (e !== undefined) logger.info({ event: 'dev_token' }, `  curl -H "authorization: Bearer $TOKEN"${e.method === 'GET' ? '' : ` -X ${e.method} -H 'content-type: application/json' -d '{…}'`} ${address.url}${e.route}`)
+    if (e !== undefined)
+      logger.info(
+        { event: 'dev_token' },
+        `  curl -H "authorization: Bearer $TOKEN"${e.method === 'GET' ? '' : ` -X ${e.method} -H 'content-type: application/json' -d '{…}'`} ${address.url}${e.route}`,
+      )
   }
 
   return await new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       logger.info({ event: 'stopping', signal }, `stopping (${signal})`)
-      Promise.all([gateway.close(), mocks?.close()]).then(() => { logger.flush(); resolve(0) }, (err: unknown) => {
-        logger.error({ err }, 'error while stopping')
-        resolve(1)
-      })
+      Promise.all([gateway.close(), mocks?.close()]).then(
+        () => {
+          logger.flush()
+          resolve(0)
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'error while stopping')
+          resolve(1)
+        },
+      )
     }
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)

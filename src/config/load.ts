@@ -14,7 +14,7 @@ export interface LoadedConfig {
 }
 
 /** Parse and schema-check a config text. YAML and JSON both go through the YAML parser (JSON is YAML 1.2), so positions work the same. */
-export function parseConfig (file: string, text: string): LoadedConfig {
+export function parseConfig(file: string, text: string): LoadedConfig {
   const source = new ConfigSource(file, text)
   const syntax = source.syntaxDiagnostics()
   if (syntax.length > 0) return { source, valid: false, diagnostics: syntax }
@@ -22,6 +22,6 @@ export function parseConfig (file: string, text: string): LoadedConfig {
   return config === undefined ? { source, valid, diagnostics } : { source, config, valid, diagnostics }
 }
 
-export async function loadConfig (file: string): Promise<LoadedConfig> {
+export async function loadConfig(file: string): Promise<LoadedConfig> {
   return parseConfig(file, await readFile(file, 'utf8'))
 }

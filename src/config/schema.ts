@@ -19,25 +19,38 @@ export const CALL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 const duration = z
-  .union([z.number().nonnegative(), z.string().regex(new RegExp(DURATION_PATTERN), { error: DURATION_HINT })], { error: DURATION_HINT })
+  .union([z.number().nonnegative(), z.string().regex(new RegExp(DURATION_PATTERN), { error: DURATION_HINT })], {
+    error: DURATION_HINT,
+  })
   .transform((v) => parseDuration(v) as number)
   .meta({ description: 'Duration: 200ms, 2s, 1.5m, 1h, or a number of milliseconds.' })
 
 const size = z
-  .union([z.number().int().nonnegative(), z.string().regex(new RegExp(SIZE_PATTERN, "i"), { error: SIZE_HINT })], { error: SIZE_HINT })
+  .union([z.number().int().nonnegative(), z.string().regex(new RegExp(SIZE_PATTERN, 'i'), { error: SIZE_HINT })], {
+    error: SIZE_HINT,
+  })
   .transform((v) => parseSize(v) as number)
   .meta({ description: 'Size: 512kb, 1mb, or a number of bytes.' })
 
 const percent = z
-  .union([z.number().min(0).max(100), z.string().regex(/^\d+(?:\.\d+)?%$/, { error: "write a percentage like 99.9%" })], { error: 'write a percentage like 99.9%' })
+  .union(
+    [z.number().min(0).max(100), z.string().regex(/^\d+(?:\.\d+)?%$/, { error: 'write a percentage like 99.9%' })],
+    { error: 'write a percentage like 99.9%' },
+  )
   .meta({ description: 'Percentage, e.g. 99.95%.' })
 
 const headerMap = z
-  .record(z.string().regex(HEADER_NAME, { error: 'not a valid HTTP header name' }), z.union([z.string(), z.number(), z.boolean()]))
+  .record(
+    z.string().regex(HEADER_NAME, { error: 'not a valid HTTP header name' }),
+    z.union([z.string(), z.number(), z.boolean()]),
+  )
   .meta({ description: 'Header name → value; values may contain ${…} expressions.' })
 
 /** Any JSON value; strings may contain ${…} expressions. */
-const template = z.unknown().meta({ description: 'Any JSON value. Strings may contain ${…} expressions; a string that is exactly one ${…} keeps the value\'s type.' })
+const template = z.unknown().meta({
+  description:
+    "Any JSON value. Strings may contain ${…} expressions; a string that is exactly one ${…} keeps the value's type.",
+})
 
 const expression = z
   .union([z.string(), z.boolean()])
@@ -47,34 +60,63 @@ export const RETRY_CONDITIONS = ['5xx', 'timeout', 'connect', 'network'] as cons
 
 export const retrySchema = z.strictObject({
   attempts: z.number().int().min(0).max(10).describe('Retries after the first try: attempts 2 means at most 3 tries.'),
-  backoff: z.enum(['exponential', 'fixed']).default('exponential').describe('exponential: delay, 2×delay, 4×delay… with jitter, capped at maxDelay; fixed: delay every time.'),
+  backoff: z
+    .enum(['exponential', 'fixed'])
+    .default('exponential')
+    .describe('exponential: delay, 2×delay, 4×delay… with jitter, capped at maxDelay; fixed: delay every time.'),
   delay: duration.default(100).describe('First backoff delay.'),
   maxDelay: duration.default(2000).describe('Cap of the exponential backoff.'),
-  on: z.array(z.union([z.enum(RETRY_CONDITIONS), z.number().int().min(400).max(599)], { error: `retry on ${RETRY_CONDITIONS.join(', ')} or a status like 429` }))
+  on: z
+    .array(
+      z.union([z.enum(RETRY_CONDITIONS), z.number().int().min(400).max(599)], {
+        error: `retry on ${RETRY_CONDITIONS.join(', ')} or a status like 429`,
+      }),
+    )
     .default(['5xx', 'timeout', 'connect'])
-    .describe('What is retried: 5xx answers, timeouts, connection failures (connect: refused/unreachable, network: reset), or specific statuses.'),
-  budget: percent.default('20%').describe('Retries may add at most this share of the service\'s requests over the last 10 s (at least 10 retries per 10 s are always allowed).'),
+    .describe(
+      'What is retried: 5xx answers, timeouts, connection failures (connect: refused/unreachable, network: reset), or specific statuses.',
+    ),
+  budget: percent
+    .default('20%')
+    .describe(
+      "Retries may add at most this share of the service's requests over the last 10 s (at least 10 retries per 10 s are always allowed).",
+    ),
 })
 
 export const breakerSchema = z.strictObject({
   failures: z.number().int().positive().describe('Failures within the window that open the breaker.'),
   window: duration.describe('Rolling window in which failures are counted.'),
   openFor: duration.describe('How long the breaker stays open before it lets probes through.'),
-  halfOpenProbes: z.number().int().positive().default(1).describe('Calls let through when half-open; all must succeed to close it.'),
+  halfOpenProbes: z
+    .number()
+    .int()
+    .positive()
+    .default(1)
+    .describe('Calls let through when half-open; all must succeed to close it.'),
 })
 
 export const bulkheadSchema = z.strictObject({
   maxConcurrent: z.number().int().positive().describe('Most calls in flight to the service at once.'),
-  maxQueued: z.number().int().nonnegative().default(0).describe('Calls that may wait for a slot; beyond that a call fails at once.'),
+  maxQueued: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(0)
+    .describe('Calls that may wait for a slot; beyond that a call fails at once.'),
 })
 
 export const probeSchema = z.strictObject({
-  path: z.string().regex(/^\//, { error: 'a probe path starts with /' }).describe('Path probed with GET, e.g. /healthz.'),
+  path: z
+    .string()
+    .regex(/^\//, { error: 'a probe path starts with /' })
+    .describe('Path probed with GET, e.g. /healthz.'),
   interval: duration.default(10_000).describe('Time between probes.'),
   timeout: duration.default(1000).describe('Probe timeout.'),
 })
 
-const channel = z.string().regex(/^[\w.-]+$/, { error: 'a channel is a name such as slack or pagerduty' })
+const channel = z
+  .string()
+  .regex(/^[\w.-]+$/, { error: 'a channel is a name such as slack or pagerduty' })
   .describe('Where the alert goes (a `channel` label for Alertmanager routing), e.g. slack, pagerduty.')
 
 const mockRoute = z.strictObject({
@@ -86,10 +128,22 @@ const mockRoute = z.strictObject({
 
 const RATE = /^(\d+)\s*(?:req(?:uests)?\s*)?\/\s*(\d+(?:\.\d+)?)?\s*(ms|s|sec|second|m|min|minute|h|hour|d|day)$/
 const RATE_HINT = 'write a rate like 100/min, 10/s, 5000/h or 100/10s'
-const RATE_UNIT: Record<string, number> = { ms: 1, s: 1000, sec: 1000, second: 1000, m: 60_000, min: 60_000, minute: 60_000, h: 3_600_000, hour: 3_600_000, d: 86_400_000, day: 86_400_000 }
+const RATE_UNIT: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  sec: 1000,
+  second: 1000,
+  m: 60_000,
+  min: 60_000,
+  minute: 60_000,
+  h: 3_600_000,
+  hour: 3_600_000,
+  d: 86_400_000,
+  day: 86_400_000,
+}
 
 /** `100/min` → { limit: 100, window: 60000 }. */
-export function parseRate (text: string): { limit: number; window: number } | undefined {
+export function parseRate(text: string): { limit: number; window: number } | undefined {
   const m = RATE.exec(text.trim())
   if (m === null) return undefined
   const window = Number(m[2] ?? 1) * (RATE_UNIT[m[3] as string] as number)
@@ -107,40 +161,100 @@ const rate = z
 
 const stringList = z.union([z.string(), z.array(z.string()).min(1)]).transform((v) => (typeof v === 'string' ? [v] : v))
 
-export const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const
+export const JWT_ALGORITHMS = [
+  'HS256',
+  'HS384',
+  'HS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+] as const
 
 export const jwtSchema = z.strictObject({
-  secret: z.string().optional().describe('Shared secret of HS256/384/512 tokens. Use ${env.NAME}; never write the secret itself in the file.'),
-  publicKey: z.string().optional().describe('PEM public key (SPKI) or certificate of RS/PS/ES/EdDSA tokens, or ${env.NAME} holding one.'),
+  secret: z
+    .string()
+    .optional()
+    .describe('Shared secret of HS256/384/512 tokens. Use ${env.NAME}; never write the secret itself in the file.'),
+  publicKey: z
+    .string()
+    .optional()
+    .describe('PEM public key (SPKI) or certificate of RS/PS/ES/EdDSA tokens, or ${env.NAME} holding one.'),
   publicKeyFile: z.string().optional().describe('File holding the PEM public key (relative to the config file).'),
-  jwksUrl: z.string().optional().describe('JWKS URL of the issuer, e.g. https://auth.example.com/.well-known/jwks.json; keys are chosen by `kid`.'),
-  jwks: z.strictObject({
-    cacheFor: duration.default(600_000).describe('How long fetched keys are trusted before they are fetched again.'),
-    cooldown: duration.default(30_000).describe('Least time between two fetches: an unknown kid refetches at most this often.'),
-    timeout: duration.default(2000).describe('Timeout of a JWKS fetch.'),
-  }).default({ cacheFor: 600_000, cooldown: 30_000, timeout: 2000 }).describe('JWKS cache.'),
-  algorithms: z.array(z.enum(JWT_ALGORITHMS)).min(1).optional().describe('Accepted algorithms. Default: HS256/384/512 with a secret, the asymmetric ones with a key or JWKS. Never none.'),
+  jwksUrl: z
+    .string()
+    .optional()
+    .describe('JWKS URL of the issuer, e.g. https://auth.example.com/.well-known/jwks.json; keys are chosen by `kid`.'),
+  jwks: z
+    .strictObject({
+      cacheFor: duration.default(600_000).describe('How long fetched keys are trusted before they are fetched again.'),
+      cooldown: duration
+        .default(30_000)
+        .describe('Least time between two fetches: an unknown kid refetches at most this often.'),
+      timeout: duration.default(2000).describe('Timeout of a JWKS fetch.'),
+    })
+    .default({ cacheFor: 600_000, cooldown: 30_000, timeout: 2000 })
+    .describe('JWKS cache.'),
+  algorithms: z
+    .array(z.enum(JWT_ALGORITHMS))
+    .min(1)
+    .optional()
+    .describe(
+      'Accepted algorithms. Default: HS256/384/512 with a secret, the asymmetric ones with a key or JWKS. Never none.',
+    ),
   issuer: stringList.optional().describe('Accepted `iss` value(s).'),
   audience: stringList.optional().describe('Accepted `aud` value(s).'),
   requiredClaims: z.array(z.string()).default(['sub']).describe('Claims every token must carry.'),
   clockTolerance: duration.default(5000).describe('Leeway for exp, nbf and iat.'),
   maxAge: duration.optional().describe('Reject tokens issued longer ago than this (needs iat).'),
-  cacheSize: z.number().int().min(0).default(10_000).describe('Verified tokens remembered by their exact text, so that a token sent again is not verified again (its exp, nbf and maxAge still hold; with a JWKS, at most jwks.cacheFor). 0 turns it off.'),
-  scopesClaim: z.string().default('scope').describe('Claim holding scopes: a space-separated string or a list (scp is read too).'),
-  rolesClaim: z.string().default('roles').describe('Claim holding roles, a dotted path for nested claims, e.g. realm_access.roles.'),
+  cacheSize: z
+    .number()
+    .int()
+    .min(0)
+    .default(10_000)
+    .describe(
+      'Verified tokens remembered by their exact text, so that a token sent again is not verified again (its exp, nbf and maxAge still hold; with a JWKS, at most jwks.cacheFor). 0 turns it off.',
+    ),
+  scopesClaim: z
+    .string()
+    .default('scope')
+    .describe('Claim holding scopes: a space-separated string or a list (scp is read too).'),
+  rolesClaim: z
+    .string()
+    .default('roles')
+    .describe('Claim holding roles, a dotted path for nested claims, e.g. realm_access.roles.'),
 })
 
 export const apiKeySchema = z.strictObject({
   header: z.string().regex(HEADER_NAME).optional().describe('Header carrying the key, e.g. x-api-key.'),
-  query: z.string().min(1).optional().describe('Query parameter carrying the key (keys in URLs end up in logs; prefer a header).'),
-  keys: z.record(z.string(), z.string()).optional().describe('Client name → key. Values should be ${env.NAME}. The name becomes auth.sub.'),
-  keysFile: z.string().optional().describe('File of keys, one `name: key` (or a bare key) per line, # for comments (relative to the config file).'),
+  query: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Query parameter carrying the key (keys in URLs end up in logs; prefer a header).'),
+  keys: z
+    .record(z.string(), z.string())
+    .optional()
+    .describe('Client name → key. Values should be ${env.NAME}. The name becomes auth.sub.'),
+  keysFile: z
+    .string()
+    .optional()
+    .describe('File of keys, one `name: key` (or a bare key) per line, # for comments (relative to the config file).'),
 })
 
 export const AUTH_METHODS = ['jwt', 'apiKey'] as const
 
 /** RFC 6749 scope-token: printable ASCII without space, quote or backslash. */
-const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, { error: 'a scope is one word of printable ASCII, without quotes or backslashes, e.g. orders:write' })
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, {
+  error: 'a scope is one word of printable ASCII, without quotes or backslashes, e.g. orders:write',
+})
 
 const authRequirement = {
   scopes: z.array(scopeToken).optional().describe('Scopes a token must all hold, else 403.'),
@@ -154,22 +268,40 @@ export const gatewayAuthSchema = z.strictObject({
   ...authRequirement,
 })
 
-export const endpointAuthSchema = z.union([
-  z.literal('public').describe('No credentials asked; auth is null in expressions.'),
-  z.strictObject({
-    methods: z.array(z.enum(AUTH_METHODS)).min(1).optional().describe('Accepted credential kinds (default: every one configured).'),
-    ...authRequirement,
-  }),
-]).meta({ description: '`public`, or what this endpoint demands instead of gateway.auth\'s scopes and roles.' })
+export const endpointAuthSchema = z
+  .union([
+    z.literal('public').describe('No credentials asked; auth is null in expressions.'),
+    z.strictObject({
+      methods: z
+        .array(z.enum(AUTH_METHODS))
+        .min(1)
+        .optional()
+        .describe('Accepted credential kinds (default: every one configured).'),
+      ...authRequirement,
+    }),
+  ])
+  .meta({ description: "`public`, or what this endpoint demands instead of gateway.auth's scopes and roles." })
 
 export const gatewayRateLimitSchema = z.strictObject({
-  store: z.enum(['memory', 'redis']).default('memory').describe('memory: per gateway process; redis: one limit shared by every instance.'),
-  redis: z.strictObject({
-    url: z.string().default('redis://127.0.0.1:6379').describe('redis://[user:password@]host:port[/db]; may use ${env.NAME}.'),
-    prefix: z.string().default('baton:rl').describe('Key prefix.'),
-    timeout: duration.default(200).describe('A Redis command that takes longer counts as a store failure.'),
-  }).default({ url: 'redis://127.0.0.1:6379', prefix: 'baton:rl', timeout: 200 }).describe('Redis store settings.'),
-  onStoreError: z.enum(['allow', 'reject']).default('allow').describe('When the store fails: allow (fail open, the default) or reject with 503.'),
+  store: z
+    .enum(['memory', 'redis'])
+    .default('memory')
+    .describe('memory: per gateway process; redis: one limit shared by every instance.'),
+  redis: z
+    .strictObject({
+      url: z
+        .string()
+        .default('redis://127.0.0.1:6379')
+        .describe('redis://[user:password@]host:port[/db]; may use ${env.NAME}.'),
+      prefix: z.string().default('baton:rl').describe('Key prefix.'),
+      timeout: duration.default(200).describe('A Redis command that takes longer counts as a store failure.'),
+    })
+    .default({ url: 'redis://127.0.0.1:6379', prefix: 'baton:rl', timeout: 200 })
+    .describe('Redis store settings.'),
+  onStoreError: z
+    .enum(['allow', 'reject'])
+    .default('allow')
+    .describe('When the store fails: allow (fail open, the default) or reject with 503.'),
   perUser: rate.optional().describe('Per JWT subject (or API key name): 429 + Retry-After.'),
   perIp: rate.optional().describe('Per client address: 429 + Retry-After.'),
   perEndpoint: rate.optional().describe('Per endpoint and caller (user, else address): 429 + Retry-After.'),
@@ -177,155 +309,338 @@ export const gatewayRateLimitSchema = z.strictObject({
 })
 
 export const corsSchema = z.strictObject({
-  origins: z.union([z.literal('*'), z.array(z.string().min(1)).min(1)]).describe('Allowed origins: exact (https://app.example.com), with a wildcard subdomain (https://*.example.com), or \'*\' (quoted: a bare * is YAML syntax).'),
+  origins: z
+    .union([z.literal('*'), z.array(z.string().min(1)).min(1)])
+    .describe(
+      "Allowed origins: exact (https://app.example.com), with a wildcard subdomain (https://*.example.com), or '*' (quoted: a bare * is YAML syntax).",
+    ),
   methods: z.array(z.enum(HTTP_METHODS)).optional().describe('Allowed methods (default: those of the endpoints).'),
-  headers: z.array(z.string().regex(HEADER_NAME)).optional().describe('Allowed request headers (default: content-type, authorization, x-request-id and the API key header).'),
-  exposeHeaders: z.array(z.string().regex(HEADER_NAME)).optional().describe('Response headers scripts may read (default: x-request-id, baton-degraded, retry-after, ratelimit, ratelimit-policy, server-timing, www-authenticate).'),
-  credentials: z.boolean().default(false).describe('Allow cookies and Authorization from browsers (not with origins: *).'),
+  headers: z
+    .array(z.string().regex(HEADER_NAME))
+    .optional()
+    .describe('Allowed request headers (default: content-type, authorization, x-request-id and the API key header).'),
+  exposeHeaders: z
+    .array(z.string().regex(HEADER_NAME))
+    .optional()
+    .describe(
+      'Response headers scripts may read (default: x-request-id, baton-degraded, retry-after, ratelimit, ratelimit-policy, server-timing, www-authenticate).',
+    ),
+  credentials: z
+    .boolean()
+    .default(false)
+    .describe('Allow cookies and Authorization from browsers (not with origins: *).'),
   maxAge: duration.default(600_000).describe('How long browsers may cache a preflight answer.'),
 })
 
-export const serviceAuthSchema = z.union([
-  z.strictObject({ bearer: z.string().describe('Token sent as Authorization: Bearer …; use ${env.NAME}.') }),
-  z.strictObject({
-    apiKey: z.strictObject({
-      header: z.string().regex(HEADER_NAME).default('x-api-key').describe('Header carrying the key.'),
-      value: z.string().describe('The key; use ${env.NAME}.'),
+export const serviceAuthSchema = z
+  .union([
+    z.strictObject({ bearer: z.string().describe('Token sent as Authorization: Bearer …; use ${env.NAME}.') }),
+    z.strictObject({
+      apiKey: z.strictObject({
+        header: z.string().regex(HEADER_NAME).default('x-api-key').describe('Header carrying the key.'),
+        value: z.string().describe('The key; use ${env.NAME}.'),
+      }),
     }),
-  }),
-  z.strictObject({
-    oauth2: z.strictObject({
-      tokenUrl: z.string().describe('Token endpoint (client credentials grant).'),
-      clientId: z.string(),
-      clientSecret: z.string().describe('Use ${env.NAME}.'),
-      scope: z.string().optional().describe('Space-separated scopes asked for.'),
-      audience: z.string().optional().describe('audience parameter (Auth0 and others).'),
-      refreshBefore: duration.default(30_000).describe('A token is renewed this long before it expires.'),
-      timeout: duration.default(5000).describe('Timeout of a token request.'),
+    z.strictObject({
+      oauth2: z.strictObject({
+        tokenUrl: z.string().describe('Token endpoint (client credentials grant).'),
+        clientId: z.string(),
+        clientSecret: z.string().describe('Use ${env.NAME}.'),
+        scope: z.string().optional().describe('Space-separated scopes asked for.'),
+        audience: z.string().optional().describe('audience parameter (Auth0 and others).'),
+        refreshBefore: duration.default(30_000).describe('A token is renewed this long before it expires.'),
+        timeout: duration.default(5000).describe('Timeout of a token request.'),
+      }),
     }),
-  }),
-]).meta({ description: 'Credentials Baton sends to this service, and only to it: bearer, apiKey or oauth2 (client credentials).' })
+  ])
+  .meta({
+    description:
+      'Credentials Baton sends to this service, and only to it: bearer, apiKey or oauth2 (client credentials).',
+  })
 
 export const tlsSchema = z.strictObject({
   cert: z.string().optional().describe('Client certificate (PEM file, relative to the config file) for mTLS.'),
   key: z.string().optional().describe('Private key of the client certificate (PEM file).'),
   passphrase: z.string().optional().describe('Passphrase of the key; use ${env.NAME}.'),
-  ca: z.string().optional().describe('CA bundle (PEM file) that signs the service\'s certificate, when not a public CA.'),
+  ca: z
+    .string()
+    .optional()
+    .describe("CA bundle (PEM file) that signs the service's certificate, when not a public CA."),
   servername: z.string().optional().describe('SNI and certificate name to check, when not the URL host.'),
 })
 
 export const serviceSchema = z.strictObject({
   url: z.string().describe('Base URL, http(s)://host[:port][/prefix]. May use ${env.NAME}.'),
-  timeout: duration.optional().describe('Default timeout of every call to this service. Without one, calls are bounded by their endpoint\'s deadline.'),
-  headers: headerMap.optional().describe('Headers added to every call to this service; values may use ${env.NAME} and ${auth.…}.'),
+  timeout: duration
+    .optional()
+    .describe(
+      "Default timeout of every call to this service. Without one, calls are bounded by their endpoint's deadline.",
+    ),
+  headers: headerMap
+    .optional()
+    .describe('Headers added to every call to this service; values may use ${env.NAME} and ${auth.…}.'),
   auth: serviceAuthSchema.optional(),
   tls: tlsSchema.optional().describe('TLS settings of an https service: mTLS client certificate, private CA.'),
-  forwardHeaders: z.array(z.string().regex(HEADER_NAME)).optional().describe('Client request headers passed on to this service. Nothing is forwarded unless listed (authorization and cookie included).'),
-  connections: z.number().int().positive().default(128).describe('Keep-alive connections in this service\'s pool.'),
+  forwardHeaders: z
+    .array(z.string().regex(HEADER_NAME))
+    .optional()
+    .describe(
+      'Client request headers passed on to this service. Nothing is forwarded unless listed (authorization and cookie included).',
+    ),
+  connections: z.number().int().positive().default(128).describe("Keep-alive connections in this service's pool."),
   maxResponseSize: size.default(10 * 1024 * 1024).describe('Largest response body accepted from this service.'),
   retry: retrySchema.optional().describe('Retry policy of every call to this service (per-call `retry` overrides it).'),
-  circuitBreaker: breakerSchema.optional().describe('Circuit breaker, shared by every endpoint that calls the service.'),
+  circuitBreaker: breakerSchema
+    .optional()
+    .describe('Circuit breaker, shared by every endpoint that calls the service.'),
   bulkhead: bulkheadSchema.optional().describe('Limit on calls in flight to the service.'),
   health: probeSchema.optional().describe('Active health probe; its results feed /health/ready and the breaker.'),
   latency: duration.optional().describe('Documented average latency (informational; shown by `baton plan`).'),
-  alerts: z.strictObject({
-    errorRate: percent.describe('Alert when more than this share of the calls to the service fail over the window.'),
-    window: duration.default(300_000).describe('Window of the error rate (default 5m).'),
-    channel: channel.default('pagerduty'),
-  }).optional().describe('`baton alerts`: the downstream error-rate alert of the template.'),
+  alerts: z
+    .strictObject({
+      errorRate: percent.describe('Alert when more than this share of the calls to the service fail over the window.'),
+      window: duration.default(300_000).describe('Window of the error rate (default 5m).'),
+      channel: channel.default('pagerduty'),
+    })
+    .optional()
+    .describe('`baton alerts`: the downstream error-rate alert of the template.'),
   sla: percent.optional().describe('Documented availability SLA (informational).'),
   owner: z.string().optional().describe('Team that owns the service (informational).'),
   description: z.string().optional().describe('Free text.'),
-  mock: z.record(z.string().regex(ROUTE_KEY, { error: 'a mock route is "METHOD /path", e.g. "GET /carts/{id}"' }), mockRoute).optional()
+  mock: z
+    .record(z.string().regex(ROUTE_KEY, { error: 'a mock route is "METHOD /path", e.g. "GET /carts/{id}"' }), mockRoute)
+    .optional()
     .describe('Routes answered by `baton dev` instead of the real service.'),
 })
 
-const forEachSchema = z.union([z.string(), z.array(z.unknown())])
+const forEachSchema = z
+  .union([z.string(), z.array(z.unknown())])
   .meta({ description: 'A list expression: one call is made per item (identical calls once).' })
 
 export const callSchema = z.strictObject({
-  request: z.string().regex(CALL_REQUEST, { error: 'write "METHOD service /path", e.g. "GET cart /carts/${request.params.id}"' })
+  request: z
+    .string()
+    .regex(CALL_REQUEST, { error: 'write "METHOD service /path", e.g. "GET cart /carts/${request.params.id}"' })
     .describe('"METHOD service /path"; the path may contain ${…} expressions, percent-encoded.'),
-  query: z.record(z.string(), template).optional().describe('Query parameters; null values are left out, lists repeat the key.'),
+  query: z
+    .record(z.string(), template)
+    .optional()
+    .describe('Query parameters; null values are left out, lists repeat the key.'),
   headers: headerMap.optional().describe('Headers for this call.'),
   body: template.optional().describe('JSON request body.'),
-  required: z.boolean().default(true).describe('If a required call fails the request fails; an optional call falls back.'),
-  timeout: duration.optional().describe('Timeout for this call (default: the service\'s), per try. Always capped by the time left before the endpoint\'s deadline.'),
-  retry: z.union([retrySchema, z.literal(false)]).optional().describe('Retry policy for this call, replacing the service\'s; false: never retry.'),
-  idempotent: z.boolean().optional().describe('Declares a POST/PATCH call safe to retry (only GET, HEAD, OPTIONS, PUT and DELETE are retried otherwise).'),
-  fallback: template.optional().describe('Value used when the call fails or is skipped (default null). Strings may be expressions. A call with a fallback is degradable.'),
+  required: z
+    .boolean()
+    .default(true)
+    .describe('If a required call fails the request fails; an optional call falls back.'),
+  timeout: duration
+    .optional()
+    .describe(
+      "Timeout for this call (default: the service's), per try. Always capped by the time left before the endpoint's deadline.",
+    ),
+  retry: z
+    .union([retrySchema, z.literal(false)])
+    .optional()
+    .describe("Retry policy for this call, replacing the service's; false: never retry."),
+  idempotent: z
+    .boolean()
+    .optional()
+    .describe(
+      'Declares a POST/PATCH call safe to retry (only GET, HEAD, OPTIONS, PUT and DELETE are retried otherwise).',
+    ),
+  fallback: template
+    .optional()
+    .describe(
+      'Value used when the call fails or is skipped (default null). Strings may be expressions. A call with a fallback is degradable.',
+    ),
   when: expression.optional().describe('The call is made only when this is true; otherwise its value is its fallback.'),
   forEach: forEachSchema.optional(),
-  as: z.string().regex(CALL_NAME).optional().describe('Name of the current item inside a forEach call (default: item).'),
+  as: z
+    .string()
+    .regex(CALL_NAME)
+    .optional()
+    .describe('Name of the current item inside a forEach call (default: item).'),
   concurrency: z.number().int().positive().default(8).describe('Most forEach calls in flight at once.'),
-  into: z.string().regex(CALL_NAME).optional().describe('forEach: instead of a list of results, the items each with its result under this key.'),
+  into: z
+    .string()
+    .regex(CALL_NAME)
+    .optional()
+    .describe('forEach: instead of a list of results, the items each with its result under this key.'),
 })
 
 export const endpointSchema = z.strictObject({
   purpose: z.string().optional().describe('What client screen or workflow this serves.'),
-  alerts: z.strictObject({
-    p99: duration.describe('Alert when the endpoint\'s P99 latency is above this.'),
-    window: duration.default(300_000).describe('Window the P99 is computed over (default 5m).'),
-    channel: channel.default('slack'),
-  }).optional().describe('`baton alerts`: the endpoint latency alert of the template.'),
+  alerts: z
+    .strictObject({
+      p99: duration.describe("Alert when the endpoint's P99 latency is above this."),
+      window: duration.default(300_000).describe('Window the P99 is computed over (default 5m).'),
+      channel: channel.default('slack'),
+    })
+    .optional()
+    .describe('`baton alerts`: the endpoint latency alert of the template.'),
   timeout: duration.optional().describe('Total deadline for the request (default: gateway.timeout).'),
   auth: endpointAuthSchema.optional(),
-  rateLimit: z.union([z.strictObject({
-    perEndpoint: rate.describe('This endpoint\'s limit per caller, instead of gateway.rateLimit.perEndpoint.'),
-  }), z.literal(false)]).optional().describe('false: no rate limits on this endpoint.'),
+  rateLimit: z
+    .union([
+      z.strictObject({
+        perEndpoint: rate.describe("This endpoint's limit per caller, instead of gateway.rateLimit.perEndpoint."),
+      }),
+      z.literal(false),
+    ])
+    .optional()
+    .describe('false: no rate limits on this endpoint.'),
   status: z.number().int().min(200).max(299).default(200).describe('Status of a successful response.'),
-  calls: z.record(z.string(), callSchema).default({}).describe('The downstream calls, by name. Order is derived from what each reads.'),
-  response: template.optional().describe('The assembled response. Default: an object with every call\'s value by name.'),
+  calls: z
+    .record(z.string(), callSchema)
+    .default({})
+    .describe('The downstream calls, by name. Order is derived from what each reads.'),
+  response: template.optional().describe("The assembled response. Default: an object with every call's value by name."),
 })
 
 export const gatewaySchema = z.strictObject({
   name: z.string().describe('Layer name, e.g. Checkout BFF.'),
   owner: z.string().optional().describe('Owning team (informational).'),
   description: z.string().optional(),
-  basePath: z.string().regex(/^(\/[^\s/]+)*$/, { error: 'a base path starts with / and has no trailing slash, e.g. /v1/checkout' }).default('').describe('Prefix of every endpoint path.'),
+  basePath: z
+    .string()
+    .regex(/^(\/[^\s/]+)*$/, { error: 'a base path starts with / and has no trailing slash, e.g. /v1/checkout' })
+    .default('')
+    .describe('Prefix of every endpoint path.'),
   host: z.string().default('0.0.0.0').describe('Interface to listen on.'),
   port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (0: any free port).'),
   timeout: duration.default(5000).describe('Default endpoint deadline.'),
   bodyLimit: size.default(1024 * 1024).describe('Largest request body accepted.'),
-  maxHeaderSize: size.default(16 * 1024).describe('Largest request head (request line and headers) accepted; beyond it 431.'),
-  clientTimeouts: z.strictObject({
-    headers: duration.default(10_000).describe('Time a client has to send the request head.'),
-    body: duration.default(30_000).describe('Time a client has to send the whole request, body included.'),
-  }).default({ headers: 10_000, body: 30_000 }).describe('Slow clients get 408 and are disconnected.'),
-  trustedProxies: z.array(z.string()).optional().describe('Addresses or CIDR ranges of proxies whose X-Forwarded-For is believed, e.g. [10.0.0.0/8]. Default: none, the socket address is the client.'),
-  auth: gatewayAuthSchema.optional().describe('Inbound authentication; every endpoint needs credentials unless it says auth: public.'),
-  rateLimit: gatewayRateLimitSchema.optional().describe('The template\'s rate limits.'),
+  maxHeaderSize: size
+    .default(16 * 1024)
+    .describe('Largest request head (request line and headers) accepted; beyond it 431.'),
+  clientTimeouts: z
+    .strictObject({
+      headers: duration.default(10_000).describe('Time a client has to send the request head.'),
+      body: duration.default(30_000).describe('Time a client has to send the whole request, body included.'),
+    })
+    .default({ headers: 10_000, body: 30_000 })
+    .describe('Slow clients get 408 and are disconnected.'),
+  trustedProxies: z
+    .array(z.string())
+    .optional()
+    .describe(
+      'Addresses or CIDR ranges of proxies whose X-Forwarded-For is believed, e.g. [10.0.0.0/8]. Default: none, the socket address is the client.',
+    ),
+  auth: gatewayAuthSchema
+    .optional()
+    .describe('Inbound authentication; every endpoint needs credentials unless it says auth: public.'),
+  rateLimit: gatewayRateLimitSchema.optional().describe("The template's rate limits."),
   cors: corsSchema.optional().describe('Cross-origin requests from browsers; preflights are answered by the gateway.'),
   retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
-  metrics: z.union([z.strictObject({
-    path: z.string().regex(/^\//).default('/metrics').describe('Path of the Prometheus exposition.'),
-    port: z.number().int().min(0).max(65535).optional().describe('Serve metrics on this separate admin port instead of the main one.'),
-    buckets: z.array(z.number().positive()).min(1).optional().describe('Histogram buckets in seconds (default: 0.5 ms to 30 s).'),
-  }), z.literal(false)]).default({ path: '/metrics' }).describe('Prometheus metrics; false turns them off.'),
-  serverTiming: z.boolean().default(false).describe('Send a Server-Timing header with each call\'s duration and the total (always on under `baton dev`).'),
-  tracing: z.union([z.strictObject({
-    endpoint: z.string().optional().describe('OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://localhost:4318/v1/traces. May use ${env.NAME}.'),
-    serviceName: z.string().min(1).optional().describe('service.name of the spans. Default: OTEL_SERVICE_NAME, else gateway.name.'),
-    sampleRatio: z.number().min(0).max(1).optional().describe('Share of new traces recorded, 0 to 1; a client\'s sampled flag is always followed. Default: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else 1.'),
-    headers: headerMap.optional().describe('Headers sent with every export, e.g. an API key; values may use ${env.NAME}.'),
-  }), z.literal(false)]).optional().describe('OpenTelemetry traces over OTLP/HTTP; false turns them off. Default: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else off.'),
-  alerts: z.strictObject({
-    breakerOpen: z.union([channel, z.literal(false)]).default('slack').describe('Channel of the "circuit breaker open" alert for any service; false: none.'),
-  }).default({ breakerOpen: 'slack' }).describe('`baton alerts`: gateway-wide alerts.'),
-  accessLog: z.boolean().default(true).describe('Log a line per request at info level; false keeps only failed calls and lifecycle events.'),
-  logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info').describe('info: one line per request; warn: failed calls and breaker changes only.'),
-  health: z.union([z.strictObject({
-    path: z.string().regex(/^\//).default('/health').describe('Liveness: always 200 while the process serves.'),
-    readyPath: z.string().regex(/^\//).default('/health/ready').describe('Readiness: every service\'s breaker, error rate, latency; 503 when no endpoint can be served fully.'),
-  }), z.literal(false)]).default({ path: '/health', readyPath: '/health/ready' }).describe('Health endpoints (outside basePath); false turns them off.'),
+  metrics: z
+    .union([
+      z.strictObject({
+        path: z.string().regex(/^\//).default('/metrics').describe('Path of the Prometheus exposition.'),
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .optional()
+          .describe('Serve metrics on this separate admin port instead of the main one.'),
+        buckets: z
+          .array(z.number().positive())
+          .min(1)
+          .optional()
+          .describe('Histogram buckets in seconds (default: 0.5 ms to 30 s).'),
+      }),
+      z.literal(false),
+    ])
+    .default({ path: '/metrics' })
+    .describe('Prometheus metrics; false turns them off.'),
+  serverTiming: z
+    .boolean()
+    .default(false)
+    .describe("Send a Server-Timing header with each call's duration and the total (always on under `baton dev`)."),
+  tracing: z
+    .union([
+      z.strictObject({
+        endpoint: z
+          .string()
+          .optional()
+          .describe(
+            'OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://localhost:4318/v1/traces. May use ${env.NAME}.',
+          ),
+        serviceName: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('service.name of the spans. Default: OTEL_SERVICE_NAME, else gateway.name.'),
+        sampleRatio: z
+          .number()
+          .min(0)
+          .max(1)
+          .optional()
+          .describe(
+            "Share of new traces recorded, 0 to 1; a client's sampled flag is always followed. Default: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else 1.",
+          ),
+        headers: headerMap
+          .optional()
+          .describe('Headers sent with every export, e.g. an API key; values may use ${env.NAME}.'),
+      }),
+      z.literal(false),
+    ])
+    .optional()
+    .describe(
+      'OpenTelemetry traces over OTLP/HTTP; false turns them off. Default: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else off.',
+    ),
+  alerts: z
+    .strictObject({
+      breakerOpen: z
+        .union([channel, z.literal(false)])
+        .default('slack')
+        .describe('Channel of the "circuit breaker open" alert for any service; false: none.'),
+    })
+    .default({ breakerOpen: 'slack' })
+    .describe('`baton alerts`: gateway-wide alerts.'),
+  accessLog: z
+    .boolean()
+    .default(true)
+    .describe('Log a line per request at info level; false keeps only failed calls and lifecycle events.'),
+  logLevel: z
+    .enum(['debug', 'info', 'warn', 'error', 'silent'])
+    .default('info')
+    .describe('info: one line per request; warn: failed calls and breaker changes only.'),
+  health: z
+    .union([
+      z.strictObject({
+        path: z.string().regex(/^\//).default('/health').describe('Liveness: always 200 while the process serves.'),
+        readyPath: z
+          .string()
+          .regex(/^\//)
+          .default('/health/ready')
+          .describe(
+            "Readiness: every service's breaker, error rate, latency; 503 when no endpoint can be served fully.",
+          ),
+      }),
+      z.literal(false),
+    ])
+    .default({ path: '/health', readyPath: '/health/ready' })
+    .describe('Health endpoints (outside basePath); false turns them off.'),
 })
 
 export const configSchema = z.strictObject({
   $schema: z.string().optional().describe('Path or URL of the JSON Schema, for editors.'),
   version: z.literal(1).describe('Config format version.'),
   gateway: gatewaySchema,
-  services: z.record(z.string().regex(SERVICE_NAME, { error: 'a service name starts with a letter and has letters, digits, _ or -' }), serviceSchema).default({}),
-  endpoints: z.record(z.string().regex(ROUTE_KEY, { error: 'an endpoint is "METHOD /path", e.g. "POST /summary" or "GET /users/{id}"' }), endpointSchema).default({}),
+  services: z
+    .record(
+      z.string().regex(SERVICE_NAME, { error: 'a service name starts with a letter and has letters, digits, _ or -' }),
+      serviceSchema,
+    )
+    .default({}),
+  endpoints: z
+    .record(
+      z
+        .string()
+        .regex(ROUTE_KEY, { error: 'an endpoint is "METHOD /path", e.g. "POST /summary" or "GET /users/{id}"' }),
+      endpointSchema,
+    )
+    .default({}),
 })
 
 export type Config = z.output<typeof configSchema>
@@ -337,7 +652,7 @@ export type RetryConfig = z.output<typeof retrySchema>
 export type GatewayAuthConfig = z.output<typeof gatewayAuthSchema>
 export type EndpointAuthConfig = z.output<typeof endpointAuthSchema>
 
-export function jsonSchema (): Record<string, unknown> {
+export function jsonSchema(): Record<string, unknown> {
   const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>
   return { ...schema, title: 'Baton config' }
 }

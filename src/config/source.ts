@@ -8,7 +8,10 @@ import type { Diagnostic } from '../errors.ts'
 
 export type ConfigPath = readonly (string | number)[]
 
-export interface Position { line: number; col: number }
+export interface Position {
+  line: number
+  col: number
+}
 
 export class ConfigSource {
   readonly file: string
@@ -16,16 +19,21 @@ export class ConfigSource {
   readonly document: Document.Parsed
   readonly #lines: LineCounter
 
-  constructor (file: string, text: string) {
+  constructor(file: string, text: string) {
     this.file = file
     this.text = text
     this.#lines = new LineCounter()
     // uniqueKeys: a duplicate route or call name is an error, not a silent overwrite.
-    this.document = parseDocument(text, { lineCounter: this.#lines, uniqueKeys: true, prettyErrors: false, strict: true })
+    this.document = parseDocument(text, {
+      lineCounter: this.#lines,
+      uniqueKeys: true,
+      prettyErrors: false,
+      strict: true,
+    })
   }
 
   /** Parse errors of the YAML/JSON text itself, as diagnostics. */
-  syntaxDiagnostics (): Diagnostic[] {
+  syntaxDiagnostics(): Diagnostic[] {
     return this.document.errors.map((e) => {
       const pos = this.#lines.linePos(e.pos[0])
       const duplicate = e.code === 'DUPLICATE_KEY'
@@ -35,7 +43,9 @@ export class ConfigSource {
         message: e.message.split('\n')[0] ?? e.message,
         path: [],
         ...(duplicate ? { hint: 'each route, service and call name may appear only once' } : {}),
-        ...(e.code === 'BAD_ALIAS' || /^Alias/.test(e.message) ? { hint: 'a value starting with * is a YAML alias; quote it: \'*\'' } : {}),
+        ...(e.code === 'BAD_ALIAS' || /^Alias/.test(e.message)
+          ? { hint: "a value starting with * is a YAML alias; quote it: '*'" }
+          : {}),
         file: this.file,
         line: pos.line,
         col: pos.col,
@@ -43,17 +53,17 @@ export class ConfigSource {
     })
   }
 
-  toJS (): unknown {
+  toJS(): unknown {
     return this.document.toJS({ maxAliasCount: 100 })
   }
 
   /** Position of the value at `path` (or of its key, when `key` is set); falls back to the nearest ancestor. */
-  locate (path: ConfigPath, options: { key?: boolean; offset?: number } = {}): Position {
+  locate(path: ConfigPath, options: { key?: boolean; offset?: number } = {}): Position {
     let node: unknown = this.document.contents
     let keyNode: unknown
     for (const segment of path) {
       if (isMap(node)) {
-        const pair = node.items.find((p) => isScalar(p.key) ? String(p.key.value) === String(segment) : false)
+        const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) === String(segment) : false))
         if (pair === undefined) break
         keyNode = pair.key
         node = pair.value
@@ -64,7 +74,7 @@ export class ConfigSource {
         break
       }
     }
-    const target = (options.key === true && keyNode !== undefined ? keyNode : node ?? keyNode) as Node | undefined
+    const target = (options.key === true && keyNode !== undefined ? keyNode : (node ?? keyNode)) as Node | undefined
     const start = target?.range?.[0] ?? 0
     let offset = 0
     if (options.offset !== undefined && isScalar(target)) {
@@ -74,7 +84,10 @@ export class ConfigSource {
     return this.#lines.linePos(start + offset)
   }
 
-  diagnostic (d: Omit<Diagnostic, 'file' | 'line' | 'col'>, options: { key?: boolean; offset?: number } = {}): Diagnostic {
+  diagnostic(
+    d: Omit<Diagnostic, 'file' | 'line' | 'col'>,
+    options: { key?: boolean; offset?: number } = {},
+  ): Diagnostic {
     const pos = this.locate(d.path, options)
     return { ...d, file: this.file, line: pos.line, col: pos.col }
   }

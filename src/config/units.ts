@@ -6,7 +6,7 @@ const DURATION_FACTOR: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 
 export const DURATION_PATTERN = DURATION.source
 export const DURATION_HINT = 'write a duration like 200ms, 2s, 1.5m or 1h (a bare number means milliseconds)'
 
-export function parseDuration (value: string | number): number | undefined {
+export function parseDuration(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined
   const m = DURATION.exec(value.trim())
   if (m === null) return undefined
@@ -19,14 +19,14 @@ const SIZE_FACTOR: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb:
 export const SIZE_PATTERN = SIZE.source
 export const SIZE_HINT = 'write a size like 512kb or 1mb (a bare number means bytes)'
 
-export function parseSize (value: string | number): number | undefined {
+export function parseSize(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isInteger(value) && value >= 0 ? value : undefined
   const m = SIZE.exec(value.trim())
   if (m === null) return undefined
   return Math.floor(Number(m[1]) * (SIZE_FACTOR[(m[2] as string).toLowerCase()] as number))
 }
 
-export function formatDuration (ms: number): string {
+export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms)) return '—'
   if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`
   return `${ms}ms`

@@ -10,7 +10,10 @@ import type { ConfigSource } from './source.ts'
  * the offending keys are dropped (defaults apply) so that the compiler can still report the
  * semantic errors in the rest of the file. `valid` tells whether the file itself passed.
  */
-export function validate (source: ConfigSource, raw: unknown): { config?: Config; valid: boolean; diagnostics: Diagnostic[] } {
+export function validate(
+  source: ConfigSource,
+  raw: unknown,
+): { config?: Config; valid: boolean; diagnostics: Diagnostic[] } {
   let result = configSchema.safeParse(raw, { reportInput: true })
   if (result.success) return { config: result.data, valid: true, diagnostics: [] }
   const diagnostics = result.error.issues.flatMap((issue) => toDiagnostics(source, issue))
@@ -24,7 +27,7 @@ export function validate (source: ConfigSource, raw: unknown): { config?: Config
 }
 
 /** Removes what an issue complains about: unknown keys, or the invalid value (its whole entry when a required key is missing). */
-function drop (root: unknown, issue: z.core.$ZodIssue): void {
+function drop(root: unknown, issue: z.core.$ZodIssue): void {
   const path = issue.path.map(String)
   const missing = issue.code === 'invalid_type' && issue.input === undefined
   const target = issue.code === 'unrecognized_keys' ? path : missing ? path.slice(0, -2) : path.slice(0, -1)
@@ -40,52 +43,69 @@ function drop (root: unknown, issue: z.core.$ZodIssue): void {
   }
 }
 
-function toDiagnostics (source: ConfigSource, issue: z.core.$ZodIssue): Diagnostic[] {
+function toDiagnostics(source: ConfigSource, issue: z.core.$ZodIssue): Diagnostic[] {
   const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))
   switch (issue.code) {
     case 'unrecognized_keys': {
       const known = keysAt(path)
       return issue.keys.map((key) => {
         const hint = didYouMean(key, known)
-        return source.diagnostic({
-          severity: 'error',
-          code: 'BATON_UNKNOWN_KEY',
-          message: `unknown key '${key}'`,
-          path: [...path, key],
-          ...(hint === undefined ? {} : { hint }),
-        }, { key: true })
+        return source.diagnostic(
+          {
+            severity: 'error',
+            code: 'BATON_UNKNOWN_KEY',
+            message: `unknown key '${key}'`,
+            path: [...path, key],
+            ...(hint === undefined ? {} : { hint }),
+          },
+          { key: true },
+        )
       })
     }
     case 'invalid_key':
-      return [source.diagnostic({
-        severity: 'error',
-        code: 'BATON_INVALID_NAME',
-        message: `invalid name '${String(path.at(-1))}'`,
-        path,
-        hint: issue.issues[0]?.message ?? issue.message,
-      }, { key: true })]
+      return [
+        source.diagnostic(
+          {
+            severity: 'error',
+            code: 'BATON_INVALID_NAME',
+            message: `invalid name '${String(path.at(-1))}'`,
+            path,
+            hint: issue.issues[0]?.message ?? issue.message,
+          },
+          { key: true },
+        ),
+      ]
     case 'invalid_type': {
       const missing = issue.input === undefined
       const last = path.at(-1)
-      return [source.diagnostic({
-        severity: 'error',
-        code: missing ? 'BATON_MISSING_KEY' : 'BATON_INVALID_VALUE',
-        message: missing ? `missing required key '${String(last)}'` : `expected ${issue.expected}, got ${describe(issue.input)}`,
-        path,
-      }, missing ? {} : {})]
+      return [
+        source.diagnostic(
+          {
+            severity: 'error',
+            code: missing ? 'BATON_MISSING_KEY' : 'BATON_INVALID_VALUE',
+            message: missing
+              ? `missing required key '${String(last)}'`
+              : `expected ${issue.expected}, got ${describe(issue.input)}`,
+            path,
+          },
+          missing ? {} : {},
+        ),
+      ]
     }
     default:
-      return [source.diagnostic({
-        severity: 'error',
-        code: 'BATON_INVALID_VALUE',
-        message: `invalid value ${describe(issue.input)}`,
-        path,
-        hint: issue.message,
-      })]
+      return [
+        source.diagnostic({
+          severity: 'error',
+          code: 'BATON_INVALID_VALUE',
+          message: `invalid value ${describe(issue.input)}`,
+          path,
+          hint: issue.message,
+        }),
+      ]
   }
 }
 
-function describe (value: unknown): string {
+function describe(value: unknown): string {
   if (value === undefined) return 'nothing'
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'a list'
@@ -94,7 +114,7 @@ function describe (value: unknown): string {
 }
 
 /** The keys the schema allows at `path`, for "did you mean". */
-function keysAt (path: readonly PropertyKey[]): string[] {
+function keysAt(path: readonly PropertyKey[]): string[] {
   let schema: unknown = configSchema
   for (const segment of path) {
     schema = unwrap(schema)
@@ -108,7 +128,7 @@ function keysAt (path: readonly PropertyKey[]): string[] {
   return def.type === 'object' ? Object.keys(def.shape as object) : []
 }
 
-function unwrap (schema: unknown): unknown {
+function unwrap(schema: unknown): unknown {
   let s = schema as { _zod: { def: Record<string, unknown> } }
   for (;;) {
     const def = s._zod.def

@@ -4,7 +4,14 @@
  * the WWW-Authenticate challenge (RFC 6750) to send.
  */
 import { createHash, createPublicKey, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto'
-import { createRemoteJWKSet, errors, type JWTPayload, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
+import {
+  createRemoteJWKSet,
+  errors,
+  type JWTPayload,
+  jwtVerify,
+  type JWTVerifyGetKey,
+  type JWTVerifyOptions,
+} from 'jose'
 import { LRUCache } from 'lru-cache'
 import type { ErrorCode } from '../errors.ts'
 import type { Principal } from '../plan/scope.ts'
@@ -24,13 +31,13 @@ export class Authenticator {
   readonly #jwt: JwtVerifier | null
   readonly #keys: ApiKeys | null
 
-  constructor (plan: AuthPlan) {
+  constructor(plan: AuthPlan) {
     this.#plan = plan
     this.#jwt = plan.jwt === null ? null : new JwtVerifier(plan.jwt)
     this.#keys = plan.apiKey === null ? null : new ApiKeys(plan.apiKey)
   }
 
-  async check (req: AuthRequest, demand: EndpointAuthPlan): Promise<AuthVerdict> {
+  async check(req: AuthRequest, demand: EndpointAuthPlan): Promise<AuthVerdict> {
     const realm = this.#plan.realm
     const jwt = demand.methods.includes('jwt') ? this.#jwt : null
     const keys = demand.methods.includes('apiKey') ? this.#keys : null
@@ -47,7 +54,12 @@ export class Authenticator {
           ...(jwt === null ? [] : [`Bearer realm="${realm}"`]),
           ...(keys === null ? [] : [keys.challenge(realm)]),
         ]
-        return { ok: false, code: 'UNAUTHENTICATED', message: 'Credentials are required', challenge: challenges.join(', ') }
+        return {
+          ok: false,
+          code: 'UNAUTHENTICATED',
+          message: 'Credentials are required',
+          challenge: challenges.join(', '),
+        }
       }
     }
     if (!verdict.ok) return verdict
@@ -56,7 +68,7 @@ export class Authenticator {
 }
 
 /** 403 unless the principal holds every demanded scope and one of the demanded roles. */
-function authorize (principal: Principal, demand: EndpointAuthPlan, realm: string): AuthVerdict {
+function authorize(principal: Principal, demand: EndpointAuthPlan, realm: string): AuthVerdict {
   const missing = demand.scopes.filter((s) => !principal.scopes.includes(s))
   if (missing.length > 0) {
     return {
@@ -64,16 +76,24 @@ function authorize (principal: Principal, demand: EndpointAuthPlan, realm: strin
       code: 'FORBIDDEN',
       message: `Missing scope${missing.length > 1 ? 's' : ''}: ${missing.join(' ')}`,
       // RFC 6750's challenge tells a bearer-token client which token to get; an API key cannot get one.
-      challenge: principal.method === 'jwt' ? `Bearer realm="${realm}", error="insufficient_scope", scope="${demand.scopes.join(' ')}"` : null,
+      challenge:
+        principal.method === 'jwt'
+          ? `Bearer realm="${realm}", error="insufficient_scope", scope="${demand.scopes.join(' ')}"`
+          : null,
     }
   }
   if (demand.roles.length > 0 && !demand.roles.some((r) => principal.roles.includes(r))) {
-    return { ok: false, code: 'FORBIDDEN', message: `Requires one of the roles: ${demand.roles.join(', ')}`, challenge: null }
+    return {
+      ok: false,
+      code: 'FORBIDDEN',
+      message: `Requires one of the roles: ${demand.roles.join(', ')}`,
+      challenge: null,
+    }
   }
   return { ok: true, principal }
 }
 
-function bearerToken (header: string | string[] | undefined): string | null {
+function bearerToken(header: string | string[] | undefined): string | null {
   if (typeof header !== 'string' || header.length < 8) return null
   if (header.slice(0, 7).toLowerCase() !== 'bearer ') return null
   const token = header.slice(7).trim()
@@ -99,7 +119,7 @@ class JwtVerifier {
    */
   readonly #verified: LRUCache<string, Verified> | null
 
-  constructor (plan: JwtPlan) {
+  constructor(plan: JwtPlan) {
     this.#plan = plan
     if (plan.jwksUrl !== null) {
       this.#key = createRemoteJWKSet(new URL(plan.jwksUrl), {
@@ -123,7 +143,7 @@ class JwtVerifier {
     this.#verified = plan.cacheSize === 0 ? null : new LRUCache({ max: plan.cacheSize })
   }
 
-  async verify (token: string, realm: string): Promise<AuthVerdict> {
+  async verify(token: string, realm: string): Promise<AuthVerdict> {
     const known = this.#verified?.get(token)
     if (known !== undefined) {
       if (Date.now() < known.until) return { ok: true, principal: known.principal }
@@ -134,7 +154,11 @@ class JwtVerifier {
     try {
       // The two overloads differ only in the key's type; the union needs a branch for the type checker.
       const key = this.#key
-      payload = (typeof key === 'function' ? await jwtVerify(token, key, this.#options) : await jwtVerify(token, key, this.#options)).payload
+      payload = (
+        typeof key === 'function'
+          ? await jwtVerify(token, key, this.#options)
+          : await jwtVerify(token, key, this.#options)
+      ).payload
     } catch (err) {
       return tokenFailure(err, realm, this.#plan.jwksUrl !== null)
     }
@@ -150,59 +174,73 @@ class JwtVerifier {
     return { ok: true, principal }
   }
 
-  #remember (token: string, payload: JWTPayload, principal: Principal): void {
+  #remember(token: string, payload: JWTPayload, principal: Principal): void {
     const cache = this.#verified
     const plan = this.#plan
     if (cache === null) return
     const now = Date.now()
     let until = Infinity
     if (typeof payload.exp === 'number') until = payload.exp * 1000 + plan.clockTolerance
-    if (plan.maxAge !== null && typeof payload.iat === 'number') until = Math.min(until, payload.iat * 1000 + plan.maxAge + plan.clockTolerance)
+    if (plan.maxAge !== null && typeof payload.iat === 'number')
+      until = Math.min(until, payload.iat * 1000 + plan.maxAge + plan.clockTolerance)
     if (plan.jwksUrl !== null) until = Math.min(until, now + plan.jwks.cacheFor)
     // A token without exp is never cached: it would be valid for as long as it stays in the cache.
     if (until !== Infinity && until > now) cache.set(token, { principal, until })
   }
 }
 
-function tokenFailure (err: unknown, realm: string, remote: boolean): AuthVerdict {
+function tokenFailure(err: unknown, realm: string, remote: boolean): AuthVerdict {
   const invalid = (description: string): AuthVerdict => ({
     ok: false,
     code: 'INVALID_TOKEN',
     message: `The access token is not valid: ${description}`,
     challenge: `Bearer realm="${realm}", error="invalid_token", error_description="${description}"`,
   })
-  if (err instanceof errors.JWTExpired) return invalid(err.claim === 'iat' ? 'the token was issued too long ago' : 'the token has expired')
+  if (err instanceof errors.JWTExpired)
+    return invalid(err.claim === 'iat' ? 'the token was issued too long ago' : 'the token has expired')
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.claim === 'nbf') return invalid('the token is not valid yet')
     if (err.claim === 'iat') return invalid('the token was issued in the future')
     if (err.reason === 'missing') return invalid(`the token has no ${err.claim} claim`)
     return invalid(`unexpected ${err.claim} claim`)
   }
-  if (err instanceof errors.JWKSNoMatchingKey) return invalid('no key matches the token\'s kid')
-  if (err instanceof errors.JOSEAlgNotAllowed) return invalid('the token\'s algorithm is not accepted')
+  if (err instanceof errors.JWKSNoMatchingKey) return invalid("no key matches the token's kid")
+  if (err instanceof errors.JOSEAlgNotAllowed) return invalid("the token's algorithm is not accepted")
   if (err instanceof errors.JWSSignatureVerificationFailed) return invalid('the signature does not verify')
-  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid || err instanceof errors.JOSENotSupported) return invalid('the token is malformed')
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid || err instanceof errors.JOSENotSupported)
+    return invalid('the token is malformed')
   // The JWKS could not be fetched (down, slow, not a key set): not the client's fault.
-  if (remote && (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || !(err instanceof errors.JOSEError) || err.code === 'ERR_JOSE_GENERIC')) {
-    return { ok: false, code: 'AUTH_UNAVAILABLE', message: `The token cannot be checked right now: ${jwksProblem(err)}`, challenge: null }
+  if (
+    remote &&
+    (err instanceof errors.JWKSTimeout ||
+      err instanceof errors.JWKSInvalid ||
+      !(err instanceof errors.JOSEError) ||
+      err.code === 'ERR_JOSE_GENERIC')
+  ) {
+    return {
+      ok: false,
+      code: 'AUTH_UNAVAILABLE',
+      message: `The token cannot be checked right now: ${jwksProblem(err)}`,
+      challenge: null,
+    }
   }
   // Anything else (a key the token's algorithm cannot use, …) is the token's problem.
   return invalid('the token cannot be verified with the configured key')
 }
 
-function jwksProblem (err: unknown): string {
+function jwksProblem(err: unknown): string {
   if (err instanceof errors.JWKSTimeout) return 'the key set did not arrive in time'
   if (err instanceof errors.JWKSInvalid) return 'the key set is malformed'
   return 'the key set cannot be fetched'
 }
 
-function scopesOf (claims: Record<string, unknown>, claim: string): string[] {
+function scopesOf(claims: Record<string, unknown>, claim: string): string[] {
   const value = Object.hasOwn(claims, claim) ? claims[claim] : claims.scp
   if (typeof value === 'string') return value.split(' ').filter((s) => s !== '')
   return listOf(value)
 }
 
-function pathOf (claims: Record<string, unknown>, path: readonly string[]): unknown {
+function pathOf(claims: Record<string, unknown>, path: readonly string[]): unknown {
   let value: unknown = claims
   for (const key of path) {
     if (value === null || typeof value !== 'object' || !Object.hasOwn(value, key)) return undefined
@@ -211,7 +249,7 @@ function pathOf (claims: Record<string, unknown>, path: readonly string[]): unkn
   return value
 }
 
-function listOf (value: unknown): string[] {
+function listOf(value: unknown): string[] {
   if (typeof value === 'string') return [value]
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []
 }
@@ -225,35 +263,40 @@ class ApiKeys {
   readonly #plan: ApiKeyPlan
   readonly #digests: readonly { readonly name: string; readonly digest: Buffer }[]
 
-  constructor (plan: ApiKeyPlan) {
+  constructor(plan: ApiKeyPlan) {
     this.#plan = plan
     this.#digests = plan.keys.map((k) => ({ name: k.name, digest: sha256(k.key) }))
   }
 
-  presented (req: AuthRequest): string | null {
+  presented(req: AuthRequest): string | null {
     const { header, query } = this.#plan
     const value = header !== null ? req.headers[header] : query === null ? undefined : req.query[query]
     return typeof value === 'string' && value !== '' ? value : null
   }
 
-  verify (key: string, realm: string): AuthVerdict {
+  verify(key: string, realm: string): AuthVerdict {
     const digest = sha256(key)
     let match: string | null = null
     for (const known of this.#digests) {
       if (timingSafeEqual(digest, known.digest) && match === null) match = known.name
     }
     if (match === null) {
-      return { ok: false, code: 'INVALID_API_KEY', message: 'The API key is not valid', challenge: this.challenge(realm) }
+      return {
+        ok: false,
+        code: 'INVALID_API_KEY',
+        message: 'The API key is not valid',
+        challenge: this.challenge(realm),
+      }
     }
     return { ok: true, principal: { method: 'apiKey', sub: match, scopes: [], roles: [], claims: NO_CLAIMS } }
   }
 
-  challenge (realm: string): string {
+  challenge(realm: string): string {
     const { header, query } = this.#plan
     return `ApiKey realm="${realm}", ${header === null ? `query="${query ?? ''}"` : `header="${header}"`}`
   }
 }
 
-function sha256 (text: string): Buffer {
+function sha256(text: string): Buffer {
   return createHash('sha256').update(text).digest()
 }

@@ -7,11 +7,15 @@ import type { FastifyInstance } from 'fastify'
 import type { CorsPlan } from '../plan/types.ts'
 import { requestIdOf, sendError } from '../server/answers.ts'
 
-export function registerCors (server: FastifyInstance, cors: CorsPlan): void {
+export function registerCors(server: FastifyInstance, cors: CorsPlan): void {
   // An OPTIONS that is not a preflight would get @fastify/cors's own text/plain 400; it gets the envelope's 404 instead,
   // as it does without CORS. Added before the plugin, so it runs first.
   server.addHook('onRequest', (req, reply, done) => {
-    if (req.method === 'OPTIONS' && req.routeOptions.url === '*' && (req.headers.origin === undefined || req.headers['access-control-request-method'] === undefined)) {
+    if (
+      req.method === 'OPTIONS' &&
+      req.routeOptions.url === '*' &&
+      (req.headers.origin === undefined || req.headers['access-control-request-method'] === undefined)
+    ) {
       sendError(reply, 'NOT_FOUND', requestIdOf(req))
       return
     }
@@ -21,14 +25,14 @@ export function registerCors (server: FastifyInstance, cors: CorsPlan): void {
 }
 
 /** `https://*.example.com` matches one subdomain level of example.com; other origins match exactly. */
-function originMatcher (origin: string): string | RegExp {
+function originMatcher(origin: string): string | RegExp {
   if (!origin.includes('*')) return origin
   const [scheme, host] = origin.split('://*.') as [string, string]
   const escaped = host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
   return new RegExp(`^${scheme}://[a-z0-9-]+\\.${escaped}$`, 'i')
 }
 
-function corsOptions (cors: CorsPlan): FastifyCorsOptions {
+function corsOptions(cors: CorsPlan): FastifyCorsOptions {
   return {
     origin: cors.origins === '*' ? '*' : cors.origins.map(originMatcher),
     methods: [...cors.methods],

@@ -20,7 +20,7 @@ export interface GuardOptions {
 }
 
 /** Null when the endpoint is public and unlimited. */
-export function guardFor (
+export function guardFor(
   endpoint: EndpointPlan,
   authenticator: Authenticator | null,
   limits: RateLimits | null,
@@ -30,9 +30,30 @@ export function guardFor (
   const limited = limits !== null && !endpoint.rateLimit.exempt ? limits : null
   if (demand === null && limited === null) return null
   const { metrics, logger } = options
-  const reject = (req: FastifyRequest, reply: FastifyReply, status: number, code: ErrorCode, message: string, reason: string, headers: Readonly<Record<string, string>>): FastifyReply => {
+  const reject = (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    status: number,
+    code: ErrorCode,
+    message: string,
+    reason: string,
+    headers: Readonly<Record<string, string>>,
+  ): FastifyReply => {
     metrics?.requestRejected(endpoint, reason)
-    if (options.accessLog) logger?.info({ event: 'rejected', method: endpoint.method, route: endpoint.key, status, code, reason, ip: req.ip, requestId: requestIdOf(req) }, `${endpoint.method} ${endpoint.route} ${status} ${code}`)
+    if (options.accessLog)
+      logger?.info(
+        {
+          event: 'rejected',
+          method: endpoint.method,
+          route: endpoint.key,
+          status,
+          code,
+          reason,
+          ip: req.ip,
+          requestId: requestIdOf(req),
+        },
+        `${endpoint.method} ${endpoint.route} ${status} ${code}`,
+      )
     return send(reply, { status, body: errorEnvelope(code, message), headers }, requestIdOf(req))
   }
   /** Sets the verdict's headers; false (and the answer sent) when it rejects. */
@@ -42,7 +63,15 @@ export function guardFor (
       return true
     }
     const { code, retryAfter, message, limit } = verdict.reject
-    reject(req, reply, ErrorCodes[code].status, code, message, limit === 'global' ? 'overloaded' : limit === 'store' ? 'rate_limit_unavailable' : 'rate_limited', { ...verdict.headers, 'retry-after': String(retryAfter) })
+    reject(
+      req,
+      reply,
+      ErrorCodes[code].status,
+      code,
+      message,
+      limit === 'global' ? 'overloaded' : limit === 'store' ? 'rate_limit_unavailable' : 'rate_limited',
+      { ...verdict.headers, 'retry-after': String(retryAfter) },
+    )
     return false
   }
   return async (req, reply) => {
@@ -51,10 +80,19 @@ export function guardFor (
     const before = pending == null ? null : await pending
     if (before !== null && !applyLimits(req, reply, before)) return reply
     if (demand !== null && authenticator !== null) {
-      const verdict = await authenticator.check({ headers: req.headers, query: req.query as Record<string, unknown> }, demand)
+      const verdict = await authenticator.check(
+        { headers: req.headers, query: req.query as Record<string, unknown> },
+        demand,
+      )
       if (!verdict.ok) {
-        const reason = verdict.code === 'FORBIDDEN' ? 'forbidden' : verdict.code === 'AUTH_UNAVAILABLE' ? 'auth_unavailable' : 'unauthenticated'
-        const headers: Record<string, string> = verdict.challenge === null ? {} : { 'www-authenticate': verdict.challenge }
+        const reason =
+          verdict.code === 'FORBIDDEN'
+            ? 'forbidden'
+            : verdict.code === 'AUTH_UNAVAILABLE'
+              ? 'auth_unavailable'
+              : 'unauthenticated'
+        const headers: Record<string, string> =
+          verdict.challenge === null ? {} : { 'www-authenticate': verdict.challenge }
         if (verdict.code === 'AUTH_UNAVAILABLE') headers['retry-after'] = '1'
         reject(req, reply, ErrorCodes[verdict.code].status, verdict.code, verdict.message, reason, headers)
         return reply

@@ -15,7 +15,17 @@ import type { MacroName } from './macros.ts'
 import { MACROS, macroFn } from './macros.ts'
 import { METHODS } from './methods.ts'
 import {
-  add, divide, greater, greaterOrEqual, isIn, less, lessOrEqual, multiply, negate, remainder, subtract,
+  add,
+  divide,
+  greater,
+  greaterOrEqual,
+  isIn,
+  less,
+  lessOrEqual,
+  multiply,
+  negate,
+  remainder,
+  subtract,
 } from './operators.ts'
 import { parse } from './parser.ts'
 import { pathFn, slotPathFn } from './paths.ts'
@@ -67,7 +77,11 @@ export class Compiler {
       return code.fn(FOLD_CONTEXT, [])
     } catch (error) {
       if (error instanceof ExpressionEvalError) {
-        throw new ExpressionSyntaxError(error.message, error.offset, 'this part does not depend on the request, so it would fail every time')
+        throw new ExpressionSyntaxError(
+          error.message,
+          error.offset,
+          'this part does not depend on the request, so it would fail every time',
+        )
       }
       throw error
     }
@@ -75,17 +89,28 @@ export class Compiler {
 
   compile(node: Node): Code {
     switch (node.kind) {
-      case 'literal': return constantCode(node.value)
-      case 'name': return this.compileName(node.name, node.at)
-      case 'member': return this.compileMember(node.object, node.name, node.at)
-      case 'index': return this.compileIndex(node.object, node.index, node.at)
-      case 'call': return this.compileCall(node.name, node.args, node.at)
-      case 'method': return this.compileMethod(node.object, node.name, node.args, node.at)
-      case 'unary': return this.compileUnary(node.op, this.compile(node.operand), node.at)
-      case 'binary': return this.compileBinary(node.op, this.compile(node.left), this.compile(node.right), node.at)
-      case 'conditional': return this.compileConditional(node)
-      case 'list': return this.compileList(node.items)
-      case 'map': return this.compileMap(node.entries)
+      case 'literal':
+        return constantCode(node.value)
+      case 'name':
+        return this.compileName(node.name, node.at)
+      case 'member':
+        return this.compileMember(node.object, node.name, node.at)
+      case 'index':
+        return this.compileIndex(node.object, node.index, node.at)
+      case 'call':
+        return this.compileCall(node.name, node.args, node.at)
+      case 'method':
+        return this.compileMethod(node.object, node.name, node.args, node.at)
+      case 'unary':
+        return this.compileUnary(node.op, this.compile(node.operand), node.at)
+      case 'binary':
+        return this.compileBinary(node.op, this.compile(node.left), this.compile(node.right), node.at)
+      case 'conditional':
+        return this.compileConditional(node)
+      case 'list':
+        return this.compileList(node.items)
+      case 'map':
+        return this.compileMap(node.entries)
     }
   }
 
@@ -130,8 +155,13 @@ export class Compiler {
   }
 
   private unknownName(name: string, at: number): ExpressionSyntaxError {
-    if (FUNCTIONS.has(name)) return new ExpressionSyntaxError(`unknown name '${name}'`, at, `${name} is a function: write ${name}(…)`)
-    return new ExpressionSyntaxError(`unknown name '${name}'`, at, suggestion(name, this.options.knownRoots ?? [], 'names'))
+    if (FUNCTIONS.has(name))
+      return new ExpressionSyntaxError(`unknown name '${name}'`, at, `${name} is a function: write ${name}(…)`)
+    return new ExpressionSyntaxError(
+      `unknown name '${name}'`,
+      at,
+      suggestion(name, this.options.knownRoots ?? [], 'names'),
+    )
   }
 
   private compileMember(objectNode: Node, name: string, at: number): Code {
@@ -178,9 +208,10 @@ export class Compiler {
   private compileCall(name: string, args: readonly Node[], at: number): Code {
     const builtin = FUNCTIONS.get(name)
     if (builtin === undefined) {
-      const hint = METHODS.has(name) || MACROS.has(name)
-        ? `${name} is a method: write x.${name}(…)`
-        : suggestion(name, FUNCTION_NAMES, 'functions')
+      const hint =
+        METHODS.has(name) || MACROS.has(name)
+          ? `${name} is a method: write x.${name}(…)`
+          : suggestion(name, FUNCTION_NAMES, 'functions')
       throw new ExpressionSyntaxError(`unknown function '${name}'`, at, hint)
     }
     checkArity(`${name}()`, builtin, args.length, at)
@@ -191,9 +222,14 @@ export class Compiler {
     const [a, b] = fns as [Fn, Fn]
     let fn: Fn
     switch (fns.length) {
-      case 1: fn = (ctx, slots) => call(at, a(ctx, slots)); break
-      case 2: fn = (ctx, slots) => call(at, a(ctx, slots), b(ctx, slots)); break
-      default: fn = (ctx, slots) => call(at, ...fns.map((f) => f(ctx, slots)))
+      case 1:
+        fn = (ctx, slots) => call(at, a(ctx, slots))
+        break
+      case 2:
+        fn = (ctx, slots) => call(at, a(ctx, slots), b(ctx, slots))
+        break
+      default:
+        fn = (ctx, slots) => call(at, ...fns.map((f) => f(ctx, slots)))
     }
     return this.derive(fn, ...codes)
   }
@@ -201,7 +237,8 @@ export class Compiler {
   /** has(a.b.c): whether the last field exists and is not undefined; never throws on missing data. */
   private compileHas(arg: Node): Code {
     if (arg.kind === 'member') {
-      if (FORBIDDEN_NAMES.has(arg.name)) throw new ExpressionSyntaxError(`'${arg.name}' cannot be used in an expression`, arg.at)
+      if (FORBIDDEN_NAMES.has(arg.name))
+        throw new ExpressionSyntaxError(`'${arg.name}' cannot be used in an expression`, arg.at)
       const object = this.compile(arg.object)
       object.reference?.path.push(arg.name)
       const get = object.fn
@@ -228,7 +265,9 @@ export class Compiler {
     }
     const method = METHODS.get(name)
     if (method === undefined) {
-      const hint = FUNCTIONS.has(name) ? `${name} is a function: write ${name}(x)` : suggestion(name, METHOD_NAMES, 'methods')
+      const hint = FUNCTIONS.has(name)
+        ? `${name} is a function: write ${name}(x)`
+        : suggestion(name, METHOD_NAMES, 'methods')
       throw new ExpressionSyntaxError(`unknown method '${name}'`, at, hint)
     }
     checkArity(`${name}()`, method, args.length, at)
@@ -240,18 +279,23 @@ export class Compiler {
     // A method on null or undefined gives undefined, like a field of it would.
     let fn: Fn
     switch (codes.length) {
-      case 0: fn = (ctx, slots) => {
-        const value = get(ctx, slots)
-        return value === null || value === undefined ? undefined : call(at, value)
-      }; break
-      case 1: fn = (ctx, slots) => {
-        const value = get(ctx, slots)
-        return value === null || value === undefined ? undefined : call(at, value, a(ctx, slots))
-      }; break
-      default: fn = (ctx, slots) => {
-        const value = get(ctx, slots)
-        return value === null || value === undefined ? undefined : call(at, value, a(ctx, slots), b(ctx, slots))
-      }
+      case 0:
+        fn = (ctx, slots) => {
+          const value = get(ctx, slots)
+          return value === null || value === undefined ? undefined : call(at, value)
+        }
+        break
+      case 1:
+        fn = (ctx, slots) => {
+          const value = get(ctx, slots)
+          return value === null || value === undefined ? undefined : call(at, value, a(ctx, slots))
+        }
+        break
+      default:
+        fn = (ctx, slots) => {
+          const value = get(ctx, slots)
+          return value === null || value === undefined ? undefined : call(at, value, a(ctx, slots), b(ctx, slots))
+        }
     }
     return this.derive(fn, receiver, ...codes)
   }
@@ -259,9 +303,13 @@ export class Compiler {
   private compileMacro(name: MacroName, listNode: Node, args: readonly Node[], at: number): Code {
     const variable = args[0] as Node
     if (variable.kind !== 'name') {
-      throw new ExpressionSyntaxError(`the first argument of ${name}() is a variable name, as in items.${name}(x, …)`, startOf(variable))
+      throw new ExpressionSyntaxError(
+        `the first argument of ${name}() is a variable name, as in items.${name}(x, …)`,
+        startOf(variable),
+      )
     }
-    if (FORBIDDEN_NAMES.has(variable.name)) throw new ExpressionSyntaxError(`'${variable.name}' cannot be used in an expression`, variable.at)
+    if (FORBIDDEN_NAMES.has(variable.name))
+      throw new ExpressionSyntaxError(`'${variable.name}' cannot be used in an expression`, variable.at)
     const list = this.compile(listNode)
     const slot = this.slotCount++
     this.scope.push({ name: variable.name, slot })
@@ -274,7 +322,17 @@ export class Compiler {
       usesRoot ||= body.usesRoot
       if (body.freeSlot < slot && body.freeSlot < freeSlot) freeSlot = body.freeSlot
     }
-    const code: Code = { fn: macroFn(name, list.fn, slot, bodies.map((body) => body.fn), at), usesRoot, freeSlot }
+    const code: Code = {
+      fn: macroFn(
+        name,
+        list.fn,
+        slot,
+        bodies.map((body) => body.fn),
+        at,
+      ),
+      usesRoot,
+      freeSlot,
+    }
     return isPure(code) ? this.fold(code) : code
   }
 
@@ -301,20 +359,33 @@ export class Compiler {
         if (left.constant !== undefined) return left.constant.value ? constantCode(true) : this.toBoolean(right)
         return this.derive((ctx, slots) => (l(ctx, slots) ? true : !!r(ctx, slots)), left, right)
       case '??':
-        if (left.constant !== undefined) return left.constant.value === null || left.constant.value === undefined ? right : left
+        if (left.constant !== undefined)
+          return left.constant.value === null || left.constant.value === undefined ? right : left
         return this.derive((ctx, slots) => l(ctx, slots) ?? r(ctx, slots), left, right)
-      case '==': return this.derive((ctx, slots) => deepEqual(l(ctx, slots), r(ctx, slots)), left, right)
-      case '!=': return this.derive((ctx, slots) => !deepEqual(l(ctx, slots), r(ctx, slots)), left, right)
-      case '<': return this.derive((ctx, slots) => less(l(ctx, slots), r(ctx, slots), at), left, right)
-      case '<=': return this.derive((ctx, slots) => lessOrEqual(l(ctx, slots), r(ctx, slots), at), left, right)
-      case '>': return this.derive((ctx, slots) => greater(l(ctx, slots), r(ctx, slots), at), left, right)
-      case '>=': return this.derive((ctx, slots) => greaterOrEqual(l(ctx, slots), r(ctx, slots), at), left, right)
-      case 'in': return this.derive((ctx, slots) => isIn(l(ctx, slots), r(ctx, slots), at), left, right)
-      case '+': return this.derive((ctx, slots) => add(l(ctx, slots), r(ctx, slots), at), left, right)
-      case '-': return this.derive((ctx, slots) => subtract(l(ctx, slots), r(ctx, slots), at), left, right)
-      case '*': return this.derive((ctx, slots) => multiply(l(ctx, slots), r(ctx, slots), at), left, right)
-      case '/': return this.derive((ctx, slots) => divide(l(ctx, slots), r(ctx, slots), at), left, right)
-      case '%': return this.derive((ctx, slots) => remainder(l(ctx, slots), r(ctx, slots), at), left, right)
+      case '==':
+        return this.derive((ctx, slots) => deepEqual(l(ctx, slots), r(ctx, slots)), left, right)
+      case '!=':
+        return this.derive((ctx, slots) => !deepEqual(l(ctx, slots), r(ctx, slots)), left, right)
+      case '<':
+        return this.derive((ctx, slots) => less(l(ctx, slots), r(ctx, slots), at), left, right)
+      case '<=':
+        return this.derive((ctx, slots) => lessOrEqual(l(ctx, slots), r(ctx, slots), at), left, right)
+      case '>':
+        return this.derive((ctx, slots) => greater(l(ctx, slots), r(ctx, slots), at), left, right)
+      case '>=':
+        return this.derive((ctx, slots) => greaterOrEqual(l(ctx, slots), r(ctx, slots), at), left, right)
+      case 'in':
+        return this.derive((ctx, slots) => isIn(l(ctx, slots), r(ctx, slots), at), left, right)
+      case '+':
+        return this.derive((ctx, slots) => add(l(ctx, slots), r(ctx, slots), at), left, right)
+      case '-':
+        return this.derive((ctx, slots) => subtract(l(ctx, slots), r(ctx, slots), at), left, right)
+      case '*':
+        return this.derive((ctx, slots) => multiply(l(ctx, slots), r(ctx, slots), at), left, right)
+      case '/':
+        return this.derive((ctx, slots) => divide(l(ctx, slots), r(ctx, slots), at), left, right)
+      case '%':
+        return this.derive((ctx, slots) => remainder(l(ctx, slots), r(ctx, slots), at), left, right)
     }
   }
 
@@ -335,11 +406,20 @@ export class Compiler {
     const [a, b, c] = fns as [Fn, Fn, Fn]
     let fn: Fn
     switch (fns.length) {
-      case 0: fn = () => []; break
-      case 1: fn = (ctx, slots) => [a(ctx, slots)]; break
-      case 2: fn = (ctx, slots) => [a(ctx, slots), b(ctx, slots)]; break
-      case 3: fn = (ctx, slots) => [a(ctx, slots), b(ctx, slots), c(ctx, slots)]; break
-      default: fn = (ctx, slots) => fns.map((f) => f(ctx, slots))
+      case 0:
+        fn = () => []
+        break
+      case 1:
+        fn = (ctx, slots) => [a(ctx, slots)]
+        break
+      case 2:
+        fn = (ctx, slots) => [a(ctx, slots), b(ctx, slots)]
+        break
+      case 3:
+        fn = (ctx, slots) => [a(ctx, slots), b(ctx, slots), c(ctx, slots)]
+        break
+      default:
+        fn = (ctx, slots) => fns.map((f) => f(ctx, slots))
     }
     return this.derive(fn, ...codes)
   }
@@ -363,10 +443,18 @@ export class Compiler {
   }
 }
 
-function checkArity(name: string, def: { readonly minArgs: number; readonly maxArgs: number }, count: number, at: number): void {
+function checkArity(
+  name: string,
+  def: { readonly minArgs: number; readonly maxArgs: number },
+  count: number,
+  at: number,
+): void {
   if (count >= def.minArgs && count <= def.maxArgs) return
-  const expected = def.minArgs === def.maxArgs
-    ? `${def.minArgs} argument${def.minArgs === 1 ? '' : 's'}`
-    : def.maxArgs === Infinity ? `at least ${def.minArgs} argument${def.minArgs === 1 ? '' : 's'}` : `${def.minArgs} to ${def.maxArgs} arguments`
+  const expected =
+    def.minArgs === def.maxArgs
+      ? `${def.minArgs} argument${def.minArgs === 1 ? '' : 's'}`
+      : def.maxArgs === Infinity
+        ? `at least ${def.minArgs} argument${def.minArgs === 1 ? '' : 's'}`
+        : `${def.minArgs} to ${def.maxArgs} arguments`
   throw new ExpressionSyntaxError(`${name} takes ${expected}, got ${count}`, at)
 }

@@ -5,7 +5,8 @@ import type { CompileOptions, EvalContext } from './index.ts'
 
 const ROOTS = ['request', 'calls', 'cart']
 const options: CompileOptions = {
-  resolveRoot: (name) => (ROOTS.includes(name) ? (ctx: EvalContext) => (ctx as Record<string, unknown>)[name] : undefined),
+  resolveRoot: (name) =>
+    ROOTS.includes(name) ? (ctx: EvalContext) => (ctx as Record<string, unknown>)[name] : undefined,
   knownRoots: ROOTS,
 }
 
@@ -38,7 +39,10 @@ describe('compile errors', () => {
     const error = compileError('cart.total + sizee(cart.items)')
     assert.equal(error.message, "unknown function 'sizee'")
     assert.equal(error.offset, 13)
-    assert.match(error.hint ?? '', /^did you mean 'size'\? known functions: abs, bool, ceil, floor, has, int, keys, max, min, number, round, size, string, sum, type, values$/)
+    assert.match(
+      error.hint ?? '',
+      /^did you mean 'size'\? known functions: abs, bool, ceil, floor, has, int, keys, max, min, number, round, size, string, sum, type, values$/,
+    )
     assert.match(compileError('lenght(cart.items)').hint ?? '', /did you mean 'size'/)
     assert.match(compileError('contains(cart.items, 1)').hint ?? '', /contains is a method: write x.contains\(…\)/)
   })

@@ -110,7 +110,10 @@ describe('functions', () => {
     assert.deepEqual(evaluate('keys(order)', data), ['lines', 'note'])
     assert.deepEqual(evaluate('values({"a": 1, "b": [2]})'), [1, [2]])
     assert.match(evalError('keys(nums)').message, /keys\(\) needs a map, got list/)
-    const types = evaluate('[type(order.note), type(order.missing), type(true), type(1), type("s"), type(nums), type(order)]', data)
+    const types = evaluate(
+      '[type(order.note), type(order.missing), type(true), type(1), type("s"), type(nums), type(order)]',
+      data,
+    )
     assert.deepEqual(types, ['null', 'null', 'bool', 'number', 'string', 'list', 'map'])
   })
 })

@@ -70,7 +70,10 @@ function toNumber(name: string, at: number, value: unknown): number {
       const parsed = Number(text)
       if (Number.isFinite(parsed)) return parsed
     }
-    return fail(`${name}() cannot parse ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)} as a number`, at)
+    return fail(
+      `${name}() cannot parse ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)} as a number`,
+      at,
+    )
   }
   return fail(`${name}() needs a number or a numeric string, got ${describe(value)}`, at)
 }
@@ -79,7 +82,10 @@ function toNumber(name: string, at: number, value: unknown): number {
 function round(at: number, value: unknown, digits: unknown = 0): number {
   const x = needNumber('round', value, at)
   if (typeof digits !== 'number' || !Number.isInteger(digits) || digits < 0 || digits > 15) {
-    return fail(`round() digits must be an integer from 0 to 15, got ${typeof digits === 'number' ? digits : describe(digits)}`, at)
+    return fail(
+      `round() digits must be an integer from 0 to 15, got ${typeof digits === 'number' ? digits : describe(digits)}`,
+      at,
+    )
   }
   const factor = 10 ** digits
   const scaled = Math.abs(x) * factor
@@ -92,7 +98,8 @@ function extreme(name: string, wantLess: boolean, at: number, args: unknown[]): 
   if (values.length === 0) return fail(`${name}() of an empty list`, at)
   let best = values[0]
   const type = typeof best
-  if (type !== 'number' && type !== 'string') return fail(`${name}() needs numbers or strings, got ${describe(best)}`, at)
+  if (type !== 'number' && type !== 'string')
+    return fail(`${name}() needs numbers or strings, got ${describe(best)}`, at)
   for (let i = 1; i < values.length; i++) {
     const value = values[i]
     if (typeof value !== type) return fail(`${name}() cannot compare ${describe(best)} and ${describe(value)}`, at)
@@ -103,10 +110,13 @@ function extreme(name: string, wantLess: boolean, at: number, args: unknown[]): 
 
 function string(at: number, value: unknown): string {
   switch (typeof value) {
-    case 'string': return value
+    case 'string':
+      return value
     case 'number':
-    case 'boolean': return String(value)
-    case 'object': if (value !== null) return JSON.stringify(value)
+    case 'boolean':
+      return String(value)
+    case 'object':
+      if (value !== null) return JSON.stringify(value)
   }
   return fail(`string() needs a value, got ${describe(value)} (use x ?? "" for a default)`, at)
 }
@@ -129,12 +139,15 @@ export const FUNCTIONS: ReadonlyMap<string, Builtin> = new Map([
   ['round', fixed(1, 2, round)],
   ['min', fixed(1, Infinity, (at, ...args) => extreme('min', true, at, args))],
   ['max', fixed(1, Infinity, (at, ...args) => extreme('max', false, at, args))],
-  ['sum', fixed(1, 1, (at, value) => {
-    let total = 0
-    for (const item of needList('sum', value, at)) total += needNumber('sum', item, at)
-    if (!Number.isFinite(total)) fail('sum() is not a finite number', at)
-    return total
-  })],
+  [
+    'sum',
+    fixed(1, 1, (at, value) => {
+      let total = 0
+      for (const item of needList('sum', value, at)) total += needNumber('sum', item, at)
+      if (!Number.isFinite(total)) fail('sum() is not a finite number', at)
+      return total
+    }),
+  ],
   ['keys', fixed(1, 1, (at, value) => Object.keys(needMap('keys', value, at)))],
   ['values', fixed(1, 1, (at, value) => Object.values(needMap('values', value, at)))],
   ['type', fixed(1, 1, (at, value) => kindOf(value) ?? fail(`type() of an unsupported ${typeof value} value`, at))],

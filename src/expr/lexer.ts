@@ -21,8 +21,15 @@ export interface Scan {
 const TWO_CHAR = new Set(['??', '||', '&&', '==', '!=', '<=', '>='])
 const ONE_CHAR = new Set('?:<>+-*/%!.[](){},')
 const ESCAPES: ReadonlyMap<string, string> = new Map([
-  ['n', '\n'], ['t', '\t'], ['r', '\r'], ['b', '\b'], ['f', '\f'],
-  ['\\', '\\'], ['/', '/'], ["'", "'"], ['"', '"'],
+  ['n', '\n'],
+  ['t', '\t'],
+  ['r', '\r'],
+  ['b', '\b'],
+  ['f', '\f'],
+  ['\\', '\\'],
+  ['/', '/'],
+  ["'", "'"],
+  ['"', '"'],
 ])
 const MISTAKES: ReadonlyMap<string, string> = new Map([
   ['=', "use '==' to compare"],
@@ -108,7 +115,8 @@ function scanNumber(source: string, start: number, tokens: Token[]): number {
     if (!isDigit(at(i))) throw new ExpressionSyntaxError('invalid number: exponent has no digits', start)
     while (isDigit(at(i))) i++
   }
-  if (isNamePart(at(i))) throw new ExpressionSyntaxError(`invalid number ${JSON.stringify(source.slice(start, i + 1))}`, start)
+  if (isNamePart(at(i)))
+    throw new ExpressionSyntaxError(`invalid number ${JSON.stringify(source.slice(start, i + 1))}`, start)
   const text = source.slice(start, i)
   const value = Number(text)
   if (!Number.isFinite(value)) throw new ExpressionSyntaxError(`number ${text} is out of range`, start)
@@ -140,7 +148,8 @@ function scanString(source: string, start: number, tokens: Token[]): number {
       const decoded = escape === undefined ? undefined : ESCAPES.get(escape)
       if (decoded === undefined) {
         throw new ExpressionSyntaxError(
-          `invalid escape ${JSON.stringify('\\' + (escape ?? ''))}`, i,
+          `invalid escape ${JSON.stringify('\\' + (escape ?? ''))}`,
+          i,
           'known escapes: \\n \\t \\r \\b \\f \\\\ \\/ \\\' \\" \\uXXXX',
         )
       }

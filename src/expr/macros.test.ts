@@ -20,7 +20,11 @@ describe('list macros', () => {
   it('map projects each element', () => {
     assert.deepEqual(evaluate('items.map(i, i.sku)', data), ['A', 'B', 'C'])
     assert.deepEqual(evaluate('items.map(i, i.qty * i.price)', data), [10, 0, 5])
-    assert.deepEqual(evaluate('items.map(i, {"id": i.sku, "n": size(i.tags)})', data), [{ id: 'A', n: 1 }, { id: 'B', n: 0 }, { id: 'C', n: 2 }])
+    assert.deepEqual(evaluate('items.map(i, {"id": i.sku, "n": size(i.tags)})', data), [
+      { id: 'A', n: 1 },
+      { id: 'B', n: 0 },
+      { id: 'C', n: 2 },
+    ])
   })
 
   it('map with three arguments filters, then projects', () => {
@@ -48,8 +52,15 @@ describe('list macros', () => {
     assert.deepEqual(evaluate('items.sortBy(i, -i.qty).map(i, i.sku)', data), ['A', 'C', 'B'])
     assert.deepEqual(evaluate('["b", "c", "a"].sortBy(s, s)'), ['a', 'b', 'c'])
     assert.deepEqual(evaluate('[].sortBy(s, s)'), [])
-    assert.deepEqual(data.items && (data.items as { sku: string }[]).map((i) => i.sku), ['A', 'B', 'C'], 'the input is not sorted in place')
-    assert.throws(() => evaluate('items.sortBy(i, i.tags)', data), /sortBy\(\) keys must be numbers or strings, got list/)
+    assert.deepEqual(
+      data.items && (data.items as { sku: string }[]).map((i) => i.sku),
+      ['A', 'B', 'C'],
+      'the input is not sorted in place',
+    )
+    assert.throws(
+      () => evaluate('items.sortBy(i, i.tags)', data),
+      /sortBy\(\) keys must be numbers or strings, got list/,
+    )
     assert.throws(() => evaluate('[1, "a"].sortBy(x, x)'), /all numbers or all strings/)
   })
 
@@ -60,7 +71,11 @@ describe('list macros', () => {
   it('nests, with inner bodies reading outer variables', () => {
     assert.deepEqual(evaluate('orders.map(o, o.lines.map(l, string(o.id) + l.sku))', data), [['1A', '1B'], ['2C']])
     assert.deepEqual(evaluate('orders.filter(o, o.lines.exists(l, l.sku == "C")).map(o, o.id)', data), [2])
-    assert.deepEqual(evaluate('orders.map(x, x.lines.map(x, x.sku))', data), [['A', 'B'], ['C']], 'an inner variable shadows an outer one')
+    assert.deepEqual(
+      evaluate('orders.map(x, x.lines.map(x, x.sku))', data),
+      [['A', 'B'], ['C']],
+      'an inner variable shadows an outer one',
+    )
   })
 
   it('the variable shadows a root inside the body only', () => {
@@ -72,12 +87,15 @@ describe('list macros', () => {
     assert.equal(evaluate('none.map(x, x)', data), undefined)
     assert.equal(evaluate('missing.filter(x, x)', { missing: undefined }), undefined)
     assert.equal(evaluate('items[0].nope.exists(x, x)', data), undefined)
-    assert.throws(() => evaluate('text.map(x, x)', data), (error: unknown) => {
-      assert.ok(error instanceof ExpressionEvalError)
-      assert.equal(error.message, 'map() needs a list, got string')
-      assert.equal(error.offset, 5)
-      return true
-    })
+    assert.throws(
+      () => evaluate('text.map(x, x)', data),
+      (error: unknown) => {
+        assert.ok(error instanceof ExpressionEvalError)
+        assert.equal(error.message, 'map() needs a list, got string')
+        assert.equal(error.offset, 5)
+        return true
+      },
+    )
   })
 
   it('folds a macro over a constant list', () => {
@@ -94,14 +112,20 @@ describe('list macros', () => {
   })
 
   it('checks the variable and the argument count at compile time', () => {
-    assert.throws(() => compileExpression('items.map(i.sku, 1)', rootsOf(data)), (error: unknown) => {
-      assert.ok(error instanceof ExpressionSyntaxError)
-      assert.match(error.message, /first argument of map\(\) is a variable name/)
-      assert.equal(error.offset, 10)
-      return true
-    })
+    assert.throws(
+      () => compileExpression('items.map(i.sku, 1)', rootsOf(data)),
+      (error: unknown) => {
+        assert.ok(error instanceof ExpressionSyntaxError)
+        assert.match(error.message, /first argument of map\(\) is a variable name/)
+        assert.equal(error.offset, 10)
+        return true
+      },
+    )
     assert.throws(() => compileExpression('items.filter(i)', rootsOf(data)), /filter\(\) takes 2 arguments, got 1/)
-    assert.throws(() => compileExpression('items.map(i, 1, 2, 3)', rootsOf(data)), /map\(\) takes 2 to 3 arguments, got 4/)
+    assert.throws(
+      () => compileExpression('items.map(i, 1, 2, 3)', rootsOf(data)),
+      /map\(\) takes 2 to 3 arguments, got 4/,
+    )
     assert.throws(() => compileExpression('items.map(i, j)', rootsOf(data)), /unknown name 'j'/)
   })
 })

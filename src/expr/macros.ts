@@ -30,15 +30,17 @@ function listOf(name: string, value: unknown, at: number): unknown[] | undefined
 /** `bodies` are the compiled arguments after the variable: one, or two for map(x, pred, expr). */
 export function macroFn(name: MacroName, list: Fn, slot: number, bodies: readonly Fn[], at: number): Fn {
   const body = bodies[0] as Fn
-  const search = (want: boolean, found: (item: unknown) => unknown, none: unknown): Fn => (ctx, slots) => {
-    const items = listOf(name, list(ctx, slots), at)
-    if (items === undefined) return undefined
-    for (const item of items) {
-      slots[slot] = item
-      if (Boolean(body(ctx, slots)) === want) return found(item)
+  const search =
+    (want: boolean, found: (item: unknown) => unknown, none: unknown): Fn =>
+    (ctx, slots) => {
+      const items = listOf(name, list(ctx, slots), at)
+      if (items === undefined) return undefined
+      for (const item of items) {
+        slots[slot] = item
+        if (Boolean(body(ctx, slots)) === want) return found(item)
+      }
+      return none
     }
-    return none
-  }
   switch (name) {
     case 'map':
       if (bodies.length === 2) {
@@ -93,8 +95,13 @@ export function macroFn(name: MacroName, list: Fn, slot: number, bodies: readonl
         }
         const type = typeof keys[0]
         for (const key of keys) {
-          if (type !== 'number' && type !== 'string') throw new ExpressionEvalError(`sortBy() keys must be numbers or strings, got ${describe(key)}`, at)
-          if (typeof key !== type) throw new ExpressionEvalError(`sortBy() keys must be all numbers or all strings, got ${type} and ${describe(key)}`, at)
+          if (type !== 'number' && type !== 'string')
+            throw new ExpressionEvalError(`sortBy() keys must be numbers or strings, got ${describe(key)}`, at)
+          if (typeof key !== type)
+            throw new ExpressionEvalError(
+              `sortBy() keys must be all numbers or all strings, got ${type} and ${describe(key)}`,
+              at,
+            )
         }
         // Array.prototype.sort is stable, so equal keys keep their order.
         const order = items.map((_, i) => i)

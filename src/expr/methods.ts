@@ -20,19 +20,31 @@ function needString(name: string, value: unknown, at: number): string {
   throw new ExpressionEvalError(`${name}() needs a string argument, got ${describe(value)}`, at)
 }
 
-function stringMethod(name: string, minArgs: number, maxArgs: number, call: (text: string, args: unknown[], at: number) => unknown): Method {
+function stringMethod(
+  name: string,
+  minArgs: number,
+  maxArgs: number,
+  call: (text: string, args: unknown[], at: number) => unknown,
+): Method {
   return {
     minArgs,
     maxArgs,
-    call: (at, receiver, ...args) => typeof receiver === 'string' ? call(receiver, args, at) : wrongReceiver(name, 'strings', receiver, at),
+    call: (at, receiver, ...args) =>
+      typeof receiver === 'string' ? call(receiver, args, at) : wrongReceiver(name, 'strings', receiver, at),
   }
 }
 
-function listMethod(name: string, minArgs: number, maxArgs: number, call: (list: unknown[], args: unknown[], at: number) => unknown): Method {
+function listMethod(
+  name: string,
+  minArgs: number,
+  maxArgs: number,
+  call: (list: unknown[], args: unknown[], at: number) => unknown,
+): Method {
   return {
     minArgs,
     maxArgs,
-    call: (at, receiver, ...args) => Array.isArray(receiver) ? call(receiver, args, at) : wrongReceiver(name, 'lists', receiver, at),
+    call: (at, receiver, ...args) =>
+      Array.isArray(receiver) ? call(receiver, args, at) : wrongReceiver(name, 'lists', receiver, at),
   }
 }
 
@@ -56,37 +68,55 @@ function unique(list: unknown[]): unknown[] {
 
 export const METHODS: ReadonlyMap<string, Method> = new Map<string, Method>([
   ['size', { minArgs: 0, maxArgs: 0, call: (at, receiver) => size(at, receiver) }],
-  ['contains', {
-    minArgs: 1,
-    maxArgs: 1,
-    call: (at, receiver, value) => {
-      if (typeof receiver === 'string') return receiver.includes(needString('contains', value, at))
-      if (Array.isArray(receiver)) return listContains(receiver, value)
-      return wrongReceiver('contains', "strings and lists (for a map key, use 'key in map')", receiver, at)
+  [
+    'contains',
+    {
+      minArgs: 1,
+      maxArgs: 1,
+      call: (at, receiver, value) => {
+        if (typeof receiver === 'string') return receiver.includes(needString('contains', value, at))
+        if (Array.isArray(receiver)) return listContains(receiver, value)
+        return wrongReceiver('contains', "strings and lists (for a map key, use 'key in map')", receiver, at)
+      },
     },
-  }],
-  ['startsWith', stringMethod('startsWith', 1, 1, (text, [prefix], at) => text.startsWith(needString('startsWith', prefix, at)))],
-  ['endsWith', stringMethod('endsWith', 1, 1, (text, [suffix], at) => text.endsWith(needString('endsWith', suffix, at)))],
+  ],
+  [
+    'startsWith',
+    stringMethod('startsWith', 1, 1, (text, [prefix], at) => text.startsWith(needString('startsWith', prefix, at))),
+  ],
+  [
+    'endsWith',
+    stringMethod('endsWith', 1, 1, (text, [suffix], at) => text.endsWith(needString('endsWith', suffix, at))),
+  ],
   ['lowerAscii', stringMethod('lowerAscii', 0, 0, lowerAscii)],
   ['upperAscii', stringMethod('upperAscii', 0, 0, upperAscii)],
   ['trim', stringMethod('trim', 0, 0, (text) => text.trim())],
-  ['split', stringMethod('split', 1, 1, (text, [separator], at) => {
-    const by = needString('split', separator, at)
-    // An empty separator splits into characters (code points), never into half surrogate pairs.
-    return by === '' ? Array.from(text) : text.split(by)
-  })],
-  ['replace', stringMethod('replace', 2, 2, (text, [search, replacement], at) => {
-    const from = needString('replace', search, at)
-    const to = needString('replace', replacement, at)
-    if (from === '') throw new ExpressionEvalError('replace() needs a non-empty string to search for', at)
-    // A function replacement, so that "$&" and "$1" in `to` are taken literally.
-    return text.replaceAll(from, () => to)
-  })],
-  ['join', listMethod('join', 0, 1, (list, args, at) => {
-    const by = args.length === 0 ? '' : needString('join', args[0], at)
-    let out = ''
-    for (let i = 0; i < list.length; i++) out += (i === 0 ? '' : by) + toText(list[i])
-    return out
-  })],
+  [
+    'split',
+    stringMethod('split', 1, 1, (text, [separator], at) => {
+      const by = needString('split', separator, at)
+      // An empty separator splits into characters (code points), never into half surrogate pairs.
+      return by === '' ? Array.from(text) : text.split(by)
+    }),
+  ],
+  [
+    'replace',
+    stringMethod('replace', 2, 2, (text, [search, replacement], at) => {
+      const from = needString('replace', search, at)
+      const to = needString('replace', replacement, at)
+      if (from === '') throw new ExpressionEvalError('replace() needs a non-empty string to search for', at)
+      // A function replacement, so that "$&" and "$1" in `to` are taken literally.
+      return text.replaceAll(from, () => to)
+    }),
+  ],
+  [
+    'join',
+    listMethod('join', 0, 1, (list, args, at) => {
+      const by = args.length === 0 ? '' : needString('join', args[0], at)
+      let out = ''
+      for (let i = 0; i < list.length; i++) out += (i === 0 ? '' : by) + toText(list[i])
+      return out
+    }),
+  ],
   ['unique', listMethod('unique', 0, 0, unique)],
 ])

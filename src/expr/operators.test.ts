@@ -188,11 +188,14 @@ describe('constant folding', () => {
   })
 
   it('turns a constant part that always fails into a compile error', () => {
-    assert.throws(() => compileExpression('x + 1 / 0', rootsOf({ x: 1 })), (error: unknown) => {
-      assert.ok(error instanceof ExpressionSyntaxError)
-      assert.equal(error.message, 'division by zero')
-      assert.equal(error.offset, 6)
-      return true
-    })
+    assert.throws(
+      () => compileExpression('x + 1 / 0', rootsOf({ x: 1 })),
+      (error: unknown) => {
+        assert.ok(error instanceof ExpressionSyntaxError)
+        assert.equal(error.message, 'division by zero')
+        assert.equal(error.offset, 6)
+        return true
+      },
+    )
   })
 })

@@ -92,6 +92,6 @@ export function isIn(value: unknown, container: unknown, at: number): boolean {
     if (typeof value === 'string') return hasOwn(container, value)
     throw new ExpressionEvalError(`'in' on a map needs a string key, got ${describe(value)}`, at)
   }
-  const hint = typeof container === 'string' ? " (for a substring, use s.contains(x))" : ''
+  const hint = typeof container === 'string' ? ' (for a substring, use s.contains(x))' : ''
   throw new ExpressionEvalError(`'in' needs a list or a map on its right, got ${describe(container)}${hint}`, at)
 }

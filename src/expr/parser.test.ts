@@ -40,7 +40,12 @@ describe('literals', () => {
     assert.deepEqual(evaluate('[1, "two", [3], {}]'), [1, 'two', [3], {}])
     assert.deepEqual(evaluate('[]'), [])
     assert.deepEqual(evaluate('[1, 2,]'), [1, 2])
-    assert.deepEqual(evaluate(`{"k": 1, k2: 'v', "with space": [true], in: null,}`), { k: 1, k2: 'v', 'with space': [true], in: null })
+    assert.deepEqual(evaluate(`{"k": 1, k2: 'v', "with space": [true], in: null,}`), {
+      k: 1,
+      k2: 'v',
+      'with space': [true],
+      in: null,
+    })
   })
 
   it('gives each evaluation its own list and map, even when constant', () => {

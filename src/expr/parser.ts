@@ -14,7 +14,11 @@ const LEVELS: readonly ReadonlySet<string>[] = [
   new Set(['+', '-']),
   new Set(['*', '/', '%']),
 ]
-const LITERAL_NAMES: ReadonlyMap<string, null | boolean> = new Map([['true', true], ['false', false], ['null', null]])
+const LITERAL_NAMES: ReadonlyMap<string, null | boolean> = new Map([
+  ['true', true],
+  ['false', false],
+  ['null', null],
+])
 
 /**
  * Parses tokens (ending with an 'end' token) into a tree. Precedence, low to high:
@@ -27,7 +31,8 @@ export function parse(tokens: readonly Token[]): Node {
   if (first.type === 'end') throw new ExpressionSyntaxError('empty expression', first.start)
   const node = parser.parseExpression()
   const rest = parser.peek()
-  if (rest.type !== 'end') parser.fail(rest, `unexpected ${describe(rest)}`, 'expected an operator or the end of the expression')
+  if (rest.type !== 'end')
+    parser.fail(rest, `unexpected ${describe(rest)}`, 'expected an operator or the end of the expression')
   return node
 }
 
@@ -66,7 +71,8 @@ class Parser {
   /** Left-associative binary levels, from `??` (level 0) down to `* / %` (the last level). */
   private parseBinary(level: number): Node {
     const operators = LEVELS[level] as ReadonlySet<string>
-    const operand = level === LEVELS.length - 1 ? (): Node => this.parseUnary() : (): Node => this.parseBinary(level + 1)
+    const operand =
+      level === LEVELS.length - 1 ? (): Node => this.parseUnary() : (): Node => this.parseBinary(level + 1)
     let left = operand()
     const saved = this.depth
     for (;;) {
@@ -130,8 +136,10 @@ class Parser {
         this.position++
         const literal = LITERAL_NAMES.get(token.text)
         if (literal !== undefined) return { kind: 'literal', value: literal, at: token.start }
-        if (token.text === 'in') this.fail(token, "unexpected 'in'", "'in' needs a value on its left, as in 'x in list'")
-        if (this.accept('(') !== undefined) return { kind: 'call', name: token.text, args: this.parseArguments(), at: token.start }
+        if (token.text === 'in')
+          this.fail(token, "unexpected 'in'", "'in' needs a value on its left, as in 'x in list'")
+        if (this.accept('(') !== undefined)
+          return { kind: 'call', name: token.text, args: this.parseArguments(), at: token.start }
         return { kind: 'name', name: token.text, at: token.start }
       }
       case 'punct':
@@ -147,7 +155,11 @@ class Parser {
       case 'end':
         break
     }
-    return this.fail(token, `unexpected ${describe(token)}`, 'expected a value: a number, string, name, list, map or (expression)')
+    return this.fail(
+      token,
+      `unexpected ${describe(token)}`,
+      'expected a value: a number, string, name, list, map or (expression)',
+    )
   }
 
   private parseArguments(): Node[] {
@@ -216,10 +228,15 @@ class Parser {
 
 function describe(token: Token): string {
   switch (token.type) {
-    case 'end': return 'end of expression'
-    case 'number': return `number ${token.text}`
-    case 'string': return `string ${token.text}`
-    case 'name': return `'${token.text}'`
-    case 'punct': return `'${token.text}'`
+    case 'end':
+      return 'end of expression'
+    case 'number':
+      return `number ${token.text}`
+    case 'string':
+      return `string ${token.text}`
+    case 'name':
+      return `'${token.text}'`
+    case 'punct':
+      return `'${token.text}'`
   }
 }

@@ -5,7 +5,8 @@ import type { CompileOptions, EvalContext, Reference } from './index.ts'
 
 const ROOTS = ['pricing', 'tax', 'calls', 'request', 'items', 'orders']
 const options: CompileOptions = {
-  resolveRoot: (name) => (ROOTS.includes(name) ? (ctx: EvalContext) => (ctx as Record<string, unknown>)[name] : undefined),
+  resolveRoot: (name) =>
+    ROOTS.includes(name) ? (ctx: EvalContext) => (ctx as Record<string, unknown>)[name] : undefined,
   knownRoots: ROOTS,
 }
 const refs = (source: string): Reference[] => compileExpression(source, options).references
@@ -21,7 +22,9 @@ describe('references', () => {
   })
 
   it('stops at the first dynamic or numeric index and at calls', () => {
-    assert.deepEqual(refs('calls.cart.body.items[0].qty'), [{ root: 'calls', path: ['cart', 'body', 'items'], offset: 0 }])
+    assert.deepEqual(refs('calls.cart.body.items[0].qty'), [
+      { root: 'calls', path: ['cart', 'body', 'items'], offset: 0 },
+    ])
     assert.deepEqual(refs('calls.cart[request.query.k].x'), [
       { root: 'calls', path: ['cart'], offset: 0 },
       { root: 'request', path: ['query', 'k'], offset: 11 },
@@ -31,7 +34,9 @@ describe('references', () => {
   })
 
   it('follows constant string keys, as in headers["x-user-id"]', () => {
-    assert.deepEqual(refs('request.headers["x-user-id"]'), [{ root: 'request', path: ['headers', 'x-user-id'], offset: 0 }])
+    assert.deepEqual(refs('request.headers["x-user-id"]'), [
+      { root: 'request', path: ['headers', 'x-user-id'], offset: 0 },
+    ])
     assert.deepEqual(refs('request["body"].id.x'), [{ root: 'request', path: ['body', 'id', 'x'], offset: 0 }])
   })
 
@@ -48,7 +53,10 @@ describe('references', () => {
   })
 
   it('reports a root as written even where a macro variable of the same name exists elsewhere', () => {
-    assert.deepEqual(refs('items.map(tax, tax.x).size() + tax.amount').map((r) => `${r.root}.${r.path.join('.')}`), ['items.', 'tax.amount'])
+    assert.deepEqual(
+      refs('items.map(tax, tax.x).size() + tax.amount').map((r) => `${r.root}.${r.path.join('.')}`),
+      ['items.', 'tax.amount'],
+    )
   })
 
   it('is constant exactly when nothing is referenced', () => {

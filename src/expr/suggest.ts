@@ -3,13 +3,26 @@ import { closest } from '../util/suggest.ts'
 
 /** Names people carry over from JavaScript, mapped to ours. */
 const HABITS: ReadonlyMap<string, string> = new Map([
-  ['length', 'size'], ['len', 'size'], ['count', 'size'],
-  ['includes', 'contains'], ['indexOf', 'contains'],
-  ['toLowerCase', 'lowerAscii'], ['lower', 'lowerAscii'], ['lowercase', 'lowerAscii'],
-  ['toUpperCase', 'upperAscii'], ['upper', 'upperAscii'], ['uppercase', 'upperAscii'],
-  ['some', 'exists'], ['any', 'exists'], ['every', 'all'],
-  ['replaceAll', 'replace'], ['sort', 'sortBy'], ['distinct', 'unique'],
-  ['parseInt', 'int'], ['parseFloat', 'number'], ['toString', 'string'],
+  ['length', 'size'],
+  ['len', 'size'],
+  ['count', 'size'],
+  ['includes', 'contains'],
+  ['indexOf', 'contains'],
+  ['toLowerCase', 'lowerAscii'],
+  ['lower', 'lowerAscii'],
+  ['lowercase', 'lowerAscii'],
+  ['toUpperCase', 'upperAscii'],
+  ['upper', 'upperAscii'],
+  ['uppercase', 'upperAscii'],
+  ['some', 'exists'],
+  ['any', 'exists'],
+  ['every', 'all'],
+  ['replaceAll', 'replace'],
+  ['sort', 'sortBy'],
+  ['distinct', 'unique'],
+  ['parseInt', 'int'],
+  ['parseFloat', 'number'],
+  ['toString', 'string'],
 ])
 
 /** "did you mean 'x'? known …: a, b, c" */

@@ -99,7 +99,9 @@ describe('templates', () => {
 
 describe('path encoding', () => {
   const path = (value: unknown): unknown =>
-    compileTemplate('/files/${name}', { ...rootsOf({ name: value }), encode: encodePathValue }).evaluate({ name: value })
+    compileTemplate('/files/${name}', { ...rootsOf({ name: value }), encode: encodePathValue }).evaluate({
+      name: value,
+    })
 
   it('encodes each value as one path segment', () => {
     assert.equal(path('../admin'), '/files/..%2Fadmin')

@@ -44,7 +44,12 @@ export function compileTemplate(source: string, options: TemplateOptions): Compi
   texts.push(text)
 
   const references = compiler.references
-  const result = (evaluate: Evaluator): CompiledExpression => ({ evaluate, references, source, isConstant: references.length === 0 })
+  const result = (evaluate: Evaluator): CompiledExpression => ({
+    evaluate,
+    references,
+    source,
+    isConstant: references.length === 0,
+  })
   const encode = options.encode
 
   const single = parts[0]
@@ -73,29 +78,43 @@ function concatenate(between: readonly string[], pieces: readonly Evaluator[]): 
   const [t0, t1, t2] = between as [string, string, string]
   const [p0, p1] = pieces as [Evaluator, Evaluator]
   switch (pieces.length) {
-    case 0: return () => t0
-    case 1: return (ctx) => t0 + toText(p0(ctx)) + t1
-    case 2: return (ctx) => t0 + toText(p0(ctx)) + t1 + toText(p1(ctx)) + t2
-    default: return (ctx) => {
-      let out = t0
-      for (let k = 0; k < pieces.length; k++) out += toText((pieces[k] as Evaluator)(ctx)) + (between[k + 1] as string)
-      return out
-    }
+    case 0:
+      return () => t0
+    case 1:
+      return (ctx) => t0 + toText(p0(ctx)) + t1
+    case 2:
+      return (ctx) => t0 + toText(p0(ctx)) + t1 + toText(p1(ctx)) + t2
+    default:
+      return (ctx) => {
+        let out = t0
+        for (let k = 0; k < pieces.length; k++)
+          out += toText((pieces[k] as Evaluator)(ctx)) + (between[k + 1] as string)
+        return out
+      }
   }
 }
 
 /** The same with each value encoded: kept apart so the plain case pays no check per part. */
-function concatenateEncoded(between: readonly string[], pieces: readonly Evaluator[], encode: (value: string) => string): Evaluator {
+function concatenateEncoded(
+  between: readonly string[],
+  pieces: readonly Evaluator[],
+  encode: (value: string) => string,
+): Evaluator {
   const [t0, t1, t2] = between as [string, string, string]
   const [p0, p1] = pieces as [Evaluator, Evaluator]
   switch (pieces.length) {
-    case 0: return () => t0
-    case 1: return (ctx) => t0 + encode(toText(p0(ctx))) + t1
-    case 2: return (ctx) => t0 + encode(toText(p0(ctx))) + t1 + encode(toText(p1(ctx))) + t2
-    default: return (ctx) => {
-      let out = t0
-      for (let k = 0; k < pieces.length; k++) out += encode(toText((pieces[k] as Evaluator)(ctx))) + (between[k + 1] as string)
-      return out
-    }
+    case 0:
+      return () => t0
+    case 1:
+      return (ctx) => t0 + encode(toText(p0(ctx))) + t1
+    case 2:
+      return (ctx) => t0 + encode(toText(p0(ctx))) + t1 + encode(toText(p1(ctx))) + t2
+    default:
+      return (ctx) => {
+        let out = t0
+        for (let k = 0; k < pieces.length; k++)
+          out += encode(toText((pieces[k] as Evaluator)(ctx))) + (between[k + 1] as string)
+        return out
+      }
   }
 }

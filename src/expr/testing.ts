@@ -5,7 +5,8 @@ import type { CompileOptions, EvalContext } from './types.ts'
 export function rootsOf(data: Record<string, unknown>): CompileOptions {
   const names = Object.keys(data)
   return {
-    resolveRoot: (name) => (Object.hasOwn(data, name) ? (ctx: EvalContext) => (ctx as Record<string, unknown>)[name] : undefined),
+    resolveRoot: (name) =>
+      Object.hasOwn(data, name) ? (ctx: EvalContext) => (ctx as Record<string, unknown>)[name] : undefined,
     knownRoots: names,
   }
 }

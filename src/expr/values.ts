@@ -16,11 +16,16 @@ export const FORBIDDEN_NAMES: ReadonlySet<string> = new Set(['__proto__', 'const
 export function kindOf(value: unknown): Kind | undefined {
   if (value === null || value === undefined) return 'null'
   switch (typeof value) {
-    case 'boolean': return 'bool'
-    case 'number': return 'number'
-    case 'string': return 'string'
-    case 'object': return Array.isArray(value) ? 'list' : 'map'
-    default: return undefined
+    case 'boolean':
+      return 'bool'
+    case 'number':
+      return 'number'
+    case 'string':
+      return 'string'
+    case 'object':
+      return Array.isArray(value) ? 'list' : 'map'
+    default:
+      return undefined
   }
 }
 
@@ -53,7 +58,10 @@ export function field(value: unknown, name: string): unknown {
  * Whether `field(value, name)` is defined, or `index(value, key)` for has(a[k]); never throws.
  */
 export function hasEntry(value: unknown, key: unknown): boolean {
-  if (Array.isArray(value)) return typeof key === 'number' && Number.isInteger(key) && key >= 0 && key < value.length && value[key] !== undefined
+  if (Array.isArray(value))
+    return (
+      typeof key === 'number' && Number.isInteger(key) && key >= 0 && key < value.length && value[key] !== undefined
+    )
   if (typeof value !== 'object' || value === null || typeof key !== 'string' || FORBIDDEN_NAMES.has(key)) return false
   return hasOwn(value, key) && (value as Record<string, unknown>)[key] !== undefined
 }
@@ -79,7 +87,8 @@ export function index(value: unknown, key: unknown, at: number): unknown {
 /** JSON value equality: lists and maps by content, null equals undefined, a map entry holding undefined counts as absent. */
 export function deepEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true
-  if (a === null || a === undefined || b === null || b === undefined) return (a === null || a === undefined) && (b === null || b === undefined)
+  if (a === null || a === undefined || b === null || b === undefined)
+    return (a === null || a === undefined) && (b === null || b === undefined)
   if (typeof a !== 'object' || typeof b !== 'object') return false
   const list = Array.isArray(a)
   if (list !== Array.isArray(b)) return false
@@ -118,6 +127,7 @@ export function toText(value: unknown): string {
 
 /** Sets an entry so that even the key "__proto__" becomes an own data property, never the prototype. */
 export function setEntry(map: Record<string, unknown>, key: string, value: unknown): void {
-  if (key === '__proto__') Object.defineProperty(map, key, { value, writable: true, enumerable: true, configurable: true })
+  if (key === '__proto__')
+    Object.defineProperty(map, key, { value, writable: true, enumerable: true, configurable: true })
   else map[key] = value
 }

@@ -45,53 +45,121 @@ export class GatewayMetrics {
   readonly #calls = new Map<EndpointPlan, CallSeries[]>()
   readonly #endpoints = new Map<EndpointPlan, EndpointSeries>()
 
-  constructor (plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
+  constructor(
+    plan: GatewayPlan,
+    clients: ReadonlyMap<string, ServiceClient>,
+    buckets: readonly number[] = DEFAULT_BUCKETS,
+  ) {
     const registers = [this.registry]
-    this.#requestDuration = new SeriesHistogram({ name: 'baton_request_duration_seconds', help: 'Duration of orchestrated requests, by endpoint and outcome (complete, partial, failed).', labelNames: ['endpoint', 'outcome'], buckets: [...buckets], registers })
-    this.#requests = new SeriesCounter({ name: 'baton_requests_total', help: 'Orchestrated requests, by endpoint, status class and outcome.', labelNames: ['endpoint', 'status_class', 'outcome'], registers })
-    this.#callDuration = new SeriesHistogram({ name: 'baton_call_duration_seconds', help: 'Duration of downstream calls (all tries), separate from the request\'s.', labelNames: ['endpoint', 'call', 'service'], buckets: [...buckets], registers })
-    this.#callOutcomes = new SeriesCounter({ name: 'baton_call_outcomes_total', help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, deadline, expression).', labelNames: ['endpoint', 'call', 'service', 'outcome'], registers })
-    this.#retries = new SeriesCounter({ name: 'baton_call_retries_total', help: 'Retries of downstream calls (tries after the first).', labelNames: ['endpoint', 'call', 'service'], registers })
-    this.#breakerTransitions = new Counter({ name: 'baton_circuit_breaker_transitions_total', help: 'Circuit breaker state changes.', labelNames: ['service', 'from', 'to'], registers })
-    this.#rejected = new Counter({ name: 'baton_requests_rejected_total', help: 'Requests turned away at the edge, by endpoint and reason (unauthenticated, forbidden, auth_unavailable, rate_limited, overloaded, rate_limit_unavailable).', labelNames: ['endpoint', 'reason'], registers })
-    this.#storeErrors = new Counter({ name: 'baton_rate_limit_store_errors_total', help: 'Rate limit store failures (Redis down or slow); requests are let through unless onStoreError is reject.', registers })
+    this.#requestDuration = new SeriesHistogram({
+      name: 'baton_request_duration_seconds',
+      help: 'Duration of orchestrated requests, by endpoint and outcome (complete, partial, failed).',
+      labelNames: ['endpoint', 'outcome'],
+      buckets: [...buckets],
+      registers,
+    })
+    this.#requests = new SeriesCounter({
+      name: 'baton_requests_total',
+      help: 'Orchestrated requests, by endpoint, status class and outcome.',
+      labelNames: ['endpoint', 'status_class', 'outcome'],
+      registers,
+    })
+    this.#callDuration = new SeriesHistogram({
+      name: 'baton_call_duration_seconds',
+      help: "Duration of downstream calls (all tries), separate from the request's.",
+      labelNames: ['endpoint', 'call', 'service'],
+      buckets: [...buckets],
+      registers,
+    })
+    this.#callOutcomes = new SeriesCounter({
+      name: 'baton_call_outcomes_total',
+      help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, deadline, expression).',
+      labelNames: ['endpoint', 'call', 'service', 'outcome'],
+      registers,
+    })
+    this.#retries = new SeriesCounter({
+      name: 'baton_call_retries_total',
+      help: 'Retries of downstream calls (tries after the first).',
+      labelNames: ['endpoint', 'call', 'service'],
+      registers,
+    })
+    this.#breakerTransitions = new Counter({
+      name: 'baton_circuit_breaker_transitions_total',
+      help: 'Circuit breaker state changes.',
+      labelNames: ['service', 'from', 'to'],
+      registers,
+    })
+    this.#rejected = new Counter({
+      name: 'baton_requests_rejected_total',
+      help: 'Requests turned away at the edge, by endpoint and reason (unauthenticated, forbidden, auth_unavailable, rate_limited, overloaded, rate_limit_unavailable).',
+      labelNames: ['endpoint', 'reason'],
+      registers,
+    })
+    this.#storeErrors = new Counter({
+      name: 'baton_rate_limit_store_errors_total',
+      help: 'Rate limit store failures (Redis down or slow); requests are let through unless onStoreError is reject.',
+      registers,
+    })
     const inFlight = (): number => this.#inFlight
-    new Gauge({ name: 'baton_requests_in_flight', help: 'Orchestrated requests being served.', registers, collect () { this.set(inFlight()) } })
     new Gauge({
-      name: 'baton_calls_in_flight', help: 'Downstream calls in flight, by service.', labelNames: ['service'], registers,
-      collect () { for (const [name, c] of clients) this.set({ service: name }, c.stats.inFlight) },
+      name: 'baton_requests_in_flight',
+      help: 'Orchestrated requests being served.',
+      registers,
+      collect() {
+        this.set(inFlight())
+      },
     })
     new Gauge({
-      name: 'baton_circuit_breaker_state', help: 'Circuit breaker state by service: 0 closed, 1 half-open, 2 open.', labelNames: ['service'], registers,
-      collect () { for (const [name, c] of clients) if (c.breaker !== null) this.set({ service: name }, BREAKER_VALUE[c.breaker.state]) },
+      name: 'baton_calls_in_flight',
+      help: 'Downstream calls in flight, by service.',
+      labelNames: ['service'],
+      registers,
+      collect() {
+        for (const [name, c] of clients) this.set({ service: name }, c.stats.inFlight)
+      },
+    })
+    new Gauge({
+      name: 'baton_circuit_breaker_state',
+      help: 'Circuit breaker state by service: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['service'],
+      registers,
+      collect() {
+        for (const [name, c] of clients)
+          if (c.breaker !== null) this.set({ service: name }, BREAKER_VALUE[c.breaker.state])
+      },
     })
     for (const endpoint of plan.endpoints) {
       const name = `${endpoint.method} ${endpoint.route}`
-      this.#calls.set(endpoint, endpoint.calls.map((call) => {
-        const labels = { endpoint: name, call: call.name, service: call.service.name }
-        const outcomes = new Map<string, CounterSeries>()
-        return {
-          duration: this.#callDuration.labels(labels),
-          outcome: (outcome: string) => {
-            let child = outcomes.get(outcome)
-            if (child === undefined) outcomes.set(outcome, child = this.#callOutcomes.labels({ ...labels, outcome }))
-            return child
-          },
-          retries: this.#retries.labels(labels),
-        }
-      }))
+      this.#calls.set(
+        endpoint,
+        endpoint.calls.map((call) => {
+          const labels = { endpoint: name, call: call.name, service: call.service.name }
+          const outcomes = new Map<string, CounterSeries>()
+          return {
+            duration: this.#callDuration.labels(labels),
+            outcome: (outcome: string) => {
+              let child = outcomes.get(outcome)
+              if (child === undefined)
+                outcomes.set(outcome, (child = this.#callOutcomes.labels({ ...labels, outcome })))
+              return child
+            },
+            retries: this.#retries.labels(labels),
+          }
+        }),
+      )
       // Created up front, so that dashboards see zeros rather than gaps.
       const duration: Record<string, HistogramSeries> = {}
-      for (const outcome of ['complete', 'partial', 'failed']) duration[outcome] = this.#requestDuration.labels({ endpoint: name, outcome })
+      for (const outcome of ['complete', 'partial', 'failed'])
+        duration[outcome] = this.#requestDuration.labels({ endpoint: name, outcome })
       this.#endpoints.set(endpoint, { name, duration, requests: new Map() })
     }
   }
 
-  requestStarted (): void {
+  requestStarted(): void {
     this.#inFlight++
   }
 
-  requestFinished (endpoint: EndpointPlan, answer: GatewayAnswer, report: RunReport, totalMs: number): void {
+  requestFinished(endpoint: EndpointPlan, answer: GatewayAnswer, report: RunReport, totalMs: number): void {
     this.#inFlight--
     const series = this.#endpoints.get(endpoint) as EndpointSeries
     const name = series.name
@@ -100,7 +168,11 @@ export class GatewayMetrics {
     const statusClass = `${Math.floor(answer.status / 100)}xx`
     const key = `${statusClass} ${outcome}`
     let requests = series.requests.get(key)
-    if (requests === undefined) series.requests.set(key, requests = this.#requests.labels({ endpoint: name, status_class: statusClass, outcome }))
+    if (requests === undefined)
+      series.requests.set(
+        key,
+        (requests = this.#requests.labels({ endpoint: name, status_class: statusClass, outcome })),
+      )
     requests.inc()
     const calls = this.#calls.get(endpoint) as CallSeries[]
     for (const call of endpoint.calls) {
@@ -109,22 +181,28 @@ export class GatewayMetrics {
       const s = calls[call.index] as CallSeries
       s.duration.observe(ms / 1000)
       const failure = report.failures?.find((f) => f.call === call.name)
-      s.outcome(failure === undefined ? 'success' : failure.kind === 'status' ? `status_${Math.floor((failure.status ?? 0) / 100)}xx` : failure.kind).inc()
+      s.outcome(
+        failure === undefined
+          ? 'success'
+          : failure.kind === 'status'
+            ? `status_${Math.floor((failure.status ?? 0) / 100)}xx`
+            : failure.kind,
+      ).inc()
       if (failure !== undefined && !failure.required) s.outcome('fallback').inc()
       const retries = report.retries?.[call.index] ?? 0
       if (retries > 0) s.retries.inc(retries)
     }
   }
 
-  requestRejected (endpoint: EndpointPlan, reason: string): void {
+  requestRejected(endpoint: EndpointPlan, reason: string): void {
     this.#rejected.inc({ endpoint: (this.#endpoints.get(endpoint) as EndpointSeries).name, reason })
   }
 
-  rateLimitStoreFailed (): void {
+  rateLimitStoreFailed(): void {
     this.#storeErrors.inc()
   }
 
-  breakerChanged (service: string, from: BreakerState, to: BreakerState): void {
+  breakerChanged(service: string, from: BreakerState, to: BreakerState): void {
     this.#breakerTransitions.inc({ service, from, to })
   }
 }

@@ -5,27 +5,36 @@ import { SeriesCounter, SeriesHistogram } from './series.ts'
 
 test('a histogram renders cumulative buckets, +Inf, sum and count per series, as prom-client does', async () => {
   const registry = new Registry()
-  const h = new SeriesHistogram({ name: 't_seconds', help: 'T.', labelNames: ['a'], buckets: [0.5, 0.1, 1], registers: [registry] })
+  const h = new SeriesHistogram({
+    name: 't_seconds',
+    help: 'T.',
+    labelNames: ['a'],
+    buckets: [0.5, 0.1, 1],
+    registers: [registry],
+  })
   const x = h.labels({ a: 'x' })
   for (const v of [0.1, 0.1000001, 0.5, 2]) x.observe(v)
   h.labels({ a: 'y' })
-  assert.equal(await registry.metrics(), [
-    '# HELP t_seconds T.',
-    '# TYPE t_seconds histogram',
-    't_seconds_bucket{le="0.1",a="x"} 1', // a value equal to a bound is in that bucket
-    't_seconds_bucket{le="0.5",a="x"} 3',
-    't_seconds_bucket{le="1",a="x"} 3',
-    't_seconds_bucket{le="+Inf",a="x"} 4',
-    't_seconds_sum{a="x"} 2.7000001',
-    't_seconds_count{a="x"} 4',
-    't_seconds_bucket{le="0.1",a="y"} 0', // resolved series are shown from the start, as zeros
-    't_seconds_bucket{le="0.5",a="y"} 0',
-    't_seconds_bucket{le="1",a="y"} 0',
-    't_seconds_bucket{le="+Inf",a="y"} 0',
-    't_seconds_sum{a="y"} 0',
-    't_seconds_count{a="y"} 0',
-    '',
-  ].join('\n'))
+  assert.equal(
+    await registry.metrics(),
+    [
+      '# HELP t_seconds T.',
+      '# TYPE t_seconds histogram',
+      't_seconds_bucket{le="0.1",a="x"} 1', // a value equal to a bound is in that bucket
+      't_seconds_bucket{le="0.5",a="x"} 3',
+      't_seconds_bucket{le="1",a="x"} 3',
+      't_seconds_bucket{le="+Inf",a="x"} 4',
+      't_seconds_sum{a="x"} 2.7000001',
+      't_seconds_count{a="x"} 4',
+      't_seconds_bucket{le="0.1",a="y"} 0', // resolved series are shown from the start, as zeros
+      't_seconds_bucket{le="0.5",a="y"} 0',
+      't_seconds_bucket{le="1",a="y"} 0',
+      't_seconds_bucket{le="+Inf",a="y"} 0',
+      't_seconds_sum{a="y"} 0',
+      't_seconds_count{a="y"} 0',
+      '',
+    ].join('\n'),
+  )
 })
 
 test('a counter: one series per label values, resolved once; unknown labels are refused', async () => {

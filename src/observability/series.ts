@@ -24,7 +24,7 @@ interface MetricOptions {
 }
 
 /** Label values in label-name order, as one key. */
-function keyOf (labelNames: readonly string[], labels: Labels): string {
+function keyOf(labelNames: readonly string[], labels: Labels): string {
   let key = ''
   for (const name of labelNames) key += `${labels[name] ?? ''}\u0000`
   return key
@@ -37,7 +37,7 @@ abstract class Metric<S> {
   readonly #labelNames: readonly string[]
   protected readonly series = new Map<string, S>()
 
-  constructor (options: MetricOptions) {
+  constructor(options: MetricOptions) {
     this.name = options.name
     this.help = options.help
     this.#labelNames = options.labelNames
@@ -45,7 +45,7 @@ abstract class Metric<S> {
   }
 
   /** The series of these label values, created on first use; keep it and record into it. */
-  labels (labels: Labels): S {
+  labels(labels: Labels): S {
     const key = keyOf(this.#labelNames, labels)
     let series = this.series.get(key)
     if (series === undefined) {
@@ -58,18 +58,18 @@ abstract class Metric<S> {
     return series
   }
 
-  protected abstract create (labels: Labels): S
+  protected abstract create(labels: Labels): S
 }
 
 export class CounterSeries {
   readonly labels: Labels
   value = 0
 
-  constructor (labels: Labels) {
+  constructor(labels: Labels) {
     this.labels = labels
   }
 
-  inc (by = 1): void {
+  inc(by = 1): void {
     this.value += by
   }
 }
@@ -77,12 +77,18 @@ export class CounterSeries {
 export class SeriesCounter extends Metric<CounterSeries> {
   readonly type = 'counter'
 
-  protected create (labels: Labels): CounterSeries {
+  protected create(labels: Labels): CounterSeries {
     return new CounterSeries(labels)
   }
 
-  get (): { name: string; help: string; type: string; aggregator: string; values: Exported[] } {
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [...this.series.values()].map((s) => ({ labels: { ...s.labels }, value: s.value })) }
+  get(): { name: string; help: string; type: string; aggregator: string; values: Exported[] } {
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values: [...this.series.values()].map((s) => ({ labels: { ...s.labels }, value: s.value })),
+    }
   }
 }
 
@@ -94,13 +100,13 @@ export class HistogramSeries {
   sum = 0
   count = 0
 
-  constructor (labels: Labels, bounds: readonly number[]) {
+  constructor(labels: Labels, bounds: readonly number[]) {
     this.labels = labels
     this.#bounds = bounds
     this.counts = new Array<number>(bounds.length + 1).fill(0)
   }
 
-  observe (value: number): void {
+  observe(value: number): void {
     const bounds = this.#bounds
     let i = 0
     while (i < bounds.length && value > (bounds[i] as number)) i++
@@ -114,17 +120,17 @@ export class SeriesHistogram extends Metric<HistogramSeries> {
   readonly type = 'histogram'
   readonly #bounds: readonly number[]
 
-  constructor (options: MetricOptions & { buckets: readonly number[] }) {
+  constructor(options: MetricOptions & { buckets: readonly number[] }) {
     super(options)
     this.#bounds = [...options.buckets].sort((a, b) => a - b)
   }
 
-  protected create (labels: Labels): HistogramSeries {
+  protected create(labels: Labels): HistogramSeries {
     return new HistogramSeries(labels, this.#bounds)
   }
 
   /** The shape prom-client's Registry renders: cumulative buckets, then +Inf, sum and count per series. */
-  get (): { name: string; help: string; type: string; aggregator: string; values: Exported[] } {
+  get(): { name: string; help: string; type: string; aggregator: string; values: Exported[] } {
     const values: Exported[] = []
     const bucket = `${this.name}_bucket`
     for (const s of this.series.values()) {

@@ -35,12 +35,12 @@ export class GatewayTracing {
   #provider: BasicTracerProvider | null = null
   #exportFailing = false
 
-  constructor (plan: TracingPlan, logger: Logger | null) {
+  constructor(plan: TracingPlan, logger: Logger | null) {
     this.plan = plan
     this.#logger = logger
   }
 
-  async start (): Promise<void> {
+  async start(): Promise<void> {
     if (this.#provider !== null) return
     const [api, core, sdk, otlp, resources] = await Promise.all([
       import('@opentelemetry/api'),
@@ -51,7 +51,12 @@ export class GatewayTracing {
     ])
     otel ??= { api, propagator: new core.W3CTraceContextPropagator() }
     const { endpoint, serviceName, headers, sampleRatio, parentBased } = this.plan
-    const root = sampleRatio >= 1 ? new sdk.AlwaysOnSampler() : sampleRatio <= 0 ? new sdk.AlwaysOffSampler() : new sdk.TraceIdRatioBasedSampler(sampleRatio)
+    const root =
+      sampleRatio >= 1
+        ? new sdk.AlwaysOnSampler()
+        : sampleRatio <= 0
+          ? new sdk.AlwaysOffSampler()
+          : new sdk.TraceIdRatioBasedSampler(sampleRatio)
     const exporter = new otlp.OTLPTraceExporter({ url: endpoint, headers: { ...headers } })
     // The SDK reports failed exports to a global handler that is silent by default; the log should hear of them.
     const reporting: SpanExporter = {
@@ -70,11 +75,14 @@ export class GatewayTracing {
       spanProcessors: [new sdk.BatchSpanProcessor(reporting)],
     })
     this.tracer = this.#provider.getTracer('baton')
-    this.#logger?.info({ event: 'tracing', endpoint, serviceName, sampleRatio }, `traces of ${serviceName} go to ${endpoint}`)
+    this.#logger?.info(
+      { event: 'tracing', endpoint, serviceName, sampleRatio },
+      `traces of ${serviceName} go to ${endpoint}`,
+    )
   }
 
   /** Exports the spans still buffered, then stops. */
-  async close (): Promise<void> {
+  async close(): Promise<void> {
     const provider = this.#provider
     if (provider === null) return
     this.#provider = null
@@ -83,17 +91,25 @@ export class GatewayTracing {
       await provider.shutdown()
     } catch (err) {
       // Closing the gateway goes on: traces are not worth a failed shutdown.
-      if (!this.#exportFailing) this.#logger?.warn({ event: 'tracing', err: message(err) }, `the last traces could not be exported: ${message(err)}`)
+      if (!this.#exportFailing)
+        this.#logger?.warn(
+          { event: 'tracing', err: message(err) },
+          `the last traces could not be exported: ${message(err)}`,
+        )
     }
   }
 
   /** Tells the log when exports start failing, and when they work again; not at every batch. */
-  #exported (ok: boolean, error: Error | undefined): void {
+  #exported(ok: boolean, error: Error | undefined): void {
     if (ok !== this.#exportFailing) return
     this.#exportFailing = !ok
     const { endpoint } = this.plan
     if (ok) this.#logger?.info({ event: 'tracing', endpoint }, `traces are exported to ${endpoint} again`)
-    else this.#logger?.warn({ event: 'tracing', endpoint, err: message(error) }, `traces cannot be exported to ${endpoint}: ${message(error)}`)
+    else
+      this.#logger?.warn(
+        { event: 'tracing', endpoint, err: message(error) },
+        `traces cannot be exported to ${endpoint}: ${message(error)}`,
+      )
   }
 }
 
@@ -111,7 +127,7 @@ export class EndpointTracing {
   /** calls[i] describes plan.calls[i]. */
   readonly calls: readonly CallTracing[]
 
-  constructor (tracing: GatewayTracing, endpoint: EndpointPlan, clients: readonly ServiceClient[]) {
+  constructor(tracing: GatewayTracing, endpoint: EndpointPlan, clients: readonly ServiceClient[]) {
     const route = endpoint.route === '' ? '/' : endpoint.route
     const name = `${endpoint.method} ${route}`
     this.tracing = tracing
@@ -137,15 +153,22 @@ export class EndpointTracing {
   }
 
   /** The request's server span: a child of the client's span when it sent a traceparent, else the root of a new trace. */
-  startRequest (headers: IncomingHttpHeaders, path: string, requestId: string): RequestTrace | null {
+  startRequest(headers: IncomingHttpHeaders, path: string, requestId: string): RequestTrace | null {
     const tracer = this.tracing.tracer
     if (tracer === null) return null
     const { api, propagator } = otel as Otel
-    const parent = headers.traceparent === undefined ? api.ROOT_CONTEXT : propagator.extract(api.ROOT_CONTEXT, headers, api.defaultTextMapGetter)
-    const span = tracer.startSpan(this.name, {
-      kind: api.SpanKind.SERVER,
-      attributes: { ...this.attributes, 'url.path': path, 'baton.request_id': requestId },
-    }, parent)
+    const parent =
+      headers.traceparent === undefined
+        ? api.ROOT_CONTEXT
+        : propagator.extract(api.ROOT_CONTEXT, headers, api.defaultTextMapGetter)
+    const span = tracer.startSpan(
+      this.name,
+      {
+        kind: api.SpanKind.SERVER,
+        attributes: { ...this.attributes, 'url.path': path, 'baton.request_id': requestId },
+      },
+      parent,
+    )
     return new RequestTrace(this, tracer, span, api.trace.setSpan(parent, span))
   }
 }
@@ -158,19 +181,19 @@ export class RequestTrace {
   /** Holds the server span: the parent of every call's spans. */
   readonly context: Context
 
-  constructor (endpoint: EndpointTracing, tracer: Tracer, span: Span, context: Context) {
+  constructor(endpoint: EndpointTracing, tracer: Tracer, span: Span, context: Context) {
     this.endpoint = endpoint
     this.tracer = tracer
     this.span = span
     this.context = context
   }
 
-  get traceId (): string {
+  get traceId(): string {
     return this.span.spanContext().traceId
   }
 
   /** A client span for one try of a call (tries counts from 1). */
-  startCall (call: CallPlan, path: string, tries: number): Span {
+  startCall(call: CallPlan, path: string, tries: number): Span {
     const { api } = otel as Otel
     const c = this.endpoint.calls[call.index] as CallTracing
     const attributes: Attributes = { ...c.attributes, 'url.full': c.origin + path, 'baton.try': tries }
@@ -179,7 +202,7 @@ export class RequestTrace {
   }
 
   /** Ends the server span with the answer. 5xx answers are errors; 4xx are the client's (HTTP semantic conventions). */
-  finish (answer: GatewayAnswer, report: RunReport): void {
+  finish(answer: GatewayAnswer, report: RunReport): void {
     const span = this.span
     span.setAttribute('http.response.status_code', answer.status)
     span.setAttribute('baton.outcome', outcomeOf(answer, report))
@@ -193,7 +216,7 @@ export class RequestTrace {
 }
 
 /** The try's request headers with a traceparent (and tracestate) naming its span. A copy: the tries of a call share one headers object. */
-export function withTraceContext (span: Span, headers: Readonly<Record<string, string>>): Record<string, string> {
+export function withTraceContext(span: Span, headers: Readonly<Record<string, string>>): Record<string, string> {
   const { api, propagator } = otel as Otel
   const out = { ...headers }
   propagator.inject(api.trace.setSpan(api.ROOT_CONTEXT, span), out, api.defaultTextMapSetter)
@@ -201,7 +224,7 @@ export function withTraceContext (span: Span, headers: Readonly<Record<string, s
 }
 
 /** Ends a try's span with its outcome: the status the service answered (4xx and 5xx are errors), or why there was none. */
-export function endCall (span: Span, res: UpstreamResponse | null, err: unknown): void {
+export function endCall(span: Span, res: UpstreamResponse | null, err: unknown): void {
   const { api } = otel as Otel
   if (res !== null) {
     span.setAttribute('http.response.status_code', res.status)
@@ -218,11 +241,11 @@ export function endCall (span: Span, res: UpstreamResponse | null, err: unknown)
 }
 
 /** The envelope's error code (GATEWAY_TIMEOUT, DOWNSTREAM_FAILURE…): low-cardinality and more telling than the status. */
-function errorCodeOf (answer: GatewayAnswer): string | null {
+function errorCodeOf(answer: GatewayAnswer): string | null {
   const code = (answer.body as { error?: { code?: unknown } } | null)?.error?.code
   return typeof code === 'string' ? code : null
 }
 
-function message (err: unknown): string {
+function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }

@@ -28,7 +28,7 @@ export interface CompileOptions {
   mode?: 'serve' | 'check' | 'dev'
 }
 
-export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {}): CompileResult {
+export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}): CompileResult {
   const { config, source } = loaded
   if (config === undefined) return { diagnostics: loaded.diagnostics }
   const diagnostics = new Diagnostics(source)
@@ -39,14 +39,20 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
 
   const baseDir = dirname(resolve(source.file))
   const services = compileServices(config, env, baseDir, options.mode ?? 'serve', diagnostics)
-  const edge = compileEdge(config, { env: envScope(env, diagnostics), baseDir, diagnostics, mode: options.mode ?? 'serve',
-    invalidAt: (path) => loaded.diagnostics.some((d) => d.severity === 'error' && path.every((p, i) => d.path[i] === p)),
+  const edge = compileEdge(config, {
+    env: envScope(env, diagnostics),
+    baseDir,
+    diagnostics,
+    mode: options.mode ?? 'serve',
+    invalidAt: (path) =>
+      loaded.diagnostics.some((d) => d.severity === 'error' && path.every((p, i) => d.path[i] === p)),
   })
   const tracing = compileTracing(config, env, diagnostics)
   const declaredServices = new Set(Object.keys(config.services))
   const endpoints: EndpointPlan[] = []
   const shapes = new Map<string, string>()
-  if (config.gateway.metrics !== false && config.gateway.metrics.port === undefined) shapes.set(routeShape('GET', config.gateway.metrics.path), 'gateway.metrics.path')
+  if (config.gateway.metrics !== false && config.gateway.metrics.port === undefined)
+    shapes.set(routeShape('GET', config.gateway.metrics.path), 'gateway.metrics.path')
   if (config.gateway.health !== false) {
     shapes.set(routeShape('GET', config.gateway.health.path), 'gateway.health.path')
     shapes.set(routeShape('GET', config.gateway.health.readyPath), 'gateway.health.readyPath')
@@ -57,17 +63,33 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
     const shape = routeShape(method, config.gateway.basePath + path)
     const other = shapes.get(shape)
     if (other !== undefined) {
-      diagnostics.error('BATON_DUPLICATE_ROUTE', `'${key}' matches the same requests as '${other}'`, ['endpoints', key], { key: true, hint: 'routes that differ only in parameter names collide; merge them or change one path' })
+      diagnostics.error(
+        'BATON_DUPLICATE_ROUTE',
+        `'${key}' matches the same requests as '${other}'`,
+        ['endpoints', key],
+        { key: true, hint: 'routes that differ only in parameter names collide; merge them or change one path' },
+      )
     }
     shapes.set(shape, key)
     for (const call of Object.values(endpoint.calls)) used.add(call.request.trim().split(/\s+/)[1] ?? '')
     const plan = compileEndpoint({
-      key, endpoint, basePath: config.gateway.basePath, defaultTimeout: config.gateway.timeout, services, declaredServices, env, gatewayAuth: config.gateway.auth, diagnostics,
+      key,
+      endpoint,
+      basePath: config.gateway.basePath,
+      defaultTimeout: config.gateway.timeout,
+      services,
+      declaredServices,
+      env,
+      gatewayAuth: config.gateway.auth,
+      diagnostics,
     })
     if (plan !== null) endpoints.push(plan)
   }
   for (const name of declaredServices) {
-    if (!used.has(name)) diagnostics.warn('BATON_UNUSED_SERVICE', `service '${name}' is not called by any endpoint`, ['services', name], { key: true })
+    if (!used.has(name))
+      diagnostics.warn('BATON_UNUSED_SERVICE', `service '${name}' is not called by any endpoint`, ['services', name], {
+        key: true,
+      })
   }
 
   const all = [...loaded.diagnostics, ...diagnostics.list]
@@ -78,7 +100,10 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
     name: gateway.name,
     health: gateway.health === false ? null : gateway.health,
     serverTiming: gateway.serverTiming,
-    metrics: gateway.metrics === false ? null : { path: gateway.metrics.path, port: gateway.metrics.port, buckets: gateway.metrics.buckets },
+    metrics:
+      gateway.metrics === false
+        ? null
+        : { path: gateway.metrics.path, port: gateway.metrics.port, buckets: gateway.metrics.buckets },
     logLevel: gateway.logLevel,
     accessLog: gateway.accessLog,
     tracing,
@@ -96,20 +121,27 @@ export function compileConfig (loaded: LoadedConfig, options: CompileOptions = {
 }
 
 /** Load, validate and compile a config file; throws ConfigError with every diagnostic when it has errors. */
-export async function compileFile (file: string, options: CompileOptions = {}): Promise<{ plan: GatewayPlan; diagnostics: Diagnostic[] }> {
+export async function compileFile(
+  file: string,
+  options: CompileOptions = {},
+): Promise<{ plan: GatewayPlan; diagnostics: Diagnostic[] }> {
   return unwrap(compileConfig(await loadConfig(file), options))
 }
 
-export function compileText (file: string, text: string, options: CompileOptions = {}): { plan: GatewayPlan; diagnostics: Diagnostic[] } {
+export function compileText(
+  file: string,
+  text: string,
+  options: CompileOptions = {},
+): { plan: GatewayPlan; diagnostics: Diagnostic[] } {
   return unwrap(compileConfig(parseConfig(file, text), options))
 }
 
-function unwrap (result: CompileResult): { plan: GatewayPlan; diagnostics: Diagnostic[] } {
+function unwrap(result: CompileResult): { plan: GatewayPlan; diagnostics: Diagnostic[] } {
   if (result.plan === undefined) throw new ConfigError(result.diagnostics)
   return { plan: result.plan, diagnostics: result.diagnostics }
 }
 
-function deepFreeze<T> (value: T): T {
+function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value)
     for (const v of Object.values(value)) if (typeof v !== 'function') deepFreeze(v)

@@ -1,35 +1,48 @@
 import type { ConfigCode, Diagnostic } from '../errors.ts'
 import type { ConfigPath, ConfigSource } from '../config/source.ts'
 
-interface Place { hint?: string | undefined; key?: boolean; offset?: number }
+interface Place {
+  hint?: string | undefined
+  key?: boolean
+  offset?: number
+}
 
 /** Collects every problem found while compiling, each placed in the source file. */
 export class Diagnostics {
   readonly list: Diagnostic[] = []
   readonly #source: ConfigSource
 
-  constructor (source: ConfigSource) {
+  constructor(source: ConfigSource) {
     this.#source = source
   }
 
-  error (code: ConfigCode, message: string, path: ConfigPath, place: Place = {}): void {
+  error(code: ConfigCode, message: string, path: ConfigPath, place: Place = {}): void {
     this.#add('error', code, message, path, place)
   }
 
-  warn (code: ConfigCode, message: string, path: ConfigPath, place: Place = {}): void {
+  warn(code: ConfigCode, message: string, path: ConfigPath, place: Place = {}): void {
     this.#add('warning', code, message, path, place)
   }
 
-  get failed (): boolean {
+  get failed(): boolean {
     return this.list.some((d) => d.severity === 'error')
   }
 
-  #add (severity: Diagnostic['severity'], code: ConfigCode, message: string, path: ConfigPath, place: Place): void {
+  #add(severity: Diagnostic['severity'], code: ConfigCode, message: string, path: ConfigPath, place: Place): void {
     const options: { key?: boolean; offset?: number } = {}
     if (place.key === true) options.key = true
     if (place.offset !== undefined) options.offset = place.offset
-    this.list.push(this.#source.diagnostic({
-      severity, code, message, path, ...(place.hint === undefined ? {} : { hint: place.hint }),
-    }, options))
+    this.list.push(
+      this.#source.diagnostic(
+        {
+          severity,
+          code,
+          message,
+          path,
+          ...(place.hint === undefined ? {} : { hint: place.hint }),
+        },
+        options,
+      ),
+    )
   }
 }

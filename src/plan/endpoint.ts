@@ -30,13 +30,16 @@ interface EndpointContext {
   readonly diagnostics: Diagnostics
 }
 
-export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
+export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
   const { key, endpoint, diagnostics } = ctx
   const at = ['endpoints', key]
   const [method, path] = key.split(' ') as [string, string]
   const bad = invalidRouteSegment(path)
   if (bad !== undefined) {
-    diagnostics.error('BATON_INVALID_ROUTE', `invalid path segment '${bad}' in '${key}'`, at, { key: true, hint: 'path parameters are written {name}, e.g. GET /users/{id}' })
+    diagnostics.error('BATON_INVALID_ROUTE', `invalid path segment '${bad}' in '${key}'`, at, {
+      key: true,
+      hint: 'path parameters are written {name}, e.g. GET /users/{id}',
+    })
   }
   const params = routeParams(path)
   const names = Object.keys(endpoint.calls)
@@ -48,54 +51,83 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
 
   for (const name of names) {
     if ((RESERVED_ROOTS as readonly string[]).includes(name)) {
-      diagnostics.error('BATON_RESERVED_NAME', `'${name}' is reserved and cannot name a call`, [...at, 'calls', name], { key: true, hint: `expressions use ${RESERVED_ROOTS.slice(0, 4).join(', ')} as roots; rename the call` })
+      diagnostics.error('BATON_RESERVED_NAME', `'${name}' is reserved and cannot name a call`, [...at, 'calls', name], {
+        key: true,
+        hint: `expressions use ${RESERVED_ROOTS.slice(0, 4).join(', ')} as roots; rename the call`,
+      })
     } else if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
-      diagnostics.error('BATON_INVALID_NAME', `call name '${name}' is not an identifier`, [...at, 'calls', name], { key: true, hint: 'call names are read in expressions (${name.field}); use letters, digits and _, e.g. camelCase' })
+      diagnostics.error('BATON_INVALID_NAME', `call name '${name}' is not an identifier`, [...at, 'calls', name], {
+        key: true,
+        hint: 'call names are read in expressions (${name.field}); use letters, digits and _, e.g. camelCase',
+      })
     }
   }
 
   /** Checks one reference and, when `from` is a call, records the dependency it implies. */
-  const onReference = (from: number | null) => (ref: Reference, refPath: readonly (string | number)[]): void => {
-    const place = { offset: ref.offset }
-    if (ref.root === 'request') {
-      const field = ref.path[0]
-      if (field !== undefined && !REQUEST_FIELDS.includes(field)) {
-        diagnostics.error('BATON_UNKNOWN_FIELD', `request has no field '${field}'`, refPath, { ...place, hint: didYouMean(field, REQUEST_FIELDS) })
-      } else if (field === 'params' && ref.path[1] !== undefined && !params.includes(ref.path[1])) {
-        const p = ref.path[1]
-        diagnostics.error('BATON_UNKNOWN_PARAM', `path parameter '${p}' is not declared in '${key}'`, refPath, {
-          ...place, hint: params.length > 0 ? (didYouMean(p, params) ?? `declared: ${params.join(', ')}`) : `declare it in the path, e.g. '${method} ${path}/{${p}}'`,
-        })
-      } else if (field === 'headers' && ref.path[1] !== undefined && ref.path[1] !== ref.path[1].toLowerCase()) {
-        diagnostics.error('BATON_HEADER_CASE', `request header names are lower case: '${ref.path[1]}'`, refPath, { ...place, hint: `write request.headers['${ref.path[1].toLowerCase()}']` })
-      }
-      return
-    }
-    if (ref.root === 'auth') {
-      const field = ref.path[0]
-      if (field !== undefined && !AUTH_FIELDS.includes(field)) {
-        diagnostics.error('BATON_UNKNOWN_FIELD', `auth has no field '${field}'`, refPath, { ...place, hint: didYouMean(field, AUTH_FIELDS) ?? `auth has ${AUTH_FIELDS.join(', ')}; token claims are under auth.claims` })
-      }
-      return
-    }
-    let target: string | undefined
-    if (ref.root === 'calls') {
-      readsCallMeta = true
-      target = ref.path[0]
-      if (target === undefined) return
-      if (!index.has(target)) {
-        diagnostics.error('BATON_UNKNOWN_CALL', `no call named '${target}' in '${key}'`, refPath, { ...place, hint: didYouMean(target, names) })
+  const onReference =
+    (from: number | null) =>
+    (ref: Reference, refPath: readonly (string | number)[]): void => {
+      const place = { offset: ref.offset }
+      if (ref.root === 'request') {
+        const field = ref.path[0]
+        if (field !== undefined && !REQUEST_FIELDS.includes(field)) {
+          diagnostics.error('BATON_UNKNOWN_FIELD', `request has no field '${field}'`, refPath, {
+            ...place,
+            hint: didYouMean(field, REQUEST_FIELDS),
+          })
+        } else if (field === 'params' && ref.path[1] !== undefined && !params.includes(ref.path[1])) {
+          const p = ref.path[1]
+          diagnostics.error('BATON_UNKNOWN_PARAM', `path parameter '${p}' is not declared in '${key}'`, refPath, {
+            ...place,
+            hint:
+              params.length > 0
+                ? (didYouMean(p, params) ?? `declared: ${params.join(', ')}`)
+                : `declare it in the path, e.g. '${method} ${path}/{${p}}'`,
+          })
+        } else if (field === 'headers' && ref.path[1] !== undefined && ref.path[1] !== ref.path[1].toLowerCase()) {
+          diagnostics.error('BATON_HEADER_CASE', `request header names are lower case: '${ref.path[1]}'`, refPath, {
+            ...place,
+            hint: `write request.headers['${ref.path[1].toLowerCase()}']`,
+          })
+        }
         return
       }
-      const field = ref.path[1]
-      if (field !== undefined && !CALL_META_FIELDS.includes(field)) {
-        diagnostics.error('BATON_UNKNOWN_FIELD', `calls.${target} has no field '${field}'`, refPath, { ...place, hint: didYouMean(field, CALL_META_FIELDS) })
+      if (ref.root === 'auth') {
+        const field = ref.path[0]
+        if (field !== undefined && !AUTH_FIELDS.includes(field)) {
+          diagnostics.error('BATON_UNKNOWN_FIELD', `auth has no field '${field}'`, refPath, {
+            ...place,
+            hint:
+              didYouMean(field, AUTH_FIELDS) ??
+              `auth has ${AUTH_FIELDS.join(', ')}; token claims are under auth.claims`,
+          })
+        }
+        return
       }
-    } else if (index.has(ref.root)) {
-      target = ref.root
+      let target: string | undefined
+      if (ref.root === 'calls') {
+        readsCallMeta = true
+        target = ref.path[0]
+        if (target === undefined) return
+        if (!index.has(target)) {
+          diagnostics.error('BATON_UNKNOWN_CALL', `no call named '${target}' in '${key}'`, refPath, {
+            ...place,
+            hint: didYouMean(target, names),
+          })
+          return
+        }
+        const field = ref.path[1]
+        if (field !== undefined && !CALL_META_FIELDS.includes(field)) {
+          diagnostics.error('BATON_UNKNOWN_FIELD', `calls.${target} has no field '${field}'`, refPath, {
+            ...place,
+            hint: didYouMean(field, CALL_META_FIELDS),
+          })
+        }
+      } else if (index.has(ref.root)) {
+        target = ref.root
+      }
+      if (target !== undefined && from !== null) dependsOn[from]?.add(index.get(target) as number)
     }
-    if (target !== undefined && from !== null) dependsOn[from]?.add(index.get(target) as number)
-  }
 
   const env = ctx.env
   const callsView = (scope: Scope): Record<string, unknown> => {
@@ -131,17 +163,24 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
     if (compiled !== null) partial.push(compiled)
   }
 
-  const response = endpoint.response === undefined
-    ? defaultResponse(names)
-    : compileValue(endpoint.response, [...at, 'response'], rootsFor(null, null), diagnostics).evaluate
+  const response =
+    endpoint.response === undefined
+      ? defaultResponse(names)
+      : compileValue(endpoint.response, [...at, 'response'], rootsFor(null, null), diagnostics).evaluate
 
   const deps = dependsOn.map((s) => [...s].sort((a, b) => a - b))
   const cycle = findCycle(deps)
   if (cycle !== null) {
     const first = names[cycle[0] as number] as string
-    diagnostics.error('BATON_CYCLE', `calls read each other in a cycle: ${cycle.map((c) => names[c]).join(' → ')} (→ means "reads")`, [...at, 'calls', first], {
-      key: true, hint: 'no call can start first; break the cycle so that one of these calls does not read the next',
-    })
+    diagnostics.error(
+      'BATON_CYCLE',
+      `calls read each other in a cycle: ${cycle.map((c) => names[c]).join(' → ')} (→ means "reads")`,
+      [...at, 'calls', first],
+      {
+        key: true,
+        hint: 'no call can start first; break the cycle so that one of these calls does not read the next',
+      },
+    )
   }
   if (diagnostics.list.length > errorsBefore && diagnostics.failed) return null
 
@@ -149,7 +188,11 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
   const dependents = names.map((_, i) => deps.flatMap((d, j) => (d.includes(i) ? [j] : [])))
   const slots = bodySlots(partial)
   const calls: CallPlan[] = partial.map((p) => ({
-    ...p, dependsOn: deps[p.index] as number[], dependents: dependents[p.index] as number[], level: level[p.index] as number, bodySlot: slots.of.get(p.index) ?? -1,
+    ...p,
+    dependsOn: deps[p.index] as number[],
+    dependents: dependents[p.index] as number[],
+    level: level[p.index] as number,
+    bodySlot: slots.of.get(p.index) ?? -1,
   }))
   return {
     key,
@@ -159,7 +202,10 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
     purpose: endpoint.purpose,
     timeout: endpoint.timeout ?? ctx.defaultTimeout,
     auth,
-    rateLimit: endpoint.rateLimit === false ? { exempt: true, perEndpoint: null } : { exempt: false, perEndpoint: endpoint.rateLimit?.perEndpoint ?? null },
+    rateLimit:
+      endpoint.rateLimit === false
+        ? { exempt: true, perEndpoint: null }
+        : { exempt: false, perEndpoint: endpoint.rateLimit?.perEndpoint ?? null },
     status: endpoint.status,
     calls,
     roots: calls.filter((c) => c.dependsOn.length === 0).map((c) => c.index),
@@ -170,7 +216,7 @@ export function compileEndpoint (ctx: EndpointContext): EndpointPlan | null {
   }
 }
 
-function compileCall (
+function compileCall(
   i: number,
   name: string,
   call: CallConfig,
@@ -179,25 +225,47 @@ function compileCall (
   rootsFor: (from: number | null, itemName: string | null) => TemplateScope,
 ): Omit<CallPlan, 'dependents' | 'level' | 'dependsOn' | 'bodySlot'> | null {
   const { diagnostics } = ctx
-  const [, method, serviceName, rawPath] = CALL_REQUEST.exec(call.request) as unknown as [string, string, string, string]
+  const [, method, serviceName, rawPath] = CALL_REQUEST.exec(call.request) as unknown as [
+    string,
+    string,
+    string,
+    string,
+  ]
   const service = ctx.services.get(serviceName)
   // A declared service that failed to compile has its own error already.
   if (service === undefined && !ctx.declaredServices.has(serviceName)) {
     const suggestion = closest(serviceName, ctx.services.keys())
     diagnostics.error('BATON_UNKNOWN_SERVICE', `no service named '${serviceName}'`, [...at, 'request'], {
       offset: call.request.indexOf(serviceName),
-      hint: suggestion === undefined ? `declare it under services:, or use one of: ${[...ctx.services.keys()].join(', ')}` : `did you mean '${suggestion}'?`,
+      hint:
+        suggestion === undefined
+          ? `declare it under services:, or use one of: ${[...ctx.services.keys()].join(', ')}`
+          : `did you mean '${suggestion}'?`,
     })
   }
 
   let forEach: ForEachPlan | null = null
   const itemName = call.forEach === undefined ? null : (call.as ?? 'item')
-  if (itemName !== null && (itemName === name || (RESERVED_ROOTS as readonly string[]).includes(itemName) || Object.hasOwn(ctx.endpoint.calls, itemName))) {
-    diagnostics.error('BATON_RESERVED_NAME', `the forEach item cannot be named '${itemName}': that name is taken`, [...at, call.as === undefined ? 'forEach' : 'as'], { hint: 'pick another name with as: …' })
+  if (
+    itemName !== null &&
+    (itemName === name ||
+      (RESERVED_ROOTS as readonly string[]).includes(itemName) ||
+      Object.hasOwn(ctx.endpoint.calls, itemName))
+  ) {
+    diagnostics.error(
+      'BATON_RESERVED_NAME',
+      `the forEach item cannot be named '${itemName}': that name is taken`,
+      [...at, call.as === undefined ? 'forEach' : 'as'],
+      { hint: 'pick another name with as: …' },
+    )
   }
   if (call.forEach === undefined) {
     for (const key of ['as', 'into'] as const) {
-      if (call[key] !== undefined) diagnostics.error('BATON_FOREACH_ONLY', `'${key}' only applies to a forEach call`, [...at, key], { key: true, hint: 'add forEach: ${someCall.list}, or remove it' })
+      if (call[key] !== undefined)
+        diagnostics.error('BATON_FOREACH_ONLY', `'${key}' only applies to a forEach call`, [...at, key], {
+          key: true,
+          hint: 'add forEach: ${someCall.list}, or remove it',
+        })
     }
   }
   const callScope = rootsFor(i, null)
@@ -208,35 +276,59 @@ function compileCall (
   }
 
   const pathTemplate = compileString(rawPath, [...at, 'request'], itemScope, diagnostics, encodePathValue)
-  const query = call.query === undefined
-    ? null
-    : Object.entries(call.query).map(([k, v]) => [k, compileValue(v, [...at, 'query', k], itemScope, diagnostics).evaluate] as const)
-  const headers = call.headers === undefined
-    ? null
-    : Object.entries(call.headers).flatMap(([h, v]) => {
-      if (!checkHeaderName(h, [...at, 'headers', h], diagnostics)) return []
-      if (service !== undefined && service.credentialHeader === h.toLowerCase()) {
-        diagnostics.error('BATON_AUTH_CONFLICT', `${service.name} gets its own credentials in ${service.credentialHeader}; this call cannot set it`, [...at, 'headers', h], {
-          key: true, hint: `remove ${h} here, or drop the service's auth to pass the client's own`,
+  const query =
+    call.query === undefined
+      ? null
+      : Object.entries(call.query).map(
+          ([k, v]) => [k, compileValue(v, [...at, 'query', k], itemScope, diagnostics).evaluate] as const,
+        )
+  const headers =
+    call.headers === undefined
+      ? null
+      : Object.entries(call.headers).flatMap(([h, v]) => {
+          if (!checkHeaderName(h, [...at, 'headers', h], diagnostics)) return []
+          if (service !== undefined && service.credentialHeader === h.toLowerCase()) {
+            diagnostics.error(
+              'BATON_AUTH_CONFLICT',
+              `${service.name} gets its own credentials in ${service.credentialHeader}; this call cannot set it`,
+              [...at, 'headers', h],
+              {
+                key: true,
+                hint: `remove ${h} here, or drop the service's auth to pass the client's own`,
+              },
+            )
+            return []
+          }
+          const compiled = compileString(String(v), [...at, 'headers', h], itemScope, diagnostics, undefined)
+          return compiled === null ? [] : [[h.toLowerCase(), compiled.evaluate] as const]
         })
-        return []
-      }
-      const compiled = compileString(String(v), [...at, 'headers', h], itemScope, diagnostics, undefined)
-      return compiled === null ? [] : [[h.toLowerCase(), compiled.evaluate] as const]
-    })
-  const body = call.body === undefined ? null : compileValue(call.body, [...at, 'body'], itemScope, diagnostics).evaluate
-  const fallback = call.fallback === undefined || call.fallback === null ? null : compileValue(call.fallback, [...at, 'fallback'], callScope, diagnostics).evaluate
+  const body =
+    call.body === undefined ? null : compileValue(call.body, [...at, 'body'], itemScope, diagnostics).evaluate
+  const fallback =
+    call.fallback === undefined || call.fallback === null
+      ? null
+      : compileValue(call.fallback, [...at, 'fallback'], callScope, diagnostics).evaluate
   const when = call.when === undefined ? null : compileCondition(call.when, [...at, 'when'], callScope, diagnostics)
 
   const timeout = call.timeout ?? service?.timeout ?? Infinity
   const deadline = ctx.endpoint.timeout ?? ctx.defaultTimeout
   const retry = callRetry(call, method, service?.resilience)
   if (Number.isFinite(timeout) && timeout > deadline) {
-    diagnostics.warn('BATON_TIMEOUT_OVER_DEADLINE', `timeout ${timeout}ms is longer than the endpoint's ${deadline}ms deadline`, [...at, call.timeout === undefined ? 'request' : 'timeout'], { hint: 'the deadline wins: the call gets at most the time left' })
+    diagnostics.warn(
+      'BATON_TIMEOUT_OVER_DEADLINE',
+      `timeout ${timeout}ms is longer than the endpoint's ${deadline}ms deadline`,
+      [...at, call.timeout === undefined ? 'request' : 'timeout'],
+      { hint: 'the deadline wins: the call gets at most the time left' },
+    )
   } else if (retry !== null && worstCase(timeout, retry) > deadline) {
-    diagnostics.warn('BATON_RETRY_OVER_DEADLINE', `worst case ${Number.isFinite(timeout) ? `${worstCase(timeout, retry)}ms` : 'unbounded'} (${retry.attempts + 1} tries of ${Number.isFinite(timeout) ? `${timeout}ms` : 'no timeout'} plus backoff) does not fit the endpoint's ${deadline}ms deadline`, [...at, call.retry === undefined ? 'request' : 'retry'], {
-      hint: 'retries that cannot finish before the deadline are not started; lower the timeout or the attempts, or raise the deadline',
-    })
+    diagnostics.warn(
+      'BATON_RETRY_OVER_DEADLINE',
+      `worst case ${Number.isFinite(timeout) ? `${worstCase(timeout, retry)}ms` : 'unbounded'} (${retry.attempts + 1} tries of ${Number.isFinite(timeout) ? `${timeout}ms` : 'no timeout'} plus backoff) does not fit the endpoint's ${deadline}ms deadline`,
+      [...at, call.retry === undefined ? 'request' : 'retry'],
+      {
+        hint: 'retries that cannot finish before the deadline are not started; lower the timeout or the attempts, or raise the deadline',
+      },
+    )
   }
   if (service === undefined || pathTemplate === null) return null
 
@@ -262,7 +354,10 @@ function compileCall (
 }
 
 /** Gives calls with identically written bodies one slot, so the body is serialised once per request. */
-function bodySlots (calls: readonly Pick<CallPlan, 'index' | 'config' | 'forEach'>[]): { of: Map<number, number>; count: number } {
+function bodySlots(calls: readonly Pick<CallPlan, 'index' | 'config' | 'forEach'>[]): {
+  of: Map<number, number>
+  count: number
+} {
   const groups = new Map<string, number[]>()
   for (const call of calls) {
     if (call.config.body === undefined || call.forEach !== null) continue
@@ -279,7 +374,7 @@ function bodySlots (calls: readonly Pick<CallPlan, 'index' | 'config' | 'forEach
   return { of, count }
 }
 
-function defaultResponse (names: readonly string[]): Evaluator {
+function defaultResponse(names: readonly string[]): Evaluator {
   return (s) => {
     const out: Record<string, unknown> = {}
     for (let i = 0; i < names.length; i++) out[names[i] as string] = (s as Scope).values[i] ?? null

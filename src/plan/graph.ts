@@ -1,7 +1,7 @@
 /** The call graph of one endpoint: cycles (named, for the error) and sequence levels. */
 
 /** Returns a cycle as a list of node indexes (first repeated at the end), or null. */
-export function findCycle (dependsOn: readonly (readonly number[])[]): number[] | null {
+export function findCycle(dependsOn: readonly (readonly number[])[]): number[] | null {
   const state = new Uint8Array(dependsOn.length) // 0 new, 1 on the stack, 2 done
   const stack: number[] = []
   const visit = (node: number): number[] | null => {
@@ -28,7 +28,7 @@ export function findCycle (dependsOn: readonly (readonly number[])[]): number[] 
 }
 
 /** Level 1 for calls without dependencies, else 1 + the deepest dependency. Assumes no cycle. */
-export function levels (dependsOn: readonly (readonly number[])[]): number[] {
+export function levels(dependsOn: readonly (readonly number[])[]): number[] {
   const out = new Array<number>(dependsOn.length).fill(0)
   const level = (node: number): number => {
     if (out[node] !== 0) return out[node] as number

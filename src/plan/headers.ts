@@ -3,14 +3,21 @@
  * forwarded, in either direction, and not settable from the config.
  */
 export const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
-  'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
 ])
 
 /** Managed by the HTTP client itself. */
 export const RESERVED = new Set(['host', 'content-length'])
 
-export function isForbiddenHeader (name: string): boolean {
+export function isForbiddenHeader(name: string): boolean {
   const lower = name.toLowerCase()
   return HOP_BY_HOP.has(lower) || RESERVED.has(lower)
 }

@@ -28,7 +28,7 @@ export interface ServiceResilience {
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
-export function serviceResilience (service: ServiceConfig): ServiceResilience {
+export function serviceResilience(service: ServiceConfig): ServiceResilience {
   return {
     retry: service.retry === undefined ? null : retryPlan(service.retry),
     retryBudget: service.retry === undefined ? 0.2 : percent(service.retry.budget),
@@ -39,7 +39,7 @@ export function serviceResilience (service: ServiceConfig): ServiceResilience {
 }
 
 /** A call's retry policy: its own, else its service's; none for a non-idempotent method unless the call says it is safe. */
-export function callRetry (call: CallConfig, method: string, service: ServiceResilience | undefined): RetryPlan | null {
+export function callRetry(call: CallConfig, method: string, service: ServiceResilience | undefined): RetryPlan | null {
   if (call.retry === false) return null
   const plan = call.retry === undefined ? (service?.retry ?? null) : retryPlan(call.retry)
   if (plan === null || plan.attempts === 0) return null
@@ -48,19 +48,19 @@ export function callRetry (call: CallConfig, method: string, service: ServiceRes
 }
 
 /** Longest the backoff before retry number `retry` (1-based) may be, without jitter. */
-export function backoffCeiling (plan: RetryPlan, retry: number): number {
+export function backoffCeiling(plan: RetryPlan, retry: number): number {
   return plan.backoff === 'fixed' ? plan.delay : Math.min(plan.maxDelay, plan.delay * 2 ** (retry - 1))
 }
 
 /** Worst case of a call: every try times out and every backoff is as long as it can be. Infinity without a timeout. */
-export function worstCase (timeout: number, retry: RetryPlan | null): number {
+export function worstCase(timeout: number, retry: RetryPlan | null): number {
   if (retry === null) return timeout
   let total = timeout * (retry.attempts + 1)
   for (let r = 1; r <= retry.attempts; r++) total += backoffCeiling(retry, r)
   return total
 }
 
-function retryPlan (config: RetryConfig): RetryPlan {
+function retryPlan(config: RetryConfig): RetryPlan {
   const on = new Set<string | number>(config.on)
   return {
     attempts: config.attempts,
@@ -75,6 +75,6 @@ function retryPlan (config: RetryConfig): RetryPlan {
   }
 }
 
-function percent (value: string | number): number {
+function percent(value: string | number): number {
   return (typeof value === 'number' ? value : Number(value.slice(0, -1))) / 100
 }

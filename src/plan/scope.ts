@@ -48,7 +48,7 @@ export class Scope {
   /** The current item while a forEach call builds one of its requests. */
   item: unknown
 
-  constructor (request: RequestView, callCount: number, keepMeta: boolean) {
+  constructor(request: RequestView, callCount: number, keepMeta: boolean) {
     this.request = request
     this.values = new Array<unknown>(callCount).fill(null)
     this.meta = keepMeta ? new Array<CallMeta | undefined>(callCount) : null

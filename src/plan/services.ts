@@ -13,7 +13,7 @@ import { readConfigFile, resolveEnv } from './edge.ts'
 import { AUTH_FIELDS, type Scope } from './scope.ts'
 
 /** Service-level strings (url, headers) may read environment variables only; they are resolved once. */
-export function envScope (env: Readonly<Record<string, string | undefined>>, diagnostics: Diagnostics): TemplateScope {
+export function envScope(env: Readonly<Record<string, string | undefined>>, diagnostics: Diagnostics): TemplateScope {
   const snapshot: Record<string, string> = Object.create(null) as Record<string, string>
   for (const [k, v] of Object.entries(env)) if (v !== undefined) snapshot[k] = v
   return {
@@ -22,13 +22,21 @@ export function envScope (env: Readonly<Record<string, string | undefined>>, dia
     onReference: (ref, path) => {
       const name = ref.path[0]
       if (ref.root === 'env' && name !== undefined && snapshot[name] === undefined) {
-        diagnostics.warn('BATON_ENV_UNSET', `environment variable ${name} is not set`, path, { hint: `set ${name} before starting the gateway` })
+        diagnostics.warn('BATON_ENV_UNSET', `environment variable ${name} is not set`, path, {
+          hint: `set ${name} before starting the gateway`,
+        })
       }
     },
   }
 }
 
-export function compileServices (config: Config, env: Readonly<Record<string, string | undefined>>, baseDir: string, mode: 'serve' | 'check' | 'dev', diagnostics: Diagnostics): Map<string, ServicePlan> {
+export function compileServices(
+  config: Config,
+  env: Readonly<Record<string, string | undefined>>,
+  baseDir: string,
+  mode: 'serve' | 'check' | 'dev',
+  diagnostics: Diagnostics,
+): Map<string, ServicePlan> {
   const scope = envScope(env, diagnostics)
   const services = new Map<string, ServicePlan>()
   for (const [name, service] of Object.entries(config.services)) {
@@ -39,24 +47,36 @@ export function compileServices (config: Config, env: Readonly<Record<string, st
 }
 
 /** Service header values read env (resolved now) and auth (read per request). */
-function headerScope (env: TemplateScope, diagnostics: Diagnostics): TemplateScope & { readsAuth: boolean } {
+function headerScope(env: TemplateScope, diagnostics: Diagnostics): TemplateScope & { readsAuth: boolean } {
   const scope = {
     readsAuth: false,
     knownRoots: ['env', 'auth'],
-    resolveRoot: (name: string) => (name === 'auth' ? (s: unknown) => (s as Scope).request.auth : env.resolveRoot(name)),
+    resolveRoot: (name: string) =>
+      name === 'auth' ? (s: unknown) => (s as Scope).request.auth : env.resolveRoot(name),
     onReference: (ref: Reference, path: ConfigPath, source: string) => {
       if (ref.root !== 'auth') return env.onReference(ref, path, source)
       scope.readsAuth = true
       const field = ref.path[0]
       if (field !== undefined && !AUTH_FIELDS.includes(field)) {
-        diagnostics.error('BATON_UNKNOWN_FIELD', `auth has no field '${field}'`, path, { offset: ref.offset, hint: didYouMean(field, AUTH_FIELDS) ?? `auth has ${AUTH_FIELDS.join(', ')}; token claims are under auth.claims` })
+        diagnostics.error('BATON_UNKNOWN_FIELD', `auth has no field '${field}'`, path, {
+          offset: ref.offset,
+          hint:
+            didYouMean(field, AUTH_FIELDS) ?? `auth has ${AUTH_FIELDS.join(', ')}; token claims are under auth.claims`,
+        })
       }
     },
   }
   return scope
 }
 
-function compileService (name: string, service: ServiceConfig, scope: TemplateScope, baseDir: string, mode: 'serve' | 'check' | 'dev', diagnostics: Diagnostics): ServicePlan | null {
+function compileService(
+  name: string,
+  service: ServiceConfig,
+  scope: TemplateScope,
+  baseDir: string,
+  mode: 'serve' | 'check' | 'dev',
+  diagnostics: Diagnostics,
+): ServicePlan | null {
   const at = ['services', name]
   const urlText = compileString(service.url, [...at, 'url'], scope, diagnostics, undefined)
   if (urlText === null) return null
@@ -65,15 +85,21 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
   try {
     url = new URL(raw)
   } catch {
-    diagnostics.error('BATON_INVALID_URL', `'${raw}' is not a URL`, [...at, 'url'], { hint: 'write http://host:port or https://host, optionally with a path prefix' })
+    diagnostics.error('BATON_INVALID_URL', `'${raw}' is not a URL`, [...at, 'url'], {
+      hint: 'write http://host:port or https://host, optionally with a path prefix',
+    })
     return null
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    diagnostics.error('BATON_INVALID_URL', `unsupported protocol ${url.protocol} in '${raw}'`, [...at, 'url'], { hint: 'services are reached over http: or https:' })
+    diagnostics.error('BATON_INVALID_URL', `unsupported protocol ${url.protocol} in '${raw}'`, [...at, 'url'], {
+      hint: 'services are reached over http: or https:',
+    })
     return null
   }
   if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    diagnostics.error('BATON_INVALID_URL', `'${raw}' may not carry a query, fragment or credentials`, [...at, 'url'], { hint: 'put credentials in headers, query parameters on the calls' })
+    diagnostics.error('BATON_INVALID_URL', `'${raw}' may not carry a query, fragment or credentials`, [...at, 'url'], {
+      hint: 'put credentials in headers, query parameters on the calls',
+    })
     return null
   }
 
@@ -101,7 +127,10 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
     /** A secret the environment leaves empty: an error when serving (the service would get an empty credential). */
     const secret = (value: string, path: (string | number)[]): string => {
       const text = resolveEnv(value, path, ctx) ?? ''
-      if (text === '' && mode === 'serve') diagnostics.error('BATON_AUTH_CONFIG', `the credential of ${name} is empty`, path, { hint: 'set the environment variable it reads' })
+      if (text === '' && mode === 'serve')
+        diagnostics.error('BATON_AUTH_CONFIG', `the credential of ${name} is empty`, path, {
+          hint: 'set the environment variable it reads',
+        })
       return text
     }
     let header: string
@@ -116,7 +145,10 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
       const o = auth.oauth2
       const oat = [...at, 'auth', 'oauth2']
       const tokenUrl = resolveEnv(o.tokenUrl, [...oat, 'tokenUrl'], ctx) ?? ''
-      if (!/^https?:\/\/[^/]/.test(tokenUrl)) diagnostics.error('BATON_INVALID_URL', `'${tokenUrl}' is not an http(s) URL`, [...oat, 'tokenUrl'], { hint: 'the token endpoint, e.g. https://auth.example.com/oauth/token' })
+      if (!/^https?:\/\/[^/]/.test(tokenUrl))
+        diagnostics.error('BATON_INVALID_URL', `'${tokenUrl}' is not an http(s) URL`, [...oat, 'tokenUrl'], {
+          hint: 'the token endpoint, e.g. https://auth.example.com/oauth/token',
+        })
       oauth2 = {
         tokenUrl,
         clientId: resolveEnv(o.clientId, [...oat, 'clientId'], ctx) ?? '',
@@ -128,11 +160,21 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
       }
     }
     credentialHeader = header
-    const clash = forwardHeaders.includes(header) ? 'forwardHeaders' : Object.keys(service.headers ?? {}).some((h) => h.toLowerCase() === header) ? 'headers' : null
+    const clash = forwardHeaders.includes(header)
+      ? 'forwardHeaders'
+      : Object.keys(service.headers ?? {}).some((h) => h.toLowerCase() === header)
+        ? 'headers'
+        : null
     if (clash !== null) {
-      diagnostics.error('BATON_AUTH_CONFLICT', `${name} gets its own credentials in ${header}, and ${clash} sets ${header} too`, [...at, clash], {
-        key: true, hint: `remove ${header} from ${clash}, or drop auth to pass the client's own`,
-      })
+      diagnostics.error(
+        'BATON_AUTH_CONFLICT',
+        `${name} gets its own credentials in ${header}, and ${clash} sets ${header} too`,
+        [...at, clash],
+        {
+          key: true,
+          hint: `remove ${header} from ${clash}, or drop auth to pass the client's own`,
+        },
+      )
     }
   }
 
@@ -140,28 +182,47 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
   if (service.tls !== undefined) {
     const t = service.tls
     const tat = [...at, 'tls']
-    if (url.protocol !== 'https:') diagnostics.error('BATON_AUTH_CONFIG', 'tls settings need an https:// service URL', [...tat], { key: true, hint: `write https://${url.host}${url.pathname === '/' ? '' : url.pathname}` })
-    if ((t.cert === undefined) !== (t.key === undefined)) diagnostics.error('BATON_AUTH_CONFIG', 'a client certificate needs both cert and key', tat, { key: true })
-    const file = (f: string | undefined, key: string): string | null => (f === undefined ? null : readConfigFile(f, [...tat, key], { baseDir, diagnostics }))
+    if (url.protocol !== 'https:')
+      diagnostics.error('BATON_AUTH_CONFIG', 'tls settings need an https:// service URL', [...tat], {
+        key: true,
+        hint: `write https://${url.host}${url.pathname === '/' ? '' : url.pathname}`,
+      })
+    if ((t.cert === undefined) !== (t.key === undefined))
+      diagnostics.error('BATON_AUTH_CONFIG', 'a client certificate needs both cert and key', tat, { key: true })
+    const file = (f: string | undefined, key: string): string | null =>
+      f === undefined ? null : readConfigFile(f, [...tat, key], { baseDir, diagnostics })
     tls = {
       cert: file(t.cert, 'cert'),
       key: file(t.key, 'key'),
       ca: file(t.ca, 'ca'),
-      passphrase: t.passphrase === undefined ? null : resolveEnv(t.passphrase, [...tat, 'passphrase'], { env: scope, diagnostics }),
+      passphrase:
+        t.passphrase === undefined
+          ? null
+          : resolveEnv(t.passphrase, [...tat, 'passphrase'], { env: scope, diagnostics }),
       servername: t.servername ?? null,
     }
     if (tls.cert !== null) {
       try {
         new X509Certificate(tls.cert)
       } catch (err) {
-        diagnostics.error('BATON_INVALID_KEY', `the client certificate does not parse: ${(err as Error).message}`, [...tat, 'cert'], { hint: 'give a PEM certificate (-----BEGIN CERTIFICATE-----)' })
+        diagnostics.error(
+          'BATON_INVALID_KEY',
+          `the client certificate does not parse: ${(err as Error).message}`,
+          [...tat, 'cert'],
+          { hint: 'give a PEM certificate (-----BEGIN CERTIFICATE-----)' },
+        )
       }
     }
     if (tls.key !== null) {
       try {
         createPrivateKey(tls.passphrase === null ? tls.key : { key: tls.key, passphrase: tls.passphrase })
       } catch (err) {
-        diagnostics.error('BATON_INVALID_KEY', `the client key does not parse: ${(err as Error).message}`, [...tat, 'key'], { hint: 'give a PEM private key, and its passphrase if it has one' })
+        diagnostics.error(
+          'BATON_INVALID_KEY',
+          `the client key does not parse: ${(err as Error).message}`,
+          [...tat, 'key'],
+          { hint: 'give a PEM private key, and its passphrase if it has one' },
+        )
       }
     }
   }
@@ -187,15 +248,20 @@ function compileService (name: string, service: ServiceConfig, scope: TemplateSc
   }
 }
 
-export function checkHeaderName (name: string, path: readonly (string | number)[], diagnostics: Diagnostics): boolean {
+export function checkHeaderName(name: string, path: readonly (string | number)[], diagnostics: Diagnostics): boolean {
   if (!isForbiddenHeader(name)) return true
   diagnostics.error('BATON_FORBIDDEN_HEADER', `header '${name}' cannot be set or forwarded`, path, {
-    key: true, hint: 'hop-by-hop headers, host and content-length belong to the connection and are managed by Baton',
+    key: true,
+    hint: 'hop-by-hop headers, host and content-length belong to the connection and are managed by Baton',
   })
   return false
 }
 
-function compileMock (at: string[], routes: NonNullable<ServiceConfig['mock']>, diagnostics: Diagnostics): MockRoutePlan[] {
+function compileMock(
+  at: string[],
+  routes: NonNullable<ServiceConfig['mock']>,
+  diagnostics: Diagnostics,
+): MockRoutePlan[] {
   const plans: MockRoutePlan[] = []
   for (const [key, route] of Object.entries(routes)) {
     const [method, path] = key.split(' ') as [string, string]
@@ -204,10 +270,21 @@ function compileMock (at: string[], routes: NonNullable<ServiceConfig['mock']>, 
       resolveRoot: (name) => (name === 'request' ? (ctx) => (ctx as { request: unknown }).request : undefined),
       onReference: () => {},
     }
-    const body = route.body === undefined ? null : compileValue(route.body, [...at, 'mock', key, 'body'], scope, diagnostics).evaluate
+    const body =
+      route.body === undefined
+        ? null
+        : compileValue(route.body, [...at, 'mock', key, 'body'], scope, diagnostics).evaluate
     const headers: Record<string, string> = {}
     for (const [h, v] of Object.entries(route.headers ?? {})) headers[h.toLowerCase()] = String(v)
-    plans.push({ method, path: routeToServerPath(path), status: route.status, headers, latency: route.latency ?? 0, body, config: route })
+    plans.push({
+      method,
+      path: routeToServerPath(path),
+      status: route.status,
+      headers,
+      latency: route.latency ?? 0,
+      body,
+      config: route,
+    })
   }
   return plans
 }

@@ -10,7 +10,11 @@ export interface GatewayPlan {
   readonly name: string
   readonly serverTiming: boolean
   /** Prometheus exposition, or null when turned off. */
-  readonly metrics: { readonly path: string; readonly port: number | undefined; readonly buckets: readonly number[] | undefined } | null
+  readonly metrics: {
+    readonly path: string
+    readonly port: number | undefined
+    readonly buckets: readonly number[] | undefined
+  } | null
   readonly accessLog: boolean
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
   /** OpenTelemetry traces, or null when off (the config's, else the OTEL_* environment's). */

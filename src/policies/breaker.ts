@@ -21,7 +21,7 @@ export interface BreakerOptions {
 }
 
 export interface BreakerEvents {
-  onStateChange? (from: BreakerState, to: BreakerState): void
+  onStateChange?(from: BreakerState, to: BreakerState): void
 }
 
 export class CircuitBreaker {
@@ -39,20 +39,20 @@ export class CircuitBreaker {
   /** Goes up on every state change; a call's ticket says in which state it was let through. */
   #generation = 0
 
-  constructor (options: BreakerOptions, clock: Clock = systemClock, events: BreakerEvents = {}) {
+  constructor(options: BreakerOptions, clock: Clock = systemClock, events: BreakerEvents = {}) {
     this.options = options
     this.#clock = clock
     this.#events = events
     this.#changedAt = clock.now()
   }
 
-  get state (): BreakerState {
+  get state(): BreakerState {
     this.#advance()
     return this.#state
   }
 
   /** When the state last changed (clock ms). */
-  get changedAt (): number {
+  get changedAt(): number {
     return this.#changedAt
   }
 
@@ -62,7 +62,7 @@ export class CircuitBreaker {
    * keeps outcomes of calls let through in an earlier state (before the breaker opened) from
    * being taken for probes.
    */
-  tryAcquire (): number {
+  tryAcquire(): number {
     this.#advance()
     if (this.#state === 'open') return -1
     if (this.#state === 'half-open') {
@@ -73,14 +73,14 @@ export class CircuitBreaker {
   }
 
   /** The call reached the service and it answered (2xx, or a 4xx: the service is up). */
-  success (ticket: number): void {
+  success(ticket: number): void {
     if (this.#state !== 'half-open' || ticket !== this.#generation) return
     this.#probesOk++
     if (this.#probesOk >= this.options.halfOpenProbes) this.#move('closed')
   }
 
   /** 5xx, timeout or connection failure of a call (ticket from tryAcquire), or observed outside any call (no ticket: an active probe). */
-  failure (ticket?: number): void {
+  failure(ticket?: number): void {
     const now = this.#clock.now()
     if (this.#state === 'half-open') {
       if (ticket === this.#generation) this.#open(now)
@@ -94,20 +94,21 @@ export class CircuitBreaker {
   }
 
   /** The call's outcome says nothing about the service (the client left, the deadline passed elsewhere): give its probe back. */
-  release (ticket: number): void {
-    if (ticket === this.#generation && this.#state === 'half-open' && this.#probesOut > this.#probesOk) this.#probesOut--
+  release(ticket: number): void {
+    if (ticket === this.#generation && this.#state === 'half-open' && this.#probesOut > this.#probesOk)
+      this.#probesOut--
   }
 
-  #advance (): void {
+  #advance(): void {
     if (this.#state === 'open' && this.#clock.now() >= this.#openedAt + this.options.openFor) this.#move('half-open')
   }
 
-  #open (now: number): void {
+  #open(now: number): void {
     this.#openedAt = now
     this.#move('open')
   }
 
-  #move (to: BreakerState): void {
+  #move(to: BreakerState): void {
     const from = this.#state
     this.#state = to
     this.#failures = []

@@ -4,7 +4,7 @@
  * service and does not touch its breaker.
  */
 export class BulkheadFull extends Error {
-  constructor (service: string) {
+  constructor(service: string) {
     super(`${service}: too many calls in flight (bulkhead full)`)
     this.name = 'BulkheadFull'
   }
@@ -14,18 +14,19 @@ export class Bulkhead {
   readonly maxConcurrent: number
   readonly maxQueued: number
   #active = 0
-  readonly #queue: { resolve: () => void; reject: (err: unknown) => void; signal: AbortSignal; onAbort: () => void }[] = []
+  readonly #queue: { resolve: () => void; reject: (err: unknown) => void; signal: AbortSignal; onAbort: () => void }[] =
+    []
 
-  constructor (maxConcurrent: number, maxQueued: number) {
+  constructor(maxConcurrent: number, maxQueued: number) {
     this.maxConcurrent = maxConcurrent
     this.maxQueued = maxQueued
   }
 
-  get active (): number {
+  get active(): number {
     return this.#active
   }
 
-  get queued (): number {
+  get queued(): number {
     return this.#queue.length
   }
 
@@ -35,7 +36,7 @@ export class Bulkhead {
    * frees up (and rejects with the signal's reason if the call is aborted while it waits).
    * Call `release()` once the call has finished.
    */
-  acquire (service: string, signal: AbortSignal): Promise<void> | null {
+  acquire(service: string, signal: AbortSignal): Promise<void> | null {
     if (this.#active < this.maxConcurrent) {
       this.#active++
       return null
@@ -57,7 +58,7 @@ export class Bulkhead {
     })
   }
 
-  release (): void {
+  release(): void {
     const next = this.#queue.shift()
     if (next === undefined) {
       this.#active--

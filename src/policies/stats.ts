@@ -20,7 +20,7 @@ export class ServiceStats {
   #lastFailure: { at: string; kind: string } | null = null
 
   /** Records one finished attempt (a call, a retry, or an active health probe). */
-  record (durationMs: number, failureKind: string | null): void {
+  record(durationMs: number, failureKind: string | null): void {
     const at = this.#count % SAMPLES
     this.#durations[at] = durationMs
     this.#failed[at] = failureKind === null ? 0 : 1
@@ -28,12 +28,13 @@ export class ServiceStats {
     if (failureKind !== null) this.#lastFailure = { at: new Date().toISOString(), kind: failureKind }
   }
 
-  snapshot (): ServiceSnapshot {
+  snapshot(): ServiceSnapshot {
     const n = Math.min(this.#count, SAMPLES)
     const durations = Array.from(this.#durations.subarray(0, n)).sort((a, b) => a - b)
     let failed = 0
     for (let i = 0; i < n; i++) failed += this.#failed[i] as number
-    const pick = (q: number): number | null => (n === 0 ? null : Math.round((durations[Math.min(n - 1, Math.floor(q * n))] as number) * 10) / 10)
+    const pick = (q: number): number | null =>
+      n === 0 ? null : Math.round((durations[Math.min(n - 1, Math.floor(q * n))] as number) * 10) / 10
     return {
       calls: n,
       errorRate: n === 0 ? 0 : Math.round((failed / n) * 1000) / 1000,
@@ -58,20 +59,20 @@ export class RetryBudget {
   readonly #retries = new Uint32Array(10)
   #second = -1
 
-  constructor (ratio: number, minRetries: number, clock: Clock = systemClock) {
+  constructor(ratio: number, minRetries: number, clock: Clock = systemClock) {
     this.ratio = ratio
     this.minRetries = minRetries
     this.#clock = clock
   }
 
   /** Counts a first try. */
-  request (): void {
+  request(): void {
     this.#roll()
     this.#requests[this.#second % 10]!++
   }
 
   /** Takes a retry from the budget, if there is one left. */
-  tryRetry (): boolean {
+  tryRetry(): boolean {
     this.#roll()
     let requests = 0
     let retries = 0
@@ -84,7 +85,7 @@ export class RetryBudget {
     return true
   }
 
-  #roll (): void {
+  #roll(): void {
     const second = Math.floor(this.#clock.now() / 1000)
     if (second === this.#second) return
     // Clear the buckets of the seconds that passed (all of them after a long pause).

@@ -76,7 +76,7 @@ export interface RunReport {
   readonly retries: readonly number[] | null
 }
 
-export function execute (endpoint: BoundEndpoint, inbound: Inbound): Run {
+export function execute(endpoint: BoundEndpoint, inbound: Inbound): Run {
   let execution!: Execution
   const answer = new Promise<GatewayAnswer>((resolve) => {
     execution = new Execution(endpoint, inbound, resolve)
@@ -113,7 +113,7 @@ class Execution implements RunReport {
   bodies: (string | undefined)[] | null = null
   done = false
 
-  constructor (endpoint: BoundEndpoint, inbound: Inbound, resolve: (answer: GatewayAnswer) => void) {
+  constructor(endpoint: BoundEndpoint, inbound: Inbound, resolve: (answer: GatewayAnswer) => void) {
     this.endpoint = endpoint
     this.plan = endpoint.plan
     this.scope = new Scope(inbound.request, this.plan.calls.length, this.plan.readsCallMeta)
@@ -134,7 +134,7 @@ class Execution implements RunReport {
     this.fail(499, 'CLIENT_CLOSED_REQUEST', 'the client closed the connection', [])
   }
 
-  start (): void {
+  start(): void {
     if (this.unfinished === 0) {
       this.assemble()
       return
@@ -142,7 +142,7 @@ class Execution implements RunReport {
     for (const i of this.plan.roots) this.startCall(this.plan.calls[i] as CallPlan)
   }
 
-  startCall (call: CallPlan): void {
+  startCall(call: CallPlan): void {
     if (this.done) return
     this.state[call.index] = RUNNING
     if (call.when !== null) {
@@ -163,7 +163,7 @@ class Execution implements RunReport {
   }
 
   /** Makes the call and records its outcome. Never rejects: a bug becomes a 500, not an unhandled rejection. */
-  async runCall (call: CallPlan): Promise<void> {
+  async runCall(call: CallPlan): Promise<void> {
     let res: UpstreamResponse | null = null
     let fail: Failure | null = null
     const started = performance.now()
@@ -182,7 +182,7 @@ class Execution implements RunReport {
   }
 
   /** forEach: one request per item; identical requests are made once; at most `concurrency` in flight. */
-  async callEach (call: CallPlan): Promise<UpstreamResponse> {
+  async callEach(call: CallPlan): Promise<UpstreamResponse> {
     const each = call.forEach!
     const items = each.items(this.scope) ?? []
     if (!Array.isArray(items)) throw new UpstreamError('expression', `forEach of ${call.name} is not a list`)
@@ -233,7 +233,7 @@ class Execution implements RunReport {
     return { status: 200, headers: {}, body: value }
   }
 
-  buildRequest (call: CallPlan): Omit<UpstreamRequest, 'signal'> {
+  buildRequest(call: CallPlan): Omit<UpstreamRequest, 'signal'> {
     const scope = this.scope
     let path = call.path(scope) as string
     if (call.query !== null) path += queryString(call.query, scope)
@@ -249,7 +249,7 @@ class Execution implements RunReport {
         body = JSON.stringify(call.body(scope))
       } else {
         const bodies = (this.bodies ??= new Array<string | undefined>(this.plan.sharedBodies))
-        body = (bodies[call.bodySlot] ??= JSON.stringify(call.body(scope)))
+        body = bodies[call.bodySlot] ??= JSON.stringify(call.body(scope))
       }
       headers['content-type'] = 'application/json'
     }
@@ -261,7 +261,11 @@ class Execution implements RunReport {
    * time left); a retry whose backoff plus timeout cannot finish before the deadline is not
    * started, and neither is one the service's retry budget has no room for.
    */
-  async send (call: CallPlan, request: Omit<UpstreamRequest, 'signal'>, group?: Set<AbortController>): Promise<UpstreamResponse> {
+  async send(
+    call: CallPlan,
+    request: Omit<UpstreamRequest, 'signal'>,
+    group?: Set<AbortController>,
+  ): Promise<UpstreamResponse> {
     const client = this.endpoint.clients[call.index] as ServiceClient
     const retry = call.retry
     if (retry === null) return await this.attempt(call, client, request, 1, group)
@@ -290,13 +294,22 @@ class Execution implements RunReport {
    * service's stats. Traced, a try is a client span (its wait for a bulkhead slot included) whose
    * id the service receives in traceparent.
    */
-  async attempt (call: CallPlan, client: ServiceClient, request: Omit<UpstreamRequest, 'signal'>, tries: number, group?: Set<AbortController>): Promise<UpstreamResponse> {
+  async attempt(
+    call: CallPlan,
+    client: ServiceClient,
+    request: Omit<UpstreamRequest, 'signal'>,
+    tries: number,
+    group?: Set<AbortController>,
+  ): Promise<UpstreamResponse> {
     const left = this.deadlineAt - performance.now()
     if (left <= 0) throw DEADLINE
     const span = this.trace === null ? null : this.trace.startCall(call, request.path, tries)
     const byDeadline = left <= call.timeout
     const controller = new AbortController()
-    const timer = setTimeout(() => controller.abort(byDeadline ? DEADLINE : CALL_TIMEOUT), byDeadline ? left : call.timeout)
+    const timer = setTimeout(
+      () => controller.abort(byDeadline ? DEADLINE : CALL_TIMEOUT),
+      byDeadline ? left : call.timeout,
+    )
     this.inFlight.push(controller)
     group?.add(controller)
     const { bulkhead, breaker, stats } = client
@@ -321,7 +334,13 @@ class Execution implements RunReport {
       let res: UpstreamResponse
       try {
         const headers = span === null ? request.headers : withTraceContext(span, request.headers)
-        res = await client.send({ method: request.method, path: request.path, headers, body: request.body, signal: controller.signal })
+        res = await client.send({
+          method: request.method,
+          path: request.path,
+          headers,
+          body: request.body,
+          signal: controller.signal,
+        })
       } catch (err) {
         const kind = err instanceof UpstreamError ? err.kind : 'network'
         // Abandoned, or cut by a deadline that other calls used up (this call had a timeout of its own that had not run out): says nothing about the service.
@@ -353,13 +372,13 @@ class Execution implements RunReport {
   }
 
   /** Can a retry after `wait` ms, with a try of `timeout` ms, finish before the deadline? */
-  fits (wait: number, timeout: number): boolean {
+  fits(wait: number, timeout: number): boolean {
     const left = this.deadlineAt - performance.now() - wait
     return Number.isFinite(timeout) ? timeout <= left : left > 0
   }
 
   /** Waits out a backoff; cut short (with CANCELLED) when the request is decided meanwhile. */
-  async pause (ms: number): Promise<void> {
+  async pause(ms: number): Promise<void> {
     const controller = new AbortController()
     this.inFlight.push(controller)
     try {
@@ -371,13 +390,13 @@ class Execution implements RunReport {
     }
   }
 
-  skip (call: CallPlan): void {
+  skip(call: CallPlan): void {
     this.scope.values[call.index] = this.fallbackOf(call)
     if (this.scope.meta !== null) this.scope.meta[call.index] = meta(null, null, true)
     this.advance(call)
   }
 
-  finishCall (call: CallPlan, res: UpstreamResponse | null, fail: Failure | null): void {
+  finishCall(call: CallPlan, res: UpstreamResponse | null, fail: Failure | null): void {
     if (this.done) return
     let f = fail
     if (res !== null && (res.status < 200 || res.status >= 300)) f = statusFailure(res)
@@ -389,9 +408,20 @@ class Execution implements RunReport {
     }
     const failed = f as Failure
     if (failed.kind === 'aborted') return
-    ;(this.failures ??= []).push({ call: call.name, service: call.service.name, kind: failed.kind, status: failed.status, required: call.required })
+    ;(this.failures ??= []).push({
+      call: call.name,
+      service: call.service.name,
+      kind: failed.kind,
+      status: failed.status,
+      required: call.required,
+    })
     if (failed.kind === 'deadline') {
-      this.fail(504, 'GATEWAY_TIMEOUT', `the endpoint's ${this.plan.timeout}ms deadline passed`, this.failedInFlight(call))
+      this.fail(
+        504,
+        'GATEWAY_TIMEOUT',
+        `the endpoint's ${this.plan.timeout}ms deadline passed`,
+        this.failedInFlight(call),
+      )
       return
     }
     if (failed.kind === 'timeout') (this.timedOut ??= []).push(call.service.name)
@@ -402,7 +432,15 @@ class Execution implements RunReport {
         return
       }
       const answer = answerFor(failed, call.service.name)
-      this.fail(answer.status, answer.code, answer.message, [call.service.name], failed.kind === 'status' && failed.status === 429 ? (failed.retryAfter ?? String(this.endpoint.retryAfterSeconds)) : null)
+      this.fail(
+        answer.status,
+        answer.code,
+        answer.message,
+        [call.service.name],
+        failed.kind === 'status' && failed.status === 429
+          ? (failed.retryAfter ?? String(this.endpoint.retryAfterSeconds))
+          : null,
+      )
       return
     }
     this.scope.values[call.index] = this.fallbackOf(call)
@@ -412,7 +450,7 @@ class Execution implements RunReport {
   }
 
   /** A call is finished: start the calls that were waiting only for it; answer when none is left. */
-  advance (call: CallPlan): void {
+  advance(call: CallPlan): void {
     this.state[call.index] = FINISHED
     this.unfinished--
     for (const d of call.dependents) {
@@ -423,7 +461,7 @@ class Execution implements RunReport {
     if (this.unfinished === 0 && !this.done) this.assemble()
   }
 
-  fallbackOf (call: CallPlan): unknown {
+  fallbackOf(call: CallPlan): unknown {
     if (call.fallback === null) return null
     try {
       return call.fallback(this.scope) ?? null
@@ -432,7 +470,7 @@ class Execution implements RunReport {
     }
   }
 
-  assemble (): void {
+  assemble(): void {
     if (this.timedOut !== null && this.timedOut.length === this.started) {
       this.fail(504, 'GATEWAY_TIMEOUT', 'every call timed out', [...new Set(this.timedOut)])
       return
@@ -455,16 +493,26 @@ class Execution implements RunReport {
   }
 
   /** Services of the calls cut off by the deadline, plus the one that noticed. */
-  failedInFlight (call: CallPlan): string[] {
+  failedInFlight(call: CallPlan): string[] {
     const names = new Set([call.service.name])
     for (const c of this.plan.calls) if (this.state[c.index] === RUNNING) names.add(c.service.name)
     return [...names]
   }
 
-  fail (status: number, code: ErrorCode, text: string, failedServices: string[], retryAfter: string | null = null): void {
+  fail(
+    status: number,
+    code: ErrorCode,
+    text: string,
+    failedServices: string[],
+    retryAfter: string | null = null,
+  ): void {
     this.done = true
     for (const controller of this.inFlight.splice(0)) controller.abort(CANCELLED)
-    this.resolve({ status, body: errorEnvelope(code, text, failedServices), headers: retryAfter === null ? null : { 'retry-after': retryAfter } })
+    this.resolve({
+      status,
+      body: errorEnvelope(code, text, failedServices),
+      headers: retryAfter === null ? null : { 'retry-after': retryAfter },
+    })
   }
 }
 
@@ -472,11 +520,11 @@ const zero = (): number => 0
 const notMade = (): number => NaN
 
 /** Truthiness of the expression language: false, null, 0 and "" are false. */
-function truthy (value: unknown): boolean {
+function truthy(value: unknown): boolean {
   return value !== false && value !== null && value !== undefined && value !== 0 && value !== ''
 }
 
-function removeItem<T> (list: T[], item: T): void {
+function removeItem<T>(list: T[], item: T): void {
   const at = list.indexOf(item)
   if (at === -1) return
   list[at] = list[list.length - 1] as T
@@ -484,25 +532,28 @@ function removeItem<T> (list: T[], item: T): void {
 }
 
 /** ms to wait before the next try, or null when this outcome is not retried. */
-function retryDelay (plan: RetryPlan, tries: number, res: UpstreamResponse | null, error: unknown): number | null {
+function retryDelay(plan: RetryPlan, tries: number, res: UpstreamResponse | null, error: unknown): number | null {
   if (res !== null) {
     const status = res.status
     if (!((status >= 500 && plan.on5xx) || plan.statuses.includes(status))) return null
     return Math.max(backoff(plan, tries), retryAfterMs(res.headers['retry-after']))
   }
   const kind = error instanceof UpstreamError ? error.kind : null
-  const retried = (kind === 'timeout' && plan.onTimeout) || (kind === 'connect' && plan.onConnect) || (kind === 'network' && plan.onNetwork)
+  const retried =
+    (kind === 'timeout' && plan.onTimeout) ||
+    (kind === 'connect' && plan.onConnect) ||
+    (kind === 'network' && plan.onNetwork)
   return retried ? backoff(plan, tries) : null
 }
 
 /** Exponential backoff with "equal jitter" (between half and all of the step), or a fixed delay. */
-function backoff (plan: RetryPlan, tries: number): number {
+function backoff(plan: RetryPlan, tries: number): number {
   const step = backoffCeiling(plan, tries)
   return plan.backoff === 'fixed' ? step : step / 2 + Math.random() * (step / 2)
 }
 
 /** Retry-After in seconds or as an HTTP date, in ms (0 when absent or unreadable). */
-function retryAfterMs (value: string | string[] | undefined): number {
+function retryAfterMs(value: string | string[] | undefined): number {
   if (typeof value !== 'string') return 0
   const seconds = Number(value)
   if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000)
@@ -510,16 +561,21 @@ function retryAfterMs (value: string | string[] | undefined): number {
   return Number.isNaN(date) ? 0 : Math.max(0, date - Date.now())
 }
 
-function failure (kind: Failure['kind'], status: number | null, text: string, retryAfter: string | null = null): Failure {
+function failure(
+  kind: Failure['kind'],
+  status: number | null,
+  text: string,
+  retryAfter: string | null = null,
+): Failure {
   return { kind, status, retryAfter, message: text }
 }
 
-function statusFailure (res: UpstreamResponse): Failure {
+function statusFailure(res: UpstreamResponse): Failure {
   const retryAfter = res.headers['retry-after']
   return failure('status', res.status, `answered ${res.status}`, typeof retryAfter === 'string' ? retryAfter : null)
 }
 
-function toFailure (err: unknown): Failure {
+function toFailure(err: unknown): Failure {
   if (err instanceof CallFailed) return err.failure
   if (err instanceof UpstreamError) return failure(err.kind, null, err.message)
   if (err instanceof ExpressionEvalError) return failure('expression', null, err.message)
@@ -528,21 +584,21 @@ function toFailure (err: unknown): Failure {
   return failure('network', null, message(err))
 }
 
-function meta (res: UpstreamResponse | null, fail: Failure | null, skipped: boolean): CallMeta {
+function meta(res: UpstreamResponse | null, fail: Failure | null, skipped: boolean): CallMeta {
   return {
     status: res?.status ?? fail?.status ?? null,
     headers: res?.headers ?? {},
     ok: fail === null && !skipped,
-    error: fail === null ? null : (fail.kind === 'status' ? 'status' : fail.kind),
+    error: fail === null ? null : fail.kind === 'status' ? 'status' : fail.kind,
     skipped,
   }
 }
 
-function message (err: unknown): string {
+function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-function queryString (query: NonNullable<CallPlan['query']>, scope: Scope): string {
+function queryString(query: NonNullable<CallPlan['query']>, scope: Scope): string {
   let out = ''
   for (const [key, evaluate] of query) {
     const value = evaluate(scope)
@@ -558,7 +614,12 @@ function queryString (query: NonNullable<CallPlan['query']>, scope: Scope): stri
 const INVALID_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 
 /** Evaluated header values; a value a header cannot carry (from a client, a claim, a service) fails the call as a bad request. */
-function setHeaders (list: readonly (readonly [string, Evaluator])[], scope: Scope, call: string, to: Record<string, string>): void {
+function setHeaders(
+  list: readonly (readonly [string, Evaluator])[],
+  scope: Scope,
+  call: string,
+  to: Record<string, string>,
+): void {
   for (const [name, evaluate] of list) {
     const value = evaluate(scope)
     if (value === null || value === undefined) continue
@@ -566,15 +627,26 @@ function setHeaders (list: readonly (readonly [string, Evaluator])[], scope: Sco
     // RFC 9110 field values: visible ASCII, space, tab and obs-text. A line break would inject a header;
     // other characters would make the HTTP client throw, which must not count against the service.
     if (INVALID_FIELD_VALUE.test(text)) {
-      throw new UpstreamError('bad_request', /[\r\n]/.test(text) ? `a value for header ${name} of ${call} contains line breaks` : `a value for header ${name} of ${call} has characters a header cannot carry`)
+      throw new UpstreamError(
+        'bad_request',
+        /[\r\n]/.test(text)
+          ? `a value for header ${name} of ${call} contains line breaks`
+          : `a value for header ${name} of ${call} has characters a header cannot carry`,
+      )
     }
     to[name] = text
   }
 }
 
-function forwardHeaders (names: readonly string[], from: RequestView['headers'], to: Record<string, string>): void {
+function forwardHeaders(names: readonly string[], from: RequestView['headers'], to: Record<string, string>): void {
   const connection = from.connection
-  const perHop = typeof connection === 'string' ? connection.toLowerCase().split(',').map((s) => s.trim()) : null
+  const perHop =
+    typeof connection === 'string'
+      ? connection
+          .toLowerCase()
+          .split(',')
+          .map((s) => s.trim())
+      : null
   for (const name of names) {
     const value = from[name]
     if (value === undefined || perHop?.includes(name) === true) continue

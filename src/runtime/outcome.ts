@@ -13,7 +13,7 @@ export interface Failure {
 /** Carries a Failure through a promise rejection (a forEach item that answered an error status). */
 export class CallFailed extends Error {
   readonly failure: Failure
-  constructor (failure: Failure) {
+  constructor(failure: Failure) {
     super(failure.message)
     this.name = 'CallFailed'
     this.failure = failure
@@ -27,30 +27,47 @@ export interface ErrorAnswer {
 }
 
 /** The answer when a required call fails (deadline and "all timed out" are decided by the caller). */
-export function answerFor (failure: Failure, service: string): ErrorAnswer {
+export function answerFor(failure: Failure, service: string): ErrorAnswer {
   if (failure.kind === 'status' && failure.status !== null) {
     const s = failure.status
-    if (s === 401) return { status: 401, code: 'DOWNSTREAM_UNAUTHORIZED', message: `${service} refused the credentials (401)` }
+    if (s === 401)
+      return { status: 401, code: 'DOWNSTREAM_UNAUTHORIZED', message: `${service} refused the credentials (401)` }
     if (s === 403) return { status: 403, code: 'DOWNSTREAM_FORBIDDEN', message: `${service} refused access (403)` }
-    if (s === 429) return { status: 429, code: 'DOWNSTREAM_RATE_LIMITED', message: `${service} is rate limiting requests (429)` }
-    if (s >= 400 && s < 500) return { status: s, code: 'DOWNSTREAM_REJECTED', message: `${service} rejected the request (${s})` }
+    if (s === 429)
+      return { status: 429, code: 'DOWNSTREAM_RATE_LIMITED', message: `${service} is rate limiting requests (429)` }
+    if (s >= 400 && s < 500)
+      return { status: s, code: 'DOWNSTREAM_REJECTED', message: `${service} rejected the request (${s})` }
     return { status: 502, code: 'DOWNSTREAM_FAILURE', message: `${service} failed (${s})` }
   }
   if (failure.kind === 'bad_request') return { status: 400, code: 'BAD_REQUEST', message: failure.message }
-  if (failure.kind === 'circuit_open') return { status: 502, code: 'CIRCUIT_OPEN', message: `${service} is failing: its circuit breaker is open` }
-  if (failure.kind === 'bulkhead_full') return { status: 503, code: 'BULKHEAD_FULL', message: `too many calls in flight to ${service}` }
-  return { status: ErrorCodes.DOWNSTREAM_FAILURE.status, code: 'DOWNSTREAM_FAILURE', message: `${service} failed: ${describe(failure)}` }
+  if (failure.kind === 'circuit_open')
+    return { status: 502, code: 'CIRCUIT_OPEN', message: `${service} is failing: its circuit breaker is open` }
+  if (failure.kind === 'bulkhead_full')
+    return { status: 503, code: 'BULKHEAD_FULL', message: `too many calls in flight to ${service}` }
+  return {
+    status: ErrorCodes.DOWNSTREAM_FAILURE.status,
+    code: 'DOWNSTREAM_FAILURE',
+    message: `${service} failed: ${describe(failure)}`,
+  }
 }
 
-function describe (failure: Failure): string {
+function describe(failure: Failure): string {
   switch (failure.kind) {
-    case 'timeout': return 'timed out'
-    case 'connect': return 'could not connect'
-    case 'network': return 'connection error'
-    case 'bad_body': return 'answered with a body that is not JSON'
-    case 'too_large': return 'answer too large'
-    case 'expression': return 'could not build its request'
-    case 'credentials': return 'no credentials for it'
-    default: return failure.message
+    case 'timeout':
+      return 'timed out'
+    case 'connect':
+      return 'could not connect'
+    case 'network':
+      return 'connection error'
+    case 'bad_body':
+      return 'answered with a body that is not JSON'
+    case 'too_large':
+      return 'answer too large'
+    case 'expression':
+      return 'could not build its request'
+    case 'credentials':
+      return 'no credentials for it'
+    default:
+      return failure.message
   }
 }

@@ -13,7 +13,7 @@ import type { GatewayAnswer } from '../runtime/execute.ts'
 const JSON_TYPE = 'application/json; charset=utf-8'
 const REQUEST_ID = /^[\w.:-]{1,200}$/
 
-export function send (reply: FastifyReply, answer: GatewayAnswer, requestId: string): FastifyReply {
+export function send(reply: FastifyReply, answer: GatewayAnswer, requestId: string): FastifyReply {
   let text: string
   try {
     text = JSON.stringify(answer.body)
@@ -28,12 +28,12 @@ export function send (reply: FastifyReply, answer: GatewayAnswer, requestId: str
   return reply.send(text)
 }
 
-export function sendError (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply {
+export function sendError(reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply {
   return send(reply, { status: ErrorCodes[code].status, body: errorEnvelope(code), headers: null }, requestId)
 }
 
 /** The client's x-request-id when it is a sane token, else a fresh UUID. Cached on the request. */
-export function requestIdOf (req: FastifyRequest): string {
+export function requestIdOf(req: FastifyRequest): string {
   if (req.id !== '') return req.id
   const given = req.headers['x-request-id']
   const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
@@ -41,7 +41,7 @@ export function requestIdOf (req: FastifyRequest): string {
   return id
 }
 
-export function errorCodeOf (err: FastifyError): ErrorCode {
+export function errorCodeOf(err: FastifyError): ErrorCode {
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_JSON':
     case 'FST_ERR_CTP_INVALID_JSON_BODY': // fastify 5: also __proto__ / constructor keys
@@ -62,13 +62,20 @@ export function errorCodeOf (err: FastifyError): ErrorCode {
 }
 
 /** Errors Node reports before a request exists (slow or oversized heads, garbage): answered in the envelope, then the socket is closed. */
-export function clientError (err: Error & { code?: string }, socket: Socket): void {
+export function clientError(err: Error & { code?: string }, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST'
+  const code: ErrorCode =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? 'REQUEST_TIMEOUT'
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? 'HEADERS_TOO_LARGE'
+        : 'BAD_REQUEST'
   const { status } = ErrorCodes[code]
   const body = JSON.stringify(errorEnvelope(code))
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    )
   }
   socket.destroy()
 }

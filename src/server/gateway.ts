@@ -44,27 +44,36 @@ export interface Gateway {
   readonly plan: GatewayPlan
   readonly server: FastifyInstance
   /** Resolves with the bound address; port 0 picks a free port. */
-  listen (options?: { host?: string; port?: number }): Promise<{ host: string; port: number; url: string; metricsUrl: string | null }>
-  close (): Promise<void>
+  listen(options?: {
+    host?: string
+    port?: number
+  }): Promise<{ host: string; port: number; url: string; metricsUrl: string | null }>
+  close(): Promise<void>
 }
 
-export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}): Gateway {
+export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): Gateway {
   const clients = new Map<string, ServiceClient>()
   const pools = new PoolRegistry()
   // Created once the clients exist (it reads their breakers and stats); breaker changes before that cannot happen.
   let metrics: GatewayMetrics | null = null
   for (const service of plan.services) {
     const origin = options.origins?.get(service.name)
-    clients.set(service.name, createServiceClient(service, {
-      pools,
-      ...(origin === undefined ? {} : { origin }),
-      ...(options.policies === undefined ? {} : { policies: options.policies }),
-      ...(options.clock === undefined ? {} : { clock: options.clock }),
-      onBreakerChange: (name, from, to) => {
-        metrics?.breakerChanged(name, from, to)
-        options.logger?.warn({ event: 'breaker', service: name, from, to }, `circuit breaker of ${name}: ${from} → ${to}`)
-      },
-    }))
+    clients.set(
+      service.name,
+      createServiceClient(service, {
+        pools,
+        ...(origin === undefined ? {} : { origin }),
+        ...(options.policies === undefined ? {} : { policies: options.policies }),
+        ...(options.clock === undefined ? {} : { clock: options.clock }),
+        onBreakerChange: (name, from, to) => {
+          metrics?.breakerChanged(name, from, to)
+          options.logger?.warn(
+            { event: 'breaker', service: name, from, to },
+            `circuit breaker of ${name}: ${from} → ${to}`,
+          )
+        },
+      }),
+    )
   }
   const probes: ProbeResults = new Map()
   let stopProbes: (() => void) | null = null
@@ -74,9 +83,13 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
 
   const edge = plan.edge
   const authenticator = edge.auth === null ? null : new Authenticator(edge.auth)
-  const limits = edge.rateLimit === null
-    ? null
-    : new RateLimits(edge.rateLimit, plan.endpoints, { logger: options.logger, onStoreError: () => metrics?.rateLimitStoreFailed() })
+  const limits =
+    edge.rateLimit === null
+      ? null
+      : new RateLimits(edge.rateLimit, plan.endpoints, {
+          logger: options.logger,
+          onStoreError: () => metrics?.rateLimitStoreFailed(),
+        })
   const { headers: headersTimeout, body: requestTimeout } = edge.clientTimeouts
   const server = Fastify({
     logger: false,
@@ -86,7 +99,10 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
       maxHeaderSize: edge.maxHeaderSize,
       headersTimeout: requestTimeout === 0 ? headersTimeout : Math.min(headersTimeout, requestTimeout),
       requestTimeout,
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(headersTimeout || 4000, requestTimeout || 4000) / 4))),
+      connectionsCheckingInterval: Math.max(
+        50,
+        Math.min(1000, Math.floor(Math.min(headersTimeout || 4000, requestTimeout || 4000) / 4)),
+      ),
     },
     requestTimeout,
     clientErrorHandler: clientError,
@@ -118,7 +134,9 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   registerHealth(server, plan, clients, probes, limits)
   if (metrics !== null && plan.metrics !== null) {
     const registry = metrics.registry
-    ;(admin ?? server).get(plan.metrics.path, async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()))
+    ;(admin ?? server).get(plan.metrics.path, async (_req, reply) =>
+      reply.header('content-type', registry.contentType).send(await registry.metrics()),
+    )
   }
   const observe: Observe = {
     accessLog: options.accessLog ?? plan.accessLog,
@@ -135,7 +153,11 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
       retryAfterSeconds: plan.retryAfterSeconds,
       tracing: tracing === null ? null : new EndpointTracing(tracing, endpoint, endpointClients),
     }
-    const guard = guardFor(endpoint, authenticator, limits, { metrics, logger: options.logger ?? null, accessLog: observe.accessLog })
+    const guard = guardFor(endpoint, authenticator, limits, {
+      metrics,
+      logger: options.logger ?? null,
+      accessLog: observe.accessLog,
+    })
     server.route({
       method: endpoint.method as 'GET',
       url: endpoint.route === '' ? '/' : endpoint.route,
@@ -148,7 +170,7 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
   return {
     plan,
     server,
-    async listen ({ host = plan.host, port = plan.port } = {}) {
+    async listen({ host = plan.host, port = plan.port } = {}) {
       // The first requests must be counted: a shared store is connected before the port opens.
       await limits?.ready()
       await server.listen({ host, port })
@@ -157,10 +179,13 @@ export function createGateway (plan: GatewayPlan, options: GatewayOptions = {}):
       const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host
       const bound = boundPort(server, port)
       const url = `http://${shown}:${bound}`
-      const metricsUrl = plan.metrics === null ? null : `${admin === null ? url : `http://${shown}:${boundPort(admin, 0)}`}${plan.metrics.path}`
+      const metricsUrl =
+        plan.metrics === null
+          ? null
+          : `${admin === null ? url : `http://${shown}:${boundPort(admin, 0)}`}${plan.metrics.path}`
       return { host, port: bound, url, metricsUrl }
     },
-    close () {
+    close() {
       // Once: a second close (a test's own, then its cleanup) waits for the first.
       closing ??= (async () => {
         stopProbes?.()
@@ -183,12 +208,15 @@ interface Observe {
   readonly metrics: GatewayMetrics | null
 }
 
-function boundPort (server: FastifyInstance, fallback: number): number {
+function boundPort(server: FastifyInstance, fallback: number): number {
   const address = server.server.address()
   return typeof address === 'object' && address !== null ? address.port : fallback
 }
 
-function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
+function handlerFor(
+  endpoint: BoundEndpoint,
+  observe: Observe,
+): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const method = endpoint.plan.method
   const { serverTiming: timing, log, metrics } = observe
   const tracing = endpoint.tracing
@@ -223,4 +251,3 @@ function handlerFor (endpoint: BoundEndpoint, observe: Observe): (req: FastifyRe
     return send(reply, answer, requestId)
   }
 }
-

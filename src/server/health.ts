@@ -28,7 +28,12 @@ export interface ReadyReport {
 /** Last result of each service's active probe. */
 export type ProbeResults = Map<string, { ok: boolean; at: string }>
 
-export function readiness (plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, probes: ProbeResults, limits: RateLimits | null = null): ReadyReport {
+export function readiness(
+  plan: GatewayPlan,
+  clients: ReadonlyMap<string, ServiceClient>,
+  probes: ProbeResults,
+  limits: RateLimits | null = null,
+): ReadyReport {
   const services: Record<string, ServiceHealth> = {}
   const unavailable = new Set<string>()
   let degraded = false
@@ -45,24 +50,41 @@ export function readiness (plan: GatewayPlan, clients: ReadonlyMap<string, Servi
   const refusing = !storeUp && plan.edge.rateLimit?.onStoreError === 'reject'
   if (!storeUp) degraded = true
   // An endpoint is served fully unless a required call goes to a service whose breaker is open.
-  const servable = plan.endpoints.filter((e) => !e.calls.some((c) => c.required && unavailable.has(c.service.name)) && !(refusing && !e.rateLimit.exempt))
+  const servable = plan.endpoints.filter(
+    (e) => !e.calls.some((c) => c.required && unavailable.has(c.service.name)) && !(refusing && !e.rateLimit.exempt),
+  )
   const status: Readiness = plan.endpoints.length > 0 && servable.length === 0 ? 'down' : degraded ? 'degraded' : 'ok'
   const rl = plan.edge.rateLimit
   return { status, services, ...(rl === null ? {} : { rateLimits: { store: rl.store, up: storeUp } }) }
 }
 
-export function registerHealth (server: FastifyInstance, plan: GatewayPlan, clients: ReadonlyMap<string, ServiceClient>, probes: ProbeResults, limits: RateLimits | null): void {
+export function registerHealth(
+  server: FastifyInstance,
+  plan: GatewayPlan,
+  clients: ReadonlyMap<string, ServiceClient>,
+  probes: ProbeResults,
+  limits: RateLimits | null,
+): void {
   const paths = plan.health
   if (paths === null) return
-  server.get(paths.path, async (_req, reply) => reply.code(200).header('cache-control', 'no-store').send({ status: 'ok' }))
+  server.get(paths.path, async (_req, reply) =>
+    reply.code(200).header('cache-control', 'no-store').send({ status: 'ok' }),
+  )
   server.get(paths.readyPath, async (_req, reply) => {
     const report = readiness(plan, clients, probes, limits)
-    return reply.code(report.status === 'down' ? 503 : 200).header('cache-control', 'no-store').send(report)
+    return reply
+      .code(report.status === 'down' ? 503 : 200)
+      .header('cache-control', 'no-store')
+      .send(report)
   })
 }
 
 /** Starts each service's active probe; returns a function that stops them all. */
-export function startProbes (clients: ReadonlyMap<string, ServiceClient>, probes: ProbeResults, logger?: Logger): () => void {
+export function startProbes(
+  clients: ReadonlyMap<string, ServiceClient>,
+  probes: ProbeResults,
+  logger?: Logger,
+): () => void {
   const timers: NodeJS.Timeout[] = []
   for (const [name, client] of clients) {
     const probe = client.service.resilience.probe
@@ -71,7 +93,13 @@ export function startProbes (clients: ReadonlyMap<string, ServiceClient>, probes
       const started = performance.now()
       let failure: string | null = null
       try {
-        const res = await client.send({ method: 'GET', path: client.service.pathPrefix + probe.path, headers: {}, body: null, signal: AbortSignal.timeout(probe.timeout) })
+        const res = await client.send({
+          method: 'GET',
+          path: client.service.pathPrefix + probe.path,
+          headers: {},
+          body: null,
+          signal: AbortSignal.timeout(probe.timeout),
+        })
         if (res.status >= 400) failure = `status ${res.status}`
       } catch (err) {
         failure = err instanceof UpstreamError ? err.kind : 'network'
@@ -81,13 +109,21 @@ export function startProbes (clients: ReadonlyMap<string, ServiceClient>, probes
       probes.set(name, { ok: failure === null, at: new Date().toISOString() })
       // A dead service opens its breaker before real traffic has to find out.
       if (failure !== null) client.breaker?.failure()
-      if (previous?.ok !== (failure === null)) logger?.[failure === null ? 'info' : 'warn']({ event: 'probe', service: name, ok: failure === null, failure }, `${name} health probe ${failure === null ? 'ok' : `failed: ${failure}`}`)
+      if (previous?.ok !== (failure === null))
+        logger?.[failure === null ? 'info' : 'warn'](
+          { event: 'probe', service: name, ok: failure === null, failure },
+          `${name} health probe ${failure === null ? 'ok' : `failed: ${failure}`}`,
+        )
     }
-    const tick = (): void => { void run() }
+    const tick = (): void => {
+      void run()
+    }
     tick()
     const timer = setInterval(tick, probe.interval)
     timer.unref()
     timers.push(timer)
   }
-  return () => { for (const t of timers) clearInterval(t) }
+  return () => {
+    for (const t of timers) clearInterval(t)
+  }
 }

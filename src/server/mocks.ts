@@ -17,10 +17,10 @@ export interface MockOptions {
 export interface MockFleet {
   /** Service name → origin of its mock. */
   readonly origins: ReadonlyMap<string, string>
-  close (): Promise<void>
+  close(): Promise<void>
 }
 
-export async function startMocks (plan: GatewayPlan, options: MockOptions = {}): Promise<MockFleet> {
+export async function startMocks(plan: GatewayPlan, options: MockOptions = {}): Promise<MockFleet> {
   const servers: FastifyInstance[] = []
   const origins = new Map<string, string>()
   try {
@@ -36,10 +36,15 @@ export async function startMocks (plan: GatewayPlan, options: MockOptions = {}):
     await Promise.all(servers.map((s) => s.close()))
     throw err
   }
-  return { origins, close: async () => { await Promise.all(servers.map((s) => s.close())) } }
+  return {
+    origins,
+    close: async () => {
+      await Promise.all(servers.map((s) => s.close()))
+    },
+  }
 }
 
-function mockServer (service: ServicePlan, options: MockOptions): FastifyInstance {
+function mockServer(service: ServicePlan, options: MockOptions): FastifyInstance {
   const server = Fastify({ logger: false, forceCloseConnections: true })
   const down = options.down?.has(service.name) === true
   const extra = options.slow?.get(service.name) ?? 0
@@ -59,7 +64,14 @@ function mockServer (service: ServicePlan, options: MockOptions): FastifyInstanc
         if (down) return reply.code(503).send(await failing())
         const delay = route.latency + extra
         if (delay > 0) await sleep(delay)
-        const request = { method: req.method, path: req.url.split('?')[0], params: req.params, query: req.query, headers: req.headers, body: req.body ?? null }
+        const request = {
+          method: req.method,
+          path: req.url.split('?')[0],
+          params: req.params,
+          query: req.query,
+          headers: req.headers,
+          body: req.body ?? null,
+        }
         const body = route.body === null ? null : route.body({ request })
         reply.code(route.status).headers(route.headers)
         return body === null ? reply.send() : reply.send(body)

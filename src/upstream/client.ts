@@ -30,16 +30,22 @@ export interface UpstreamResponse {
 
 /** Why a call failed; the runtime maps kinds to the client's status. */
 export type FailureKind =
-  | 'timeout' | 'deadline' | 'aborted'
-  | 'connect' | 'network'
-  | 'bad_body' | 'too_large'
-  | 'circuit_open' | 'bulkhead_full'
-  | 'expression' | 'bad_request'
+  | 'timeout'
+  | 'deadline'
+  | 'aborted'
+  | 'connect'
+  | 'network'
+  | 'bad_body'
+  | 'too_large'
+  | 'circuit_open'
+  | 'bulkhead_full'
+  | 'expression'
+  | 'bad_request'
   | 'credentials'
 
 export class UpstreamError extends Error {
   readonly kind: FailureKind
-  constructor (kind: FailureKind, message: string, options?: { cause?: unknown }) {
+  constructor(kind: FailureKind, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = 'UpstreamError'
     this.kind = kind
@@ -59,7 +65,7 @@ export interface ServiceClient {
   readonly bulkhead: Bulkhead | null
   readonly budget: RetryBudget
   readonly stats: ServiceStats
-  close (): Promise<void>
+  close(): Promise<void>
 }
 
 /**
@@ -70,7 +76,7 @@ export interface ServiceClient {
 export class PoolRegistry {
   readonly #pools = new Map<string, { pool: Pool; users: number }>()
 
-  acquire (origin: string, service: ServicePlan): { pool: Pool; release: () => Promise<void> } {
+  acquire(origin: string, service: ServicePlan): { pool: Pool; release: () => Promise<void> } {
     const key = JSON.stringify([origin, service.connections, service.tls])
     let entry = this.#pools.get(key)
     if (entry === undefined) {
@@ -113,14 +119,20 @@ export interface ClientOptions {
   onBreakerChange?: (service: string, from: BreakerState, to: BreakerState) => void
 }
 
-export function createServiceClient (service: ServicePlan, options: ClientOptions = {}): ServiceClient {
+export function createServiceClient(service: ServicePlan, options: ClientOptions = {}): ServiceClient {
   const origin = options.origin ?? service.origin
   const { pool, release } = (options.pools ?? new PoolRegistry()).acquire(origin, service)
   const limit = service.maxResponseSize
   const base: Send = async (req) => {
     let res: Dispatcher.ResponseData
     try {
-      res = await pool.request({ method: req.method as Dispatcher.HttpMethod, path: req.path, headers: req.headers, body: req.body, signal: req.signal })
+      res = await pool.request({
+        method: req.method as Dispatcher.HttpMethod,
+        path: req.path,
+        headers: req.headers,
+        body: req.body,
+        signal: req.signal,
+      })
     } catch (err) {
       throw toUpstreamError(err, req.signal)
     }
@@ -151,7 +163,9 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
       try {
         body = JSON.parse(text)
       } catch (err) {
-        throw new UpstreamError('bad_body', `${service.name} answered ${res.statusCode} with a body that is not JSON`, { cause: err })
+        throw new UpstreamError('bad_body', `${service.name} answered ${res.statusCode} with a body that is not JSON`, {
+          cause: err,
+        })
       }
     }
     return { status: res.statusCode, headers: res.headers, body }
@@ -166,10 +180,24 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
     service,
     origin,
     send,
-    breaker: resilience.breaker === null
-      ? null
-      : new CircuitBreaker(resilience.breaker, clock, onChange === undefined ? {} : { onStateChange: (from, to) => { onChange(service.name, from, to) } }),
-    bulkhead: resilience.bulkhead === null ? null : new Bulkhead(resilience.bulkhead.maxConcurrent, resilience.bulkhead.maxQueued),
+    breaker:
+      resilience.breaker === null
+        ? null
+        : new CircuitBreaker(
+            resilience.breaker,
+            clock,
+            onChange === undefined
+              ? {}
+              : {
+                  onStateChange: (from, to) => {
+                    onChange(service.name, from, to)
+                  },
+                },
+          ),
+    bulkhead:
+      resilience.bulkhead === null
+        ? null
+        : new Bulkhead(resilience.bulkhead.maxConcurrent, resilience.bulkhead.maxQueued),
     budget: new RetryBudget(resilience.retryBudget, 10, clock),
     stats: new ServiceStats(),
     close: release,
@@ -177,7 +205,7 @@ export function createServiceClient (service: ServicePlan, options: ClientOption
 }
 
 /** Adds the service's OAuth2 token to each request; a 401 answer discards the token. */
-function withToken (next: Send, tokens: OAuth2Tokens): Send {
+function withToken(next: Send, tokens: OAuth2Tokens): Send {
   return async (req) => {
     let token: string
     try {
@@ -192,22 +220,27 @@ function withToken (next: Send, tokens: OAuth2Tokens): Send {
   }
 }
 
-function untilAborted<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(signal.reason as Error)
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => { reject(signal.reason as Error) }
+    const onAbort = (): void => {
+      reject(signal.reason as Error)
+    }
     signal.addEventListener('abort', onAbort, { once: true })
-    promise.then((value) => {
-      signal.removeEventListener('abort', onAbort)
-      resolve(value)
-    }, (err: unknown) => {
-      signal.removeEventListener('abort', onAbort)
-      reject(err as Error)
-    })
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err as Error)
+      },
+    )
   })
 }
 
-function tlsOptions (tls: TlsPlan): Record<string, string> {
+function tlsOptions(tls: TlsPlan): Record<string, string> {
   const options: Record<string, string> = {}
   if (tls.cert !== null) options.cert = tls.cert
   if (tls.key !== null) options.key = tls.key
@@ -218,7 +251,7 @@ function tlsOptions (tls: TlsPlan): Record<string, string> {
 }
 
 /** Reads a chunked body, counting as it goes and stopping at the limit. */
-async function readChunked (res: Dispatcher.ResponseData, limit: number): Promise<string> {
+async function readChunked(res: Dispatcher.ResponseData, limit: number): Promise<string> {
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -232,13 +265,16 @@ async function readChunked (res: Dispatcher.ResponseData, limit: number): Promis
   return Buffer.concat(chunks, size).toString('utf8')
 }
 
-function toUpstreamError (err: unknown, signal: AbortSignal): UpstreamError {
+function toUpstreamError(err: unknown, signal: AbortSignal): UpstreamError {
   if (err instanceof UpstreamError) return err
   if (signal.aborted) {
     const reason: unknown = signal.reason
     return reason instanceof UpstreamError ? reason : new UpstreamError('aborted', 'call aborted', { cause: err })
   }
   const code = (err as { code?: string }).code
-  const kind: FailureKind = code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'UND_ERR_CONNECT_TIMEOUT' ? 'connect' : 'network'
+  const kind: FailureKind =
+    code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'UND_ERR_CONNECT_TIMEOUT'
+      ? 'connect'
+      : 'network'
   return new UpstreamError(kind, (err as Error).message ?? String(err), { cause: err })
 }

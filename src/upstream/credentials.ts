@@ -19,14 +19,14 @@ export class OAuth2Tokens {
   #renewAt = 0
   #pending: Promise<string> | null = null
 
-  constructor (plan: OAuth2Plan, service: string, clock: Clock) {
+  constructor(plan: OAuth2Plan, service: string, clock: Clock) {
     this.#plan = plan
     this.#service = service
     this.#clock = clock
   }
 
   /** A valid token; concurrent callers share one fetch. */
-  get (): Promise<string> {
+  get(): Promise<string> {
     if (this.#token !== null && this.#clock.now() < this.#renewAt) return Promise.resolve(this.#token)
     this.#pending ??= this.#fetch().finally(() => {
       this.#pending = null
@@ -35,24 +35,30 @@ export class OAuth2Tokens {
   }
 
   /** The service refused `token`: forget it (unless a newer one replaced it already). */
-  reject (token: string): void {
+  reject(token: string): void {
     if (this.#token === token) {
       this.#token = null
       this.#renewAt = 0
     }
   }
 
-  async #fetch (): Promise<string> {
+  async #fetch(): Promise<string> {
     const p = this.#plan
     const form = new URLSearchParams({ grant_type: 'client_credentials' })
     if (p.scope !== null) form.set('scope', p.scope)
     if (p.audience !== null) form.set('audience', p.audience)
-    const basic = Buffer.from(`${encodeURIComponent(p.clientId)}:${encodeURIComponent(p.clientSecret)}`).toString('base64')
+    const basic = Buffer.from(`${encodeURIComponent(p.clientId)}:${encodeURIComponent(p.clientSecret)}`).toString(
+      'base64',
+    )
     let body: unknown
     try {
       const res = await request(p.tokenUrl, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', authorization: `Basic ${basic}` },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+          authorization: `Basic ${basic}`,
+        },
         body: form.toString(),
         signal: AbortSignal.timeout(p.timeout),
       })
@@ -62,11 +68,16 @@ export class OAuth2Tokens {
       }
       body = await res.body.json()
     } catch (err) {
-      throw new UpstreamError('credentials', `no OAuth2 token for ${this.#service}: ${(err as Error).message}`, { cause: err })
+      throw new UpstreamError('credentials', `no OAuth2 token for ${this.#service}: ${(err as Error).message}`, {
+        cause: err,
+      })
     }
     const token = (body as { access_token?: unknown } | null)?.access_token
     if (typeof token !== 'string' || token === '' || /[\r\n\0]/.test(token)) {
-      throw new UpstreamError('credentials', `no OAuth2 token for ${this.#service}: the token endpoint's answer has no access_token`)
+      throw new UpstreamError(
+        'credentials',
+        `no OAuth2 token for ${this.#service}: the token endpoint's answer has no access_token`,
+      )
     }
     const expiresIn = Number((body as { expires_in?: unknown }).expires_in)
     const lifetime = Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn * 1000 : DEFAULT_LIFETIME

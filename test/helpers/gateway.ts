@@ -12,7 +12,7 @@ import { startStub, type Stub } from './stub.ts'
 export interface RunningGateway {
   readonly url: string
   readonly plan: GatewayPlan
-  close (): Promise<void>
+  close(): Promise<void>
 }
 
 export interface GatewayStartOptions {
@@ -25,7 +25,11 @@ export interface GatewayStartOptions {
 }
 
 /** Compiles `yaml` and listens on a free loopback port; closed after the test. */
-export async function startGateway (t: TestContext, yaml: string, options: GatewayStartOptions = {}): Promise<RunningGateway> {
+export async function startGateway(
+  t: TestContext,
+  yaml: string,
+  options: GatewayStartOptions = {},
+): Promise<RunningGateway> {
   const { plan } = compileText('test.yaml', yaml, { env: options.env ?? {} })
   const gatewayOptions: GatewayOptions = {
     ...(options.origins === undefined ? {} : { origins: options.origins }),
@@ -39,7 +43,7 @@ export async function startGateway (t: TestContext, yaml: string, options: Gatew
 }
 
 /** A stub upstream closed (its sockets destroyed) after the test. */
-export async function stubFor (t: TestContext): Promise<Stub> {
+export async function stubFor(t: TestContext): Promise<Stub> {
   const stub = await startStub()
   t.after(() => stub.close())
   return stub
@@ -55,32 +59,37 @@ export interface ClientResponse {
 /** A gateway that never answers fails the test instead of hanging it. */
 const CLIENT_TIMEOUT = 10_000
 
-async function send (url: string, init: RequestInit): Promise<ClientResponse> {
+async function send(url: string, init: RequestInit): Promise<ClientResponse> {
   let res: Response
   try {
     res = await fetch(url, { ...init, signal: AbortSignal.timeout(CLIENT_TIMEOUT) })
   } catch (err) {
-    if ((err as Error).name === 'TimeoutError') throw new Error(`the gateway did not answer ${init.method ?? 'GET'} ${url} within ${CLIENT_TIMEOUT}ms`, { cause: err })
+    if ((err as Error).name === 'TimeoutError')
+      throw new Error(`the gateway did not answer ${init.method ?? 'GET'} ${url} within ${CLIENT_TIMEOUT}ms`, {
+        cause: err,
+      })
     throw err
   }
   return await toResponse(res)
 }
 
-export async function toResponse (res: Response): Promise<ClientResponse> {
+export async function toResponse(res: Response): Promise<ClientResponse> {
   const raw = await res.text()
   let body: unknown = raw
   try {
     body = JSON.parse(raw)
-  } catch { /* keep the text */ }
+  } catch {
+    /* keep the text */
+  }
   return { status: res.status, headers: Object.fromEntries(res.headers), body }
 }
 
-export async function get (url: string, headers: Record<string, string> = {}): Promise<ClientResponse> {
+export async function get(url: string, headers: Record<string, string> = {}): Promise<ClientResponse> {
   return await send(url, { headers })
 }
 
 /** POSTs `body` as JSON, or as is when it is a string (with the content-type given in headers, JSON by default). */
-export async function post (url: string, body: unknown, headers: Record<string, string> = {}): Promise<ClientResponse> {
+export async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<ClientResponse> {
   return await send(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -92,23 +101,35 @@ export async function post (url: string, body: unknown, headers: Record<string, 
  * A request through node:http, which (unlike fetch) lets a test send hop-by-hop headers
  * such as Connection, Keep-Alive, TE and Upgrade.
  */
-export async function rawRequest (method: string, url: string, headers: OutgoingHttpHeaders, body?: string): Promise<ClientResponse> {
+export async function rawRequest(
+  method: string,
+  url: string,
+  headers: OutgoingHttpHeaders,
+  body?: string,
+): Promise<ClientResponse> {
   return await new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers, agent: false, signal: AbortSignal.timeout(CLIENT_TIMEOUT) }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('error', reject)
-      res.on('end', () => {
-        const raw = Buffer.concat(chunks).toString('utf8')
-        let parsed: unknown = raw
-        try {
-          parsed = JSON.parse(raw)
-        } catch { /* keep the text */ }
-        const flat: Record<string, string> = {}
-        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v
-        resolve({ status: res.statusCode ?? 0, headers: flat, body: parsed })
-      })
-    })
+    const req = httpRequest(
+      url,
+      { method, headers, agent: false, signal: AbortSignal.timeout(CLIENT_TIMEOUT) },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('error', reject)
+        res.on('end', () => {
+          const raw = Buffer.concat(chunks).toString('utf8')
+          let parsed: unknown = raw
+          try {
+            parsed = JSON.parse(raw)
+          } catch {
+            /* keep the text */
+          }
+          const flat: Record<string, string> = {}
+          for (const [k, v] of Object.entries(res.headers))
+            if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v
+          resolve({ status: res.statusCode ?? 0, headers: flat, body: parsed })
+        })
+      },
+    )
     req.on('error', reject)
     req.end(body)
   })
@@ -118,14 +139,32 @@ export async function rawRequest (method: string, url: string, headers: Outgoing
  * Asserts a failure answer: its status, JSON content type, and the whole envelope (the
  * message may be matched with a regexp). Pass `sortServices` when their order is not defined.
  */
-export function assertError (res: ClientResponse, status: number, code: string, message: string | RegExp, failedServices: string[] = [], sortServices = false): void {
+export function assertError(
+  res: ClientResponse,
+  status: number,
+  code: string,
+  message: string | RegExp,
+  failedServices: string[] = [],
+  sortServices = false,
+): void {
   const body = res.body as { error?: { message?: unknown; failedServices?: unknown } }
   const actual = body.error?.message
   if (message instanceof RegExp) assert.match(String(actual), message)
   if (sortServices && Array.isArray(body.error?.failedServices)) (body.error.failedServices as string[]).sort()
-  assert.deepEqual({ status: res.status, body: res.body }, {
-    status,
-    body: { error: { code, message: message instanceof RegExp ? actual : message, failedServices: sortServices ? [...failedServices].sort() : failedServices, partialData: false }, data: {} },
-  })
+  assert.deepEqual(
+    { status: res.status, body: res.body },
+    {
+      status,
+      body: {
+        error: {
+          code,
+          message: message instanceof RegExp ? actual : message,
+          failedServices: sortServices ? [...failedServices].sort() : failedServices,
+          partialData: false,
+        },
+        data: {},
+      },
+    },
+  )
   assert.equal(res.headers['content-type'], 'application/json; charset=utf-8')
 }

@@ -59,14 +59,18 @@ export interface Collector {
   readonly base: string
   readonly spans: ReceivedSpan[]
   /** Export requests received, with their headers. */
-  readonly exports: { path: string; contentType: string | undefined; headers: Record<string, string | string[] | undefined> }[]
+  readonly exports: {
+    path: string
+    contentType: string | undefined
+    headers: Record<string, string | string[] | undefined>
+  }[]
   /** Answer exports with this status instead of taking them (null: take them). */
   failWith: number | null
-  close (): Promise<void>
+  close(): Promise<void>
 }
 
 /** A receiver on a free loopback port, closed after the test. */
-export async function startCollector (t: TestContext): Promise<Collector> {
+export async function startCollector(t: TestContext): Promise<Collector> {
   const spans: ReceivedSpan[] = []
   const exports: Collector['exports'] = []
   let collector: Collector | null = null
@@ -117,13 +121,13 @@ export async function startCollector (t: TestContext): Promise<Collector> {
   return collector
 }
 
-function attributesOf (list: KeyValue[] | undefined): Record<string, unknown> {
+function attributesOf(list: KeyValue[] | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const { key, value } of list ?? []) out[key] = valueOf(value)
   return out
 }
 
-function valueOf (value: AnyValue): unknown {
+function valueOf(value: AnyValue): unknown {
   if (value.stringValue !== undefined) return value.stringValue
   if (value.boolValue !== undefined) return value.boolValue
   if (value.intValue !== undefined) return Number(value.intValue)

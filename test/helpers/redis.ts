@@ -17,18 +17,18 @@ export interface TestRedis {
   /** Where the Redis came from, for messages. */
   readonly source: 'REDIS_URL' | 'local' | 'spawned'
   /** Keys under the prefix, sorted. */
-  keys (): Promise<string[]>
+  keys(): Promise<string[]>
   /** Milliseconds a key has left to live (-1: none, -2: no such key). */
-  pttl (key: string): Promise<number>
+  pttl(key: string): Promise<number>
 }
 
 export interface OwnRedis {
   readonly url: string
   readonly port: number
   /** Kills the server (SIGKILL: an outage, not a polite shutdown) and waits for it to be gone. */
-  kill (): Promise<void>
+  kill(): Promise<void>
   /** Starts it again on the same port, empty (nothing is saved), and waits until it answers. */
-  restart (): Promise<void>
+  restart(): Promise<void>
 }
 
 const LOCAL = 'redis://127.0.0.1:6379'
@@ -37,20 +37,23 @@ const LOCAL = 'redis://127.0.0.1:6379'
  * A Redis for this test, with a fresh prefix whose keys are deleted after it; null when none
  * can be had, the test then marked skipped with the reason.
  */
-export async function redisFor (t: TestContext): Promise<TestRedis | null> {
+export async function redisFor(t: TestContext): Promise<TestRedis | null> {
   let url: string
   let source: TestRedis['source']
   const given = process.env.REDIS_URL
   if (given !== undefined && given !== '') {
     // Named on purpose: a REDIS_URL that does not answer is a broken setup, not a reason to skip.
-    if (!await ping(given)) throw new Error(`REDIS_URL=${given} does not answer PING`)
+    if (!(await ping(given))) throw new Error(`REDIS_URL=${given} does not answer PING`)
     url = given
     source = 'REDIS_URL'
   } else if (await ping(LOCAL)) {
     url = LOCAL
     source = 'local'
   } else {
-    const own = await ownRedisFor(t, 'no REDIS_URL, no Redis answering on 127.0.0.1:6379, and redis-server is not installed')
+    const own = await ownRedisFor(
+      t,
+      'no REDIS_URL, no Redis answering on 127.0.0.1:6379, and redis-server is not installed',
+    )
     if (own === null) return null
     url = own.url
     source = 'spawned'
@@ -84,23 +87,34 @@ export async function redisFor (t: TestContext): Promise<TestRedis | null> {
  * A redis-server of the test's own on a free port, stopped after the test; null when the
  * binary is missing (the test then skipped with `skipReason`).
  */
-export async function ownRedisFor (t: TestContext, skipReason = 'redis-server is not installed (this test stops and restarts a Redis of its own)'): Promise<OwnRedis | null> {
+export async function ownRedisFor(
+  t: TestContext,
+  skipReason = 'redis-server is not installed (this test stops and restarts a Redis of its own)',
+): Promise<OwnRedis | null> {
   const port = await freePort()
   const url = `redis://127.0.0.1:${port}`
   let child: ChildProcess | null = null
 
   const start = async (): Promise<'started' | 'missing'> => {
-    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    const proc = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: 'ignore' },
+    )
     const failed = new Promise<NodeJS.ErrnoException>((resolve) => proc.once('error', resolve))
-    const spawned = await Promise.race([new Promise<null>((resolve) => proc.once('spawn', () => resolve(null))), failed])
+    const spawned = await Promise.race([
+      new Promise<null>((resolve) => proc.once('spawn', () => resolve(null))),
+      failed,
+    ])
     if (spawned !== null) {
       if (spawned.code === 'ENOENT') return 'missing'
       throw spawned
     }
     child = proc
     const until = performance.now() + 5000
-    while (!await ping(url)) {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`redis-server on port ${port} exited (${proc.exitCode ?? proc.signalCode}) before answering`)
+    while (!(await ping(url))) {
+      if (proc.exitCode !== null || proc.signalCode !== null)
+        throw new Error(`redis-server on port ${port} exited (${proc.exitCode ?? proc.signalCode}) before answering`)
       if (performance.now() > until) throw new Error(`redis-server on port ${port} did not answer PING within 5s`)
       await sleep(20)
     }
@@ -116,7 +130,7 @@ export async function ownRedisFor (t: TestContext, skipReason = 'redis-server is
     await exited
   }
 
-  if (await start() === 'missing') {
+  if ((await start()) === 'missing') {
     t.skip(skipReason)
     return null
   }
@@ -125,20 +139,20 @@ export async function ownRedisFor (t: TestContext, skipReason = 'redis-server is
     url,
     port,
     kill,
-    async restart () {
+    async restart() {
       await kill()
-      if (await start() === 'missing') throw new Error('redis-server disappeared')
+      if ((await start()) === 'missing') throw new Error('redis-server disappeared')
     },
   }
 }
 
 /** A key prefix no other test or run uses. */
-export function uniquePrefix (): string {
+export function uniquePrefix(): string {
   return `baton-test:${randomUUID()}`
 }
 
 /** A port nothing listens on right now (for a Redis that is not there, or one to start). */
-export async function freePort (): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -151,18 +165,24 @@ export async function freePort (): Promise<number> {
 }
 
 /** A client that fails at once instead of retrying: these are tests, not a service. */
-function connect (url: string): Redis {
-  const client = new Redis(url, { lazyConnect: true, enableOfflineQueue: true, maxRetriesPerRequest: 0, connectTimeout: 500, retryStrategy: () => null })
+function connect(url: string): Redis {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 500,
+    retryStrategy: () => null,
+  })
   // Without a listener a refused connection would be printed as an unhandled error event.
   client.on('error', () => {})
   return client
 }
 
-async function ping (url: string): Promise<boolean> {
+async function ping(url: string): Promise<boolean> {
   const client = connect(url)
   try {
     await client.connect()
-    return await client.ping() === 'PONG'
+    return (await client.ping()) === 'PONG'
   } catch {
     return false
   } finally {
@@ -170,7 +190,7 @@ async function ping (url: string): Promise<boolean> {
   }
 }
 
-async function keysUnder (client: Redis, prefix: string): Promise<string[]> {
+async function keysUnder(client: Redis, prefix: string): Promise<string[]> {
   const keys: string[] = []
   let cursor = '0'
   do {

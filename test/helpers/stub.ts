@@ -9,7 +9,14 @@ import { setTimeout as sleep } from 'node:timers/promises'
 
 /** What a route answers. Build one with json(), text(), hang() or reset(). */
 export type Reply =
-  | { readonly kind: 'send'; readonly status: number; readonly headers: Record<string, string>; readonly body: string; readonly delay: number; readonly chunked: boolean }
+  | {
+      readonly kind: 'send'
+      readonly status: number
+      readonly headers: Record<string, string>
+      readonly body: string
+      readonly delay: number
+      readonly chunked: boolean
+    }
   | { readonly kind: 'hang' }
   | { readonly kind: 'reset'; readonly delay: number }
 
@@ -22,22 +29,25 @@ export interface ReplyOptions {
   chunked?: boolean
 }
 
-export function json (body: unknown, options: ReplyOptions = {}): Reply {
+export function json(body: unknown, options: ReplyOptions = {}): Reply {
   return text(JSON.stringify(body), { ...options, headers: { 'content-type': 'application/json', ...options.headers } })
 }
 
 /** Any body as is: a non-JSON answer, an empty one, a huge one. */
-export function text (body: string, { status = 200, headers = {}, delay = 0, chunked = false }: ReplyOptions = {}): Reply {
+export function text(
+  body: string,
+  { status = 200, headers = {}, delay = 0, chunked = false }: ReplyOptions = {},
+): Reply {
   return { kind: 'send', status, headers, body, delay, chunked }
 }
 
 /** Never answers; the request stays open until the client gives up. */
-export function hang (): Reply {
+export function hang(): Reply {
   return { kind: 'hang' }
 }
 
 /** Destroys the socket without an answer (a connection reset, as the client sees it). */
-export function reset (delay = 0): Reply {
+export function reset(delay = 0): Reply {
   return { kind: 'reset', delay }
 }
 
@@ -76,15 +86,15 @@ export interface Stub {
   readonly port: number
   /** Every request, in arrival order. */
   readonly requests: StubRequest[]
-  route (key: string, handler: Handler): void
+  route(key: string, handler: Handler): void
   /** Requests that matched a route. */
-  requestsTo (key: string): StubRequest[]
-  inFlight (key?: string): number
-  peak (key?: string): number
-  close (): Promise<void>
+  requestsTo(key: string): StubRequest[]
+  inFlight(key?: string): number
+  peak(key?: string): number
+  close(): Promise<void>
 }
 
-export async function startStub (): Promise<Stub> {
+export async function startStub(): Promise<Stub> {
   const routes: Route[] = []
   const requests: StubRequest[] = []
   const inFlight = new Map<string, number>()
@@ -96,7 +106,9 @@ export async function startStub (): Promise<Stub> {
     inFlight.set(key, n)
     peaks.set(key, Math.max(peaks.get(key) ?? 0, n))
   }
-  const leave = (key: string): void => { inFlight.set(key, (inFlight.get(key) ?? 1) - 1) }
+  const leave = (key: string): void => {
+    inFlight.set(key, (inFlight.get(key) ?? 1) - 1)
+  }
 
   const server = createServer((req, res) => {
     const arrivedAt = performance.now()
@@ -127,7 +139,8 @@ export async function startStub (): Promise<Stub> {
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
       record.body = parseBody(Buffer.concat(chunks).toString('utf8'))
-      const handler = match?.route.handler ?? json({ error: `no stub route for ${req.method} ${path}` }, { status: 404 })
+      const handler =
+        match?.route.handler ?? json({ error: `no stub route for ${req.method} ${path}` }, { status: 404 })
       respond(handler, record, req, res).catch((err: unknown) => {
         if (!res.headersSent && !res.destroyed) res.writeHead(500).end(String(err))
       })
@@ -141,21 +154,26 @@ export async function startStub (): Promise<Stub> {
     url: `http://127.0.0.1:${port}`,
     port,
     requests,
-    route (key, handler) {
+    route(key, handler) {
       const [method, path] = key.split(' ') as [string, string]
       routes.push({ key, method, segments: path.split('/'), handler })
     },
     requestsTo: (key) => requests.filter((r) => r.route === key),
     inFlight: (key = ALL) => inFlight.get(key) ?? 0,
     peak: (key = ALL) => peaks.get(key) ?? 0,
-    async close () {
+    async close() {
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },
   }
 }
 
-async function respond (handler: Handler, record: StubRequest, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function respond(
+  handler: Handler,
+  record: StubRequest,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   // Aborted when the client goes away, so a delay never outlives its request.
   const gone = new AbortController()
   res.on('close', () => gone.abort())
@@ -184,7 +202,11 @@ async function respond (handler: Handler, record: StubRequest, req: IncomingMess
   res.end(reply.body)
 }
 
-function matchRoute (routes: readonly Route[], method: string, path: string): { route: Route; params: Record<string, string> } | null {
+function matchRoute(
+  routes: readonly Route[],
+  method: string,
+  path: string,
+): { route: Route; params: Record<string, string> } | null {
   const segments = path.split('/')
   for (const route of routes) {
     if (route.method !== method || route.segments.length !== segments.length) continue
@@ -202,7 +224,7 @@ function matchRoute (routes: readonly Route[], method: string, path: string): { 
   return null
 }
 
-function safeDecode (s: string): string {
+function safeDecode(s: string): string {
   try {
     return decodeURIComponent(s)
   } catch {
@@ -210,7 +232,7 @@ function safeDecode (s: string): string {
   }
 }
 
-function parseBody (raw: string): unknown {
+function parseBody(raw: string): unknown {
   if (raw === '') return null
   try {
     return JSON.parse(raw) as unknown
@@ -220,7 +242,7 @@ function parseBody (raw: string): unknown {
 }
 
 /** Polls until `check` holds (events such as a socket closing land a little after the answer). */
-export async function eventually (check: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
+export async function eventually(check: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
   const until = performance.now() + timeoutMs
   while (!check()) {
     if (performance.now() > until) throw new Error(`timed out after ${timeoutMs}ms waiting for: ${what}`)
