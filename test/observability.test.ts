@@ -96,7 +96,7 @@ describe('request logs', () => {
         time: 0,
         event: 'call_failed',
         requestId: 'req-42',
-        route: 'POST /summary',
+        endpoint: 'POST /summary',
         call: 'shipping',
         service: 'shipping',
         kind: 'status',
@@ -105,8 +105,8 @@ describe('request logs', () => {
         msg: '  ✗ shipping: answered 503, fell back',
       },
     )
-    assert.equal(request.method, 'POST')
-    assert.equal(request.route, '/summary')
+    // One spelling of the endpoint on every line: its label.
+    assert.equal(request.endpoint, 'POST /summary')
     assert.equal(request.status, 200)
     assert.equal(request.outcome, 'partial')
     assert.deepEqual(request.failed, ['shipping'])

@@ -175,11 +175,11 @@ describe('per address', () => {
     assertError(await get(`${url}/x`), 429, 'RATE_LIMITED', 'Too many requests (per-ip limit of 1 per minute)')
     const rejected = lines.filter((l) => l.event === 'rejected')
     assert.deepEqual(
-      rejected.map((l) => [l.ip, l.reason]),
+      rejected.map((l) => [l.ip, l.reason, l.endpoint]),
       [
-        ['127.0.0.1', 'rate_limited'],
-        ['127.0.0.1', 'rate_limited'],
-        ['127.0.0.1', 'rate_limited'],
+        ['127.0.0.1', 'rate_limited', 'GET /x'],
+        ['127.0.0.1', 'rate_limited', 'GET /x'],
+        ['127.0.0.1', 'rate_limited', 'GET /x'],
       ],
     )
     assert.equal(stub.requests.length, 1)

@@ -1,10 +1,9 @@
 /**
  * `baton alerts FILE`: the template's alert table, turned into Prometheus alerting rules over
- * Baton's own metrics. Thresholds come from the config: `alerts:` on endpoints (P99 latency),
+ * Baton's own metrics. Thresholds come from the plan: `alerts:` on endpoints (P99 latency),
  * on services (error rate over a window) and on the gateway (any breaker open).
  */
 import { stringify } from 'yaml'
-import type { Config } from '../config/schema.ts'
 import { formatDuration } from '../config/units.ts'
 import type { GatewayPlan } from '../plan/types.ts'
 
@@ -25,13 +24,13 @@ function promDuration(ms: number): string {
   return s % 60 === 0 ? `${s / 60}m` : `${s}s`
 }
 
-export function alertRules(config: Config, plan: GatewayPlan): string {
+export function alertRules(plan: GatewayPlan): string {
   const rules: Rule[] = []
   const gateway = plan.name
   for (const endpoint of plan.endpoints) {
-    const alerts = config.endpoints[endpoint.key]?.alerts
-    if (alerts === undefined) continue
-    const name = `${endpoint.method} ${endpoint.route}`
+    const alerts = endpoint.alerts
+    if (alerts === null) continue
+    const name = endpoint.label
     const window = promDuration(alerts.window)
     rules.push({
       alert: 'BatonEndpointLatencyP99',
@@ -44,12 +43,10 @@ export function alertRules(config: Config, plan: GatewayPlan): string {
       },
     })
   }
-  for (const [service, cfg] of Object.entries(config.services)) {
-    const alerts = cfg.alerts
-    if (alerts === undefined) continue
+  for (const { name: service, alerts } of plan.services) {
+    if (alerts === null) continue
     const window = promDuration(alerts.window)
-    const ratio =
-      (typeof alerts.errorRate === 'number' ? alerts.errorRate : Number(alerts.errorRate.slice(0, -1))) / 100
+    const ratio = alerts.errorRate
     const all = `sum(rate(baton_call_outcomes_total{service=${quote(service)},outcome!="fallback"}[${window}]))`
     const failed = `sum(rate(baton_call_outcomes_total{service=${quote(service)},outcome!~"success|fallback"}[${window}]))`
     rules.push({
@@ -63,8 +60,8 @@ export function alertRules(config: Config, plan: GatewayPlan): string {
       },
     })
   }
-  const breaker = config.gateway.alerts.breakerOpen
-  if (breaker !== false && plan.services.some((s) => s.resilience.breaker !== null)) {
+  const breaker = plan.breakerAlert
+  if (breaker !== null && plan.services.some((s) => s.resilience.breaker !== null)) {
     rules.push({
       alert: 'BatonCircuitBreakerOpen',
       expr: 'max by (service) (baton_circuit_breaker_state) == 2',

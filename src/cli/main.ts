@@ -128,7 +128,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         code = 1
         return
       }
-      const rules = alertRules(loaded.config, result.plan)
+      const rules = alertRules(result.plan)
       if (opts.output === undefined) process.stdout.write(rules)
       else await writeFile(opts.output, rules)
     })

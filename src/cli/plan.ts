@@ -116,7 +116,7 @@ function renderEndpoint(endpoint: EndpointPlan, gatewayAuth: boolean): string[] 
     .sort((a, b) => a.level - b.level || a.index - b.index)
     .map((c) => [
       `${c.level}${(byLevel.get(c.level) ?? 0) > 1 ? ' (parallel)' : ''}`,
-      serviceCall(c),
+      c.display.request,
       c.required ? 'Yes' : 'No',
       formatDuration(Math.min(c.timeout, endpoint.timeout)),
       retries(c),
@@ -144,19 +144,6 @@ function endpointAuth(auth: EndpointAuthPlan | null): string {
   return demands.length === 0 ? methods : `${methods}, with ${demands.join(' and ')}`
 }
 
-function serviceCall(call: CallPlan): string {
-  const words = call.config.request.trim().split(/\s+/)
-  const who = call.name === call.service.name ? call.name : `${call.name} (${call.service.name})`
-  const query = Object.entries(call.config.query ?? {})
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-    .join('&')
-  let text = `${who}: ${words[0] ?? ''} ${words.slice(2).join(' ')}${query === '' ? '' : `?${query}`}`
-  if (call.forEach !== null)
-    text += ` for each ${typeof call.config.forEach === 'string' ? call.config.forEach : 'item'} (≤${call.forEach.concurrency} at once, identical calls once)`
-  if (call.config.when !== undefined) text += ` when ${String(call.config.when)}`
-  return text
-}
-
 function retries(call: CallPlan): string {
   const r = call.retry
   if (r === null) return '—'
@@ -164,10 +151,7 @@ function retries(call: CallPlan): string {
 }
 
 function fallback(call: CallPlan): string {
-  if (call.required) return 'Fail request'
-  if (call.config.fallback === undefined || call.config.fallback === null) return 'null'
-  const text = JSON.stringify(call.config.fallback)
-  return text.length > 40 ? `${text.slice(0, 37)}…` : text
+  return call.required ? 'Fail request' : call.display.fallback
 }
 
 function table(header: string[], rows: string[][]): string[] {

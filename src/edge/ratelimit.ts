@@ -57,7 +57,7 @@ export class RateLimits {
   readonly #global: Policy | null
   readonly #perIp: Policy | null
   readonly #perUser: Policy | null
-  /** Per endpoint key: its own per-caller policy (its override, else the gateway's). */
+  /** Per endpoint label: its own per-caller policy (its override, else the gateway's). */
   readonly #perEndpoint = new Map<string, Policy | null>()
   readonly #options: RateLimitOptions
   #down = false
@@ -73,7 +73,7 @@ export class RateLimits {
     this.#perUser = policy('per-user', plan.perUser)
     for (const endpoint of endpoints) {
       const rate = endpoint.rateLimit.exempt ? null : (endpoint.rateLimit.perEndpoint ?? plan.perEndpoint)
-      this.#perEndpoint.set(endpoint.key, policy('per-endpoint', rate, `per-endpoint:${endpoint.key}`))
+      this.#perEndpoint.set(endpoint.label, policy('per-endpoint', rate, `per-endpoint:${endpoint.label}`))
     }
   }
 
@@ -99,7 +99,7 @@ export class RateLimits {
     // A JWT subject and an API key's name live in different namespaces: `jwt:alice` is not `apiKey:alice`.
     const user = principal === null || principal.sub === null ? null : `${principal.method}:${principal.sub}`
     const perUser = user === null ? null : this.#perUser
-    const perEndpoint = this.#perEndpoint.get(endpoint.key) ?? null
+    const perEndpoint = this.#perEndpoint.get(endpoint.label) ?? null
     if (perUser === null && perEndpoint === null) return null
     return this.#check(
       [

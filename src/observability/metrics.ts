@@ -1,14 +1,15 @@
 /**
- * Prometheus metrics (prom-client). Labels are config names and route templates only, never raw
- * paths or ids, so cardinality is bounded by the config. Label children are resolved once per
- * endpoint and call when the gateway is built; a request only observes into them.
+ * Prometheus metrics (prom-client). Labels are config names and endpoint labels only, never raw
+ * paths or ids, so cardinality is bounded by the config. Each endpoint gets an observer with its
+ * series resolved when the gateway is built; a request only records into them.
  */
 import { Counter, Gauge, Registry } from 'prom-client'
-import type { EndpointPlan, GatewayPlan } from '../plan/types.ts'
+import type { EdgeObserver, Rejection } from '../edge/admission.ts'
+import type { EndpointPlan } from '../plan/types.ts'
 import type { BreakerState } from '../policies/breaker.ts'
-import type { GatewayAnswer, RunReport } from '../runtime/execute.ts'
+import type { RunObserver } from '../runtime/observer.ts'
 import type { ServiceClient } from '../upstream/client.ts'
-import { outcomeOf } from './requests.ts'
+import { outcomeOf } from './outcome.ts'
 import { type CounterSeries, type HistogramSeries, SeriesCounter, SeriesHistogram } from './series.ts'
 
 /** Sub-millisecond to tens of seconds, in seconds. */
@@ -16,21 +17,13 @@ export const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 }
 
-/** An endpoint's label value and its request series, resolved once. */
-interface EndpointSeries {
-  readonly name: string
-  readonly duration: Readonly<Record<string, HistogramSeries>>
-  /** By `${status_class} ${outcome}`, created on first use. */
-  readonly requests: Map<string, CounterSeries>
-}
-
 interface CallSeries {
   readonly duration: HistogramSeries
   readonly outcome: (outcome: string) => CounterSeries
   readonly retries: CounterSeries
 }
 
-export class GatewayMetrics {
+export class GatewayMetrics implements EdgeObserver {
   readonly registry = new Registry()
   // The series a request records into are SeriesHistogram/SeriesCounter (see series.ts); the rare ones stay prom-client's.
   readonly #requestDuration: SeriesHistogram
@@ -42,14 +35,8 @@ export class GatewayMetrics {
   #inFlight = 0
   readonly #rejected: Counter<'endpoint' | 'reason'>
   readonly #storeErrors: Counter
-  readonly #calls = new Map<EndpointPlan, CallSeries[]>()
-  readonly #endpoints = new Map<EndpointPlan, EndpointSeries>()
 
-  constructor(
-    plan: GatewayPlan,
-    clients: ReadonlyMap<string, ServiceClient>,
-    buckets: readonly number[] = DEFAULT_BUCKETS,
-  ) {
+  constructor(clients: ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
     const registers = [this.registry]
     this.#requestDuration = new SeriesHistogram({
       name: 'baton_request_duration_seconds',
@@ -128,74 +115,66 @@ export class GatewayMetrics {
           if (c.breaker !== null) this.set({ service: name }, BREAKER_VALUE[c.breaker.state])
       },
     })
-    for (const endpoint of plan.endpoints) {
-      const name = `${endpoint.method} ${endpoint.route}`
-      this.#calls.set(
-        endpoint,
-        endpoint.calls.map((call) => {
-          const labels = { endpoint: name, call: call.name, service: call.service.name }
-          const outcomes = new Map<string, CounterSeries>()
-          return {
-            duration: this.#callDuration.labels(labels),
-            outcome: (outcome: string) => {
-              let child = outcomes.get(outcome)
-              if (child === undefined)
-                outcomes.set(outcome, (child = this.#callOutcomes.labels({ ...labels, outcome })))
-              return child
-            },
-            retries: this.#retries.labels(labels),
-          }
-        }),
-      )
-      // Created up front, so that dashboards see zeros rather than gaps.
-      const duration: Record<string, HistogramSeries> = {}
-      for (const outcome of ['complete', 'partial', 'failed'])
-        duration[outcome] = this.#requestDuration.labels({ endpoint: name, outcome })
-      this.#endpoints.set(endpoint, { name, duration, requests: new Map() })
+  }
+
+  /** Creates the endpoint's series (so that dashboards see zeros rather than gaps) and the observer that records into them. */
+  observerFor(endpoint: EndpointPlan): RunObserver {
+    const name = endpoint.label
+    const calls: CallSeries[] = endpoint.calls.map((call) => {
+      const labels = { endpoint: name, call: call.name, service: call.service.name }
+      const outcomes = new Map<string, CounterSeries>()
+      return {
+        duration: this.#callDuration.labels(labels),
+        outcome: (outcome: string) => {
+          let child = outcomes.get(outcome)
+          if (child === undefined) outcomes.set(outcome, (child = this.#callOutcomes.labels({ ...labels, outcome })))
+          return child
+        },
+        retries: this.#retries.labels(labels),
+      }
+    })
+    const duration: Record<string, HistogramSeries> = {}
+    for (const outcome of ['complete', 'partial', 'failed'])
+      duration[outcome] = this.#requestDuration.labels({ endpoint: name, outcome })
+    /** By `${status_class} ${outcome}`, created on first use. */
+    const requests = new Map<string, CounterSeries>()
+    return {
+      runStarted: () => {
+        this.#inFlight++
+      },
+      runFinished: (_state, run, answer) => {
+        this.#inFlight--
+        const outcome = outcomeOf(answer, run)
+        duration[outcome]?.observe((performance.now() - run.startedAt) / 1000)
+        const statusClass = `${Math.floor(answer.status / 100)}xx`
+        const key = `${statusClass} ${outcome}`
+        let counter = requests.get(key)
+        if (counter === undefined)
+          requests.set(key, (counter = this.#requests.labels({ endpoint: name, status_class: statusClass, outcome })))
+        counter.inc()
+        for (const call of endpoint.calls) {
+          const ms = run.durations[call.index] as number
+          if (Number.isNaN(ms)) continue
+          const s = calls[call.index] as CallSeries
+          s.duration.observe(ms / 1000)
+          const error = run.errors?.[call.index]
+          s.outcome(
+            error === undefined
+              ? 'success'
+              : error.kind === 'status'
+                ? `status_${Math.floor((error.status ?? 0) / 100)}xx`
+                : error.kind,
+          ).inc()
+          if (error !== undefined && !call.required) s.outcome('fallback').inc()
+          const retries = run.retries?.[call.index] ?? 0
+          if (retries > 0) s.retries.inc(retries)
+        }
+      },
     }
   }
 
-  requestStarted(): void {
-    this.#inFlight++
-  }
-
-  requestFinished(endpoint: EndpointPlan, answer: GatewayAnswer, report: RunReport, totalMs: number): void {
-    this.#inFlight--
-    const series = this.#endpoints.get(endpoint) as EndpointSeries
-    const name = series.name
-    const outcome = outcomeOf(answer, report)
-    series.duration[outcome]?.observe(totalMs / 1000)
-    const statusClass = `${Math.floor(answer.status / 100)}xx`
-    const key = `${statusClass} ${outcome}`
-    let requests = series.requests.get(key)
-    if (requests === undefined)
-      series.requests.set(
-        key,
-        (requests = this.#requests.labels({ endpoint: name, status_class: statusClass, outcome })),
-      )
-    requests.inc()
-    const calls = this.#calls.get(endpoint) as CallSeries[]
-    for (const call of endpoint.calls) {
-      const ms = report.durations[call.index] as number
-      if (Number.isNaN(ms)) continue
-      const s = calls[call.index] as CallSeries
-      s.duration.observe(ms / 1000)
-      const failure = report.failures?.find((f) => f.call === call.name)
-      s.outcome(
-        failure === undefined
-          ? 'success'
-          : failure.kind === 'status'
-            ? `status_${Math.floor((failure.status ?? 0) / 100)}xx`
-            : failure.kind,
-      ).inc()
-      if (failure !== undefined && !failure.required) s.outcome('fallback').inc()
-      const retries = report.retries?.[call.index] ?? 0
-      if (retries > 0) s.retries.inc(retries)
-    }
-  }
-
-  requestRejected(endpoint: EndpointPlan, reason: string): void {
-    this.#rejected.inc({ endpoint: (this.#endpoints.get(endpoint) as EndpointSeries).name, reason })
+  rejected(endpoint: EndpointPlan, rejection: Rejection): void {
+    this.#rejected.inc({ endpoint: endpoint.label, reason: rejection.reason })
   }
 
   rateLimitStoreFailed(): void {

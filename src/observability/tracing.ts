@@ -8,15 +8,16 @@
  * ready: with tracing off nothing of OpenTelemetry is even loaded (it would add ~150 ms to
  * every CLI start), and a request pays one null check.
  */
-import type { IncomingHttpHeaders } from 'node:http'
 import type * as OtelApi from '@opentelemetry/api'
 import type { Attributes, Context, Span, TextMapPropagator, Tracer } from '@opentelemetry/api'
 import type { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base'
 import type { Logger } from 'pino'
-import type { CallPlan, EndpointPlan, TracingPlan } from '../plan/types.ts'
-import type { GatewayAnswer, RunReport } from '../runtime/execute.ts'
-import { type ServiceClient, UpstreamError, type UpstreamResponse } from '../upstream/client.ts'
-import { outcomeOf } from './requests.ts'
+import type { EndpointPlan, TracingPlan } from '../plan/types.ts'
+import type { GatewayAnswer, RunObserver, RunReport, RunView } from '../runtime/observer.ts'
+import type { ServiceClient } from '../upstream/client.ts'
+import type { CallError } from '../upstream/failure.ts'
+import type { CallResponse, Try } from '../upstream/pipeline.ts'
+import { outcomeOf } from './outcome.ts'
 
 interface Otel {
   readonly api: typeof OtelApi
@@ -81,6 +82,30 @@ export class GatewayTracing {
     )
   }
 
+  /** The endpoint's observer: a server span per request, a client span per try. */
+  observerFor(endpoint: EndpointPlan, clients: readonly ServiceClient[]): RunObserver<RequestTrace | null> {
+    const spans = new EndpointSpans(this, endpoint, clients)
+    return {
+      runStarted(run) {
+        const trace = spans.startRequest(run)
+        if (trace !== null) run.traceId = trace.traceId
+        return trace
+      },
+      tryStarted(trace, _run, attempt) {
+        if (trace === null) return null
+        const span = trace.startTry(attempt)
+        attempt.headers = withTraceContext(span, attempt.headers)
+        return span
+      },
+      tryEnded(_trace, _attempt, span, response, error) {
+        if (span !== null) endTry(span as Span, response, error)
+      },
+      runFinished(trace, run, answer) {
+        trace?.finish(answer, run)
+      },
+    }
+  }
+
   /** Exports the spans still buffered, then stops. */
   async close(): Promise<void> {
     const provider = this.#provider
@@ -120,7 +145,7 @@ interface CallTracing {
 }
 
 /** An endpoint's span names and fixed attributes, prepared when the gateway is built. */
-export class EndpointTracing {
+class EndpointSpans {
   readonly tracing: GatewayTracing
   readonly name: string
   readonly attributes: Attributes
@@ -128,12 +153,15 @@ export class EndpointTracing {
   readonly calls: readonly CallTracing[]
 
   constructor(tracing: GatewayTracing, endpoint: EndpointPlan, clients: readonly ServiceClient[]) {
-    const route = endpoint.route === '' ? '/' : endpoint.route
-    const name = `${endpoint.method} ${route}`
+    const name = endpoint.label
     this.tracing = tracing
-    // HTTP semantic conventions: a server span is named "{method} {route}".
+    // HTTP semantic conventions: a server span is named "{method} {route}"; the endpoint's label is exactly that.
     this.name = name
-    this.attributes = { 'http.request.method': endpoint.method, 'http.route': route, 'baton.endpoint': name }
+    this.attributes = {
+      'http.request.method': endpoint.method,
+      'http.route': endpoint.route === '' ? '/' : endpoint.route,
+      'baton.endpoint': name,
+    }
     this.calls = endpoint.calls.map((call, i) => {
       const origin = (clients[i] as ServiceClient).origin
       const url = new URL(origin)
@@ -153,10 +181,11 @@ export class EndpointTracing {
   }
 
   /** The request's server span: a child of the client's span when it sent a traceparent, else the root of a new trace. */
-  startRequest(headers: IncomingHttpHeaders, path: string, requestId: string): RequestTrace | null {
+  startRequest(run: RunView): RequestTrace | null {
     const tracer = this.tracing.tracer
     if (tracer === null) return null
     const { api, propagator } = otel as Otel
+    const headers = run.request.headers
     const parent =
       headers.traceparent === undefined
         ? api.ROOT_CONTEXT
@@ -165,7 +194,7 @@ export class EndpointTracing {
       this.name,
       {
         kind: api.SpanKind.SERVER,
-        attributes: { ...this.attributes, 'url.path': path, 'baton.request_id': requestId },
+        attributes: { ...this.attributes, 'url.path': run.request.path, 'baton.request_id': run.requestId },
       },
       parent,
     )
@@ -174,14 +203,14 @@ export class EndpointTracing {
 }
 
 /** The trace of one request: its server span, parent of the spans of its calls. */
-export class RequestTrace {
-  readonly endpoint: EndpointTracing
+class RequestTrace {
+  readonly endpoint: EndpointSpans
   readonly tracer: Tracer
   readonly span: Span
   /** Holds the server span: the parent of every call's spans. */
   readonly context: Context
 
-  constructor(endpoint: EndpointTracing, tracer: Tracer, span: Span, context: Context) {
+  constructor(endpoint: EndpointSpans, tracer: Tracer, span: Span, context: Context) {
     this.endpoint = endpoint
     this.tracer = tracer
     this.span = span
@@ -192,11 +221,12 @@ export class RequestTrace {
     return this.span.spanContext().traceId
   }
 
-  /** A client span for one try of a call (tries counts from 1). */
-  startCall(call: CallPlan, path: string, tries: number): Span {
+  /** A client span for one try of a call. */
+  startTry(attempt: Try): Span {
     const { api } = otel as Otel
-    const c = this.endpoint.calls[call.index] as CallTracing
-    const attributes: Attributes = { ...c.attributes, 'url.full': c.origin + path, 'baton.try': tries }
+    const c = this.endpoint.calls[attempt.call.index] as CallTracing
+    const tries = attempt.number
+    const attributes: Attributes = { ...c.attributes, 'url.full': c.origin + attempt.path, 'baton.try': tries }
     if (tries > 1) attributes['http.request.resend_count'] = tries - 1
     return this.tracer.startSpan(c.name, { kind: api.SpanKind.CLIENT, attributes }, this.context)
   }
@@ -216,7 +246,7 @@ export class RequestTrace {
 }
 
 /** The try's request headers with a traceparent (and tracestate) naming its span. A copy: the tries of a call share one headers object. */
-export function withTraceContext(span: Span, headers: Readonly<Record<string, string>>): Record<string, string> {
+function withTraceContext(span: Span, headers: Readonly<Record<string, string>>): Record<string, string> {
   const { api, propagator } = otel as Otel
   const out = { ...headers }
   propagator.inject(api.trace.setSpan(api.ROOT_CONTEXT, span), out, api.defaultTextMapSetter)
@@ -224,18 +254,19 @@ export function withTraceContext(span: Span, headers: Readonly<Record<string, st
 }
 
 /** Ends a try's span with its outcome: the status the service answered (4xx and 5xx are errors), or why there was none. */
-export function endCall(span: Span, res: UpstreamResponse | null, err: unknown): void {
+function endTry(span: Span, res: CallResponse | null, error: CallError | null): void {
   const { api } = otel as Otel
-  if (res !== null) {
-    span.setAttribute('http.response.status_code', res.status)
-    if (res.status >= 400) {
-      span.setAttribute('error.type', String(res.status))
+  const status = res?.status ?? error?.status ?? null
+  if (status !== null) {
+    span.setAttribute('http.response.status_code', status)
+    if (status >= 400) {
+      span.setAttribute('error.type', String(status))
       span.setStatus({ code: api.SpanStatusCode.ERROR })
     }
-  } else {
+  } else if (error !== null) {
     // The failure kinds of logs and metrics: timeout, connect, circuit_open, bulkhead_full, deadline, aborted…
-    span.setAttribute('error.type', err instanceof UpstreamError ? err.kind : 'network')
-    span.setStatus({ code: api.SpanStatusCode.ERROR, message: message(err) })
+    span.setAttribute('error.type', error.kind)
+    span.setStatus({ code: api.SpanStatusCode.ERROR, message: error.message })
   }
   span.end()
 }

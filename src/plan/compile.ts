@@ -116,6 +116,7 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
     edge,
     services: [...services.values()],
     endpoints,
+    breakerAlert: gateway.alerts.breakerOpen === false ? null : gateway.alerts.breakerOpen,
   }
   return { plan: deepFreeze(plan), diagnostics: all }
 }

@@ -186,7 +186,7 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
 
   const level = levels(deps)
   const dependents = names.map((_, i) => deps.flatMap((d, j) => (d.includes(i) ? [j] : [])))
-  const slots = bodySlots(partial)
+  const slots = bodySlots(partial, endpoint.calls)
   const calls: CallPlan[] = partial.map((p) => ({
     ...p,
     dependsOn: deps[p.index] as number[],
@@ -194,10 +194,13 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
     level: level[p.index] as number,
     bodySlot: slots.of.get(p.index) ?? -1,
   }))
+  const route = ctx.basePath + routeToServerPath(path === '/' && ctx.basePath !== '' ? '' : path)
   return {
     key,
+    label: `${method} ${route === '' ? '/' : route}`,
     method,
-    route: ctx.basePath + routeToServerPath(path === '/' && ctx.basePath !== '' ? '' : path),
+    route,
+    alerts: endpoint.alerts ?? null,
     params,
     purpose: endpoint.purpose,
     timeout: endpoint.timeout ?? ctx.defaultTimeout,
@@ -349,19 +352,44 @@ function compileCall(
     fallback,
     when,
     forEach,
-    config: call,
+    display: { request: describeRequest(name, service, call, forEach), fallback: describeFallback(call) },
   }
 }
 
+/** `cart: GET /carts/${request.body.cartId}`, with its query, forEach and condition: the Service Call column of `baton plan`. */
+function describeRequest(name: string, service: ServicePlan, call: CallConfig, forEach: ForEachPlan | null): string {
+  const words = call.request.trim().split(/\s+/)
+  const who = name === service.name ? name : `${name} (${service.name})`
+  const query = Object.entries(call.query ?? {})
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join('&')
+  let text = `${who}: ${words[0] ?? ''} ${words.slice(2).join(' ')}${query === '' ? '' : `?${query}`}`
+  if (forEach !== null)
+    text += ` for each ${typeof call.forEach === 'string' ? call.forEach : 'item'} (≤${forEach.concurrency} at once, identical calls once)`
+  if (call.when !== undefined) text += ` when ${String(call.when)}`
+  return text
+}
+
+/** The fallback as written (shortened), for the Fallback column of `baton plan`. */
+function describeFallback(call: CallConfig): string {
+  if (call.fallback === undefined || call.fallback === null) return 'null'
+  const text = JSON.stringify(call.fallback)
+  return text.length > 40 ? `${text.slice(0, 37)}…` : text
+}
+
 /** Gives calls with identically written bodies one slot, so the body is serialised once per request. */
-function bodySlots(calls: readonly Pick<CallPlan, 'index' | 'config' | 'forEach'>[]): {
+function bodySlots(
+  calls: readonly Pick<CallPlan, 'index' | 'name' | 'forEach'>[],
+  configs: Readonly<Record<string, CallConfig>>,
+): {
   of: Map<number, number>
   count: number
 } {
   const groups = new Map<string, number[]>()
   for (const call of calls) {
-    if (call.config.body === undefined || call.forEach !== null) continue
-    const key = JSON.stringify(call.config.body)
+    const body = configs[call.name]?.body
+    if (body === undefined || call.forEach !== null) continue
+    const key = JSON.stringify(body)
     groups.set(key, [...(groups.get(key) ?? []), call.index])
   }
   const of = new Map<number, number>()

@@ -75,6 +75,7 @@ function retryPlan(config: RetryConfig): RetryPlan {
   }
 }
 
-function percent(value: string | number): number {
+/** A share written `5%` (or a number of percent), as a ratio. */
+export function percent(value: string | number): number {
   return (typeof value === 'number' ? value : Number(value.slice(0, -1))) / 100
 }

@@ -2,7 +2,7 @@ import type { Config, ServiceConfig } from '../config/schema.ts'
 import type { Diagnostics } from './diagnostics.ts'
 import { compileString, compileValue, type TemplateScope } from './templates.ts'
 import { isForbiddenHeader } from './headers.ts'
-import { serviceResilience } from './resilience.ts'
+import { percent, serviceResilience } from './resilience.ts'
 import { routeToServerPath } from './routes.ts'
 import type { MockRoutePlan, OAuth2Plan, ServicePlan, TlsPlan } from './types.ts'
 import { createPrivateKey, X509Certificate } from 'node:crypto'
@@ -245,6 +245,14 @@ function compileService(
     owner: service.owner,
     mock: service.mock === undefined ? null : compileMock(at, service.mock, diagnostics),
     resilience: serviceResilience(service),
+    alerts:
+      service.alerts === undefined
+        ? null
+        : {
+            errorRate: percent(service.alerts.errorRate),
+            window: service.alerts.window,
+            channel: service.alerts.channel,
+          },
   }
 }
 
@@ -283,7 +291,6 @@ function compileMock(
       headers,
       latency: route.latency ?? 0,
       body,
-      config: route,
     })
   }
   return plans

@@ -3,7 +3,6 @@
  * Expressions are already closures; dependencies are index lists; nothing is parsed per request.
  */
 import type { Evaluator } from '../expr/index.ts'
-import type { CallConfig, MockRouteConfig } from '../config/schema.ts'
 import type { RetryPlan, ServiceResilience } from './resilience.ts'
 
 export interface GatewayPlan {
@@ -31,6 +30,8 @@ export interface GatewayPlan {
   readonly edge: EdgePlan
   readonly services: readonly ServicePlan[]
   readonly endpoints: readonly EndpointPlan[]
+  /** Channel of the "circuit breaker open" alert (`baton alerts`), or null for none. */
+  readonly breakerAlert: string | null
 }
 
 export interface TracingPlan {
@@ -73,6 +74,16 @@ export interface ServicePlan {
   readonly owner: string | undefined
   readonly mock: readonly MockRoutePlan[] | null
   readonly resilience: ServiceResilience
+  /** The template's error-rate alert (`baton alerts`), or null. */
+  readonly alerts: { readonly errorRate: number; readonly window: number; readonly channel: string } | null
+}
+
+export interface AlertPlan {
+  /** ms */
+  readonly p99: number
+  /** ms */
+  readonly window: number
+  readonly channel: string
 }
 
 export interface MockRoutePlan {
@@ -84,15 +95,21 @@ export interface MockRoutePlan {
   readonly latency: number
   /** Evaluated with a context whose `request` root is the mock request. */
   readonly body: Evaluator | null
-  readonly config: MockRouteConfig
 }
 
 export interface EndpointPlan {
   /** As written: `POST /summary`. */
   readonly key: string
+  /**
+   * The endpoint's one identity: `METHOD /full/route/:param` ('/' for an empty route). Metrics,
+   * logs, traces, alerts and rate-limit keys all use it.
+   */
+  readonly label: string
   readonly method: string
   /** Full route (basePath + path) in the server's `:param` syntax. */
   readonly route: string
+  /** The template's latency alert (`baton alerts`), or null. */
+  readonly alerts: AlertPlan | null
   readonly params: readonly string[]
   readonly purpose: string | undefined
   readonly timeout: number
@@ -142,8 +159,8 @@ export interface CallPlan {
   readonly dependents: readonly number[]
   /** Sequence level for `baton plan`: 1 for roots, 1 + max(level of dependencies) otherwise. */
   readonly level: number
-  /** The call as written, for `baton plan` and error messages. */
-  readonly config: CallConfig
+  /** The call as written, for `baton plan`: its Service Call and Fallback columns. */
+  readonly display: { readonly request: string; readonly fallback: string }
 }
 
 export interface ForEachPlan {

@@ -1,24 +1,6 @@
 /** How a failed call turns into the client's answer: the template's error table, in one place. */
 import { type ErrorCode, ErrorCodes } from '../errors.ts'
-import type { FailureKind } from '../upstream/client.ts'
-
-/** A call's failure: a transport-level kind, or an HTTP status the service answered with. */
-export interface Failure {
-  readonly kind: FailureKind | 'status'
-  readonly status: number | null
-  readonly retryAfter: string | null
-  readonly message: string
-}
-
-/** Carries a Failure through a promise rejection (a forEach item that answered an error status). */
-export class CallFailed extends Error {
-  readonly failure: Failure
-  constructor(failure: Failure) {
-    super(failure.message)
-    this.name = 'CallFailed'
-    this.failure = failure
-  }
-}
+import type { CallError } from '../upstream/failure.ts'
 
 export interface ErrorAnswer {
   readonly status: number
@@ -26,10 +8,10 @@ export interface ErrorAnswer {
   readonly message: string
 }
 
-/** The answer when a required call fails (deadline and "all timed out" are decided by the caller). */
-export function answerFor(failure: Failure, service: string): ErrorAnswer {
-  if (failure.kind === 'status' && failure.status !== null) {
-    const s = failure.status
+/** The answer when a required call fails (deadline and "all timed out" are decided by the scheduler). */
+export function answerFor(error: CallError, service: string): ErrorAnswer {
+  if (error.kind === 'status' && error.status !== null) {
+    const s = error.status
     if (s === 401)
       return { status: 401, code: 'DOWNSTREAM_UNAUTHORIZED', message: `${service} refused the credentials (401)` }
     if (s === 403) return { status: 403, code: 'DOWNSTREAM_FORBIDDEN', message: `${service} refused access (403)` }
@@ -39,20 +21,20 @@ export function answerFor(failure: Failure, service: string): ErrorAnswer {
       return { status: s, code: 'DOWNSTREAM_REJECTED', message: `${service} rejected the request (${s})` }
     return { status: 502, code: 'DOWNSTREAM_FAILURE', message: `${service} failed (${s})` }
   }
-  if (failure.kind === 'bad_request') return { status: 400, code: 'BAD_REQUEST', message: failure.message }
-  if (failure.kind === 'circuit_open')
+  if (error.kind === 'bad_request') return { status: 400, code: 'BAD_REQUEST', message: error.message }
+  if (error.kind === 'circuit_open')
     return { status: 502, code: 'CIRCUIT_OPEN', message: `${service} is failing: its circuit breaker is open` }
-  if (failure.kind === 'bulkhead_full')
+  if (error.kind === 'bulkhead_full')
     return { status: 503, code: 'BULKHEAD_FULL', message: `too many calls in flight to ${service}` }
   return {
     status: ErrorCodes.DOWNSTREAM_FAILURE.status,
     code: 'DOWNSTREAM_FAILURE',
-    message: `${service} failed: ${describe(failure)}`,
+    message: `${service} failed: ${describe(error)}`,
   }
 }
 
-function describe(failure: Failure): string {
-  switch (failure.kind) {
+function describe(error: CallError): string {
+  switch (error.kind) {
     case 'timeout':
       return 'timed out'
     case 'connect':
@@ -68,6 +50,6 @@ function describe(failure: Failure): string {
     case 'credentials':
       return 'no credentials for it'
     default:
-      return failure.message
+      return error.message
   }
 }

@@ -5,19 +5,22 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
+import { admissionFor, type EdgeObserver } from '../edge/admission.ts'
 import { Authenticator } from '../edge/auth.ts'
-import { registerCors } from '../edge/cors.ts'
-import { guardFor } from '../edge/guard.ts'
 import { RateLimits } from '../edge/ratelimit.ts'
+import { accessLogObserver, rejectionLog } from '../observability/access-log.ts'
+import { GatewayMetrics } from '../observability/metrics.ts'
+import { serverTimingObserver } from '../observability/server-timing.ts'
+import { GatewayTracing } from '../observability/tracing.ts'
 import type { Principal, RequestView } from '../plan/scope.ts'
 import type { GatewayPlan } from '../plan/types.ts'
-import { type BoundEndpoint, execute } from '../runtime/execute.ts'
-import { GatewayMetrics } from '../observability/metrics.ts'
-import { type RequestLog, requestLog, serverTiming } from '../observability/requests.ts'
-import { EndpointTracing, GatewayTracing } from '../observability/tracing.ts'
 import type { Clock } from '../policies/clock.ts'
-import { createServiceClient, type Policy, PoolRegistry, type ServiceClient } from '../upstream/client.ts'
+import { type BoundEndpoint, execute } from '../runtime/execute.ts'
+import { resolveObservers, type RunObserver } from '../runtime/observer.ts'
+import { createServiceClient, PoolRegistry, type ServiceClient, type ServiceStage } from '../upstream/client.ts'
 import { clientError, errorCodeOf, requestIdOf, send, sendError } from './answers.ts'
+import { registerCors } from './cors.ts'
+import { guardFor } from './guard.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
 
 declare module 'fastify' {
@@ -30,7 +33,15 @@ declare module 'fastify' {
 export interface GatewayOptions {
   /** Service name → origin to use instead of the configured URL (baton dev's mocks, tests). */
   origins?: ReadonlyMap<string, string>
-  policies?: readonly Policy[]
+  /**
+   * Stages of your own in each service's pipeline (README "Extending the pipeline"): each is
+   * called once per service and returns a stage, or null to leave that service alone. They run
+   * inside the built-in policies (a failure they throw counts against the service) and before
+   * the service's credentials and the HTTP request.
+   */
+  stages?: readonly ServiceStage[]
+  /** Observers of every run, after the built-in ones (metrics, tracing, the access log, Server-Timing). */
+  observers?: readonly RunObserver[]
   logger?: Logger
   /** Time for breakers and retry budgets (tests use a fake one). */
   clock?: Clock
@@ -54,6 +65,9 @@ export interface Gateway {
 export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): Gateway {
   const clients = new Map<string, ServiceClient>()
   const pools = new PoolRegistry()
+  const logger = options.logger ?? null
+  const accessLog = options.accessLog ?? plan.accessLog
+  const tracing = plan.tracing === null ? null : new GatewayTracing(plan.tracing, logger)
   // Created once the clients exist (it reads their breakers and stats); breaker changes before that cannot happen.
   let metrics: GatewayMetrics | null = null
   for (const service of plan.services) {
@@ -63,23 +77,23 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       createServiceClient(service, {
         pools,
         ...(origin === undefined ? {} : { origin }),
-        ...(options.policies === undefined ? {} : { policies: options.policies }),
+        ...(options.stages === undefined ? {} : { stages: options.stages }),
         ...(options.clock === undefined ? {} : { clock: options.clock }),
+        // Tracing is the observer that watches tries: without it, the observe stage is not in the chain.
+        observeTries:
+          tracing !== null ||
+          (options.observers ?? []).some((o) => o.tryStarted !== undefined || o.tryEnded !== undefined),
         onBreakerChange: (name, from, to) => {
           metrics?.breakerChanged(name, from, to)
-          options.logger?.warn(
-            { event: 'breaker', service: name, from, to },
-            `circuit breaker of ${name}: ${from} → ${to}`,
-          )
+          logger?.warn({ event: 'breaker', service: name, from, to }, `circuit breaker of ${name}: ${from} → ${to}`)
         },
       }),
     )
   }
   const probes: ProbeResults = new Map()
   let stopProbes: (() => void) | null = null
-  metrics = plan.metrics === null ? null : new GatewayMetrics(plan, clients, plan.metrics.buckets)
+  metrics = plan.metrics === null ? null : new GatewayMetrics(clients, plan.metrics.buckets)
   const admin = plan.metrics?.port === undefined ? null : Fastify({ logger: false, forceCloseConnections: true })
-  const tracing = plan.tracing === null ? null : new GatewayTracing(plan.tracing, options.logger ?? null)
 
   const edge = plan.edge
   const authenticator = edge.auth === null ? null : new Authenticator(edge.auth)
@@ -138,31 +152,33 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       reply.header('content-type', registry.contentType).send(await registry.metrics()),
     )
   }
-  const observe: Observe = {
-    accessLog: options.accessLog ?? plan.accessLog,
-    serverTiming: options.serverTiming ?? plan.serverTiming,
-    log: options.logger === undefined ? null : requestLog(options.logger, options.accessLog ?? plan.accessLog),
-    metrics,
-  }
+  const edgeObservers: EdgeObserver[] = []
+  if (metrics !== null) edgeObservers.push(metrics)
+  if (logger !== null && accessLog) edgeObservers.push(rejectionLog(logger))
+  const log = logger === null ? null : accessLogObserver(logger, accessLog)
+  const timing = options.serverTiming ?? plan.serverTiming
 
   for (const endpoint of plan.endpoints) {
     const endpointClients = endpoint.calls.map((c) => clients.get(c.service.name) as ServiceClient)
+    // In this order: tracing first, so that the others see the run's trace id.
+    const observers: RunObserver[] = []
+    if (tracing !== null) observers.push(tracing.observerFor(endpoint, endpointClients) as RunObserver)
+    if (metrics !== null) observers.push(metrics.observerFor(endpoint))
+    if (log !== null) observers.push(log)
+    if (timing) observers.push(serverTimingObserver)
+    observers.push(...(options.observers ?? []))
     const bound: BoundEndpoint = {
       plan: endpoint,
       clients: endpointClients,
       retryAfterSeconds: plan.retryAfterSeconds,
-      tracing: tracing === null ? null : new EndpointTracing(tracing, endpoint, endpointClients),
+      observers: resolveObservers(observers),
     }
-    const guard = guardFor(endpoint, authenticator, limits, {
-      metrics,
-      logger: options.logger ?? null,
-      accessLog: observe.accessLog,
-    })
+    const guard = guardFor(endpoint, admissionFor(endpoint, authenticator, limits), edgeObservers)
     server.route({
       method: endpoint.method as 'GET',
       url: endpoint.route === '' ? '/' : endpoint.route,
       ...(guard === null ? {} : { onRequest: guard }),
-      handler: handlerFor(bound, observe),
+      handler: handlerFor(bound),
     })
   }
 
@@ -201,28 +217,14 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   }
 }
 
-interface Observe {
-  readonly accessLog: boolean
-  readonly serverTiming: boolean
-  readonly log: RequestLog | null
-  readonly metrics: GatewayMetrics | null
-}
-
 function boundPort(server: FastifyInstance, fallback: number): number {
   const address = server.server.address()
   return typeof address === 'object' && address !== null ? address.port : fallback
 }
 
-function handlerFor(
-  endpoint: BoundEndpoint,
-  observe: Observe,
-): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
+function handlerFor(endpoint: BoundEndpoint): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const method = endpoint.plan.method
-  const { serverTiming: timing, log, metrics } = observe
-  const tracing = endpoint.tracing
   return async (req, reply) => {
-    const started = performance.now()
-    metrics?.requestStarted()
     const requestId = requestIdOf(req)
     const url = req.url
     const q = url.indexOf('?')
@@ -235,19 +237,10 @@ function handlerFor(
       body: req.body ?? null,
       auth: req.principal,
     }
-    const trace = tracing === null ? null : tracing.startRequest(req.headers, request.path, requestId)
-    const run = execute(endpoint, { request, requestId, trace })
+    const run = execute(endpoint, request, requestId)
     // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.
     // 'close' also follows every normal answer; by then the run is done and abandon() does nothing.
     reply.raw.on('close', run.abandon)
-    const answer = await run.answer
-    if (timing || log !== null || metrics !== null) {
-      const total = performance.now() - started
-      if (timing) reply.header('server-timing', serverTiming(endpoint.plan, run.report, total))
-      log?.(endpoint.plan, answer, run.report, requestId, trace === null ? null : trace.traceId, total)
-      metrics?.requestFinished(endpoint.plan, answer, run.report, total)
-    }
-    if (trace !== null) trace.finish(answer, run.report)
-    return send(reply, answer, requestId)
+    return send(reply, await run.answer, requestId)
   }
 }

@@ -9,7 +9,10 @@ import type { Logger } from 'pino'
 import type { RateLimits } from '../edge/ratelimit.ts'
 import type { GatewayPlan } from '../plan/types.ts'
 import type { ServiceSnapshot } from '../policies/stats.ts'
-import { type ServiceClient, UpstreamError } from '../upstream/client.ts'
+import type { ServiceClient } from '../upstream/client.ts'
+import { countsAgainstService, toCallError } from '../upstream/failure.ts'
+import { CALL_TIMEOUT } from '../upstream/stages/deadline.ts'
+import { failureLabel } from '../upstream/stages/stats.ts'
 
 export type Readiness = 'ok' | 'degraded' | 'down'
 
@@ -92,17 +95,23 @@ export function startProbes(
     const run = async (): Promise<void> => {
       const started = performance.now()
       let failure: string | null = null
+      // A probe that does not answer in time has timed out, as a call would (AbortSignal.timeout would make it an abort).
+      const controller = new AbortController()
+      const timer = setTimeout(() => controller.abort(CALL_TIMEOUT), probe.timeout)
       try {
-        const res = await client.send({
+        await client.transport({
           method: 'GET',
           path: client.service.pathPrefix + probe.path,
           headers: {},
           body: null,
-          signal: AbortSignal.timeout(probe.timeout),
+          signal: controller.signal,
         })
-        if (res.status >= 400) failure = `status ${res.status}`
       } catch (err) {
-        failure = err instanceof UpstreamError ? err.kind : 'network'
+        // The same rule as for calls: a 4xx says the service is up; a 5xx, a timeout, a refused connection that it is not.
+        const error = toCallError(err)
+        if (countsAgainstService(error, true)) failure = failureLabel(error.kind, error.status)
+      } finally {
+        clearTimeout(timer)
       }
       client.stats.record(performance.now() - started, failure)
       const previous = probes.get(name)

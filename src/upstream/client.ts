@@ -1,65 +1,35 @@
 /**
- * Keep-alive connection pools (undici, one per origin and settings), and the send function every call
- * goes through. Policies (retry, breaker, bulkhead…) wrap `send` once, when the gateway is
- * built; the runtime only ever calls the composed function.
+ * A service's client: its share of a keep-alive connection pool, its policies (breaker,
+ * bulkhead, retry budget, stats), and the pipeline every try of a call to it goes through,
+ * composed once here.
  */
 import { Pool } from 'undici'
-import type { Dispatcher } from 'undici'
 import type { ServicePlan, TlsPlan } from '../plan/types.ts'
-import { OAuth2Tokens } from './credentials.ts'
 import { type BreakerState, CircuitBreaker } from '../policies/breaker.ts'
 import { Bulkhead } from '../policies/bulkhead.ts'
 import { type Clock, systemClock } from '../policies/clock.ts'
 import { RetryBudget, ServiceStats } from '../policies/stats.ts'
+import { OAuth2Tokens } from './credentials.ts'
+import { httpSend } from './http.ts'
+import { compose, type Send, type Stage, type Transport, type Outgoing, type Try } from './pipeline.ts'
+import { breakerStage } from './stages/breaker.ts'
+import { bulkheadStage } from './stages/bulkhead.ts'
+import { credentialsStage } from './stages/credentials.ts'
+import { deadlineStage } from './stages/deadline.ts'
+import { observeStage } from './stages/observe.ts'
+import { statsStage } from './stages/stats.ts'
 
-export interface UpstreamRequest {
-  readonly method: string
-  /** Path and query string, already encoded. */
-  readonly path: string
-  readonly headers: Record<string, string>
-  readonly body: string | null
-  readonly signal: AbortSignal
-}
-
-export interface UpstreamResponse {
-  readonly status: number
-  readonly headers: Record<string, string | string[] | undefined>
-  /** Parsed JSON for 2xx answers (null when empty); undefined for other statuses, whose bodies are discarded. */
-  readonly body: unknown
-}
-
-/** Why a call failed; the runtime maps kinds to the client's status. */
-export type FailureKind =
-  | 'timeout'
-  | 'deadline'
-  | 'aborted'
-  | 'connect'
-  | 'network'
-  | 'bad_body'
-  | 'too_large'
-  | 'circuit_open'
-  | 'bulkhead_full'
-  | 'expression'
-  | 'bad_request'
-  | 'credentials'
-
-export class UpstreamError extends Error {
-  readonly kind: FailureKind
-  constructor(kind: FailureKind, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'UpstreamError'
-    this.kind = kind
-  }
-}
-
-export type Send = (request: UpstreamRequest) => Promise<UpstreamResponse>
-export type Policy = (next: Send, service: ServicePlan) => Send
+/** A stage of your own for a service's pipeline (see README "Extending the pipeline"); null leaves the service's chain as it is. */
+export type ServiceStage = (service: ServicePlan) => Stage | null
 
 export interface ServiceClient {
   readonly service: ServicePlan
   /** scheme://host:port the pool connects to (the service's, or the origin given instead). */
   readonly origin: string
+  /** Every stage: what a call's try goes through. */
   readonly send: Send
+  /** Credentials and HTTP only: what an active health probe goes through (it feeds stats and breaker itself). */
+  readonly transport: Transport
   /** Shared by every endpoint that calls the service; null when not configured. */
   readonly breaker: CircuitBreaker | null
   readonly bulkhead: Bulkhead | null
@@ -113,7 +83,10 @@ export interface ClientOptions {
   pools?: PoolRegistry
   /** Overrides the service's URL origin (baton dev points services at their mocks). */
   origin?: string
-  policies?: readonly Policy[]
+  /** Stages of your own, placed after the built-in policies and before credentials and HTTP. */
+  stages?: readonly ServiceStage[]
+  /** Put the observe stage in the chain (something listens to tries). */
+  observeTries?: boolean
   clock?: Clock
   /** Told when the service's breaker changes state. */
   onBreakerChange?: (service: string, from: BreakerState, to: BreakerState) => void
@@ -122,122 +95,45 @@ export interface ClientOptions {
 export function createServiceClient(service: ServicePlan, options: ClientOptions = {}): ServiceClient {
   const origin = options.origin ?? service.origin
   const { pool, release } = (options.pools ?? new PoolRegistry()).acquire(origin, service)
-  const limit = service.maxResponseSize
-  const base: Send = async (req) => {
-    let res: Dispatcher.ResponseData
-    try {
-      res = await pool.request({
-        method: req.method as Dispatcher.HttpMethod,
-        path: req.path,
-        headers: req.headers,
-        body: req.body,
-        signal: req.signal,
-      })
-    } catch (err) {
-      throw toUpstreamError(err, req.signal)
-    }
-    if (res.statusCode < 200 || res.statusCode >= 300) {
-      // Only the status matters; drain a little so the connection can be reused, else close it.
-      await res.body.dump({ limit: 64 * 1024 }).catch(() => {})
-      return { status: res.statusCode, headers: res.headers, body: undefined }
-    }
-    let text: string
-    try {
-      const declared = res.headers['content-length']
-      if (declared === undefined) {
-        text = await readChunked(res, limit)
-      } else if (Number(declared) > limit) {
-        // Nothing reads this body, so the error destroy() emits needs a listener or it is uncaught and ends the process.
-        res.body.on('error', () => {})
-        res.body.destroy()
-        throw new UpstreamError('too_large', `response of ${String(declared)} bytes exceeds the ${limit}-byte limit`)
-      } else {
-        // The common case: the length is known up front, so undici's own reader is safe and fastest.
-        text = await res.body.text()
-      }
-    } catch (err) {
-      throw toUpstreamError(err, req.signal)
-    }
-    let body: unknown = null
-    if (text.length > 0) {
-      try {
-        body = JSON.parse(text)
-      } catch (err) {
-        throw new UpstreamError('bad_body', `${service.name} answered ${res.statusCode} with a body that is not JSON`, {
-          cause: err,
-        })
-      }
-    }
-    return { status: res.statusCode, headers: res.headers, body }
-  }
   const clock = options.clock ?? systemClock
-  const tokens = service.oauth2 === null ? null : new OAuth2Tokens(service.oauth2, service.name, clock)
-  const authorized: Send = tokens === null ? base : withToken(base, tokens)
-  const send = (options.policies ?? []).reduceRight<Send>((next, policy) => policy(next, service), authorized)
   const { resilience } = service
   const onChange = options.onBreakerChange
+  const breaker =
+    resilience.breaker === null
+      ? null
+      : new CircuitBreaker(
+          resilience.breaker,
+          clock,
+          onChange === undefined ? {} : { onStateChange: (from, to) => onChange(service.name, from, to) },
+        )
+  const bulkhead =
+    resilience.bulkhead === null ? null : new Bulkhead(resilience.bulkhead.maxConcurrent, resilience.bulkhead.maxQueued)
+  const stats = new ServiceStats()
+  const tokens = service.oauth2 === null ? null : new OAuth2Tokens(service.oauth2, service.name, clock)
+  const transport = compose<Outgoing>([credentialsStage(tokens)], httpSend(pool, service))
+  // The composition: outermost first. A stage that is null is not in the chain.
+  const send = compose<Try>(
+    [
+      deadlineStage,
+      bulkheadStage(bulkhead, service),
+      breakerStage(breaker, service),
+      statsStage(stats),
+      options.observeTries === true ? observeStage : null,
+      ...(options.stages ?? []).map((stage) => stage(service)),
+    ],
+    transport,
+  )
   return {
     service,
     origin,
     send,
-    breaker:
-      resilience.breaker === null
-        ? null
-        : new CircuitBreaker(
-            resilience.breaker,
-            clock,
-            onChange === undefined
-              ? {}
-              : {
-                  onStateChange: (from, to) => {
-                    onChange(service.name, from, to)
-                  },
-                },
-          ),
-    bulkhead:
-      resilience.bulkhead === null
-        ? null
-        : new Bulkhead(resilience.bulkhead.maxConcurrent, resilience.bulkhead.maxQueued),
+    transport,
+    breaker,
+    bulkhead,
     budget: new RetryBudget(resilience.retryBudget, 10, clock),
-    stats: new ServiceStats(),
+    stats,
     close: release,
   }
-}
-
-/** Adds the service's OAuth2 token to each request; a 401 answer discards the token. */
-function withToken(next: Send, tokens: OAuth2Tokens): Send {
-  return async (req) => {
-    let token: string
-    try {
-      // The endpoint's deadline (and a client hanging up) bound the wait for a token too.
-      token = await untilAborted(tokens.get(), req.signal)
-    } catch (err) {
-      throw toUpstreamError(err, req.signal)
-    }
-    const res = await next({ ...req, headers: { ...req.headers, authorization: `Bearer ${token}` } })
-    if (res.status === 401) tokens.reject(token)
-    return res
-  }
-}
-
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      reject(signal.reason as Error)
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(err as Error)
-      },
-    )
-  })
 }
 
 function tlsOptions(tls: TlsPlan): Record<string, string> {
@@ -248,33 +144,4 @@ function tlsOptions(tls: TlsPlan): Record<string, string> {
   if (tls.ca !== null) options.ca = tls.ca
   if (tls.servername !== null) options.servername = tls.servername
   return options
-}
-
-/** Reads a chunked body, counting as it goes and stopping at the limit. */
-async function readChunked(res: Dispatcher.ResponseData, limit: number): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) {
-      res.body.destroy()
-      throw new UpstreamError('too_large', `response exceeds the ${limit}-byte limit`)
-    }
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks, size).toString('utf8')
-}
-
-function toUpstreamError(err: unknown, signal: AbortSignal): UpstreamError {
-  if (err instanceof UpstreamError) return err
-  if (signal.aborted) {
-    const reason: unknown = signal.reason
-    return reason instanceof UpstreamError ? reason : new UpstreamError('aborted', 'call aborted', { cause: err })
-  }
-  const code = (err as { code?: string }).code
-  const kind: FailureKind =
-    code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'UND_ERR_CONNECT_TIMEOUT'
-      ? 'connect'
-      : 'network'
-  return new UpstreamError(kind, (err as Error).message ?? String(err), { cause: err })
 }

@@ -6,7 +6,7 @@
 import { request } from 'undici'
 import type { OAuth2Plan } from '../plan/types.ts'
 import type { Clock } from '../policies/clock.ts'
-import { UpstreamError } from './client.ts'
+import { CallError } from './failure.ts'
 
 /** Tokens without expires_in are kept this long. */
 const DEFAULT_LIFETIME = 300_000
@@ -68,13 +68,13 @@ export class OAuth2Tokens {
       }
       body = await res.body.json()
     } catch (err) {
-      throw new UpstreamError('credentials', `no OAuth2 token for ${this.#service}: ${(err as Error).message}`, {
+      throw new CallError('credentials', `no OAuth2 token for ${this.#service}: ${(err as Error).message}`, {
         cause: err,
       })
     }
     const token = (body as { access_token?: unknown } | null)?.access_token
     if (typeof token !== 'string' || token === '' || /[\r\n\0]/.test(token)) {
-      throw new UpstreamError(
+      throw new CallError(
         'credentials',
         `no OAuth2 token for ${this.#service}: the token endpoint's answer has no access_token`,
       )

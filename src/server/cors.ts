@@ -5,7 +5,7 @@
 import fastifyCors, { type FastifyCorsOptions } from '@fastify/cors'
 import type { FastifyInstance } from 'fastify'
 import type { CorsPlan } from '../plan/types.ts'
-import { requestIdOf, sendError } from '../server/answers.ts'
+import { requestIdOf, sendError } from './answers.ts'
 
 export function registerCors(server: FastifyInstance, cors: CorsPlan): void {
   // An OPTIONS that is not a preflight would get @fastify/cors's own text/plain 400; it gets the envelope's 404 instead,

@@ -1,0 +1,85 @@
+/**
+ * What one request leaves in the log: an info line per request (the access log) and a warn line
+ * per failed call, with the request id (and the trace id when tracing), and an info line per
+ * request turned away at the edge. Every line names the endpoint by its label.
+ */
+import type { Logger } from 'pino'
+import type { EdgeObserver, Rejection } from '../edge/admission.ts'
+import type { EndpointPlan } from '../plan/types.ts'
+import type { RunObserver } from '../runtime/observer.ts'
+import { failureName, outcomeOf } from './outcome.ts'
+
+/** The request log as an observer; null when the level logs neither lines per request nor failed calls. */
+export function accessLogObserver(logger: Logger, accessLog = true): RunObserver | null {
+  const info = accessLog && logger.isLevelEnabled('info')
+  const warn = logger.isLevelEnabled('warn')
+  if (!info && !warn) return null
+  return {
+    runFinished(_state, run, answer) {
+      const endpoint = run.endpoint
+      const label = endpoint.label
+      const { requestId, traceId } = run
+      const trace = traceId === null ? {} : { traceId }
+      const errors = run.errors
+      if (warn && errors !== null) {
+        for (const call of endpoint.calls) {
+          const e = errors[call.index]
+          if (e === undefined) continue
+          logger.warn(
+            {
+              event: 'call_failed',
+              requestId,
+              ...trace,
+              endpoint: label,
+              call: call.name,
+              service: call.service.name,
+              kind: e.kind,
+              status: e.status,
+              required: call.required,
+            },
+            `  ✗ ${call.name}${call.name === call.service.name ? '' : ` (${call.service.name})`}: ${e.kind === 'status' ? `answered ${failureName(e.kind, e.status)}` : e.kind}${call.required ? '' : ', fell back'}`,
+          )
+        }
+      }
+      if (!info) return
+      const totalMs = performance.now() - run.startedAt
+      const outcome = outcomeOf(answer, run)
+      const failed =
+        errors === null ? null : endpoint.calls.filter((c) => errors[c.index] !== undefined).map((c) => c.name)
+      logger.info(
+        {
+          event: 'request',
+          requestId,
+          ...trace,
+          endpoint: label,
+          status: answer.status,
+          outcome,
+          durationMs: Math.round(totalMs * 10) / 10,
+          ...(failed === null ? {} : { failed }),
+          ...(run.degraded === null ? {} : { degraded: run.degraded }),
+        },
+        `${label} ${answer.status} ${totalMs.toFixed(1)}ms${outcome === 'partial' ? ` partial (${run.degraded?.join(', ') ?? ''})` : ''}`,
+      )
+    },
+  }
+}
+
+/** Rejections at the edge, logged with the access log. */
+export function rejectionLog(logger: Logger): EdgeObserver {
+  return {
+    rejected(endpoint: EndpointPlan, rejection: Rejection, request: { ip: string; requestId: string }) {
+      logger.info(
+        {
+          event: 'rejected',
+          endpoint: endpoint.label,
+          status: rejection.status,
+          code: rejection.code,
+          reason: rejection.reason,
+          ip: request.ip,
+          requestId: request.requestId,
+        },
+        `${endpoint.label} ${rejection.status} ${rejection.code}`,
+      )
+    },
+  }
+}
