@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { backoffCeiling, type RetryPlan } from '../plan/resilience.ts'
 import type { CallPlan } from '../plan/types.ts'
 import type { ServiceClient } from '../upstream/client.ts'
-import type { CallError} from '../upstream/failure.ts';
+import type { CallError } from '../upstream/failure.ts'
 import { toCallError } from '../upstream/failure.ts'
 import { type CallRequest, type CallResponse, newTry, type TryOwner } from '../upstream/pipeline.ts'
 import { CANCELLED } from '../upstream/stages/deadline.ts'
