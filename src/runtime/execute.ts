@@ -197,12 +197,7 @@ class Execution implements RunView, ForEachHost, TryListener {
     try {
       res =
         call.forEach === null
-          ? await send(
-              this,
-              call,
-              client,
-              buildRequest(call, this.scope, this.requestId, () => this.sharedBodies()),
-            )
+          ? await send(this, call, client, buildRequest(call, this))
           : await sendEach(this, call, client)
     } catch (err) {
       error = toCallError(err)

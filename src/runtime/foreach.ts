@@ -3,20 +3,15 @@
  * `concurrency` in flight. The first item that fails fails the call, and its siblings still in
  * flight are aborted.
  */
-import type { Scope } from '../plan/scope.ts'
 import type { CallPlan } from '../plan/types.ts'
 import type { ServiceClient } from '../upstream/client.ts'
 import { CallError } from '../upstream/failure.ts'
 import type { CallRequest, CallResponse, TryListener, TryOwner } from '../upstream/pipeline.ts'
 import { CANCELLED } from '../upstream/stages/deadline.ts'
-import { buildRequest, type SharedBodies } from './request.ts'
+import { buildRequest, type RequestState } from './request.ts'
 import { type RetryHost, send } from './retry.ts'
 
-export interface ForEachHost extends RetryHost {
-  readonly scope: Scope
-  readonly requestId: string
-  sharedBodies(): SharedBodies
-}
+export interface ForEachHost extends RetryHost, RequestState {}
 
 /** The tries of one forEach call: held by the request, and by the group so that a failed item can abort its siblings. */
 class Group implements TryOwner {
@@ -56,7 +51,7 @@ export async function sendEach(host: ForEachHost, call: CallPlan, client: Servic
   const slot = new Int32Array(items.length)
   for (let i = 0; i < items.length; i++) {
     scope.item = items[i]
-    const req = buildRequest(call, scope, host.requestId, () => host.sharedBodies())
+    const req = buildRequest(call, host)
     const key = `${req.method} ${req.path} ${req.body ?? ''}`
     let at = unique.get(key)
     if (at === undefined) {

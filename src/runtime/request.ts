@@ -12,10 +12,19 @@ import type { CallRequest } from '../upstream/pipeline.ts'
 /** Per request: bodies shared by calls written identically (CallPlan.bodySlot), serialised once. */
 export type SharedBodies = (string | undefined)[]
 
-export function buildRequest(call: CallPlan, scope: Scope, requestId: string, bodies: () => SharedBodies): CallRequest {
+/** The request a call's request is built for. */
+export interface RequestState {
+  readonly scope: Scope
+  readonly requestId: string
+  /** The request's shared bodies, allocated on first use. */
+  sharedBodies(): SharedBodies
+}
+
+export function buildRequest(call: CallPlan, request: RequestState): CallRequest {
+  const scope = request.scope
   let path = call.path(scope) as string
   if (call.query !== null) path += queryString(call.query, scope)
-  const headers: Record<string, string> = { 'x-request-id': requestId }
+  const headers: Record<string, string> = { 'x-request-id': request.requestId }
   const service = call.service
   for (const [name, value] of service.headers) headers[name] = value
   if (service.forwardHeaders.length > 0) forwardHeaders(service.forwardHeaders, scope.request.headers, headers)
@@ -26,7 +35,7 @@ export function buildRequest(call: CallPlan, scope: Scope, requestId: string, bo
     if (call.bodySlot === -1) {
       body = JSON.stringify(call.body(scope))
     } else {
-      const shared = bodies()
+      const shared = request.sharedBodies()
       body = shared[call.bodySlot] ??= JSON.stringify(call.body(scope))
     }
     headers['content-type'] = 'application/json'
