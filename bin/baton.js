@@ -14,5 +14,9 @@ if (major < 22 || (major === 22 && minor < 19)) {
 // A gateway's per-request objects die young, so pretenuring only hurts here.
 const v8 = await import('node:v8')
 v8.setFlagsFromString('--no-allocation-site-pretenuring')
-const { main } = await import('../src/cli/main.ts')
+// A repository checkout runs the sources directly (Node strips the types); an installed package,
+// where Node refuses to strip types under node_modules, runs the build in dist/ (`npm run build`).
+const { existsSync } = await import('node:fs')
+const sources = new URL('../src/cli/main.ts', import.meta.url)
+const { main } = await import(existsSync(sources) ? sources.href : '../dist/cli/main.js')
 process.exitCode = await main(process.argv)
