@@ -4,7 +4,7 @@
  * sockets against a stub service.
  */
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { describe, test, type TestContext } from 'node:test'
 import { compileText } from '../src/plan/compile.ts'
 import { createGateway, type GatewayOptions } from '../src/server/gateway.ts'
 import { CallError, type RunObserver, type ServiceStage, type Try } from '../src/index.ts'
@@ -26,7 +26,7 @@ endpoints:
 `
 }
 
-async function start(t: import('node:test').TestContext, yaml: string, options: GatewayOptions): Promise<string> {
+async function start(t: TestContext, yaml: string, options: GatewayOptions): Promise<string> {
   const { plan } = compileText('test.yaml', yaml, { env: {} })
   const gateway = createGateway(plan, options)
   t.after(() => gateway.close())
