@@ -51,8 +51,9 @@ export class CircuitBreaker {
     return this.#state
   }
 
-  /** When the state last changed (clock ms). */
+  /** When the state last changed (clock ms); half-open dates from when openFor ran out. */
   get changedAt(): number {
+    this.#advance()
     return this.#changedAt
   }
 
@@ -100,7 +101,9 @@ export class CircuitBreaker {
   }
 
   #advance(): void {
-    if (this.#state === 'open' && this.#clock.now() >= this.#openedAt + this.options.openFor) this.#move('half-open')
+    // The move is made when someone looks, but it happened when openFor ran out.
+    const halfOpenAt = this.#openedAt + this.options.openFor
+    if (this.#state === 'open' && this.#clock.now() >= halfOpenAt) this.#move('half-open', halfOpenAt)
   }
 
   #open(now: number): void {
@@ -108,13 +111,13 @@ export class CircuitBreaker {
     this.#move('open')
   }
 
-  #move(to: BreakerState): void {
+  #move(to: BreakerState, at = this.#clock.now()): void {
     const from = this.#state
     this.#state = to
     this.#failures = []
     this.#probesOut = 0
     this.#probesOk = 0
-    this.#changedAt = this.#clock.now()
+    this.#changedAt = at
     this.#generation++
     if (from !== to) this.#events.onStateChange?.(from, to)
   }

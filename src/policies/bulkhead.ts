@@ -42,6 +42,8 @@ export class Bulkhead {
       return null
     }
     if (this.#queue.length >= this.maxQueued) throw new BulkheadFull(service)
+    // An abort that already happened fires no event: never queue such a call.
+    if (signal.aborted) return Promise.reject(signal.reason as Error)
     return new Promise<void>((resolve, reject) => {
       const entry = {
         resolve,
