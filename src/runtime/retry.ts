@@ -21,15 +21,26 @@ export interface RetryHost extends TryOwner {
   retried(call: CallPlan): void
 }
 
-export async function send(
+export function send(
   host: RetryHost,
   call: CallPlan,
   client: ServiceClient,
   request: CallRequest,
   owner: TryOwner = host,
 ): Promise<CallResponse> {
-  const retry = call.retry
-  if (retry === null) return await client.send(newTry(call, request, 1, owner))
+  // Most calls have no retry policy: their one try is the pipeline's promise itself, without another async frame.
+  if (call.retry === null) return client.send(newTry(call, request, 1, owner))
+  return sendWithRetries(host, call, call.retry, client, request, owner)
+}
+
+async function sendWithRetries(
+  host: RetryHost,
+  call: CallPlan,
+  retry: RetryPlan,
+  client: ServiceClient,
+  request: CallRequest,
+  owner: TryOwner,
+): Promise<CallResponse> {
   client.budget.request()
   for (let tries = 1; ; tries++) {
     let error: CallError
