@@ -80,8 +80,8 @@ export class RetryBudget {
       requests += this.#requests[i] as number
       retries += this.#retries[i] as number
     }
-    // At most ratio × requests, rounded down (2.4 allows 2), and never fewer than minRetries.
-    if (retries + 1 > Math.max(this.minRetries, this.ratio * requests)) return false
+    // Retries are taken while under ratio × requests (2.4 allows a third), and at least minRetries per window.
+    if (retries >= Math.max(this.minRetries, this.ratio * requests)) return false
     this.#retries[this.#second % 10]!++
     return true
   }
