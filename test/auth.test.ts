@@ -1311,7 +1311,8 @@ test('metrics: requests turned away are counted by endpoint and reason', async (
 describe('verified tokens are remembered, never beyond what they allow', () => {
   test('a token sent again is taken from the cache until its exp, then refused as expired', async (t) => {
     const { svc, url } = await start(t, { auth: '{ jwt: { secret: "${env.JWT_SECRET}", clockTolerance: 0 } }' })
-    const exp = now() + 1
+    // At least 1.5 s ahead: `now() + 1` is a few ms away when the second is nearly over, and the token expired before the first request (a flaky 401).
+    const exp = Math.ceil(Date.now() / 1000 + 1.5)
     const token = await mint(HS, { exp })
     for (let i = 0; i < 3; i++) assert.equal((await get(`${url}/x`, bearer(token))).status, 200)
     await sleep(exp * 1000 + 100 - Date.now())
@@ -1346,7 +1347,8 @@ describe('verified tokens are remembered, never beyond what they allow', () => {
     const { svc, url } = await start(t, {
       auth: '{ jwt: { secret: "${env.JWT_SECRET}", cacheSize: 0, clockTolerance: 0 } }',
     })
-    const exp = now() + 1
+    // At least 1.5 s ahead: `now() + 1` is a few ms away when the second is nearly over, and the token expired before the first request (a flaky 401).
+    const exp = Math.ceil(Date.now() / 1000 + 1.5)
     const token = await mint(HS, { exp })
     assert.equal((await get(`${url}/x`, bearer(token))).status, 200)
     await sleep(exp * 1000 + 100 - Date.now())
