@@ -141,6 +141,24 @@ export const targets: Target[] = [
     env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '{UPSTREAM_URL}/v1/traces' },
     optional: true,
   },
+  // The Baton of another checkout (BENCH_BATON_AT=/path/to/checkout, e.g. a `git worktree` of the
+  // commit before a change), run like `baton`: BENCH_TARGETS=baton-at,baton measures a change.
+  {
+    name: 'baton-at',
+    command: (scenario) => [
+      process.execPath,
+      `${process.env.BENCH_BATON_AT ?? '.'}/bin/baton.js`,
+      'serve',
+      scenario.batonConfig,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--no-access-log',
+    ],
+    env: {},
+    optional: true,
+  },
   // A second copy of the baseline, to see how far apart two identical servers land on
   // this machine: BENCH_TARGETS=baseline,baseline-again npm run bench
   {
