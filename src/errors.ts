@@ -71,6 +71,8 @@ export const ConfigCodes = {
   BATON_ENV_UNSET: '(warning) ${env.NAME} names an unset variable',
   BATON_INVALID_ENV: '(warning) an OTEL_* variable with a value Baton does not understand (the default is used)',
   BATON_TIMEOUT_OVER_DEADLINE: '(warning) a call timeout longer than its endpoint deadline',
+  BATON_OPTIONAL_OVER_DEADLINE:
+    '(warning) an optional call that can outlive its endpoint deadline (no timeout, or a forEach whose rounds do not fit): at the deadline it takes its fallback',
   BATON_RETRY_OVER_DEADLINE:
     '(warning) a call whose worst case (timeout × tries + backoff) does not fit its endpoint deadline',
   BATON_AUTH_CONFIG:

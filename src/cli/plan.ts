@@ -1,6 +1,6 @@
 /** `baton plan FILE`: each endpoint's call sequence, in the shape of the spec template's table. */
 import { formatDuration } from '../config/units.ts'
-import { worstCase } from '../plan/resilience.ts'
+import { callWorstCase } from '../plan/resilience.ts'
 import type {
   AuthPlan,
   CallPlan,
@@ -120,8 +120,7 @@ function renderEndpoint(endpoint: EndpointPlan, gatewayAuth: boolean): string[] 
       c.required ? 'Yes' : 'No',
       formatDuration(Math.min(c.timeout, endpoint.timeout)),
       retries(c),
-      formatDuration(Math.min(worstCase(c.timeout, c.retry), endpoint.timeout)) +
-        (worstCase(c.timeout, c.retry) > endpoint.timeout ? ' (deadline)' : ''),
+      worstCaseCell(c, endpoint.timeout),
       fallback(c),
       c.dependsOn.length === 0 ? '—' : c.dependsOn.map((d) => names[d]).join(', '),
     ])
@@ -158,4 +157,11 @@ function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`
   return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)]
+}
+
+/** The worst case, capped by the deadline (which then says so); a forEach shows its formula. */
+function worstCaseCell(call: CallPlan, deadline: number): string {
+  const worst = callWorstCase(call.timeout, call.retry, call.forEach)
+  const over = worst.ms > deadline ? ' (deadline)' : ''
+  return call.forEach === null ? formatDuration(Math.min(worst.ms, deadline)) + over : worst.text + over
 }

@@ -460,6 +460,19 @@ export const callSchema = z.strictObject({
     .optional()
     .describe('Name of the current item inside a forEach call (default: item).'),
   concurrency: z.number().int().positive().default(8).describe('Most forEach calls in flight at once.'),
+  maxItems: z
+    .number()
+    .int()
+    .positive()
+    .default(100)
+    .describe(
+      'forEach: the longest list the call accepts (default 100). A longer one is refused, not cut: from the request, 400; from a service, the call fails (a required call 502, an optional one its fallback).',
+    ),
+  itemFallback: template
+    .optional()
+    .describe(
+      'forEach: the value of an item whose request failed (may read the item); the list keeps its length and order, and the answer is marked partial. Without it, one failed item fails the call.',
+    ),
   into: z
     .string()
     .regex(CALL_NAME)

@@ -30,3 +30,17 @@ export class ExpressionEvalError extends Error {
     this.offset = offset
   }
 }
+
+/**
+ * A value interpolated into a URL path is null, missing or empty: the path would have an empty
+ * segment (`/carts/` instead of `/carts/42`), which reaches another resource. `part` names it.
+ */
+export class EmptyPathValueError extends ExpressionEvalError {
+  readonly part: { readonly source: string; readonly roots: readonly string[] }
+
+  constructor(part: { readonly source: string; readonly roots: readonly string[] }) {
+    super(`${part.source} is missing or empty`, 0)
+    this.name = 'EmptyPathValueError'
+    this.part = part
+  }
+}

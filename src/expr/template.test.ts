@@ -126,7 +126,9 @@ describe('path encoding', () => {
 
   it('encodes converted numbers and booleans, never the literal text', () => {
     assert.equal(path(12), '/files/12')
-    assert.equal(path(null), '/files/')
+    // An empty segment would reach another resource (/files/ is the collection): never produced.
+    assert.throws(() => path(null), { name: 'EmptyPathValueError', message: 'name is missing or empty' })
+    assert.throws(() => path(''), { name: 'EmptyPathValueError' })
     assert.equal(
       compileTemplate('/a b/${x}?', { ...rootsOf({ x: 'c d' }), encode: encodePathValue }).evaluate({ x: 'c d' }),
       '/a b/c%20d?',

@@ -26,8 +26,16 @@ export interface CompileOptions {
 }
 
 export interface TemplateOptions extends CompileOptions {
-  /** Applied to each interpolated value (never to the literal text), e.g. encodePathValue. */
-  encode?: (value: string) => string
+  /** Applied to each interpolated value (never to the literal text), e.g. encodePathValue; `part` says which `${…}` it is. */
+  encode?: (value: string, part: TemplatePart) => string
+}
+
+/** One `${…}` of a template. */
+export interface TemplatePart {
+  /** The expression as written, e.g. `request.body.cartId`. */
+  readonly source: string
+  /** The roots it reads (`request`, `cart`, …). */
+  readonly roots: readonly string[]
 }
 
 export interface CompiledExpression {

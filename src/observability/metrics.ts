@@ -165,7 +165,8 @@ export class GatewayMetrics implements EdgeObserver {
                 ? `status_${Math.floor((error.status ?? 0) / 100)}xx`
                 : error.kind,
           ).inc()
-          if (error !== undefined && !call.required) s.outcome('fallback').inc()
+          // A fallback counts only when one was served: in an answer that is not an error.
+          if (answer.status < 400 && run.degraded?.includes(call.name) === true) s.outcome('fallback').inc()
           const retries = run.retries?.[call.index] ?? 0
           if (retries > 0) s.retries.inc(retries)
         }

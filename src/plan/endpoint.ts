@@ -6,9 +6,10 @@ import { closest, didYouMean } from '../util/suggest.ts'
 import type { Diagnostics } from './diagnostics.ts'
 import { compileEndpointAuth } from './edge.ts'
 import { findCycle, levels } from './graph.ts'
-import { callRetry, worstCase } from './resilience.ts'
+import { callRetry, callWorstCase, worstCase } from './resilience.ts'
+import { formatDuration } from '../config/units.ts'
 import { invalidRouteSegment, routeParams, routeToServerPath } from './routes.ts'
-import { AUTH_FIELDS, type CallMeta, type Scope } from './scope.ts'
+import { AUTH_FIELDS, type CallMeta, readsOnlyTheClient, type Scope } from './scope.ts'
 import { checkHeaderName } from './services.ts'
 import { compileCondition, compileString, compileValue, type TemplateScope } from './templates.ts'
 import type { CallPlan, EndpointPlan, ForEachPlan, ServicePlan } from './types.ts'
@@ -194,6 +195,7 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
     level: level[p.index] as number,
     bodySlot: slots.of.get(p.index) ?? -1,
   }))
+  const timeout = endpoint.timeout ?? ctx.defaultTimeout
   const route = ctx.basePath + routeToServerPath(path === '/' && ctx.basePath !== '' ? '' : path)
   return {
     key,
@@ -203,7 +205,8 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
     alerts: endpoint.alerts ?? null,
     params,
     purpose: endpoint.purpose,
-    timeout: endpoint.timeout ?? ctx.defaultTimeout,
+    timeout,
+    callWindow: timeout - Math.min(50, timeout * 0.05),
     auth,
     rateLimit:
       endpoint.rateLimit === false
@@ -263,7 +266,7 @@ function compileCall(
     )
   }
   if (call.forEach === undefined) {
-    for (const key of ['as', 'into'] as const) {
+    for (const key of ['as', 'into', 'itemFallback'] as const) {
       if (call[key] !== undefined)
         diagnostics.error('BATON_FOREACH_ONLY', `'${key}' only applies to a forEach call`, [...at, key], {
           key: true,
@@ -274,8 +277,32 @@ function compileCall(
   const callScope = rootsFor(i, null)
   const itemScope = rootsFor(i, itemName)
   if (call.forEach !== undefined && itemName !== null) {
-    const items = compileValue(call.forEach, [...at, 'forEach'], callScope, diagnostics)
-    forEach = { items: items.evaluate, as: itemName, concurrency: call.concurrency, into: call.into ?? null }
+    const roots = new Set<string>()
+    const items = compileValue(
+      call.forEach,
+      [...at, 'forEach'],
+      {
+        ...callScope,
+        onReference: (ref, refPath, source) => {
+          roots.add(ref.root)
+          callScope.onReference(ref, refPath, source)
+        },
+      },
+      diagnostics,
+    )
+    forEach = {
+      items: items.evaluate,
+      source: typeof call.forEach === 'string' ? call.forEach : JSON.stringify(call.forEach),
+      fromRequest: readsOnlyTheClient(roots),
+      as: itemName,
+      concurrency: call.concurrency,
+      maxItems: call.maxItems,
+      itemFallback:
+        call.itemFallback === undefined
+          ? null
+          : compileValue(call.itemFallback, [...at, 'itemFallback'], itemScope, diagnostics).evaluate,
+      into: call.into ?? null,
+    }
   }
 
   const pathTemplate = compileString(rawPath, [...at, 'request'], itemScope, diagnostics, encodePathValue)
@@ -316,7 +343,22 @@ function compileCall(
   const timeout = call.timeout ?? service?.timeout ?? Infinity
   const deadline = ctx.endpoint.timeout ?? ctx.defaultTimeout
   const retry = callRetry(call, method, service?.resilience)
-  if (Number.isFinite(timeout) && timeout > deadline) {
+  const required = call.required && call.fallback === undefined
+  const worst = callWorstCase(timeout, retry, forEach)
+  if (!required && worst.ms > deadline && (forEach !== null || !Number.isFinite(timeout))) {
+    // With a finite timeout and no forEach, the warnings below say it already.
+    diagnostics.warn(
+      'BATON_OPTIONAL_OVER_DEADLINE',
+      Number.isFinite(worst.ms)
+        ? `${name} can run ${formatDuration(worst.ms)} (${worst.text.replace(/ \(n ≤ (\d+): .*\)$/, ', n ≤ $1')}), past the endpoint's ${formatDuration(deadline)} deadline: when the deadline comes it takes its fallback`
+        : `${name} has no timeout: it can run past the endpoint's ${formatDuration(deadline)} deadline, and then it takes its fallback`,
+      at,
+      {
+        key: true,
+        hint: 'give the call (or its service) a timeout, lower concurrency × maxItems, or raise the deadline',
+      },
+    )
+  } else if (Number.isFinite(timeout) && timeout > deadline) {
     diagnostics.warn(
       'BATON_TIMEOUT_OVER_DEADLINE',
       `timeout ${timeout}ms is longer than the endpoint's ${deadline}ms deadline`,
@@ -346,7 +388,7 @@ function compileCall(
     query: query === null || query.length === 0 ? null : query,
     headers: headers === null || headers.length === 0 ? null : headers,
     body,
-    required: call.required && call.fallback === undefined,
+    required,
     timeout,
     retry,
     fallback,

@@ -1,5 +1,6 @@
 /** Resilience settings, resolved at compile time into what the runtime reads per call. */
 import type { CallConfig, RetryConfig, ServiceConfig } from '../config/schema.ts'
+import { formatDuration } from '../config/units.ts'
 import type { BreakerOptions } from '../policies/breaker.ts'
 
 export interface RetryPlan {
@@ -58,6 +59,26 @@ export function worstCase(timeout: number, retry: RetryPlan | null): number {
   let total = timeout * (retry.attempts + 1)
   for (let r = 1; r <= retry.attempts; r++) total += backoffCeiling(retry, r)
   return total
+}
+
+/**
+ * Worst case of a call, as `baton plan` shows it: every try of it times out and every backoff is
+ * as long as it can be; a forEach runs ⌈items ÷ concurrency⌉ rounds of that, with at most
+ * maxItems items. Infinity when a try has no timeout.
+ */
+export function callWorstCase(
+  timeout: number,
+  retry: RetryPlan | null,
+  forEach: { readonly concurrency: number; readonly maxItems: number } | null,
+): { readonly ms: number; readonly text: string } {
+  const perCall = worstCase(timeout, retry)
+  if (forEach === null) return { ms: perCall, text: formatDuration(perCall) }
+  const ms = perCall * Math.ceil(forEach.maxItems / forEach.concurrency)
+  const per = Number.isFinite(perCall) ? formatDuration(perCall) : 'no timeout'
+  return {
+    ms,
+    text: `${per} × ⌈n ÷ ${forEach.concurrency}⌉ (n ≤ ${forEach.maxItems}${Number.isFinite(ms) ? `: ${formatDuration(ms)}` : ''})`,
+  }
 }
 
 function retryPlan(config: RetryConfig): RetryPlan {

@@ -4,6 +4,19 @@
  */
 import type { AuthMethod } from './types.ts'
 
+/** Roots whose values come from the client: a bad value read from them is the client's mistake (400). */
+const CLIENT_ROOTS: ReadonlySet<string> = new Set(['request', 'auth'])
+
+/** True when an expression reads something, and only the client's roots. */
+export function readsOnlyTheClient(roots: Iterable<string>): boolean {
+  let any = false
+  for (const root of roots) {
+    if (!CLIENT_ROOTS.has(root)) return false
+    any = true
+  }
+  return any
+}
+
 /** Fields of the `auth` root. */
 export const AUTH_FIELDS = ['method', 'sub', 'scopes', 'roles', 'claims']
 

@@ -113,6 +113,11 @@ export interface EndpointPlan {
   readonly params: readonly string[]
   readonly purpose: string | undefined
   readonly timeout: number
+  /**
+   * ms the calls may run: the deadline less a reserve (5 %, at most 50 ms) for assembling and
+   * writing the answer, so that a partial answer reaches the client before its own timeout.
+   */
+  readonly callWindow: number
   /** Credentials this endpoint demands, or null when it is public (or the gateway has no auth). */
   readonly auth: EndpointAuthPlan | null
   /** This endpoint's per-caller limit, null for none; `exempt` when the endpoint opts out of every limit. */
@@ -165,8 +170,16 @@ export interface CallPlan {
 
 export interface ForEachPlan {
   readonly items: Evaluator
+  /** The list's expression as written, for messages. */
+  readonly source: string
+  /** The list is read from the request alone: a bad one (not a list, too long) is the client's mistake (400). */
+  readonly fromRequest: boolean
   readonly as: string
   readonly concurrency: number
+  /** Longest list accepted; a longer one is refused, not cut. */
+  readonly maxItems: number
+  /** Value of an item whose request failed (reads the item); null: one failed item fails the call. */
+  readonly itemFallback: Evaluator | null
   readonly into: string | null
 }
 

@@ -93,7 +93,8 @@ class Execution implements RunView, ForEachHost, TryListener {
     this.scope = new Scope(request, plan.calls.length, plan.readsCallMeta)
     this.requestId = requestId
     this.startedAt = performance.now()
-    this.deadlineAt = this.startedAt + plan.timeout
+    // Calls end a little before the deadline, leaving time to assemble and write the answer.
+    this.deadlineAt = this.startedAt + plan.callWindow
     // Copies of arrays prepared at compile time: cheaper than building them per request.
     this.waitingOn = plan.dependencyCounts.slice()
     this.state = plan.dependencyCounts.map(zero)
@@ -137,6 +138,11 @@ class Execution implements RunView, ForEachHost, TryListener {
   retried(call: CallPlan): void {
     const retries = (this.retries ??= this.endpoint.dependencyCounts.map(zero))
     retries[call.index] = (retries[call.index] as number) + 1
+  }
+
+  itemsFellBack(call: CallPlan, error: CallError): void {
+    ;(this.errors ??= new Array<CallError | undefined>(this.endpoint.calls.length))[call.index] = error
+    ;(this.degraded ??= []).push(call.name)
   }
 
   sharedBodies(): SharedBodies {
@@ -228,12 +234,18 @@ class Execution implements RunView, ForEachHost, TryListener {
     if (error.kind === 'aborted') return
     const errors = (this.errors ??= new Array<CallError | undefined>(this.endpoint.calls.length))
     errors[call.index] = error
-    if (error.kind === 'deadline') {
+    if (error.kind === 'bad_request') {
+      // The client's own mistake (a value its request lacks, a list that is not one): 400, even for an optional call.
+      this.fail(400, 'BAD_REQUEST', error.message, [call.service.name])
+      return
+    }
+    if (error.kind === 'deadline' && call.required) {
+      // Only a required call still running makes it a 504; the optional ones take their fallback.
       this.fail(
         504,
         'GATEWAY_TIMEOUT',
         `the endpoint's ${this.endpoint.timeout}ms deadline passed`,
-        this.failedInFlight(call),
+        this.requiredInFlight(call),
       )
       return
     }
@@ -301,10 +313,10 @@ class Execution implements RunView, ForEachHost, TryListener {
     this.answer({ status: this.endpoint.status, body, headers: { [DEGRADED_HEADER]: degraded.join(', ') } })
   }
 
-  /** Services of the calls cut off by the deadline, plus the one that noticed. */
-  failedInFlight(call: CallPlan): string[] {
+  /** Services of the required calls cut off by the deadline, the one that noticed first. */
+  requiredInFlight(call: CallPlan): string[] {
     const names = new Set([call.service.name])
-    for (const c of this.endpoint.calls) if (this.state[c.index] === RUNNING) names.add(c.service.name)
+    for (const c of this.endpoint.calls) if (c.required && this.state[c.index] === RUNNING) names.add(c.service.name)
     return [...names]
   }
 

@@ -47,6 +47,8 @@ function describe(error: CallError): string {
       return 'answer too large'
     case 'expression':
       return 'could not build its request'
+    case 'too_many_items':
+      return error.message
     case 'credentials':
       return 'no credentials for it'
     default:

@@ -16,10 +16,12 @@ export type FailureKind =
   | 'circuit_open'
   | 'bulkhead_full'
   | 'expression'
+  | 'too_many_items'
   | 'bad_request'
   | 'credentials'
 
-import { ExpressionEvalError } from '../expr/index.ts'
+import { EmptyPathValueError, ExpressionEvalError } from '../expr/index.ts'
+import { readsOnlyTheClient } from '../plan/scope.ts'
 
 type Headers = Readonly<Record<string, string | string[] | undefined>>
 
@@ -81,9 +83,26 @@ export function countsAgainstService(error: CallError, timed: boolean): boolean 
 /** Anything thrown while a call ran, as a CallError (a bug or an unexpected library error becomes `network`). */
 export function toCallError(err: unknown): CallError {
   if (err instanceof CallError) return err
+  if (err instanceof EmptyPathValueError) return emptyPathValue(err)
   // JSON.stringify of a request body nested too deeply to serialise, or an expression that failed: the request cannot be built.
   if (err instanceof RangeError || err instanceof ExpressionEvalError) {
     return new CallError('expression', (err as Error).message, { cause: err })
   }
   return new CallError('network', err instanceof Error ? err.message : String(err), { cause: err })
+}
+
+/**
+ * A value a call's path needs is missing or empty. Read from the request, it is the client's
+ * mistake (`bad_request`, 400); read from another call's answer, the call cannot be made
+ * (`expression`: a required call fails the request, an optional one falls back).
+ */
+function emptyPathValue(err: EmptyPathValueError): CallError {
+  const { source, roots } = err.part
+  return new CallError(
+    readsOnlyTheClient(roots) ? 'bad_request' : 'expression',
+    `${source} is missing or empty, and a path segment cannot be empty`,
+    {
+      cause: err,
+    },
+  )
 }
