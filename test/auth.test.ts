@@ -98,7 +98,8 @@ version: 1
 gateway:
   name: ${REALM}
 ${o.auth === undefined ? '' : `  auth: ${o.auth}\n`}services:
-  svc: { url: "${svc.url}"${o.service === undefined ? '' : `, ${o.service}`} }
+  # Each client request makes its own call here (these tests count them); coalescing is test/coalesce.test.ts's.
+  svc: { url: "${svc.url}", coalesce: false${o.service === undefined ? '' : `, ${o.service}`} }
 endpoints:${o.endpoints ?? endpoint('GET /x')}
 `
 }

@@ -95,8 +95,9 @@ describe('bulkhead', () => {
 version: 1
 gateway: { name: Isolation }
 services:
-  slow: { url: "${stub.url}", bulkhead: { maxConcurrent: 2, maxQueued: 2 } }
-  fast: { url: "${stub.url}" }
+  # Each client request makes its own call here (these tests count them); coalescing is test/coalesce.test.ts's.
+  slow: { url: "${stub.url}", bulkhead: { maxConcurrent: 2, maxQueued: 2 }, coalesce: false }
+  fast: { url: "${stub.url}", coalesce: false }
 endpoints:
   GET /slow:
     calls:

@@ -153,7 +153,9 @@ version: 1
 gateway: { name: OAuth2 }
 services:
   orders:
+    # Each client request makes its own call here (these tests count them); coalescing is test/coalesce.test.ts's.
     url: "${orders.url}"
+    coalesce: false
     auth:
       oauth2:
         tokenUrl: "\${env.TOKEN_URL}"

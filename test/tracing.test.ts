@@ -34,7 +34,8 @@ const config = (stub: Stub, gateway: string): string => `
 version: 1
 gateway: { name: Traced${gateway} }
 services:
-  users: { url: "${stub.url}" }
+  # Each client request makes its own call here (these tests count them); coalescing is test/coalesce.test.ts's.
+  users: { url: "${stub.url}", coalesce: false }
   orders: { url: "${stub.url}/api", retry: { attempts: 2, delay: 1, backoff: fixed } }
   slow: { url: "${stub.url}", timeout: 50ms }
 endpoints:

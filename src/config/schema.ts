@@ -390,6 +390,12 @@ export const serviceSchema = z.strictObject({
   connections: z.number().int().positive().default(128).describe("Keep-alive connections in this service's pool."),
   maxResponseSize: size.default(10 * 1024 * 1024).describe('Largest response body accepted from this service.'),
   retry: retrySchema.optional().describe('Retry policy of every call to this service (per-call `retry` overrides it).'),
+  coalesce: z
+    .boolean()
+    .optional()
+    .describe(
+      'Identical GET/HEAD calls in flight to this service at the same moment, from any requests, share one upstream request (default true; a call may say otherwise).',
+    ),
   circuitBreaker: breakerSchema
     .optional()
     .describe('Circuit breaker, shared by every endpoint that calls the service.'),
@@ -441,6 +447,12 @@ export const callSchema = z.strictObject({
     .union([retrySchema, z.literal(false)])
     .optional()
     .describe("Retry policy for this call, replacing the service's; false: never retry."),
+  coalesce: z
+    .boolean()
+    .optional()
+    .describe(
+      "Share one upstream request with identical calls in flight (same method, path, body and headers): default the service's, which defaults to true for GET and HEAD. true on a POST declares it free of side effects.",
+    ),
   idempotent: z
     .boolean()
     .optional()

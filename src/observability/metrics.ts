@@ -35,6 +35,7 @@ export class GatewayMetrics implements EdgeObserver {
   #inFlight = 0
   readonly #rejected: Counter<'endpoint' | 'reason'>
   readonly #storeErrors: Counter
+  readonly #coalesced: Counter<'service'>
 
   constructor(clients: ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
     const registers = [this.registry]
@@ -85,6 +86,12 @@ export class GatewayMetrics implements EdgeObserver {
     this.#storeErrors = new Counter({
       name: 'baton_rate_limit_store_errors_total',
       help: 'Rate limit store failures (Redis down or slow); requests are let through unless onStoreError is reject.',
+      registers,
+    })
+    this.#coalesced = new Counter({
+      name: 'baton_coalesced_calls_total',
+      help: 'Tries that joined an identical request already in flight to the service instead of making their own.',
+      labelNames: ['service'],
       registers,
     })
     const inFlight = (): number => this.#inFlight
@@ -176,6 +183,10 @@ export class GatewayMetrics implements EdgeObserver {
 
   rejected(endpoint: EndpointPlan, rejection: Rejection): void {
     this.#rejected.inc({ endpoint: endpoint.label, reason: rejection.reason })
+  }
+
+  coalesced(service: string): void {
+    this.#coalesced.inc({ service })
   }
 
   rateLimitStoreFailed(): void {

@@ -391,6 +391,8 @@ function compileCall(
     required,
     timeout,
     retry,
+    // A service's `coalesce` speaks for its GET and HEAD calls; any other method coalesces only when the call says so.
+    coalesce: call.coalesce ?? ((method === 'GET' || method === 'HEAD') && service.coalesce !== false),
     fallback,
     when,
     forEach,

@@ -245,6 +245,7 @@ function compileService(
     owner: service.owner,
     mock: service.mock === undefined ? null : compileMock(at, service.mock, diagnostics),
     resilience: serviceResilience(service),
+    coalesce: service.coalesce ?? null,
     alerts:
       service.alerts === undefined
         ? null

@@ -74,6 +74,8 @@ export interface ServicePlan {
   readonly owner: string | undefined
   readonly mock: readonly MockRoutePlan[] | null
   readonly resilience: ServiceResilience
+  /** false: its GET and HEAD calls do not coalesce unless a call says so (null: they do). */
+  readonly coalesce: boolean | null
   /** The template's error-rate alert (`baton alerts`), or null. */
   readonly alerts: { readonly errorRate: number; readonly window: number; readonly channel: string } | null
 }
@@ -155,6 +157,8 @@ export interface CallPlan {
   readonly timeout: number
   /** Resolved retry policy (call's, else service's; null for non-idempotent methods unless declared safe). */
   readonly retry: RetryPlan | null
+  /** Identical calls in flight share one upstream request (the call's choice, else the service's, else GET/HEAD). */
+  readonly coalesce: boolean
   readonly fallback: Evaluator | null
   readonly when: Evaluator | null
   readonly forEach: ForEachPlan | null

@@ -83,6 +83,8 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
         observeTries:
           tracing !== null ||
           (options.observers ?? []).some((o) => o.tryStarted !== undefined || o.tryEnded !== undefined),
+        coalesce: plan.endpoints.some((e) => e.calls.some((c) => c.coalesce && c.service.name === service.name)),
+        onCoalesced: (name) => metrics?.coalesced(name),
         onBreakerChange: (name, from, to) => {
           metrics?.breakerChanged(name, from, to)
           logger?.warn({ event: 'breaker', service: name, from, to }, `circuit breaker of ${name}: ${from} → ${to}`)

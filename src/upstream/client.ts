@@ -14,6 +14,7 @@ import { httpSend } from './http.ts'
 import { compose, type Send, type Stage, type Transport, type Outgoing, type Try } from './pipeline.ts'
 import { breakerStage } from './stages/breaker.ts'
 import { bulkheadStage } from './stages/bulkhead.ts'
+import { coalesceStage } from './stages/coalesce.ts'
 import { credentialsStage } from './stages/credentials.ts'
 import { deadlineStage } from './stages/deadline.ts'
 import { observeStage } from './stages/observe.ts'
@@ -87,6 +88,10 @@ export interface ClientOptions {
   stages?: readonly ServiceStage[]
   /** Put the observe stage in the chain (something listens to tries). */
   observeTries?: boolean
+  /** Put the coalescing stage in the chain (some call to the service coalesces). */
+  coalesce?: boolean
+  /** Told each time a try joins an identical request already in flight. */
+  onCoalesced?: (service: string) => void
   clock?: Clock
   /** Told when the service's breaker changes state. */
   onBreakerChange?: (service: string, from: BreakerState, to: BreakerState) => void
@@ -115,6 +120,7 @@ export function createServiceClient(service: ServicePlan, options: ClientOptions
   const send = compose<Try>(
     [
       deadlineStage,
+      options.coalesce === true ? coalesceStage(onCoalesced(service.name, options.onCoalesced)) : null,
       bulkheadStage(bulkhead, service),
       breakerStage(breaker, service),
       statsStage(stats),
@@ -134,6 +140,10 @@ export function createServiceClient(service: ServicePlan, options: ClientOptions
     stats,
     close: release,
   }
+}
+
+function onCoalesced(service: string, tell: ((service: string) => void) | undefined): (() => void) | null {
+  return tell === undefined ? null : () => tell(service)
 }
 
 function tlsOptions(tls: TlsPlan): Record<string, string> {

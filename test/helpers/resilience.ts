@@ -140,7 +140,8 @@ export async function oneService(
 version: 1
 gateway: { name: Chaos }
 services:
-  svc: { url: "${stub.url}"${extra(o.service)} }
+  # Each client request makes its own call here (these tests count them); coalescing is test/coalesce.test.ts's.
+  svc: { url: "${stub.url}", coalesce: false${extra(o.service)} }
 endpoints:
   GET /a:
     timeout: ${o.deadline ?? '5s'}
