@@ -521,6 +521,29 @@ export const callSchema = z.strictObject({
     .describe('forEach: instead of a list of results, the items each with its result under this key.'),
 })
 
+/** A JSON Schema (draft 2020-12), compiled by ajv when the config loads. */
+const requestSchema = z.record(z.string(), z.unknown()).meta({
+  description:
+    'A JSON Schema (draft 2020-12), e.g. { type: object, required: [cartId], properties: { cartId: { type: string, minLength: 1 } } }. Unknown keywords are errors.',
+})
+
+export const validateSchema = z.strictObject({
+  params: requestSchema
+    .optional()
+    .describe(
+      'Path parameters; strings, coerced to the types the schema declares (the coerced values are what expressions read).',
+    ),
+  query: requestSchema
+    .optional()
+    .describe(
+      'Query parameters; strings (a list when repeated), coerced to the declared types (expressions read the coerced values).',
+    ),
+  headers: requestSchema
+    .optional()
+    .describe('Request headers, lower-case names; coerced to the declared types to be checked, forwarded as sent.'),
+  body: requestSchema.optional().describe('The JSON body (null when there is none); not coerced.'),
+})
+
 export const endpointSchema = z.strictObject({
   purpose: z.string().optional().describe('What client screen or workflow this serves.'),
   alerts: z
@@ -543,6 +566,11 @@ export const endpointSchema = z.strictObject({
     .optional()
     .describe('false: no rate limits on this endpoint.'),
   status: z.number().int().min(200).max(299).default(200).describe('Status of a successful response.'),
+  validate: validateSchema
+    .optional()
+    .describe(
+      "JSON Schemas the request's params, query, headers and body must match; otherwise 400 VALIDATION_FAILED listing the problems, and no call is made.",
+    ),
   calls: z
     .record(z.string(), callSchema)
     .default({})
