@@ -18,6 +18,7 @@ export const ErrorCodes = {
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be JSON' },
   NOT_FOUND: { status: 404, message: 'No endpoint matches this method and path' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'The path does not accept this method' },
   CLIENT_CLOSED_REQUEST: { status: 499, message: 'The client closed the connection before the answer' },
   UNAUTHENTICATED: { status: 401, message: 'Credentials are required' },
   INVALID_TOKEN: { status: 401, message: 'The access token is not valid' },

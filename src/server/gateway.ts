@@ -23,6 +23,7 @@ import { createServiceClient, PoolRegistry, type ServiceClient, type ServiceStag
 import { clientError, errorCodeOf, requestIdOf, send, sendError } from './answers.ts'
 import { registerCors } from './cors.ts'
 import { guardFor } from './guard.ts'
+import { type AllowedMethods, allowedMethods, type ServedRoute } from './methods.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
 
 declare module 'fastify' {
@@ -139,7 +140,27 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   server.decorateRequest('principal', null)
   if (edge.cors !== null) registerCors(server, edge.cors)
 
-  server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
+  // Every route this server serves (endpoints, health, metrics; HEAD with GET), as fastify registers them: once it
+  // is ready, a router of their paths tells a path nobody serves (404) from a method the path does not take (405).
+  const served: ServedRoute[] = []
+  server.addHook('onRoute', (route) => {
+    // '*' (CORS's preflight route) matches every path; OPTIONS is answered as a preflight or not at all.
+    if (route.url === '*') return
+    for (const method of [route.method].flat()) served.push({ method, path: route.url ?? route.path })
+  })
+  let allowed: AllowedMethods = () => []
+  server.addHook('onReady', (done) => {
+    allowed = allowedMethods(served)
+    done()
+  })
+  server.setNotFoundHandler((req, reply) => {
+    const requestId = requestIdOf(req)
+    // An OPTIONS that is not a CORS preflight stays a 404, with CORS or without.
+    const methods = req.method === 'OPTIONS' ? [] : allowed(req.url)
+    if (methods.length === 0 || methods.includes(req.method)) return sendError(reply, 'NOT_FOUND', requestId)
+    reply.header('allow', methods.join(', '))
+    return sendError(reply, 'METHOD_NOT_ALLOWED', requestId)
+  })
   server.setErrorHandler((err: FastifyError, req, reply) => {
     const code = errorCodeOf(err)
     // The path only: a query string may carry an API key.
