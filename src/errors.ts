@@ -89,8 +89,9 @@ export const ConfigCodes = {
   BATON_UNKNOWN_SERVICE: 'a call to a service that is not declared',
   BATON_UNKNOWN_CALL: 'calls.<name> names no call of the endpoint',
   BATON_UNKNOWN_FIELD: 'request.<field> or calls.<name>.<field> that does not exist',
-  BATON_UNKNOWN_PARAM: 'request.params.<name> not declared in the endpoint path',
-  BATON_HEADER_CASE: 'request.headers read with an upper-case name (they are lower case)',
+  BATON_UNKNOWN_PARAM: 'request.params.<name> (or a validate.params property) not declared in the endpoint path',
+  BATON_HEADER_CASE:
+    'request.headers read (or named in validate.headers) with an upper-case name (they are lower case)',
   BATON_EXPRESSION: 'an expression that does not parse or names an unknown root, function or method',
   BATON_INVALID_SCHEMA:
     'a validate schema that is not valid JSON Schema (draft 2020-12): an unknown keyword or format, a value of the wrong type, a $ref to nothing, a pattern that does not parse',
