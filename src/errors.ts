@@ -13,10 +13,12 @@ export const ErrorCodes = {
   BULKHEAD_FULL: { status: 503, message: 'Too many calls in flight to a service' },
   RESPONSE_ASSEMBLY_FAILED: { status: 502, message: "The response could not be assembled from the services' answers" },
   INVALID_JSON: { status: 400, message: 'The request body is not valid JSON' },
+  VALIDATION_FAILED: { status: 400, message: 'The request does not match what the endpoint accepts' },
   BAD_REQUEST: { status: 400, message: 'The request is malformed' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be JSON' },
   NOT_FOUND: { status: 404, message: 'No endpoint matches this method and path' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'The path does not accept this method' },
   CLIENT_CLOSED_REQUEST: { status: 499, message: 'The client closed the connection before the answer' },
   UNAUTHENTICATED: { status: 401, message: 'Credentials are required' },
   INVALID_TOKEN: { status: 401, message: 'The access token is not valid' },
@@ -33,8 +35,25 @@ export const ErrorCodes = {
 
 export type ErrorCode = keyof typeof ErrorCodes
 
+/** One way a request does not match its endpoint's `validate` schemas (VALIDATION_FAILED's `details`). */
+export interface ValidationIssue {
+  /** The part of the request: params, query, headers or body. */
+  in: 'params' | 'query' | 'headers' | 'body'
+  /** JSON Pointer into that part, e.g. /cartId ('' for the part itself). */
+  path: string
+  /** ajv's message, e.g. "must NOT have fewer than 1 characters". */
+  message: string
+}
+
 export interface ErrorEnvelope {
-  error: { code: ErrorCode; message: string; failedServices: string[]; partialData: false }
+  error: {
+    code: ErrorCode
+    message: string
+    failedServices: string[]
+    partialData: false
+    /** VALIDATION_FAILED only: what is wrong with the request. */
+    details?: ValidationIssue[]
+  }
   data: Record<string, never>
 }
 
@@ -44,6 +63,13 @@ export function errorEnvelope(
   failedServices: string[] = [],
 ): ErrorEnvelope {
   return { error: { code, message, failedServices, partialData: false }, data: {} }
+}
+
+/** 400 VALIDATION_FAILED, listing the problems. */
+export function validationEnvelope(details: ValidationIssue[]): ErrorEnvelope {
+  const envelope = errorEnvelope('VALIDATION_FAILED')
+  envelope.error.details = details
+  return envelope
 }
 
 /** Every config diagnostic `baton check` can report. Stable; README "Config diagnostics" mirrors it. */
@@ -63,9 +89,12 @@ export const ConfigCodes = {
   BATON_UNKNOWN_SERVICE: 'a call to a service that is not declared',
   BATON_UNKNOWN_CALL: 'calls.<name> names no call of the endpoint',
   BATON_UNKNOWN_FIELD: 'request.<field> or calls.<name>.<field> that does not exist',
-  BATON_UNKNOWN_PARAM: 'request.params.<name> not declared in the endpoint path',
-  BATON_HEADER_CASE: 'request.headers read with an upper-case name (they are lower case)',
+  BATON_UNKNOWN_PARAM: 'request.params.<name> (or a validate.params property) not declared in the endpoint path',
+  BATON_HEADER_CASE:
+    'request.headers read (or named in validate.headers) with an upper-case name (they are lower case)',
   BATON_EXPRESSION: 'an expression that does not parse or names an unknown root, function or method',
+  BATON_INVALID_SCHEMA:
+    'a validate schema that is not valid JSON Schema (draft 2020-12): an unknown keyword or format, a value of the wrong type, a $ref to nothing, a pattern that does not parse',
   BATON_CYCLE: 'calls that read each other in a cycle',
   BATON_FOREACH_ONLY: 'as/into on a call without forEach',
   BATON_ENV_UNSET: '(warning) ${env.NAME} names an unset variable',

@@ -8,7 +8,7 @@ export { createGateway } from './server/gateway.ts'
 export type { Gateway, GatewayOptions } from './server/gateway.ts'
 export { startMocks } from './server/mocks.ts'
 export { ConfigError, ErrorCodes, formatDiagnostic } from './errors.ts'
-export type { Diagnostic, ErrorCode, ErrorEnvelope } from './errors.ts'
+export type { Diagnostic, ErrorCode, ErrorEnvelope, ValidationIssue } from './errors.ts'
 export type { GatewayPlan, EndpointPlan, CallPlan, ServicePlan, TracingPlan } from './plan/types.ts'
 // The per-call pipeline's extension point (README "Extending the pipeline").
 export type { ServiceStage } from './upstream/client.ts'

@@ -233,6 +233,182 @@ endpoints:
   })
 })
 
+/** Every diagnostic of `text`, errors and warnings, as `baton check` reports them. */
+function reported(text: string): (Found & { severity: string })[] {
+  return diagnose(text).map((d) => ({
+    severity: d.severity,
+    code: d.code,
+    line: d.line,
+    col: d.col,
+    message: d.message,
+    hint: d.hint,
+    path: d.path.join(' › '),
+  }))
+}
+
+describe('durations: 0 and negatives are refused where they make no sense', () => {
+  const POSITIVE = 'must be more than 0: write a duration like 200ms, 2s, 1.5m or 1h'
+
+  it('gateway.timeout: 0, a call timeout of "0s", an endpoint timeout of 0.0s, a negative service timeout', () => {
+    const found = reported(`version: 1
+gateway: { name: Test, timeout: 0 }
+services:
+  cart: { url: "http://cart.local", timeout: -200 }
+endpoints:
+  GET /a:
+    timeout: 0.0s
+    calls:
+      c: { request: GET cart /x, timeout: "0s" }
+`).filter((d) => d.severity === 'error')
+    assert.deepEqual(found, [
+      {
+        severity: 'error',
+        code: 'BATON_INVALID_VALUE',
+        line: 2,
+        col: 33,
+        message: 'invalid value 0',
+        hint: POSITIVE,
+        path: 'gateway › timeout',
+      },
+      {
+        severity: 'error',
+        code: 'BATON_INVALID_VALUE',
+        line: 4,
+        col: 46,
+        message: 'invalid value -200',
+        hint: POSITIVE,
+        path: 'services › cart › timeout',
+      },
+      {
+        severity: 'error',
+        code: 'BATON_INVALID_VALUE',
+        line: 7,
+        col: 14,
+        message: 'invalid value "0.0s"',
+        hint: POSITIVE,
+        path: 'endpoints › GET /a › timeout',
+      },
+      {
+        severity: 'error',
+        code: 'BATON_INVALID_VALUE',
+        line: 9,
+        col: 43,
+        message: 'invalid value "0s"',
+        hint: POSITIVE,
+        path: 'endpoints › GET /a › calls › c › timeout',
+      },
+    ])
+  })
+
+  it('every duration where 0 means nothing: timeouts, windows, intervals, caches, alerts, retryAfter', () => {
+    const found = reported(`version: 1
+gateway:
+  name: Test
+  retryAfter: 0
+  auth: { jwt: { secret: "\${env.S}", maxAge: 0, jwks: { cacheFor: 0, timeout: 0 } } }
+  rateLimit: { perIp: 10/s, redis: { timeout: 0 } }
+services:
+  cart:
+    url: http://cart.local
+    latency: 0
+    retry: { attempts: 1, maxDelay: 0 }
+    circuitBreaker: { failures: 1, window: 0, openFor: 0 }
+    health: { path: /h, interval: 0, timeout: 0 }
+    alerts: { errorRate: 5%, window: 0 }
+    auth: { oauth2: { tokenUrl: "http://a.local/t", clientId: c, clientSecret: s, timeout: 0 } }
+endpoints:
+  GET /a:
+    alerts: { p99: 0, window: 0 }
+    calls:
+      c: { request: GET cart /x }
+`).filter((d) => d.code === 'BATON_INVALID_VALUE')
+    assert.deepEqual(
+      found.map((d) => [d.path, d.hint]),
+      [
+        'gateway › retryAfter',
+        'gateway › auth › jwt › maxAge',
+        'gateway › auth › jwt › jwks › cacheFor',
+        'gateway › auth › jwt › jwks › timeout',
+        'gateway › rateLimit › redis › timeout',
+        'services › cart › latency',
+        'services › cart › retry › maxDelay',
+        'services › cart › circuitBreaker › window',
+        'services › cart › circuitBreaker › openFor',
+        'services › cart › health › interval',
+        'services › cart › health › timeout',
+        'services › cart › alerts › window',
+        'services › cart › auth › oauth2 › timeout',
+        'endpoints › GET /a › alerts › p99',
+        'endpoints › GET /a › alerts › window',
+      ].map((path) => [path, POSITIVE]),
+    )
+  })
+
+  it('0 where it means something: no client timeouts, no leeway, no JWKS cooldown, no preflight cache, no delay', () => {
+    const text = `version: 1
+gateway:
+  name: Test
+  clientTimeouts: { headers: 0, body: 0ms }
+  auth: { jwt: { jwksUrl: "http://idp.local/jwks", clockTolerance: 0, jwks: { cooldown: 0s } } }
+  cors: { origins: ["https://app.example.com"], maxAge: 0 }
+services:
+  cart:
+    url: http://cart.local
+    retry: { attempts: 1, delay: 0 }
+    auth: { oauth2: { tokenUrl: "http://a.local/t", clientId: c, clientSecret: s, refreshBefore: 0 } }
+    mock: { "GET /x": { latency: 0 } }
+endpoints:
+  GET /a:
+    calls:
+      c: { request: GET cart /x }
+`
+    assert.deepEqual(
+      reported(text).filter((d) => d.severity === 'error'),
+      [],
+    )
+    const { plan } = compileConfig(parseConfig('baton.yaml', text), { env: { S: 'x' } })
+    assert.deepEqual(plan?.edge.clientTimeouts, { headers: 0, body: 0 })
+    assert.equal(plan?.edge.cors?.maxAge, 0)
+  })
+
+  it('a negative duration is refused even where 0 is allowed', () => {
+    const [d] = reported(`version: 1
+gateway: { name: Test, clientTimeouts: { headers: -1 } }
+`)
+    assert.deepEqual(d, {
+      severity: 'error',
+      code: 'BATON_INVALID_VALUE',
+      line: 2,
+      col: 51,
+      message: 'invalid value -1',
+      hint: 'a duration cannot be negative',
+      path: 'gateway › clientTimeouts › headers',
+    })
+  })
+})
+
+describe('forwardHeaders', () => {
+  it("'*' is not a wildcard: an error at the '*', with a hint to list the headers", () => {
+    const found = reported(
+      base(
+        '  GET /a: { calls: { c: { request: GET cart /x } } }',
+        `cart: { url: "http://cart.local", forwardHeaders: [accept-language, '*'] }`,
+      ),
+    )
+    assert.deepEqual(found, [
+      {
+        severity: 'error',
+        code: 'BATON_INVALID_VALUE',
+        line: 4,
+        col: 71,
+        message: 'invalid value "*"',
+        hint: 'forwardHeaders names each header (* is not a wildcard: nothing is forwarded unless listed); write them out, e.g. [accept-language, x-tenant-id]',
+        path: 'services › cart › forwardHeaders › 1',
+      },
+    ])
+  })
+})
+
 describe('JSON Schema', () => {
   it('schema/baton.schema.json is generated from the validator (run `npm run schema` after changing src/config/schema.ts)', () => {
     const committed: unknown = JSON.parse(readFileSync('schema/baton.schema.json', 'utf8'))

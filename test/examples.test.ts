@@ -61,6 +61,33 @@ describe('examples/checkout', () => {
     assert.equal(res.headers['baton-degraded'], undefined)
   })
 
+  test('validate: {} and {"cartId":""} are 400 VALIDATION_FAILED, and no service is called', async (t) => {
+    const base = await dev(t, CHECKOUT)
+    const refused = async (body: unknown): Promise<ClientResponse> =>
+      await post(`${base}/summary`, body, { authorization: `Bearer ${checkoutToken}` })
+    const expect = (res: ClientResponse, message: string, path = '/cartId'): void => {
+      assert.equal(res.status, 400)
+      assert.deepEqual(res.body, {
+        error: {
+          code: 'VALIDATION_FAILED',
+          message: 'The request does not match what the endpoint accepts',
+          failedServices: [],
+          partialData: false,
+          details: [{ in: 'body', path, message }],
+        },
+        data: {},
+      })
+    }
+    expect(await refused({}), "must have required property 'cartId'")
+    expect(await refused({ cartId: '' }), 'must NOT have fewer than 1 characters')
+    expect(await refused({ cartId: 'c'.repeat(65) }), 'must NOT have more than 64 characters')
+    // The mocks count nothing, but the metrics do: no call was made for any of the three.
+    const metrics = (await get(`${base.replace(/\/v1\/checkout$/, '')}/metrics`)).body as string
+    assert.match(metrics, /^baton_call_duration_seconds_count\{[^}]*call="cart"[^}]*\} 0$/m)
+    assert.doesNotMatch(metrics, /^baton_call_duration_seconds_count\{[^}]*\} [1-9]/m)
+    assert.match(metrics, /reason="validation_failed"\} 3$/m)
+  })
+
   test('--down shipping: 200, shipping null, partialData, baton-degraded: shipping', async (t) => {
     const res = await summary(await dev(t, CHECKOUT, { down: new Set(['shipping']) }))
     assert.equal(res.status, 200)

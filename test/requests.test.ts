@@ -242,16 +242,16 @@ describe('request bodies', () => {
   })
 })
 
-test('unknown route or method: 404 NOT_FOUND', async (t) => {
+test('unknown route: 404 NOT_FOUND; a method the route does not take: 405 METHOD_NOT_ALLOWED with Allow', async (t) => {
   const { stub, url } = await setup(t)
-  for (const res of [
-    await get(`${url}/nope`),
-    await get(`${url}/lookup`),
-    await post(`${url.replace(/\/v1$/, '')}/lookup`, { cartId: 'c' }),
-  ]) {
+  for (const res of [await get(`${url}/nope`), await post(`${url.replace(/\/v1$/, '')}/lookup`, { cartId: 'c' })]) {
     assertError(res, 404, 'NOT_FOUND', 'No endpoint matches this method and path')
     assert.match(res.headers['x-request-id'] ?? '', UUID)
   }
+  const wrong = await get(`${url}/lookup`)
+  assertError(wrong, 405, 'METHOD_NOT_ALLOWED', 'The path does not accept this method')
+  assert.equal(wrong.headers.allow, 'POST')
+  assert.match(wrong.headers['x-request-id'] ?? '', UUID)
   assert.equal(stub.requests.length, 0)
 })
 

@@ -18,12 +18,39 @@ export const SERVICE_NAME = /^[A-Za-z][\w-]*$/
 export const CALL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
-const duration = z
-  .union([z.number().nonnegative(), z.string().regex(new RegExp(DURATION_PATTERN), { error: DURATION_HINT })], {
-    error: DURATION_HINT,
-  })
-  .transform((v) => parseDuration(v) as number)
-  .meta({ description: 'Duration: 200ms, 2s, 1.5m, 1h, or a number of milliseconds.' })
+const POSITIVE_DURATION_HINT = 'must be more than 0: write a duration like 200ms, 2s, 1.5m or 1h'
+/** Anything but a zero duration written with a unit (`0ms`, `0s`, `0.0m`…): where 0 makes no sense it is refused. */
+const ZERO_DURATION = /^(?!0+(?:\.0+)?\s*(?:ms|s|m|h)$)/
+
+/**
+ * A duration: a string with a unit or a number of milliseconds. Never negative; 0 only where
+ * `zero` says it means something (no leeway, no delay, a timeout turned off), else it is refused.
+ */
+function durationOf(zero: 'refused' | 'allowed') {
+  const positive = zero === 'refused'
+  const text = z.string().regex(new RegExp(DURATION_PATTERN), { error: DURATION_HINT })
+  return z
+    .union(
+      [
+        positive
+          ? z.number().positive({ error: POSITIVE_DURATION_HINT })
+          : z.number().nonnegative({ error: 'a duration cannot be negative' }),
+        positive ? text.regex(ZERO_DURATION, { error: POSITIVE_DURATION_HINT }) : text,
+      ],
+      { error: DURATION_HINT },
+    )
+    .transform((v) => parseDuration(v) as number)
+    .meta({
+      description: positive
+        ? 'Duration: 200ms, 2s, 1.5m, 1h, or a number of milliseconds; more than 0.'
+        : 'Duration: 200ms, 2s, 1.5m, 1h, or a number of milliseconds; 0 allowed.',
+    })
+}
+
+/** A duration where 0 makes no sense (a timeout, a window, an interval): 0 and negatives are refused. */
+const duration = durationOf('refused')
+/** A duration where 0 means something: no leeway, no delay, no cache, or (clientTimeouts) no limit. */
+const durationOrZero = durationOf('allowed')
 
 const size = z
   .union([z.number().int().nonnegative(), z.string().regex(new RegExp(SIZE_PATTERN, 'i'), { error: SIZE_HINT })], {
@@ -64,7 +91,7 @@ export const retrySchema = z.strictObject({
     .enum(['exponential', 'fixed'])
     .default('exponential')
     .describe('exponential: delay, 2×delay, 4×delay… with jitter, capped at maxDelay; fixed: delay every time.'),
-  delay: duration.default(100).describe('First backoff delay.'),
+  delay: durationOrZero.default(100).describe('First backoff delay (0: retry at once).'),
   maxDelay: duration.default(2000).describe('Cap of the exponential backoff.'),
   on: z
     .array(
@@ -123,7 +150,7 @@ const mockRoute = z.strictObject({
   status: z.number().int().min(100).max(599).default(200).describe('HTTP status the mock answers with.'),
   body: template.optional().describe('Response body; may use ${request.params…}, ${request.query…}, ${request.body…}.'),
   headers: headerMap.optional().describe('Response headers.'),
-  latency: duration.optional().describe('Delay before answering.'),
+  latency: durationOrZero.optional().describe('Delay before answering.'),
 })
 
 const RATE = /^(\d+)\s*(?:req(?:uests)?\s*)?\/\s*(\d+(?:\.\d+)?)?\s*(ms|s|sec|second|m|min|minute|h|hour|d|day)$/
@@ -195,9 +222,11 @@ export const jwtSchema = z.strictObject({
   jwks: z
     .strictObject({
       cacheFor: duration.default(600_000).describe('How long fetched keys are trusted before they are fetched again.'),
-      cooldown: duration
+      cooldown: durationOrZero
         .default(30_000)
-        .describe('Least time between two fetches: an unknown kid refetches at most this often.'),
+        .describe(
+          'Least time between two fetches: an unknown kid refetches at most this often (0: every token with an unknown kid refetches).',
+        ),
       timeout: duration.default(2000).describe('Timeout of a JWKS fetch.'),
     })
     .default({ cacheFor: 600_000, cooldown: 30_000, timeout: 2000 })
@@ -212,7 +241,7 @@ export const jwtSchema = z.strictObject({
   issuer: stringList.optional().describe('Accepted `iss` value(s).'),
   audience: stringList.optional().describe('Accepted `aud` value(s).'),
   requiredClaims: z.array(z.string()).default(['sub']).describe('Claims every token must carry.'),
-  clockTolerance: duration.default(5000).describe('Leeway for exp, nbf and iat.'),
+  clockTolerance: durationOrZero.default(5000).describe('Leeway for exp, nbf and iat (0: none).'),
   maxAge: duration.optional().describe('Reject tokens issued longer ago than this (needs iat).'),
   cacheSize: z
     .number()
@@ -329,7 +358,9 @@ export const corsSchema = z.strictObject({
     .boolean()
     .default(false)
     .describe('Allow cookies and Authorization from browsers (not with origins: *).'),
-  maxAge: duration.default(600_000).describe('How long browsers may cache a preflight answer.'),
+  maxAge: durationOrZero
+    .default(600_000)
+    .describe('How long browsers may cache a preflight answer (0: they do not cache it).'),
 })
 
 export const serviceAuthSchema = z
@@ -348,7 +379,9 @@ export const serviceAuthSchema = z
         clientSecret: z.string().describe('Use ${env.NAME}.'),
         scope: z.string().optional().describe('Space-separated scopes asked for.'),
         audience: z.string().optional().describe('audience parameter (Auth0 and others).'),
-        refreshBefore: duration.default(30_000).describe('A token is renewed this long before it expires.'),
+        refreshBefore: durationOrZero
+          .default(30_000)
+          .describe('A token is renewed this long before it expires (and at least halfway through its life).'),
         timeout: duration.default(5000).describe('Timeout of a token request.'),
       }),
     }),
@@ -382,7 +415,15 @@ export const serviceSchema = z.strictObject({
   auth: serviceAuthSchema.optional(),
   tls: tlsSchema.optional().describe('TLS settings of an https service: mTLS client certificate, private CA.'),
   forwardHeaders: z
-    .array(z.string().regex(HEADER_NAME))
+    .array(
+      z
+        .string()
+        .regex(HEADER_NAME, { error: 'not a valid HTTP header name' })
+        .regex(/^[^*]*$/, {
+          error:
+            'forwardHeaders names each header (* is not a wildcard: nothing is forwarded unless listed); write them out, e.g. [accept-language, x-tenant-id]',
+        }),
+    )
     .optional()
     .describe(
       'Client request headers passed on to this service. Nothing is forwarded unless listed (authorization and cookie included).',
@@ -492,6 +533,29 @@ export const callSchema = z.strictObject({
     .describe('forEach: instead of a list of results, the items each with its result under this key.'),
 })
 
+/** A JSON Schema (draft 2020-12), compiled by ajv when the config loads. */
+const requestSchema = z.record(z.string(), z.unknown()).meta({
+  description:
+    'A JSON Schema (draft 2020-12), e.g. { type: object, required: [cartId], properties: { cartId: { type: string, minLength: 1 } } }. Unknown keywords are errors.',
+})
+
+export const validateSchema = z.strictObject({
+  params: requestSchema
+    .optional()
+    .describe(
+      'Path parameters; strings, coerced to the types the schema declares (the coerced values are what expressions read).',
+    ),
+  query: requestSchema
+    .optional()
+    .describe(
+      'Query parameters; strings (a list when repeated), coerced to the declared types (expressions read the coerced values).',
+    ),
+  headers: requestSchema
+    .optional()
+    .describe('Request headers, lower-case names; coerced to the declared types to be checked, forwarded as sent.'),
+  body: requestSchema.optional().describe('The JSON body (null when there is none); not coerced.'),
+})
+
 export const endpointSchema = z.strictObject({
   purpose: z.string().optional().describe('What client screen or workflow this serves.'),
   alerts: z
@@ -514,6 +578,11 @@ export const endpointSchema = z.strictObject({
     .optional()
     .describe('false: no rate limits on this endpoint.'),
   status: z.number().int().min(200).max(299).default(200).describe('Status of a successful response.'),
+  validate: validateSchema
+    .optional()
+    .describe(
+      "JSON Schemas the request's params, query, headers and body must match; otherwise 400 VALIDATION_FAILED listing the problems, and no call is made.",
+    ),
   calls: z
     .record(z.string(), callSchema)
     .default({})
@@ -539,8 +608,10 @@ export const gatewaySchema = z.strictObject({
     .describe('Largest request head (request line and headers) accepted; beyond it 431.'),
   clientTimeouts: z
     .strictObject({
-      headers: duration.default(10_000).describe('Time a client has to send the request head.'),
-      body: duration.default(30_000).describe('Time a client has to send the whole request, body included.'),
+      headers: durationOrZero.default(10_000).describe('Time a client has to send the request head (0: no limit).'),
+      body: durationOrZero
+        .default(30_000)
+        .describe('Time a client has to send the whole request, body included (0: no limit).'),
     })
     .default({ headers: 10_000, body: 30_000 })
     .describe('Slow clients get 408 and are disconnected.'),

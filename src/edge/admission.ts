@@ -21,7 +21,7 @@ export interface Rejection {
   readonly status: number
   readonly code: ErrorCode
   readonly message: string
-  /** unauthenticated, forbidden, auth_unavailable, rate_limited, overloaded, rate_limit_unavailable */
+  /** unauthenticated, forbidden, auth_unavailable, rate_limited, overloaded, rate_limit_unavailable; validation_failed (the server's) */
   readonly reason: string
   readonly headers: Readonly<Record<string, string>>
 }

@@ -79,7 +79,7 @@ export class GatewayMetrics implements EdgeObserver {
     })
     this.#rejected = new Counter({
       name: 'baton_requests_rejected_total',
-      help: 'Requests turned away at the edge, by endpoint and reason (unauthenticated, forbidden, auth_unavailable, rate_limited, overloaded, rate_limit_unavailable).',
+      help: 'Requests turned away at the edge, by endpoint and reason (unauthenticated, forbidden, auth_unavailable, rate_limited, overloaded, rate_limit_unavailable, validation_failed).',
       labelNames: ['endpoint', 'reason'],
       registers,
     })

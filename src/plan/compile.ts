@@ -11,6 +11,7 @@ import { compileEdge } from './edge.ts'
 import { dirname, resolve } from 'node:path'
 import { compileTracing } from './tracing.ts'
 import type { EndpointPlan, GatewayPlan } from './types.ts'
+import { SchemaCompiler } from './validation.ts'
 
 export interface CompileResult {
   plan?: GatewayPlan
@@ -58,6 +59,7 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
     shapes.set(routeShape('GET', config.gateway.health.readyPath), 'gateway.health.readyPath')
   }
   const used = new Set<string>()
+  const schemas = new SchemaCompiler()
   for (const [key, endpoint] of Object.entries(config.endpoints)) {
     const [method, path] = key.split(' ') as [string, string]
     const shape = routeShape(method, config.gateway.basePath + path)
@@ -81,6 +83,7 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
       declaredServices,
       env,
       gatewayAuth: config.gateway.auth,
+      schemas,
       diagnostics,
     })
     if (plan !== null) endpoints.push(plan)

@@ -13,6 +13,7 @@ import { AUTH_FIELDS, type CallMeta, readsOnlyTheClient, type Scope } from './sc
 import { checkHeaderName } from './services.ts'
 import { compileCondition, compileString, compileValue, type TemplateScope } from './templates.ts'
 import type { CallPlan, EndpointPlan, ForEachPlan, ServicePlan } from './types.ts'
+import { compileValidation, type SchemaCompiler } from './validation.ts'
 
 /** Names an expression can always read; a call may not take one of them. */
 export const RESERVED_ROOTS = ['request', 'env', 'calls', 'auth', 'true', 'false', 'null'] as const
@@ -28,6 +29,8 @@ interface EndpointContext {
   readonly declaredServices: ReadonlySet<string>
   readonly env: Readonly<Record<string, string>>
   readonly gatewayAuth: GatewayAuthConfig | undefined
+  /** Compiles the endpoints' `validate` schemas (one ajv per config). */
+  readonly schemas: SchemaCompiler
   readonly diagnostics: Diagnostics
 }
 
@@ -49,6 +52,7 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
   let readsCallMeta = false
   const errorsBefore = diagnostics.list.length
   const auth = compileEndpointAuth(endpoint.auth, ctx.gatewayAuth, at, diagnostics)
+  const validate = compileValidation(endpoint.validate, { at, params, compiler: ctx.schemas, diagnostics })
 
   for (const name of names) {
     if ((RESERVED_ROOTS as readonly string[]).includes(name)) {
@@ -213,6 +217,7 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
         ? { exempt: true, perEndpoint: null }
         : { exempt: false, perEndpoint: endpoint.rateLimit?.perEndpoint ?? null },
     status: endpoint.status,
+    validate,
     calls,
     roots: calls.filter((c) => c.dependsOn.length === 0).map((c) => c.index),
     dependencyCounts: calls.map((c) => c.dependsOn.length),

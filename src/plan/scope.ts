@@ -34,7 +34,9 @@ export interface Principal {
 export interface RequestView {
   readonly method: string
   readonly path: string
-  readonly params: Readonly<Record<string, string>>
+  /** Strings, or the types the endpoint's `validate.params` schema coerced them to. */
+  readonly params: Readonly<Record<string, unknown>>
+  /** Strings (lists when repeated), or the types `validate.query` coerced them to. */
   readonly query: Readonly<Record<string, unknown>>
   readonly headers: Readonly<Record<string, string | string[] | undefined>>
   readonly body: unknown

@@ -4,6 +4,7 @@
  */
 import type { Evaluator } from '../expr/index.ts'
 import type { RetryPlan, ServiceResilience } from './resilience.ts'
+import type { RequestValidator } from './validation.ts'
 
 export interface GatewayPlan {
   readonly name: string
@@ -125,6 +126,12 @@ export interface EndpointPlan {
   /** This endpoint's per-caller limit, null for none; `exempt` when the endpoint opts out of every limit. */
   readonly rateLimit: { readonly exempt: boolean; readonly perEndpoint: Rate | null }
   readonly status: number
+  /**
+   * The endpoint's `validate` schemas, compiled: the request's problems, or null when it matches.
+   * Run by the server once the caller is admitted and the body parsed, before any call. null when
+   * the endpoint declares none.
+   */
+  readonly validate: RequestValidator | null
   readonly calls: readonly CallPlan[]
   /** Calls with no dependencies: started first. */
   readonly roots: readonly number[]

@@ -5,7 +5,8 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { admissionFor, type EdgeObserver } from '../edge/admission.ts'
+import { admissionFor, type EdgeObserver, type Rejection } from '../edge/admission.ts'
+import { ErrorCodes, validationEnvelope } from '../errors.ts'
 import { Authenticator } from '../edge/auth.ts'
 import { RateLimits } from '../edge/ratelimit.ts'
 import { accessLogObserver, rejectionLog } from '../observability/access-log.ts'
@@ -14,6 +15,7 @@ import { serverTimingObserver } from '../observability/server-timing.ts'
 import { GatewayTracing } from '../observability/tracing.ts'
 import type { Principal, RequestView } from '../plan/scope.ts'
 import type { GatewayPlan } from '../plan/types.ts'
+import type { RequestParts } from '../plan/validation.ts'
 import type { Clock } from '../policies/clock.ts'
 import { type BoundEndpoint, execute } from '../runtime/execute.ts'
 import { resolveObservers, type RunObserver } from '../runtime/observer.ts'
@@ -21,6 +23,7 @@ import { createServiceClient, PoolRegistry, type ServiceClient, type ServiceStag
 import { clientError, errorCodeOf, requestIdOf, send, sendError } from './answers.ts'
 import { registerCors } from './cors.ts'
 import { guardFor } from './guard.ts'
+import { type AllowedMethods, allowedMethods, type ServedRoute } from './methods.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
 
 declare module 'fastify' {
@@ -139,7 +142,27 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   server.decorateRequest('principal', null)
   if (edge.cors !== null) registerCors(server, edge.cors)
 
-  server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
+  // Every route this server serves (endpoints, health, metrics; HEAD with GET), as fastify registers them: once it
+  // is ready, a router of their paths tells a path nobody serves (404) from a method the path does not take (405).
+  const served: ServedRoute[] = []
+  server.addHook('onRoute', (route) => {
+    // '*' (CORS's preflight route) matches every path; OPTIONS is answered as a preflight or not at all.
+    if (route.url === '*') return
+    for (const method of [route.method].flat()) served.push({ method, path: route.url ?? route.path })
+  })
+  let allowed: AllowedMethods = () => []
+  server.addHook('onReady', (done) => {
+    allowed = allowedMethods(served)
+    done()
+  })
+  server.setNotFoundHandler((req, reply) => {
+    const requestId = requestIdOf(req)
+    // An OPTIONS that is not a CORS preflight stays a 404, with CORS or without.
+    const methods = req.method === 'OPTIONS' ? [] : allowed(req.url)
+    if (methods.length === 0 || methods.includes(req.method)) return sendError(reply, 'NOT_FOUND', requestId)
+    reply.header('allow', methods.join(', '))
+    return sendError(reply, 'METHOD_NOT_ALLOWED', requestId)
+  })
   server.setErrorHandler((err: FastifyError, req, reply) => {
     const code = errorCodeOf(err)
     // The path only: a query string may carry an API key.
@@ -180,7 +203,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       method: endpoint.method as 'GET',
       url: endpoint.route === '' ? '/' : endpoint.route,
       ...(guard === null ? {} : { onRequest: guard }),
-      handler: handlerFor(bound),
+      handler: handlerFor(bound, edgeObservers),
     })
   }
 
@@ -224,19 +247,46 @@ function boundPort(server: FastifyInstance, fallback: number): number {
   return typeof address === 'object' && address !== null ? address.port : fallback
 }
 
-function handlerFor(endpoint: BoundEndpoint): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
+/** A request that does not match its endpoint's `validate` schemas, as the edge observers (metrics, the log) count it. */
+const INVALID: Rejection = {
+  status: ErrorCodes.VALIDATION_FAILED.status,
+  code: 'VALIDATION_FAILED',
+  message: ErrorCodes.VALIDATION_FAILED.message,
+  reason: 'validation_failed',
+  headers: {},
+}
+
+function handlerFor(
+  endpoint: BoundEndpoint,
+  edgeObservers: readonly EdgeObserver[],
+): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const method = endpoint.plan.method
+  const validate = endpoint.plan.validate
   return async (req, reply) => {
     const requestId = requestIdOf(req)
     const url = req.url
     const q = url.indexOf('?')
+    let params = req.params as Record<string, unknown>
+    let query = req.query as Record<string, unknown>
+    const body = req.body ?? null
+    // After admission (the onRequest guard) and the body parser; before any call.
+    if (validate !== null) {
+      const parts: RequestParts = { params, query, headers: req.headers, body }
+      const issues = validate(parts)
+      if (issues !== null) {
+        for (const observer of edgeObservers) observer.rejected(endpoint.plan, INVALID, { ip: req.ip, requestId })
+        return send(reply, { status: INVALID.status, body: validationEnvelope(issues), headers: null }, requestId)
+      }
+      params = parts.params
+      query = parts.query
+    }
     const request: RequestView = {
       method,
       path: q === -1 ? url : url.slice(0, q),
-      params: req.params as Record<string, string>,
-      query: req.query as Record<string, unknown>,
+      params,
+      query,
       headers: req.headers,
-      body: req.body ?? null,
+      body,
       auth: req.principal,
     }
     const run = execute(endpoint, request, requestId)
