@@ -6,6 +6,9 @@
 import { z } from 'zod'
 import { DURATION_HINT, DURATION_PATTERN, parseDuration, parseSize, SIZE_HINT, SIZE_PATTERN } from './units.ts'
 
+/** The longest gateway.drainTimeout (timers cannot hold more than ~24 days, and nobody drains for hours). */
+export const MAX_DRAIN_TIMEOUT = 3_600_000
+
 export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'] as const
 const METHOD = `(?:${HTTP_METHODS.join('|')})`
 
@@ -544,6 +547,12 @@ export const gatewaySchema = z.strictObject({
   rateLimit: gatewayRateLimitSchema.optional().describe("The template's rate limits."),
   cors: corsSchema.optional().describe('Cross-origin requests from browsers; preflights are answered by the gateway.'),
   retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
+  drainTimeout: duration
+    .refine((ms) => ms <= MAX_DRAIN_TIMEOUT, { error: 'a drain timeout is at most 1h' })
+    .optional()
+    .describe(
+      'On SIGTERM/SIGINT (or close()), how long the requests in flight may take to finish before they are cut. Default: the longest endpoint timeout + 1s.',
+    ),
   metrics: z
     .union([
       z.strictObject({
