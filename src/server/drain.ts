@@ -77,12 +77,12 @@ export class Drain {
     }
     server.on('connection', (socket: Socket) => {
       sockets.add(socket)
-      socket.once('close', socketClosed)
+      socket.on('close', socketClosed)
     })
     // Before fastify's own listener, so that an answer written at once carries the header too.
     server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
       inFlight.set(res, null)
-      res.once('close', ended)
+      res.on('close', ended)
       if (s.state !== SERVING) res.setHeader('connection', 'close')
     })
   }
