@@ -40,8 +40,11 @@ export interface Run {
   readonly answer: Promise<GatewayAnswer>
   /** Aborts every call in flight and starts no more; the answer resolves as a 499 nobody reads. */
   readonly abandon: () => void
-  /** Aborts every call in flight and answers 503 SHUTTING_DOWN: the gateway is closing and will not wait any longer. */
-  readonly cut: () => void
+  /**
+   * Aborts every call in flight and answers 503 SHUTTING_DOWN: the gateway is closing and will
+   * not wait any longer. False when the run had already ended.
+   */
+  readonly cut: () => boolean
   /** What happened, for observers; complete once the answer has resolved. */
   readonly report: RunView
 }
@@ -114,9 +117,10 @@ class Execution implements RunView, ForEachHost, TryListener {
     this.fail(499, 'CLIENT_CLOSED_REQUEST', 'the client closed the connection', [])
   }
 
-  readonly cut = (): void => {
-    if (this.done) return
+  readonly cut = (): boolean => {
+    if (this.done) return false
     this.fail(503, 'SHUTTING_DOWN', 'the gateway shut down before the answer was ready', [])
+    return true
   }
 
   start(): void {

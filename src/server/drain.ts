@@ -13,9 +13,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { formatDuration } from '../config/units.ts'
 
-/** The part of a run the drain needs: a way to end it with 503 SHUTTING_DOWN. */
+/** The part of a run the drain needs: a way to end it with 503 SHUTTING_DOWN (false: it had already ended). */
 export interface Cuttable {
-  readonly cut: () => void
+  readonly cut: () => boolean
 }
 
 export interface DrainReport {
@@ -169,11 +169,7 @@ export class Drain {
     this.#timedOut = true
     this.#s.state = CUTTING
     this.#cut = this.#inFlight.size
-    for (const run of this.#inFlight.values()) {
-      if (run === null) continue
-      this.#answered++
-      run.cut()
-    }
+    for (const run of this.#inFlight.values()) if (run?.cut() === true) this.#answered++
     // Their 503s leave with Connection: close; what is still open after a moment is destroyed.
     const grace = new AbortController()
     await Promise.race([closed, sleep(CUT_GRACE, undefined, { signal: grace.signal }).catch(() => undefined)])
