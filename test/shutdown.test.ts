@@ -130,7 +130,7 @@ async function within<T>(ms: number, what: string, promise: Promise<T>): Promise
 const event = (cli: Cli, name: string): Record<string, unknown> | undefined => cli.json().find((l) => l.event === name)
 
 describe('baton serve on SIGTERM', () => {
-  test('drains: readiness 503, new connections refused, idle ones closed, the 5 requests in flight finish whole; exit 0', async (t) => {
+  test('drains: readiness 503, new connections refused, idle ones closed, requests on open ones served, the 5 in flight finish whole; exit 0', async (t) => {
     const stub = await stubFor(t)
     const release = Promise.withResolvers<void>()
     stub.route('GET /items/:id', async (req) => {
@@ -139,12 +139,14 @@ describe('baton serve on SIGTERM', () => {
     })
     const { cli, port } = await serve(t, config(stub, '4s'))
 
-    // An idle keep-alive connection (one answer, then nothing), and one in the middle of sending a request head.
+    // An idle keep-alive connection (one answer, then nothing), and two in the middle of sending a request head.
     const idle = await rawConnection(port)
     idle.socket.write('GET /health HTTP/1.1\r\nhost: baton\r\n\r\n')
     await eventually(() => idle.received().includes('{"status":"ok"}'), 'the idle connection answered once')
     const prober = await rawConnection(port)
     prober.socket.write('GET /health/ready HTTP/1.1\r\nhost: baton\r\n')
+    const late = await rawConnection(port)
+    late.socket.write('GET /items/6 HTTP/1.1\r\nhost: baton\r\n')
 
     const inFlight = [1, 2, 3, 4, 5].map((i) => getAlone(port, `/items/${i}`))
     await eventually(() => stub.inFlight('GET /items/:id') === 5, '5 requests in flight at the stub', 5000)
@@ -172,8 +174,9 @@ describe('baton serve on SIGTERM', () => {
     assert.equal(ready.status, 503)
     assert.equal(ready.headers.connection, 'close')
     assert.equal((JSON.parse(ready.body) as { status: string }).status, 'draining')
-    // Nothing was cut meanwhile.
-    assert.equal(stub.inFlight('GET /items/:id'), 5)
+    // So is a request to an endpoint: it is served (its call reaches the stub), not turned away.
+    late.socket.write('\r\n')
+    await eventually(() => stub.inFlight('GET /items/:id') === 6, 'the late request at the stub too')
     assert.equal(cli.child.exitCode, null)
 
     release.resolve()
@@ -183,6 +186,13 @@ describe('baton serve on SIGTERM', () => {
       assert.equal(answer.headers.connection, 'close')
       assert.deepEqual(JSON.parse(answer.body), { id: String(i + 1), payload: PAYLOAD })
     }
+    await within(2000, 'the late connection closed after its answer', late.closed)
+    const lateAnswer = parseRaw(late.received())
+    assert.deepEqual(
+      [lateAnswer.status, lateAnswer.headers.connection, JSON.parse(lateAnswer.body)],
+      [200, 'close', { id: '6', payload: PAYLOAD }],
+    )
+    // Nothing was cut.
     assert.equal(stub.requestsTo('GET /items/:id').filter((r) => r.aborted).length, 0)
 
     const exit = await within(5000, 'the exit', cli.exited)
@@ -190,8 +200,8 @@ describe('baton serve on SIGTERM', () => {
     const lines = cli.json()
     const stopped = lines.at(-1)
     assert.equal(stopped?.event, 'stopped')
-    // The 5, and the readiness request answered during the drain.
-    assert.deepEqual([stopped.signal, stopped.drained, stopped.cut, stopped.exitCode], ['SIGTERM', 6, 0, 0])
+    // The 5, and the readiness and late requests answered during the drain.
+    assert.deepEqual([stopped.signal, stopped.drained, stopped.cut, stopped.exitCode], ['SIGTERM', 7, 0, 0])
     assert.equal(
       lines.some((l) => l.event === 'drain_timeout' || (l.level as number) >= 40),
       false,
