@@ -136,7 +136,7 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
     const stop = (signal: NodeJS.Signals): void => {
       if (first !== null) {
         // A second signal: whoever sent it does not want to wait. Cut what is left and go.
-        logger.warn({ event: 'forced', signal }, `${signal} again: cutting the requests still in flight`)
+        logger.warn({ event: 'forced', signal }, `a second signal (${signal}): cutting the requests still in flight`)
         void gateway.close({ force: true })
         const code = 128 + (constants.signals[signal] as number)
         logger.info(
