@@ -30,6 +30,7 @@ export const ErrorCodes = {
   RATE_LIMIT_UNAVAILABLE: { status: 503, message: 'Rate limits cannot be checked right now' },
   REQUEST_TIMEOUT: { status: 408, message: 'The request was not received in time' },
   HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large' },
+  SHUTTING_DOWN: { status: 503, message: 'The gateway is shutting down' },
   INTERNAL_ERROR: { status: 500, message: 'Internal gateway error' },
 } as const satisfies Record<string, { status: number; message: string }>
 

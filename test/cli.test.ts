@@ -185,16 +185,48 @@ endpoints:
 })
 
 describe('baton dev', () => {
-  it('rejects an unknown service in --down', () => {
-    const r = baton(['dev', 'examples/checkout/baton.yaml', '--down', 'shiping', '--port', '0'])
-    assert.equal(r.code, 1)
-    assert.match(r.stderr, /unknown service 'shiping'/)
+  const CHECKOUT = 'examples/checkout/baton.yaml'
+  const SERVICES = 'services: cart, inventory, pricing, payment, shipping, tax'
+
+  it('refuses an unknown service in --down or --slow: one line, exit 2', () => {
+    const down = baton(['dev', CHECKOUT, '--down', 'shiping', '--port', '0'])
+    assert.deepEqual(
+      [down.code, down.stderr],
+      [2, `baton dev: --down: unknown service 'shiping' (did you mean 'shipping'?); ${SERVICES}\n`],
+    )
+    const slow = baton(['dev', CHECKOUT, '--slow', 'nope=100', '--port', '0'])
+    assert.deepEqual([slow.code, slow.stderr], [2, `baton dev: --slow: unknown service 'nope'; ${SERVICES}\n`])
+    assert.equal(slow.stdout, '')
   })
 
-  it('rejects a malformed --slow', () => {
-    const r = baton(['dev', 'examples/checkout/baton.yaml', '--slow', 'cart:3000'])
-    assert.notEqual(r.code, 0)
+  it('refuses --slow on a service without mock: routes (it is called at its real URL): one line, exit 2', () => {
+    const r = baton(['dev', CHECKOUT, '--slow', 'payment=100', '--port', '0'])
+    assert.deepEqual(
+      [r.code, r.stderr],
+      [
+        2,
+        "baton dev: --slow: 'payment' has no mock: routes, its calls go to http://payments.internal:8080, which baton dev cannot slow down; services with mocks: cart, inventory, pricing, shipping, tax\n",
+      ],
+    )
+  })
+
+  it('names every mistake at once', () => {
+    const r = baton(['dev', CHECKOUT, '--down', 'x', '--slow', 'payment=1,y=2', '--port', '0'])
+    assert.equal(r.code, 2)
+    assert.equal(r.stderr.split('\n').length, 2, 'one line')
+    assert.match(
+      r.stderr,
+      /^baton dev: --down: unknown service 'x'; .*; --slow: 'payment' has no mock: .*; --slow: unknown service 'y'; /,
+    )
+  })
+
+  it('rejects a malformed --slow, and an unknown option, as usage errors (exit 2)', () => {
+    const r = baton(['dev', CHECKOUT, '--slow', 'cart:3000'])
+    assert.equal(r.code, 2)
     assert.match(r.stderr, /'cart:3000' is not service=ms/)
+    const unknown = baton(['serve', CHECKOUT, '--nope'])
+    assert.equal(unknown.code, 2)
+    assert.match(unknown.stderr, /unknown option '--nope'/)
   })
 })
 

@@ -6,6 +6,7 @@ import { jsonSchema } from '../src/config/schema.ts'
 import { parseConfig } from '../src/config/load.ts'
 import type { Diagnostic } from '../src/errors.ts'
 import { compileConfig } from '../src/plan/compile.ts'
+import type { GatewayPlan } from '../src/plan/types.ts'
 import { diagnosticsOf } from './helpers/config.ts'
 
 function diagnose(text: string, env: Record<string, string> = {}): Diagnostic[] {
@@ -406,6 +407,48 @@ describe('forwardHeaders', () => {
         path: 'services › cart › forwardHeaders › 1',
       },
     ])
+  })
+})
+
+describe('gateway.drainTimeout', () => {
+  const drain = (value: string): string => `version: 1
+gateway:
+  name: Test
+  drainTimeout: ${value}
+`
+
+  it('a value that is not a duration, or over 1h, is an error at its place, with a hint', () => {
+    for (const [value, hint] of [
+      ['soon', 'write a duration like 200ms, 2s, 1.5m or 1h (a bare number means milliseconds)'],
+      ['2h', 'a drain timeout is at most 1h'],
+      ['3600001', 'a drain timeout is at most 1h'],
+      ['[5s]', 'write a duration like 200ms, 2s, 1.5m or 1h (a bare number means milliseconds)'],
+    ] as const) {
+      assert.deepEqual(
+        errors(drain(value)).map((d) => [d.code, d.line, d.col, d.path, d.hint]),
+        [['BATON_INVALID_VALUE', 4, 17, 'gateway › drainTimeout', hint]],
+        value,
+      )
+    }
+    assert.equal(errors(drain('-1s'))[0]?.code, 'BATON_INVALID_VALUE')
+  })
+
+  it('defaults to the longest endpoint timeout + 1s (the gateway timeout + 1s without endpoints); 0 and 1h are allowed', () => {
+    const planOf = (text: string): GatewayPlan => {
+      const { plan } = compileConfig(parseConfig('baton.yaml', text), { env: {} })
+      assert.ok(plan)
+      return plan
+    }
+    const endpoints = `endpoints:
+  GET /a: { timeout: 2500ms, calls: {} }
+  GET /b: { calls: {} }
+`
+    assert.equal(planOf(drain('1h')).drainTimeout, 3_600_000)
+    assert.equal(planOf(drain('0')).drainTimeout, 0)
+    assert.equal(planOf('version: 1\ngateway: { name: T }\n').drainTimeout, 6000)
+    assert.equal(planOf(`version: 1\ngateway: { name: T, timeout: 1s }\n${endpoints}`).drainTimeout, 3500)
+    assert.equal(planOf(`version: 1\ngateway: { name: T, timeout: 4s }\n${endpoints}`).drainTimeout, 5000)
+    assert.equal(planOf(`version: 1\ngateway: { name: T, drainTimeout: 20s }\n${endpoints}`).drainTimeout, 20_000)
   })
 })
 

@@ -3,18 +3,15 @@
  * `mock:` routes, some of them down or slow. And once through the real CLI, as a user would.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { describe, test, type TestContext } from 'node:test'
 import { devToken } from '../src/cli/devtoken.ts'
 import { compileText } from '../src/plan/compile.ts'
 import { createGateway } from '../src/server/gateway.ts'
 import { startMocks, type MockOptions } from '../src/server/mocks.ts'
+import { type Cli, startCli } from './helpers/cli.ts'
 import { assertError, get, post, type ClientResponse } from './helpers/gateway.ts'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CHECKOUT = 'examples/checkout/baton.yaml'
 const DASHBOARD = 'examples/dashboard/baton.yaml'
 
@@ -169,54 +166,79 @@ describe('examples/dashboard', () => {
   })
 })
 
-test('the real CLI: `baton dev examples/checkout/baton.yaml --port 0` serves the summary and stops on SIGTERM', async (t) => {
-  const child = spawn(process.execPath, ['bin/baton.js', 'dev', CHECKOUT, '--port', '0'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stderr.on('data', (c: Buffer) => {
-    stderr += c.toString()
-  })
-  const base = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`no "listening on" line within 20s; stdout: ${stdout}; stderr: ${stderr}`)),
-      20_000,
+describe('the real CLI: `baton dev examples/checkout/baton.yaml`', () => {
+  /** Runs it; resolves once it has printed its dev token (after the endpoints), with the URL and the token. */
+  async function run(t: TestContext, ...flags: string[]): Promise<{ cli: Cli; base: string; token: string }> {
+    const { cli, url } = await startCli(t, ['dev', CHECKOUT, '--port', '0', ...flags])
+    const token = (await cli.waitFor(/export TOKEN=(\S+)/))[1] as string
+    return { cli, base: url, token }
+  }
+
+  /** `n` summaries, 10 at a time (as fast as a person clicking around, and then some). */
+  async function summaries(base: string, token: string, n: number): Promise<ClientResponse[]> {
+    const out: ClientResponse[] = []
+    for (let i = 0; i < n; i += 10)
+      out.push(...(await Promise.all(Array.from({ length: Math.min(10, n - i) }, () => summary(base, token)))))
+    return out
+  }
+
+  test('serves the summary, says what it does (no mock for payment, rate limits off), and stops on SIGTERM', async (t) => {
+    const { cli, base, token } = await run(t)
+    assert.match(base, /^http:\/\/127\.0\.0\.1:\d+\/v1\/checkout$/)
+    // A service without mock: routes is called at its real URL, and the start-up says so.
+    assert.match(cli.stdout, /^payment has no mock: calls go to http:\/\/payments\.internal:8080$/m)
+    assert.doesNotMatch(cli.stdout, /^mock payment /m)
+    assert.match(
+      cli.stdout,
+      /^rate limits off \(per-user 100\/min, per-IP 500\/min, per-endpoint 50\/min, global 10000\/min in the config\); --rate-limits applies them$/m,
     )
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString()
-      const m = /listening on (http:\/\/\S+)/.exec(stdout)
-      // The dev token is printed after the endpoints, so wait for it too.
-      if (m !== null && /export TOKEN=\S+/.test(stdout)) {
-        clearTimeout(timer)
-        resolve(m[1] as string)
-      }
-    })
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`baton dev exited (${code}) before listening; stdout: ${stdout}; stderr: ${stderr}`))
-    })
+
+    // The example demands a JWT (the template's "Authentication: JWT"): without one, 401.
+    assertError(await summary(base, ''), 401, 'UNAUTHENTICATED', 'Credentials are required')
+    const res = await summary(base, token)
+    assert.equal(res.status, 200)
+    assert.deepEqual(res.body, SUMMARY)
+    assert.equal(res.headers['ratelimit-policy'], undefined)
+    // Over the template's 50/min per endpoint, and nothing trips.
+    const many = await summaries(base, token, 51)
+    assert.deepEqual(
+      many.map((r) => r.status),
+      many.map(() => 200),
+    )
+
+    cli.kill('SIGTERM')
+    assert.deepEqual(await cli.exited, { code: 0, signal: null }, `stderr: ${cli.stderr}`)
+    assert.match(cli.stdout, /stopping \(SIGTERM\)/)
+    // Nothing was in flight: nothing to drain.
+    assert.match(cli.stdout, /^stopped: 0 requests drained$/m)
   })
-  assert.match(base, /^http:\/\/127\.0\.0\.1:\d+\/v1\/checkout$/)
 
-  // The example demands a JWT (the template's "Authentication: JWT"): without one, 401.
-  assertError(await summary(base, ''), 401, 'UNAUTHENTICATED', 'Credentials are required')
-  const token = (/export TOKEN=(\S+)/.exec(stdout) as RegExpExecArray)[1] as string
-  const res = await summary(base, token)
-  assert.equal(res.status, 200)
-  assert.deepEqual(res.body, SUMMARY)
-  assert.equal(
-    res.headers['ratelimit-policy'],
-    '"per-ip";q=500;w=60, "global";q=10000;w=60, "per-user";q=100;w=60, "per-endpoint";q=50;w=60',
-  )
+  test('--rate-limits applies the template table: the 51st summary in a minute is a 429', async (t) => {
+    const { cli, base, token } = await run(t, '--rate-limits')
+    assert.match(
+      cli.stdout,
+      /^rate limits on: per-user 100\/min, per-IP 500\/min, per-endpoint 50\/min, global 10000\/min$/m,
+    )
+    const fifty = await summaries(base, token, 50)
+    assert.deepEqual(
+      fifty.map((r) => r.status),
+      fifty.map(() => 200),
+    )
+    assert.equal(
+      fifty[0]?.headers['ratelimit-policy'],
+      '"per-ip";q=500;w=60, "global";q=10000;w=60, "per-user";q=100;w=60, "per-endpoint";q=50;w=60',
+    )
+    const over = await summary(base, token)
+    assertError(over, 429, 'RATE_LIMITED', /per-endpoint/)
+    assert.ok(Number(over.headers['retry-after']) >= 1)
+  })
 
-  child.kill('SIGTERM')
-  const [code, signal] = await exited
-  assert.deepEqual({ code, signal }, { code: 0, signal: null }, `stderr: ${stderr}`)
-  assert.match(stdout, /stopping \(SIGTERM\)/)
+  test('--down works for a service without mocks (a stand-in answers 503); the start-up says what is down or slow', async (t) => {
+    // --down works for a service without mocks too: a stand-in answers 503 instead of its real URL.
+    const { cli } = await run(t, '--down', 'payment,shipping', '--slow', 'tax=10')
+    assert.match(cli.stdout, /^mock payment on http:\/\/127\.0\.0\.1:\d+ \(down\)$/m)
+    assert.match(cli.stdout, /^mock shipping on http:\/\/127\.0\.0\.1:\d+ \(down\)$/m)
+    assert.match(cli.stdout, /^mock tax on http:\/\/127\.0\.0\.1:\d+ \(\+10ms\)$/m)
+    assert.doesNotMatch(cli.stdout, /has no mock/)
+  })
 })

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { startCli } from './helpers/cli.ts'
 import { json, startStub, type Stub } from './helpers/stub.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -213,51 +214,22 @@ describe('the npm package, installed into an empty project', { timeout: 600_000 
   })
 
   it('`baton serve baton.yaml --port 0` listens, answers, and exits on SIGTERM', async (t) => {
-    const child = spawn(join(project, 'node_modules/.bin/baton'), ['serve', 'baton.yaml', '--port', '0'], {
+    const { cli, port } = await startCli(t, ['serve', 'baton.yaml', '--port', '0'], {
+      command: join(project, 'node_modules/.bin/baton'),
       cwd: project,
       env: ENV,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      timeoutMs: 30_000,
     })
-    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-    t.after(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no listening line within 30s; stdout: ${stdout}; stderr: ${stderr}`)),
-        30_000,
-      )
-      child.stdout.on('data', (c: Buffer) => {
-        const previous = stdout
-        stdout += c.toString()
-        // Only once, when the first line is complete.
-        if (previous.includes('\n') || !stdout.includes('\n')) return
-        clearTimeout(timer)
-        const first = stdout.slice(0, stdout.indexOf('\n'))
-        let line: { event?: string; port?: number } = {}
-        try {
-          line = JSON.parse(first) as typeof line
-        } catch {
-          // not JSON: rejected below
-        }
-        if (line.event === 'listening' && typeof line.port === 'number') resolve(line.port)
-        else reject(new Error(`the first line is not {"event":"listening",…}: ${first}`))
-      })
-      child.on('exit', (code) => {
-        clearTimeout(timer)
-        reject(new Error(`baton serve exited (${code}) before listening; stdout: ${stdout}; stderr: ${stderr}`))
-      })
-    })
+    // The first line says where it listens, for whoever started it.
+    const first = JSON.parse(cli.stdout.slice(0, cli.stdout.indexOf('\n'))) as { event?: string; port?: number }
+    assert.deepEqual([first.event, first.port], ['listening', port], `the first line: ${cli.stdout}`)
     assert.ok(port > 0)
     const res = await fetch(`http://127.0.0.1:${port}/users/7`)
     assert.equal(res.status, 200)
     assert.deepEqual(await res.json(), { id: '7', name: 'Ada Lovelace' })
 
-    child.kill('SIGTERM')
-    const [code, signal] = await exited
-    assert.deepEqual({ code, signal }, { code: 0, signal: null }, `stderr: ${stderr}`)
+    cli.kill('SIGTERM')
+    assert.deepEqual(await cli.exited, { code: 0, signal: null }, `stderr: ${cli.stderr}`)
+    assert.equal(cli.json().at(-1)?.event, 'stopped')
   })
 })

@@ -8,7 +8,9 @@ import { alertRules } from './alerts.ts'
 import { devToken } from './devtoken.ts'
 import { check, renderDiagnostics, summary } from './check.ts'
 import { renderPlan } from './plan.ts'
-import { serve } from './serve.ts'
+import { EXIT, serve } from './serve.ts'
+import { closest } from '../util/suggest.ts'
+import type { GatewayPlan } from '../plan/types.ts'
 
 export async function main(argv: readonly string[]): Promise<number> {
   let code = 0
@@ -80,14 +82,22 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--log-level <level>', 'debug, info, warn, error or silent', level)
     .option(
       '--slow <service=ms...>',
-      'delay a service, e.g. --slow cart=3000 (repeatable, or comma-separated)',
+      'delay a service that has mock: routes, e.g. --slow cart=3000 (repeatable, or comma-separated)',
       slow,
       new Map<string, number>(),
     )
+    .option('--rate-limits', "apply the config's rate limits (off under baton dev unless given)")
     .action(
       async (
         file: string,
-        opts: { port?: number; host: string; down: string[]; slow: Map<string, number>; logLevel?: string },
+        opts: {
+          port?: number
+          host: string
+          down: string[]
+          slow: Map<string, number>
+          logLevel?: string
+          rateLimits?: boolean
+        },
       ) => {
         const result = await check(file, 'dev')
         if (result.plan === undefined) {
@@ -95,21 +105,21 @@ export async function main(argv: readonly string[]): Promise<number> {
           code = 1
           return
         }
-        if (result.diagnostics.length > 0) console.error(renderDiagnostics(result.diagnostics, process.stderr))
-        const known = new Set(result.plan.services.map((s) => s.name))
-        const unknown = [...opts.down, ...opts.slow.keys()].filter((s) => !known.has(s))
-        if (unknown.length > 0) {
-          console.error(
-            `baton dev: unknown service ${unknown.map((s) => `'${s}'`).join(', ')}; services: ${[...known].join(', ')}`,
-          )
-          code = 1
+        // A usage error is the one line printed: the config's warnings would bury it.
+        const misuse = devMisuse(result.plan, opts.down, [...opts.slow.keys()])
+        if (misuse !== null) {
+          console.error(`baton dev: ${misuse}`)
+          code = EXIT.USAGE
           return
         }
+        if (result.diagnostics.length > 0) console.error(renderDiagnostics(result.diagnostics, process.stderr))
         const token = await devToken(result.plan)
+        const { rateLimits, ...rest } = opts
         code = await serve(result.plan, {
-          ...opts,
+          ...rest,
           pretty: true,
           mocks: { down: new Set(opts.down), slow: opts.slow },
+          rateLimits: rateLimits === true,
           ...(token === null ? {} : { devToken: token }),
         })
       },
@@ -144,7 +154,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     await program.parseAsync([...argv])
   } catch (err) {
     const exit = (err as { exitCode?: number }).exitCode
-    if (typeof exit === 'number') return exit
+    // Commander's errors (an unknown option, a bad value, a missing argument) are usage errors; --help and --version are 0.
+    if (typeof exit === 'number') return exit === 0 ? 0 : EXIT.USAGE
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       console.error(`baton: cannot read ${(err as NodeJS.ErrnoException).path ?? 'the file'}: no such file`)
       return 1
@@ -152,6 +163,36 @@ export async function main(argv: readonly string[]): Promise<number> {
     throw err
   }
   return code
+}
+
+/**
+ * What is wrong with `--down` / `--slow` (one line), or null: each must name a service, and
+ * `--slow` one with mock: routes (a service without them is called at its real URL, which
+ * baton dev cannot slow down; `--down` works for any service: a stand-in answers 503).
+ */
+export function devMisuse(plan: GatewayPlan, down: readonly string[], slowed: readonly string[]): string | null {
+  const names = plan.services.map((s) => s.name)
+  const mocked = plan.services.filter((s) => s.mock !== null).map((s) => s.name)
+  const problems: string[] = []
+  for (const [option, given] of [
+    ['--down', down],
+    ['--slow', slowed],
+  ] as const) {
+    for (const name of given) {
+      const service = plan.services.find((s) => s.name === name)
+      if (service === undefined) {
+        const near = closest(name, names)
+        problems.push(
+          `${option}: unknown service '${name}'${near === undefined ? '' : ` (did you mean '${near}'?)`}; services: ${names.join(', ')}`,
+        )
+      } else if (option === '--slow' && service.mock === null) {
+        problems.push(
+          `--slow: '${name}' has no mock: routes, its calls go to ${service.origin}${service.pathPrefix}, which baton dev cannot slow down; services with mocks: ${mocked.join(', ') || 'none'}`,
+        )
+      }
+    }
+  }
+  return problems.length === 0 ? null : problems.join('; ')
 }
 
 function port(value: string): number {

@@ -1,9 +1,26 @@
-/** `baton serve` and `baton dev`: compile, (start mocks,) listen, and shut down cleanly on a signal. */
+/**
+ * `baton serve` and `baton dev`: compile, (start mocks,) listen, and on SIGTERM/SIGINT drain:
+ * readiness says 503, the listener closes, the requests in flight finish (up to
+ * gateway.drainTimeout), then everything is closed. A second signal cuts the drain short.
+ */
+import { constants } from 'node:os'
 import { pino, type Logger } from 'pino'
 import { createGateway } from '../server/gateway.ts'
 import { DEV_SUBJECT } from './devtoken.ts'
+import { formatRate } from './plan.ts'
+import { formatDuration } from '../config/units.ts'
 import { startMocks } from '../server/mocks.ts'
 import type { GatewayPlan } from '../plan/types.ts'
+
+/** Exit codes of `baton serve` and `baton dev` (README "The command line"). */
+export const EXIT = {
+  /** Stopped by a signal, every request drained. */
+  OK: 0,
+  /** Could not start, or the drain timed out and requests were cut, or closing failed. */
+  FAILED: 1,
+  /** A usage error: a bad option, a --down/--slow naming a service that cannot take it. */
+  USAGE: 2,
+} as const
 
 export interface ServeOptions {
   host?: string
@@ -17,6 +34,8 @@ export interface ServeOptions {
   accessLog?: boolean
   /** baton dev: a token for the protected endpoints, printed with a curl line. */
   devToken?: string
+  /** false: apply no rate limits (baton dev without --rate-limits). */
+  rateLimits?: boolean
 }
 
 export function createLogger(pretty: boolean, level: string = 'info'): Logger {
@@ -40,6 +59,7 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
   const gateway = createGateway(plan, {
     logger,
     ...(options.accessLog === false ? { accessLog: false } : {}),
+    ...(options.rateLimits === false ? { rateLimits: false } : {}),
     ...(mocks === null ? {} : { origins: mocks.origins, serverTiming: true }),
   })
   const listenOptions: { host?: string; port?: number } = {}
@@ -63,6 +83,30 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
             ? ` (+${options.mocks.slow.get(name)}ms)`
             : ''
       logger.info({ event: 'mock', service: name, origin }, `mock ${name} on ${origin}${state}`)
+    }
+    // Said out loud: a dev run that quietly calls a real service is a surprise.
+    for (const service of plan.services) {
+      if (mocks.origins.has(service.name)) continue
+      const url = service.origin + service.pathPrefix
+      logger.info({ event: 'no_mock', service: service.name, url }, `${service.name} has no mock: calls go to ${url}`)
+    }
+    const rl = plan.edge.rateLimit
+    if (rl !== null) {
+      const rates = [
+        ['per-user', rl.perUser],
+        ['per-IP', rl.perIp],
+        ['per-endpoint', rl.perEndpoint],
+        ['global', rl.global],
+      ] as const
+      const listed = rates.flatMap(([name, rate]) => (rate === null ? [] : [`${name} ${formatRate(rate)}`]))
+      const own = plan.endpoints.filter((e) => e.rateLimit.perEndpoint !== null).length
+      const all = [...listed, ...(own === 0 ? [] : [`${own} endpoint${own === 1 ? '' : 's'} with a limit of its own`])]
+      if (options.rateLimits === false)
+        logger.info(
+          { event: 'rate_limits', applied: false },
+          `rate limits off (${all.join(', ')} in the config); --rate-limits applies them`,
+        )
+      else logger.info({ event: 'rate_limits', applied: true }, `rate limits on: ${all.join(', ')}`)
     }
   }
   logger.info(
@@ -88,20 +132,60 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
   }
 
   return await new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
-      logger.info({ event: 'stopping', signal }, `stopping (${signal})`)
-      Promise.all([gateway.close(), mocks?.close()]).then(
-        () => {
-          logger.flush()
-          resolve(0)
-        },
-        (err: unknown) => {
-          logger.error({ err }, 'error while stopping')
-          resolve(1)
-        },
+    let first: NodeJS.Signals | null = null
+    const stop = (signal: NodeJS.Signals): void => {
+      if (first !== null) {
+        // A second signal: whoever sent it does not want to wait. Cut what is left and go.
+        logger.warn({ event: 'forced', signal }, `a second signal (${signal}): cutting the requests still in flight`)
+        void gateway.close({ force: true })
+        const code = 128 + (constants.signals[signal] as number)
+        logger.info(
+          { event: 'stopped', signal: first, forced: true, exitCode: code },
+          `stopped (forced by a second ${signal})`,
+        )
+        logger.flush()
+        // The one place that exits on its own: the pools, Redis and the exporter are not waited for.
+        process.exit(code)
+      }
+      first = signal
+      const inFlight = gateway.inFlight
+      const started = performance.now()
+      // The listener closes now, before the line says so; the mocks close last (the requests in flight still call them).
+      const closing = gateway.close()
+      logger.info(
+        { event: 'stopping', signal, inFlight, drainTimeout: plan.drainTimeout },
+        `stopping (${signal}): draining ${inFlight} request${inFlight === 1 ? '' : 's'} in flight, at most ${formatDuration(plan.drainTimeout)}; ${signal} again to cut them`,
       )
+      closing
+        .then(async (report) => {
+          await mocks?.close()
+          return report
+        })
+        .then(
+          (report) => {
+            const code = report.timedOut ? EXIT.FAILED : EXIT.OK
+            logger.info(
+              {
+                event: 'stopped',
+                signal,
+                drained: report.drained,
+                cut: report.cut,
+                durationMs: Math.round(performance.now() - started),
+                exitCode: code,
+              },
+              `stopped: ${report.drained} request${report.drained === 1 ? '' : 's'} drained${report.cut === 0 ? '' : `, ${report.cut} cut`}`,
+            )
+            logger.flush()
+            resolve(code)
+          },
+          (err: unknown) => {
+            logger.error({ event: 'stopped', signal, err, exitCode: EXIT.FAILED }, 'error while stopping')
+            logger.flush()
+            resolve(EXIT.FAILED)
+          },
+        )
     }
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
   })
 }

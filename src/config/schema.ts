@@ -6,6 +6,9 @@
 import { z } from 'zod'
 import { DURATION_HINT, DURATION_PATTERN, parseDuration, parseSize, SIZE_HINT, SIZE_PATTERN } from './units.ts'
 
+/** The longest gateway.drainTimeout (timers cannot hold more than ~24 days, and nobody drains for hours). */
+export const MAX_DRAIN_TIMEOUT = 3_600_000
+
 export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'] as const
 const METHOD = `(?:${HTTP_METHODS.join('|')})`
 
@@ -51,6 +54,24 @@ function durationOf(zero: 'refused' | 'allowed') {
 const duration = durationOf('refused')
 /** A duration where 0 means something: no leeway, no delay, no cache, or (clientTimeouts) no limit. */
 const durationOrZero = durationOf('allowed')
+
+/** A duration with an upper bound, checked on what was written (so that the message quotes it). */
+function durationAtMost(max: number, error: string) {
+  return z
+    .union(
+      [
+        z.number().nonnegative().max(max, { error }),
+        z
+          .string()
+          .regex(new RegExp(DURATION_PATTERN), { error: DURATION_HINT })
+          // Not a duration at all is the regex's to say.
+          .refine((v) => (parseDuration(v) ?? 0) <= max, { error }),
+      ],
+      { error: DURATION_HINT },
+    )
+    .transform((v) => parseDuration(v) as number)
+    .meta({ description: 'Duration: 200ms, 2s, 1.5m, 1h, or a number of milliseconds.' })
+}
 
 const size = z
   .union([z.number().int().nonnegative(), z.string().regex(new RegExp(SIZE_PATTERN, 'i'), { error: SIZE_HINT })], {
@@ -627,6 +648,11 @@ export const gatewaySchema = z.strictObject({
   rateLimit: gatewayRateLimitSchema.optional().describe("The template's rate limits."),
   cors: corsSchema.optional().describe('Cross-origin requests from browsers; preflights are answered by the gateway.'),
   retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
+  drainTimeout: durationAtMost(MAX_DRAIN_TIMEOUT, 'a drain timeout is at most 1h')
+    .optional()
+    .describe(
+      'On SIGTERM/SIGINT (or close()), how long the requests in flight may take to finish before they are cut. Default: the longest endpoint timeout + 1s.',
+    ),
   metrics: z
     .union([
       z.strictObject({

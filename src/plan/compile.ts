@@ -116,6 +116,10 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
     port: gateway.port,
     bodyLimit: gateway.bodyLimit,
     retryAfterSeconds: Math.max(1, Math.ceil(gateway.retryAfter / 1000)),
+    // Every run ends by its endpoint's deadline: a second more lets the last answers be written.
+    drainTimeout:
+      gateway.drainTimeout ??
+      Math.max(...endpoints.map((e) => e.timeout), endpoints.length === 0 ? gateway.timeout : 0) + 1000,
     edge,
     services: [...services.values()],
     endpoints,

@@ -27,6 +27,8 @@ export interface GatewayPlan {
   readonly port: number
   readonly bodyLimit: number
   readonly retryAfterSeconds: number
+  /** ms the requests in flight may take to finish when the gateway closes (gateway.drainTimeout). */
+  readonly drainTimeout: number
   /** Who gets in, how much they may ask, browsers, slow and oversized clients. */
   readonly edge: EdgePlan
   readonly services: readonly ServicePlan[]

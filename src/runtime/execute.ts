@@ -40,6 +40,11 @@ export interface Run {
   readonly answer: Promise<GatewayAnswer>
   /** Aborts every call in flight and starts no more; the answer resolves as a 499 nobody reads. */
   readonly abandon: () => void
+  /**
+   * Aborts every call in flight and answers 503 SHUTTING_DOWN: the gateway is closing and will
+   * not wait any longer. False when the run had already ended.
+   */
+  readonly cut: () => boolean
   /** What happened, for observers; complete once the answer has resolved. */
   readonly report: RunView
 }
@@ -50,7 +55,7 @@ export function execute(endpoint: BoundEndpoint, request: RequestView, requestId
     execution = new Execution(endpoint, request, requestId, resolve)
   })
   execution.start()
-  return { answer, abandon: execution.abandon, report: execution }
+  return { answer, abandon: execution.abandon, cut: execution.cut, report: execution }
 }
 
 class Execution implements RunView, ForEachHost, TryListener {
@@ -110,6 +115,12 @@ class Execution implements RunView, ForEachHost, TryListener {
   readonly abandon = (): void => {
     if (this.done) return
     this.fail(499, 'CLIENT_CLOSED_REQUEST', 'the client closed the connection', [])
+  }
+
+  readonly cut = (): boolean => {
+    if (this.done) return false
+    this.fail(503, 'SHUTTING_DOWN', 'the gateway shut down before the answer was ready', [])
+    return true
   }
 
   start(): void {

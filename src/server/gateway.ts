@@ -24,6 +24,7 @@ import { clientError, errorCodeOf, requestIdOf, send, sendError } from './answer
 import { registerCors } from './cors.ts'
 import { guardFor } from './guard.ts'
 import { type AllowedMethods, allowedMethods, type ServedRoute } from './methods.ts'
+import { Drain, type DrainReport } from './drain.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
 
 declare module 'fastify' {
@@ -52,7 +53,19 @@ export interface GatewayOptions {
   serverTiming?: boolean
   /** Overrides gateway.accessLog. */
   accessLog?: boolean
+  /** false: apply no rate limits, whatever the plan says (baton dev without --rate-limits). */
+  rateLimits?: boolean
 }
+
+export interface CloseOptions {
+  /**
+   * Destroy every connection now instead of letting the requests in flight finish (they are
+   * cut). Also works while a drain is under way: a second signal to `baton serve`.
+   */
+  force?: boolean
+}
+
+export type { DrainReport } from './drain.ts'
 
 export interface Gateway {
   readonly plan: GatewayPlan
@@ -62,7 +75,15 @@ export interface Gateway {
     host?: string
     port?: number
   }): Promise<{ host: string; port: number; url: string; metricsUrl: string | null }>
-  close(): Promise<void>
+  /** Requests in flight now. */
+  readonly inFlight: number
+  /**
+   * Drains, then closes: the listener stops (new connections are refused), idle connections are
+   * closed, readiness answers 503, and the requests in flight finish, up to gateway.drainTimeout;
+   * then the service pools, the rate-limit store and the tracing exporter are closed. Calling it
+   * again returns the same promise (with `force`, it cuts the drain short).
+   */
+  close(options?: CloseOptions): Promise<DrainReport>
 }
 
 export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): Gateway {
@@ -103,7 +124,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   const edge = plan.edge
   const authenticator = edge.auth === null ? null : new Authenticator(edge.auth)
   const limits =
-    edge.rateLimit === null
+    edge.rateLimit === null || options.rateLimits === false
       ? null
       : new RateLimits(edge.rateLimit, plan.endpoints, {
           logger: options.logger,
@@ -129,8 +150,10 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     // Request ids are ours to validate (see requestIdOf), not fastify's.
     requestIdHeader: false,
     genReqId: () => '',
-    return503OnClosing: true,
-    forceCloseConnections: true,
+    // Shutting down (src/server/drain.ts): requests on connections already open are still served
+    // (with Connection: close); idle connections are closed at once, the others when their answer is out.
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
   })
 
@@ -138,6 +161,8 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   server.removeContentTypeParser('text/plain')
   // The SDK loads when the server gets ready (listen, or inject in tests), before the first request.
   if (tracing !== null) server.addHook('onReady', () => tracing.start())
+
+  const drain = new Drain(server.server, logger)
 
   server.decorateRequest('principal', null)
   if (edge.cors !== null) registerCors(server, edge.cors)
@@ -170,7 +195,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     return sendError(reply, code, requestIdOf(req))
   })
 
-  registerHealth(server, plan, clients, probes, limits)
+  registerHealth(server, plan, clients, probes, limits, drain)
   if (metrics !== null && plan.metrics !== null) {
     const registry = metrics.registry
     ;(admin ?? server).get(plan.metrics.path, async (_req, reply) =>
@@ -203,14 +228,17 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       method: endpoint.method as 'GET',
       url: endpoint.route === '' ? '/' : endpoint.route,
       ...(guard === null ? {} : { onRequest: guard }),
-      handler: handlerFor(bound, edgeObservers),
+      handler: handlerFor(bound, edgeObservers, drain),
     })
   }
 
-  let closing: Promise<void> | null = null
+  let closing: Promise<DrainReport> | null = null
   return {
     plan,
     server,
+    get inFlight() {
+      return drain.inFlight
+    },
     async listen({ host = plan.host, port = plan.port } = {}) {
       // The first requests must be counted: a shared store is connected before the port opens.
       await limits?.ready()
@@ -226,16 +254,22 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
           : `${admin === null ? url : `http://${shown}:${boundPort(admin, 0)}`}${plan.metrics.path}`
       return { host, port: bound, url, metricsUrl }
     },
-    close() {
-      // Once: a second close (a test's own, then its cleanup) waits for the first.
-      closing ??= (async () => {
-        stopProbes?.()
-        await server.close()
+    close({ force = false }: CloseOptions = {}) {
+      // Once: a second close (a test's own, then its cleanup) waits for the first; a forced one cuts its drain short.
+      if (closing !== null) {
+        if (force) drain.force()
+        return closing
+      }
+      stopProbes?.()
+      const drained = drain.close(() => server.close(), plan.drainTimeout, force)
+      closing = (async () => {
+        const report = await drained
         await admin?.close()
         await Promise.all([...clients.values()].map((c) => c.close()))
         await limits?.close()
         // Last: the requests that were still being answered have ended their spans.
         await tracing?.close()
+        return report
       })()
       return closing
     },
@@ -259,11 +293,14 @@ const INVALID: Rejection = {
 function handlerFor(
   endpoint: BoundEndpoint,
   edgeObservers: readonly EdgeObserver[],
+  drain: Drain,
 ): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const method = endpoint.plan.method
   const validate = endpoint.plan.validate
   return async (req, reply) => {
     const requestId = requestIdOf(req)
+    // The drain has timed out: the gateway is about to close this connection.
+    if (drain.cutting) return sendError(reply, 'SHUTTING_DOWN', requestId)
     const url = req.url
     const q = url.indexOf('?')
     let params = req.params as Record<string, unknown>
@@ -293,6 +330,8 @@ function handlerFor(
     // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.
     // 'close' also follows every normal answer; by then the run is done and abandon() does nothing.
     reply.raw.on('close', run.abandon)
+    // Should the drain time out while this runs, it answers 503 SHUTTING_DOWN.
+    drain.track(reply.raw, run)
     return send(reply, await run.answer, requestId)
   }
 }

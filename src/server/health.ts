@@ -1,8 +1,9 @@
 /**
  * `GET /health` (liveness: 200 while the process serves) and `GET /health/ready` (every
  * service's breaker state, recent error rate, p50/p95 latency, calls in flight, last failure;
- * overall ok / degraded / down, 503 when no endpoint can be served fully; the rate-limit store),
- * plus the optional active probes that feed the same state.
+ * overall ok / degraded / down, 503 when no endpoint can be served fully; the rate-limit store;
+ * draining, 503, once the gateway is shutting down), plus the optional active probes that feed
+ * the same state.
  */
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -14,7 +15,7 @@ import { countsAgainstService, toCallError } from '../upstream/failure.ts'
 import { CALL_TIMEOUT } from '../upstream/stages/deadline.ts'
 import { failureLabel } from '../upstream/stages/stats.ts'
 
-export type Readiness = 'ok' | 'degraded' | 'down'
+export type Readiness = 'ok' | 'degraded' | 'down' | 'draining'
 
 export interface ServiceHealth extends ServiceSnapshot {
   breaker: 'closed' | 'open' | 'half-open' | null
@@ -36,6 +37,7 @@ export function readiness(
   clients: ReadonlyMap<string, ServiceClient>,
   probes: ProbeResults,
   limits: RateLimits | null = null,
+  draining = false,
 ): ReadyReport {
   const services: Record<string, ServiceHealth> = {}
   const unavailable = new Set<string>()
@@ -56,9 +58,20 @@ export function readiness(
   const servable = plan.endpoints.filter(
     (e) => !e.calls.some((c) => c.required && unavailable.has(c.service.name)) && !(refusing && !e.rateLimit.exempt),
   )
-  const status: Readiness = plan.endpoints.length > 0 && servable.length === 0 ? 'down' : degraded ? 'degraded' : 'ok'
+  const status: Readiness = draining
+    ? 'draining'
+    : plan.endpoints.length > 0 && servable.length === 0
+      ? 'down'
+      : degraded
+        ? 'degraded'
+        : 'ok'
   const rl = plan.edge.rateLimit
-  return { status, services, ...(rl === null ? {} : { rateLimits: { store: rl.store, up: storeUp } }) }
+  // Without a RateLimits (baton dev without --rate-limits), no limit is applied and there is no store to report.
+  return {
+    status,
+    services,
+    ...(rl === null || limits === null ? {} : { rateLimits: { store: rl.store, up: storeUp } }),
+  }
 }
 
 export function registerHealth(
@@ -67,6 +80,7 @@ export function registerHealth(
   clients: ReadonlyMap<string, ServiceClient>,
   probes: ProbeResults,
   limits: RateLimits | null,
+  drain: { readonly draining: boolean },
 ): void {
   const paths = plan.health
   if (paths === null) return
@@ -74,9 +88,9 @@ export function registerHealth(
     reply.code(200).header('cache-control', 'no-store').send({ status: 'ok' }),
   )
   server.get(paths.readyPath, async (_req, reply) => {
-    const report = readiness(plan, clients, probes, limits)
+    const report = readiness(plan, clients, probes, limits, drain.draining)
     return reply
-      .code(report.status === 'down' ? 503 : 200)
+      .code(report.status === 'down' || report.status === 'draining' ? 503 : 200)
       .header('cache-control', 'no-store')
       .send(report)
   })

@@ -39,7 +39,13 @@ export async function startGateway(
   const gateway = createGateway(plan, gatewayOptions)
   t.after(() => gateway.close())
   const { url } = await gateway.listen({ port: 0, host: '127.0.0.1' })
-  return { url, plan, close: () => gateway.close() }
+  return {
+    url,
+    plan,
+    close: async () => {
+      await gateway.close()
+    },
+  }
 }
 
 /** A stub upstream closed (its sockets destroyed) after the test. */

@@ -1,0 +1,206 @@
+/**
+ * Shutting down without losing a request. When the gateway closes, its listener stops at once
+ * (new connections are refused) and idle keep-alive connections are closed; every request in
+ * flight, and every request that still arrives on a connection already open, is served, its
+ * answer saying `Connection: close`; the gateway closes when the last connection has. If that
+ * takes longer than the drain timeout, the requests the gateway is still running are answered
+ * 503 SHUTTING_DOWN (their calls aborted), and the connections still open a moment later are
+ * destroyed. A forced close destroys them at once.
+ */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from 'pino'
+import { formatDuration } from '../config/units.ts'
+
+/** The part of a run the drain needs: a way to end it with 503 SHUTTING_DOWN (false: it had already ended). */
+export interface Cuttable {
+  readonly cut: () => boolean
+}
+
+export interface DrainReport {
+  /** Requests that finished while the gateway drained (in flight when it began, or arrived on an open connection). */
+  readonly drained: number
+  /** Requests still in flight when the drain timed out or was forced. */
+  readonly cut: number
+  /** Of those, the ones the gateway was running: answered 503 SHUTTING_DOWN (unless forced). */
+  readonly answered: number
+  /** Connections destroyed. */
+  readonly destroyed: number
+  /** The drain timeout passed before every connection had closed. */
+  readonly timedOut: boolean
+  /** Cut short by close({ force: true }). */
+  readonly forced: boolean
+  /** ms from the start of the drain to the last connection closed. */
+  readonly durationMs: number
+}
+
+/** After the runs still going are answered 503, the time their answers get to leave before every connection left is destroyed. */
+const CUT_GRACE = 250
+
+const SERVING = 0
+const DRAINING = 1
+const CUTTING = 2
+
+export class Drain {
+  readonly #server: Server
+  readonly #logger: Logger | null
+  /** Every request in flight, with the run answering it once the endpoint's handler has started one. */
+  readonly #inFlight = new Map<ServerResponse, Cuttable | null>()
+  readonly #sockets = new Set<Socket>()
+  /** Shared with the listeners below: the state, and the requests that finished while draining. */
+  readonly #s = { state: SERVING, drained: 0 }
+  #cut = 0
+  #answered = 0
+  #destroyed = 0
+  #forced = false
+  #timedOut = false
+  #wake: (() => void) | null = null
+
+  constructor(server: Server, logger: Logger | null) {
+    this.#server = server
+    this.#logger = logger
+    const sockets = this.#sockets
+    const inFlight = this.#inFlight
+    // One function each, not a closure per connection or request: `this` is the emitter.
+    const socketClosed = function (this: Socket): void {
+      sockets.delete(this)
+    }
+    const s = this.#s
+    const ended = function (this: ServerResponse): void {
+      inFlight.delete(this)
+      if (s.state === SERVING) return
+      // Once the drain is cut short, what ends was counted as cut.
+      if (s.state === DRAINING && this.writableFinished) s.drained++
+      // A connection whose answer was already on its way with keep-alive is idle now: close it.
+      server.closeIdleConnections()
+    }
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket)
+      socket.on('close', socketClosed)
+    })
+    // Before fastify's own listener, so that an answer written at once carries the header too.
+    server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
+      inFlight.set(res, null)
+      res.on('close', ended)
+      if (s.state !== SERVING) res.setHeader('connection', 'close')
+    })
+  }
+
+  /** Requests in flight now. */
+  get inFlight(): number {
+    return this.#inFlight.size
+  }
+
+  /** The gateway is closing: readiness answers 503. */
+  get draining(): boolean {
+    return this.#s.state !== SERVING
+  }
+
+  /** The drain timed out or was forced: a request that starts now is answered 503 SHUTTING_DOWN. */
+  get cutting(): boolean {
+    return this.#s.state === CUTTING
+  }
+
+  /** Called by an endpoint's handler: the run answering this request, to end it if the drain times out. */
+  track(res: ServerResponse, run: Cuttable): void {
+    if (this.#inFlight.has(res)) this.#inFlight.set(res, run)
+  }
+
+  /**
+   * Stops the listener and drains, at most `timeout` ms; `closeServer` closes the rest of the
+   * server (fastify's hooks). Resolves once every connection has closed.
+   */
+  async close(closeServer: () => Promise<void>, timeout: number, force: boolean): Promise<DrainReport> {
+    const started = performance.now()
+    this.#s.state = DRAINING
+    for (const res of this.#inFlight.keys()) if (!res.headersSent) res.setHeader('connection', 'close')
+    // Node's close stops the listener now, closes the idle connections, and calls back once the last connection has closed.
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    const woken = new Promise<void>((resolve) => (this.#wake = resolve))
+    if (force) this.force()
+    // Fastify's close runs its hooks, then waits for the same connections: it is awaited last.
+    const serverClosed = closeServer()
+    if (this.#inFlight.size > 0 || this.#sockets.size > 0) {
+      const timer = new AbortController()
+      const late = sleep(timeout, true, { signal: timer.signal }).catch(() => false)
+      const outcome = await Promise.race([
+        closed.then(() => 'closed' as const),
+        woken.then(() => 'forced' as const),
+        late,
+      ])
+      timer.abort()
+      if (outcome === true) await this.#timeout(timeout, closed)
+    }
+    await closed
+    await serverClosed
+    return {
+      drained: this.#s.drained,
+      cut: this.#cut,
+      answered: this.#answered,
+      destroyed: this.#destroyed,
+      timedOut: this.#timedOut,
+      forced: this.#forced,
+      durationMs: Math.round(performance.now() - started),
+    }
+  }
+
+  /** Destroys every connection now; the requests in flight are cut. Logged at warn with how many. */
+  force(): void {
+    if (this.#forced) return
+    this.#forced = true
+    if (this.#s.state === SERVING) this.#s.state = DRAINING
+    const requests = this.#inFlight.size
+    if (this.#s.state === DRAINING) {
+      this.#s.state = CUTTING
+      this.#cut = requests
+      // The runs end as 503 SHUTTING_DOWN nobody reads: their calls are aborted, and the log says why they ended.
+      for (const run of this.#inFlight.values()) run?.cut()
+    }
+    const connections = this.#destroyAll()
+    this.#logger?.warn(
+      { event: 'drain_forced', requests, connections, drained: this.#s.drained },
+      `forced close: ${plural(requests, 'request')} in flight cut, ${plural(connections, 'connection')} destroyed`,
+    )
+    this.#wake?.()
+  }
+
+  async #timeout(timeout: number, closed: Promise<void>): Promise<void> {
+    this.#timedOut = true
+    this.#s.state = CUTTING
+    this.#cut = this.#inFlight.size
+    for (const run of this.#inFlight.values()) if (run?.cut() === true) this.#answered++
+    // Their 503s leave with Connection: close; what is still open after a moment is destroyed.
+    const grace = new AbortController()
+    await Promise.race([closed, sleep(CUT_GRACE, undefined, { signal: grace.signal }).catch(() => undefined)])
+    grace.abort()
+    const connections = this.#forced ? 0 : this.#destroyAll()
+    this.#logger?.warn(
+      {
+        event: 'drain_timeout',
+        drainTimeout: timeout,
+        requests: this.#cut,
+        answered: this.#answered,
+        connections,
+        drained: this.#s.drained,
+      },
+      `drain timeout (${formatDuration(timeout)}): ${plural(this.#cut, 'request')} still in flight, ${this.#answered} answered 503 SHUTTING_DOWN; ${plural(connections, 'connection')} destroyed`,
+    )
+  }
+
+  #destroyAll(): number {
+    let n = 0
+    for (const socket of this.#sockets) {
+      // A socket already closing (its answer said Connection: close) is not cut.
+      if (socket.destroyed) continue
+      socket.destroy()
+      n++
+    }
+    this.#destroyed += n
+    return n
+  }
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`
+}
