@@ -115,7 +115,7 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
   )
   for (const e of plan.endpoints)
     logger.info(
-      { event: 'endpoint', route: `${e.method} ${e.route}` },
+      { event: 'endpoint', endpoint: e.label },
       `  ${e.method} ${address.url}${e.route}${e.auth === null ? '' : ' (needs credentials)'}`,
     )
   if (options.devToken !== undefined) {
