@@ -3,13 +3,20 @@
  * service clients its calls use. Every answer, including fastify's own errors, is JSON in
  * the error envelope with a stable code.
  */
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type onSendHookHandler,
+} from 'fastify'
 import type { Logger } from 'pino'
 import { admissionFor, type EdgeObserver } from '../edge/admission.ts'
 import { Authenticator } from '../edge/auth.ts'
 import { RateLimits } from '../edge/ratelimit.ts'
-import { accessLogObserver, rejectionLog } from '../observability/access-log.ts'
+import { accessLogObserver, answerLog, rejectionLog } from '../observability/access-log.ts'
 import { GatewayMetrics } from '../observability/metrics.ts'
+import type { Answered, AnswerObserver } from '../observability/outcome.ts'
 import { serverTimingObserver } from '../observability/server-timing.ts'
 import { GatewayTracing } from '../observability/tracing.ts'
 import type { Principal, RequestView } from '../plan/scope.ts'
@@ -18,8 +25,17 @@ import type { Clock } from '../policies/clock.ts'
 import { type BoundEndpoint, execute } from '../runtime/execute.ts'
 import { resolveObservers, type RunObserver } from '../runtime/observer.ts'
 import { createServiceClient, PoolRegistry, type ServiceClient, type ServiceStage } from '../upstream/client.ts'
-import { clientError, errorCodeOf, requestIdOf, send, sendError } from './answers.ts'
-import { registerCors } from './cors.ts'
+import {
+  clientError,
+  errorCodeOf,
+  LOGGED,
+  RECORDED,
+  requestIdOf,
+  send,
+  sendError,
+  type SocketAnswer,
+} from './answers.ts'
+import { isPreflight, registerCors } from './cors.ts'
 import { guardFor } from './guard.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
 
@@ -27,6 +43,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set by the endpoint's guard once the caller is authenticated; null on public endpoints. */
     principal: Principal | null
+  }
+  interface FastifyContextConfig {
+    /** How metrics and logs name the route: an endpoint's label, or `GET /health` for the gateway's own paths. */
+    label?: string
   }
 }
 
@@ -93,7 +113,10 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   const probes: ProbeResults = new Map()
   let stopProbes: (() => void) | null = null
   metrics = plan.metrics === null ? null : new GatewayMetrics(clients, plan.metrics.buckets)
-  const admin = plan.metrics?.port === undefined ? null : Fastify({ logger: false, forceCloseConnections: true })
+  const admin =
+    plan.metrics?.port === undefined
+      ? null
+      : Fastify({ logger: false, forceCloseConnections: true, requestIdHeader: false, genReqId: () => '' })
 
   const edge = plan.edge
   const authenticator = edge.auth === null ? null : new Authenticator(edge.auth)
@@ -105,6 +128,28 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
           onStoreError: () => metrics?.rateLimitStoreFailed(),
         })
   const { headers: headersTimeout, body: requestTimeout } = edge.clientTimeouts
+  // Told about every answer written outside a run (a run's observers see the others).
+  const answerObservers: AnswerObserver[] = []
+  if (metrics !== null) answerObservers.push(metrics)
+  const answersLog = logger === null ? null : answerLog(logger, accessLog)
+  if (answersLog !== null) answerObservers.push(answersLog)
+  const tell = (answer: Answered): void => {
+    for (const observer of answerObservers) {
+      try {
+        observer.answered(answer)
+      } catch {
+        // An observer's bug must not cost the client its answer.
+      }
+    }
+  }
+  const finish: onSendHookHandler = (req, reply, payload, done) => {
+    if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', requestIdOf(req))
+    if (req.recorded !== RECORDED) {
+      if (answerObservers.length > 0) tell(answerOf(req, reply))
+      req.recorded = RECORDED
+    }
+    done(null, payload)
+  }
   const server = Fastify({
     logger: false,
     bodyLimit: plan.bodyLimit,
@@ -119,7 +164,21 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       ),
     },
     requestTimeout,
-    clientErrorHandler: clientError,
+    clientErrorHandler: (err, socket) => {
+      const answer = clientError(err, socket)
+      if (answer !== null) tell(socketAnswer(answer))
+    },
+    // A path that does not decode, or a parameter longer than the router takes: in the envelope, counted and logged.
+    frameworkErrors: (err, req, reply) => {
+      sendError(
+        reply,
+        'BAD_REQUEST',
+        requestIdOf(req),
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path segment is longer than 100 characters' : undefined,
+      )
+      // This reply has no route, so no hooks: it is recorded here.
+      tell(answerOf(req, reply))
+    },
     trustProxy: edge.trustedProxies === null ? false : [...edge.trustedProxies],
     // Request ids are ours to validate (see requestIdOf), not fastify's.
     requestIdHeader: false,
@@ -135,6 +194,10 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   if (tracing !== null) server.addHook('onReady', () => tracing.start())
 
   server.decorateRequest('principal', null)
+  server.decorateRequest('answerCode', null)
+  server.decorateRequest('recorded', 0)
+  // Every answer carries x-request-id and is counted and logged: a run's by its observers, every other one here.
+  server.addHook('onSend', finish)
   if (edge.cors !== null) registerCors(server, edge.cors)
 
   server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
@@ -148,9 +211,22 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   registerHealth(server, plan, clients, probes, limits)
   if (metrics !== null && plan.metrics !== null) {
     const registry = metrics.registry
-    ;(admin ?? server).get(plan.metrics.path, async (_req, reply) =>
+    if (admin !== null) {
+      admin.decorateRequest('answerCode', null)
+      admin.decorateRequest('recorded', 0)
+      admin.addHook('onSend', finish)
+    }
+    const label = `GET ${plan.metrics.path}`
+    ;(admin ?? server).get(plan.metrics.path, { config: { label } }, async (_req, reply) =>
       reply.header('content-type', registry.contentType).send(await registry.metrics()),
     )
+    // The gateway's own answers have their series from the start, as endpoints do: zeros, not gaps.
+    metrics.expectAnswers(label, 200)
+    if (plan.health !== null) {
+      metrics.expectAnswers(`GET ${plan.health.path}`, 200)
+      metrics.expectAnswers(`GET ${plan.health.readyPath}`, 200)
+    }
+    metrics.expectAnswers(UNMATCHED, 404)
   }
   const edgeObservers: EdgeObserver[] = []
   if (metrics !== null) edgeObservers.push(metrics)
@@ -177,6 +253,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     server.route({
       method: endpoint.method as 'GET',
       url: endpoint.route === '' ? '/' : endpoint.route,
+      config: { label: endpoint.label },
       ...(guard === null ? {} : { onRequest: guard }),
       handler: handlerFor(bound),
     })
@@ -222,10 +299,47 @@ function boundPort(server: FastifyInstance, fallback: number): number {
   return typeof address === 'object' && address !== null ? address.port : fallback
 }
 
+/** How metrics and logs name a request's route when no endpoint's run did: never its raw path. */
+const UNMATCHED = 'unmatched'
+
+/** An answer written outside a run, as the answer observers are told it. */
+function answerOf(req: FastifyRequest, reply: FastifyReply): Answered {
+  const route = req.routeOptions
+  const label = route.config.label ?? (route.url === '*' && isPreflight(req) ? 'preflight' : UNMATCHED)
+  const unmatched = label === UNMATCHED
+  return {
+    endpoint: label,
+    status: reply.statusCode,
+    requestId: requestIdOf(req),
+    durationMs: reply.elapsedTime,
+    code: req.answerCode,
+    method: unmatched ? req.method : null,
+    // The path only: a query string may carry an API key. Cut short: it is the client's text.
+    path: unmatched ? (req.url.split('?')[0] as string).slice(0, 256) : null,
+    logged: req.recorded === LOGGED,
+  }
+}
+
+/** An error answered on the socket before a request existed (clientError). */
+function socketAnswer(answer: SocketAnswer): Answered {
+  return {
+    endpoint: UNMATCHED,
+    status: answer.status,
+    requestId: answer.requestId,
+    durationMs: null,
+    code: answer.code,
+    method: null,
+    path: null,
+    logged: false,
+  }
+}
+
 function handlerFor(endpoint: BoundEndpoint): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const method = endpoint.plan.method
   return async (req, reply) => {
     const requestId = requestIdOf(req)
+    // The run's observers count and log its answer.
+    req.recorded = RECORDED
     const url = req.url
     const q = url.indexOf('?')
     const request: RequestView = {

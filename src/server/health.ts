@@ -70,10 +70,10 @@ export function registerHealth(
 ): void {
   const paths = plan.health
   if (paths === null) return
-  server.get(paths.path, async (_req, reply) =>
+  server.get(paths.path, { config: { label: `GET ${paths.path}` } }, async (_req, reply) =>
     reply.code(200).header('cache-control', 'no-store').send({ status: 'ok' }),
   )
-  server.get(paths.readyPath, async (_req, reply) => {
+  server.get(paths.readyPath, { config: { label: `GET ${paths.readyPath}` } }, async (_req, reply) => {
     const report = readiness(plan, clients, probes, limits)
     return reply
       .code(report.status === 'down' ? 503 : 200)
