@@ -34,8 +34,13 @@ const size = z
 
 const percent = z
   .union(
-    [z.number().min(0).max(100), z.string().regex(/^\d+(?:\.\d+)?%$/, { error: 'write a percentage like 99.9%' })],
-    { error: 'write a percentage like 99.9%' },
+    [
+      z.number().min(0).max(100),
+      z
+        .string()
+        .regex(/^(?:100(?:\.0+)?|\d{1,2}(?:\.\d+)?)%$/, { error: 'write a percentage from 0% to 100%, like 99.9%' }),
+    ],
+    { error: 'write a percentage from 0% to 100%, like 99.9%' },
   )
   .meta({ description: 'Percentage, e.g. 99.95%.' })
 
@@ -627,12 +632,23 @@ export const gatewaySchema = z.strictObject({
           .regex(/^\//)
           .default('/health/ready')
           .describe(
-            "Readiness: every service's breaker, error rate, latency; 503 when no endpoint can be served fully.",
+            "Readiness: every service's status, breaker, error rate, latency; 503 when no endpoint can be served fully.",
           ),
+        errorRate: percent
+          .default('50%')
+          .describe(
+            'A service whose share of failed calls among its recent ones (the last 256) is over this is degraded, breaker or not; 100% turns this off.',
+          ),
+        minCalls: z
+          .number()
+          .int()
+          .positive()
+          .default(10)
+          .describe('Recent calls a service needs before its error rate can make it degraded.'),
       }),
       z.literal(false),
     ])
-    .default({ path: '/health', readyPath: '/health/ready' })
+    .default({ path: '/health', readyPath: '/health/ready', errorRate: '50%', minCalls: 10 })
     .describe('Health endpoints (outside basePath); false turns them off.'),
 })
 

@@ -18,8 +18,15 @@ export interface GatewayPlan {
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
   /** OpenTelemetry traces, or null when off (the config's, else the OTEL_* environment's). */
   readonly tracing: TracingPlan | null
-  /** Liveness and readiness paths, or null when turned off. */
-  readonly health: { readonly path: string; readonly readyPath: string } | null
+  /** Liveness and readiness, or null when turned off. */
+  readonly health: {
+    readonly path: string
+    readonly readyPath: string
+    /** 0..1: a service whose recent error rate is over this is degraded (1: never)… */
+    readonly errorRate: number
+    /** …once it has at least this many recent calls. */
+    readonly minCalls: number
+  } | null
   readonly owner: string | undefined
   readonly basePath: string
   readonly host: string

@@ -1,8 +1,8 @@
 /**
  * `GET /health` (liveness: 200 while the process serves) and `GET /health/ready` (every
- * service's breaker state, recent error rate, p50/p95 latency, calls in flight, last failure;
- * overall ok / degraded / down, 503 when no endpoint can be served fully; the rate-limit store),
- * plus the optional active probes that feed the same state.
+ * service's status — ok, degraded or down — breaker state, recent error rate, p50/p95 latency,
+ * calls in flight, last failure; overall ok / degraded / down, 503 when no endpoint can be
+ * served fully; the rate-limit store), plus the optional active probes that feed the same state.
  */
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -17,6 +17,12 @@ import { failureLabel } from '../upstream/stages/stats.ts'
 export type Readiness = 'ok' | 'degraded' | 'down'
 
 export interface ServiceHealth extends ServiceSnapshot {
+  /**
+   * down: its breaker is open (calls to it fail at once). degraded: its breaker is half-open,
+   * its last probe failed, or its recent error rate is over gateway.health.errorRate (over at
+   * least minCalls calls), breaker or not. ok otherwise.
+   */
+  status: Readiness
   breaker: 'closed' | 'open' | 'half-open' | null
   probe: { ok: boolean; at: string } | null
 }
@@ -39,14 +45,24 @@ export function readiness(
 ): ReadyReport {
   const services: Record<string, ServiceHealth> = {}
   const unavailable = new Set<string>()
+  const errorRate = plan.health?.errorRate ?? 1
+  const minCalls = plan.health?.minCalls ?? Infinity
   let degraded = false
   for (const [name, client] of clients) {
     const breaker = client.breaker?.state ?? null
     const probe = probes.get(name) ?? null
-    if (breaker === 'open') unavailable.add(name)
-    if (breaker !== null && breaker !== 'closed') degraded = true
-    if (probe !== null && !probe.ok) degraded = true
-    services[name] = { breaker, probe, ...client.stats.snapshot() }
+    const stats = client.stats.snapshot()
+    const status: Readiness =
+      breaker === 'open'
+        ? 'down'
+        : breaker === 'half-open' ||
+            (probe !== null && !probe.ok) ||
+            (stats.calls >= minCalls && stats.errorRate > errorRate)
+          ? 'degraded'
+          : 'ok'
+    if (status === 'down') unavailable.add(name)
+    if (status !== 'ok') degraded = true
+    services[name] = { status, breaker, probe, ...stats }
   }
   // A rate-limit store that is down is degraded service (limits not applied), or, with onStoreError: reject, no service at all for limited endpoints.
   const storeUp = limits?.storeUp ?? true
