@@ -42,7 +42,8 @@ function describe(error: CallError): string {
     case 'network':
       return 'connection error'
     case 'bad_body':
-      return 'answered with a body that is not JSON'
+      // Not JSON, or compressed in a way that does not decode: the message says which (never the body itself).
+      return error.message
     case 'too_large':
       return 'answer too large'
     case 'expression':

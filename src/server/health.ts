@@ -11,6 +11,7 @@ import type { GatewayPlan } from '../plan/types.ts'
 import type { ServiceSnapshot } from '../policies/stats.ts'
 import type { ServiceClient } from '../upstream/client.ts'
 import { countsAgainstService, toCallError } from '../upstream/failure.ts'
+import { ACCEPT_ENCODING } from '../upstream/http.ts'
 import { CALL_TIMEOUT } from '../upstream/stages/deadline.ts'
 import { failureLabel } from '../upstream/stages/stats.ts'
 
@@ -118,7 +119,7 @@ export function startProbes(
         await client.transport({
           method: 'GET',
           path: client.service.pathPrefix + probe.path,
-          headers: {},
+          headers: { 'accept-encoding': ACCEPT_ENCODING },
           body: null,
           signal: controller.signal,
         })
