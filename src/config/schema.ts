@@ -393,7 +393,18 @@ export const serviceSchema = z.strictObject({
       'Client request headers passed on to this service. Nothing is forwarded unless listed (authorization and cookie included).',
     ),
   connections: z.number().int().positive().default(128).describe("Keep-alive connections in this service's pool."),
-  maxResponseSize: size.default(10 * 1024 * 1024).describe('Largest response body accepted from this service.'),
+  maxResponseSize: size
+    .default(10 * 1024 * 1024)
+    .describe('Largest response body accepted from this service (decoded size included, when compressed).'),
+  followRedirects: z
+    .number()
+    .int()
+    .min(0)
+    .max(10)
+    .default(0)
+    .describe(
+      "Redirects (301, 302, 303, 307, 308) followed per call, on the service's own origin only; one to another origin fails the call. Default 0: a redirect fails a required call (502).",
+    ),
   retry: retrySchema.optional().describe('Retry policy of every call to this service (per-call `retry` overrides it).'),
   circuitBreaker: breakerSchema
     .optional()

@@ -60,7 +60,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     })
     this.#callOutcomes = new SeriesCounter({
       name: 'baton_call_outcomes_total',
-      help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, deadline, expression).',
+      help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, redirect, deadline, expression).',
       labelNames: ['endpoint', 'call', 'service', 'outcome'],
       registers,
     })

@@ -68,6 +68,8 @@ export interface ServicePlan {
   readonly forwardHeaders: readonly string[]
   readonly connections: number
   readonly maxResponseSize: number
+  /** Same-origin redirects followed per call (0: none). */
+  readonly followRedirects: number
   /** Header values that read `auth.…`, evaluated per request (lower-case names). */
   readonly authHeaders: readonly (readonly [string, Evaluator])[]
   /** The header carrying the service's own credentials (authorization, or its API key header); calls may not set it. */
