@@ -5,8 +5,18 @@
  * compressed answers above gateway.compression.threshold.
  */
 import assert from 'node:assert/strict'
-import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib'
+import { request as httpRequest } from 'node:http'
+import {
+  brotliCompressSync,
+  brotliDecompressSync,
+  deflateSync,
+  gunzipSync,
+  gzipSync,
+  inflateSync,
+  zstdDecompressSync,
+} from 'node:zlib'
 import { describe, test } from 'node:test'
+import { errorsOf } from './helpers/config.ts'
 import { assertError, get, startGateway, stubFor } from './helpers/gateway.ts'
 import { eventually, json, type Stub, text } from './helpers/stub.ts'
 
@@ -157,5 +167,212 @@ endpoints:
     const { url } = await startGateway(t, downstream(stub, ', headers: { accept-encoding: identity }'))
     assert.equal((await get(`${url}/x`)).status, 200)
     assert.equal(stub.requestsTo('GET /x')[0]?.headers['accept-encoding'], 'identity')
+  })
+})
+
+/** A GET whose body is kept as bytes, as they came (node:http decodes nothing). */
+async function getRaw(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers, agent: false, signal: AbortSignal.timeout(10_000) }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('error', reject)
+      res.on('end', () => {
+        const flat: Record<string, string> = {}
+        for (const [k, v] of Object.entries(res.headers))
+          if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v
+        resolve({ status: res.statusCode ?? 0, headers: flat, body: Buffer.concat(chunks) })
+      })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+const DECODE: Record<string, (body: Buffer) => Buffer> = {
+  zstd: zstdDecompressSync,
+  br: brotliDecompressSync,
+  gzip: gunzipSync,
+  deflate: inflateSync,
+}
+
+/** 50 posts with their authors: ~20 KB of JSON. */
+const POSTS = Array.from({ length: 50 }, (_, i) => ({
+  id: i,
+  title: `post number ${i} about compression`,
+  body: 'lorem ipsum dolor sit amet '.repeat(8),
+  author: { id: i % 5, name: `Author ${i % 5}`, email: `author${i % 5}@example.com` },
+}))
+
+const upstream = (stub: Stub, gateway = ''): string => `
+version: 1
+gateway: { name: Compressing, serverTiming: true${gateway} }
+services:
+  s: { url: "${stub.url}" }
+endpoints:
+  GET /posts:
+    calls:
+      posts: { request: GET s /posts }
+      extra: { request: GET s /extra, required: false }
+    response: { posts: "\${posts}", extra: "\${extra}" }
+  GET /small:
+    calls:
+      small: { request: GET s /small }
+  GET /broken:
+    calls:
+      broken: { request: GET s /broken }
+`
+
+function postsStub(stub: Stub): void {
+  stub.route('GET /posts', json(POSTS))
+  stub.route('GET /extra', json({ error: 'down' }, { status: 503 }))
+  stub.route('GET /small', json({ ok: true }))
+  stub.route('GET /broken', json({ error: 'boom' }, { status: 500 }))
+}
+
+describe('answers compressed for clients that accept it', () => {
+  for (const encoding of ['zstd', 'br', 'gzip', 'deflate']) {
+    test(`${encoding}: above the threshold, with content-type, x-request-id, Server-Timing and baton-degraded kept`, async (t) => {
+      const stub = await stubFor(t)
+      postsStub(stub)
+      const { url } = await startGateway(t, upstream(stub))
+      const res = await getRaw(`${url}/posts`, { 'accept-encoding': encoding, 'x-request-id': 'zip-1' })
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['content-encoding'], encoding)
+      assert.equal(res.headers.vary, 'accept-encoding')
+      assert.equal(res.headers['content-type'], 'application/json; charset=utf-8')
+      assert.equal(res.headers['x-request-id'], 'zip-1')
+      assert.match(
+        res.headers['server-timing'] ?? '',
+        /^posts;dur=[\d.]+, extra;desc="503";dur=[\d.]+, total;dur=[\d.]+$/,
+      )
+      assert.equal(res.headers['baton-degraded'], 'extra')
+      const plain = JSON.stringify({ posts: POSTS, extra: null, partialData: true })
+      const decoded = (DECODE[encoding] as (b: Buffer) => Buffer)(res.body)
+      assert.deepEqual(JSON.parse(decoded.toString('utf8')), JSON.parse(plain))
+      assert.ok(
+        res.body.length < Buffer.byteLength(plain) / 4,
+        `${res.body.length} bytes for ${Buffer.byteLength(plain)}`,
+      )
+    })
+  }
+
+  test('the client chooses by its preference; among equals the gateway prefers zstd, gzip, br, deflate', async (t) => {
+    const stub = await stubFor(t)
+    postsStub(stub)
+    const { url } = await startGateway(t, upstream(stub))
+    const chosen = async (accept: string): Promise<string | undefined> =>
+      (await getRaw(`${url}/posts`, { 'accept-encoding': accept })).headers['content-encoding']
+    assert.equal(await chosen('gzip, deflate, br, zstd'), 'zstd')
+    assert.equal(await chosen('gzip, deflate, br'), 'gzip')
+    assert.equal(await chosen('deflate, br'), 'br')
+    assert.equal(await chosen('gzip;q=0.5, br'), 'br')
+    assert.equal(await chosen('identity'), undefined)
+  })
+
+  test('with CORS, Vary names both Origin and accept-encoding', async (t) => {
+    const stub = await stubFor(t)
+    postsStub(stub)
+    const { url } = await startGateway(t, upstream(stub, ", cors: { origins: ['https://app.example.com'] }"))
+    const res = await getRaw(`${url}/posts`, { 'accept-encoding': 'gzip', origin: 'https://app.example.com' })
+    assert.equal(res.headers['content-encoding'], 'gzip')
+    assert.equal(res.headers['access-control-allow-origin'], 'https://app.example.com')
+    assert.deepEqual(
+      res.headers.vary
+        ?.split(',')
+        .map((v) => v.trim().toLowerCase())
+        .sort(),
+      ['accept-encoding', 'origin'],
+    )
+  })
+
+  test('not compressed: without accept-encoding, below the threshold, or an error envelope', async (t) => {
+    const stub = await stubFor(t)
+    postsStub(stub)
+    const { url } = await startGateway(t, upstream(stub))
+    const none = await getRaw(`${url}/posts`, {})
+    assert.equal(none.headers['content-encoding'], undefined)
+    assert.equal(JSON.parse(none.body.toString('utf8')).posts.length, 50)
+    const small = await getRaw(`${url}/small`, { 'accept-encoding': 'gzip, br' })
+    assert.equal(small.headers['content-encoding'], undefined)
+    assert.deepEqual(JSON.parse(small.body.toString('utf8')), { small: { ok: true } })
+    for (const path of ['/broken', '/nope']) {
+      const error = await getRaw(`${url}${path}`, { 'accept-encoding': 'gzip, br' })
+      assert.ok(error.status === 502 || error.status === 404)
+      assert.equal(error.headers['content-encoding'], undefined)
+      assert.equal(error.headers['content-type'], 'application/json; charset=utf-8')
+      assert.match(error.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/)
+      assert.equal(error.headers['content-length'], String(error.body.length))
+      assert.equal((JSON.parse(error.body.toString('utf8')) as { data: unknown }).data !== undefined, true)
+    }
+  })
+
+  test("threshold and encodings are the config's; compression: false turns it off", async (t) => {
+    const stub = await stubFor(t)
+    postsStub(stub)
+    const tuned = await startGateway(t, upstream(stub, ', compression: { threshold: 10, encodings: [gzip] }'))
+    const small = await getRaw(`${tuned.url}/small`, { 'accept-encoding': 'zstd, br, gzip' })
+    assert.equal(small.headers['content-encoding'], 'gzip')
+    assert.deepEqual(JSON.parse(gunzipSync(small.body).toString('utf8')), { small: { ok: true } })
+    assert.equal(
+      (await getRaw(`${tuned.url}/posts`, { 'accept-encoding': 'br' })).headers['content-encoding'],
+      undefined,
+    )
+    const off = await startGateway(t, upstream(stub, ', compression: false'))
+    const res = await getRaw(`${off.url}/posts`, { 'accept-encoding': 'gzip, br, zstd' })
+    assert.equal(res.status, 200)
+    assert.equal(res.headers['content-encoding'], undefined)
+    assert.equal(res.headers.vary, undefined)
+  })
+
+  test('a compressed request body is not decoded: it is not JSON', async (t) => {
+    const stub = await stubFor(t)
+    const { url } = await startGateway(
+      t,
+      `
+version: 1
+gateway: { name: Bodies }
+services:
+  s: { url: "${stub.url}" }
+endpoints:
+  POST /echo:
+    calls:
+      echo: { request: POST s /echo, body: "\${request.body}" }
+`,
+    )
+    const res = await fetch(`${url}/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: gzipSync(Buffer.from('{"a":1}')),
+    })
+    assert.equal(res.status, 400)
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'INVALID_JSON')
+    assert.equal(stub.requests.length, 0)
+  })
+
+  test('the config is validated', () => {
+    const config = (compression: string): string => `version: 1
+gateway: { name: X, compression: ${compression} }
+`
+    const union = 'write { threshold: 1kb, encodings: [zstd, gzip, br, deflate] } (encodings among those), or false'
+    for (const [value, at, hint] of [
+      ['{ encodings: [lzma] }', 'gateway › compression', union],
+      ['true', 'gateway › compression', union],
+      ['{ encodings: [] }', 'gateway › compression › encodings', 'Too small: expected array to have >=1 items'],
+      [
+        '{ threshold: lots }',
+        'gateway › compression › threshold',
+        'write a size like 512kb or 1mb (a bare number means bytes)',
+      ],
+    ] as const) {
+      assert.deepEqual(
+        errorsOf(config(value)).map((d) => [d.code, d.path.join(' › '), d.hint]),
+        [['BATON_INVALID_VALUE', at, hint]],
+        value,
+      )
+    }
   })
 })

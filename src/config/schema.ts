@@ -63,6 +63,13 @@ const expression = z
 
 export const RETRY_CONDITIONS = ['5xx', 'timeout', 'connect', 'network'] as const
 
+/**
+ * Encodings Baton compresses its answers with, preferred first: the cheapest for the same size.
+ * Measured on the 66 KB posts-with-authors answer (all ~9.6 KB compressed), CPU per answer of
+ * the gateway: zstd +0.9 ms, gzip +1.0 ms, br +3.8 ms (brotli's stream setup).
+ */
+export const COMPRESSIONS = ['zstd', 'gzip', 'br', 'deflate'] as const
+
 export const retrySchema = z.strictObject({
   attempts: z.number().int().min(0).max(10).describe('Retries after the first try: attempts 2 means at most 3 tries.'),
   backoff: z
@@ -581,6 +588,29 @@ export const gatewaySchema = z.strictObject({
     ])
     .default({ path: '/metrics' })
     .describe('Prometheus metrics; false turns them off.'),
+  compression: z
+    .union(
+      [
+        z.strictObject({
+          threshold: size
+            .default(1024)
+            .describe('Answers smaller than this are sent as they are, error envelopes included (default 1kb).'),
+          encodings: z
+            .array(z.enum(COMPRESSIONS))
+            .min(1)
+            .default([...COMPRESSIONS])
+            .describe(
+              'Encodings offered to clients, preferred first when a client accepts several alike (default zstd, gzip, br, deflate: the cheapest first).',
+            ),
+        }),
+        z.literal(false),
+      ],
+      { error: `write { threshold: 1kb, encodings: [${COMPRESSIONS.join(', ')}] } (encodings among those), or false` },
+    )
+    .default({ threshold: 1024, encodings: [...COMPRESSIONS] })
+    .describe(
+      'Compress answers for clients that accept it (Accept-Encoding), above a size threshold; false turns it off.',
+    ),
   serverTiming: z
     .boolean()
     .default(false)

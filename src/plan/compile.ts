@@ -109,6 +109,10 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
             minCalls: gateway.health.minCalls,
           },
     serverTiming: gateway.serverTiming,
+    compression:
+      gateway.compression === false
+        ? null
+        : { threshold: gateway.compression.threshold, encodings: gateway.compression.encodings },
     metrics:
       gateway.metrics === false
         ? null

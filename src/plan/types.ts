@@ -15,6 +15,8 @@ export interface GatewayPlan {
     readonly buckets: readonly number[] | undefined
   } | null
   readonly accessLog: boolean
+  /** Answers compressed for clients that accept it, at or above `threshold` bytes; null when off. */
+  readonly compression: { readonly threshold: number; readonly encodings: readonly string[] } | null
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
   /** OpenTelemetry traces, or null when off (the config's, else the OTEL_* environment's). */
   readonly tracing: TracingPlan | null

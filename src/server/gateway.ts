@@ -3,12 +3,14 @@
  * service clients its calls use. Every answer, including fastify's own errors, is JSON in
  * the error envelope with a stable code.
  */
+import fastifyCompress from '@fastify/compress'
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
   type onSendHookHandler,
+  type RouteOptions,
 } from 'fastify'
 import type { Logger } from 'pino'
 import { admissionFor, type EdgeObserver } from '../edge/admission.ts'
@@ -199,6 +201,15 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   // Every answer carries x-request-id and is counted and logged: a run's by its observers, every other one here.
   server.addHook('onSend', finish)
   if (edge.cors !== null) registerCors(server, edge.cors)
+  if (plan.compression !== null) {
+    // Before the routes: the plugin gives each route registered after it its onSend hook, which runs after ours.
+    void server.register(fastifyCompress, {
+      threshold: plan.compression.threshold,
+      encodings: [...plan.compression.encodings] as ('zstd' | 'br' | 'gzip' | 'deflate')[],
+      // Answers only: request bodies stay JSON as sent (a compressed one is not JSON, 400 INVALID_JSON or 415).
+      globalDecompression: false,
+    })
+  }
 
   server.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', requestIdOf(req)))
   server.setErrorHandler((err: FastifyError, req, reply) => {
@@ -208,7 +219,8 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     return sendError(reply, code, requestIdOf(req))
   })
 
-  registerHealth(server, plan, clients, probes, limits)
+  // Routes of the main server, added together below (once the plugins before them have loaded).
+  const routes: RouteOptions[] = []
   if (metrics !== null && plan.metrics !== null) {
     const registry = metrics.registry
     if (admin !== null) {
@@ -217,9 +229,14 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       admin.addHook('onSend', finish)
     }
     const label = `GET ${plan.metrics.path}`
-    ;(admin ?? server).get(plan.metrics.path, { config: { label } }, async (_req, reply) =>
-      reply.header('content-type', registry.contentType).send(await registry.metrics()),
-    )
+    const route: RouteOptions = {
+      method: 'GET',
+      url: plan.metrics.path,
+      config: { label },
+      handler: async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()),
+    }
+    if (admin === null) routes.push(route)
+    else admin.route(route)
     // The gateway's own answers have their series from the start, as endpoints do: zeros, not gaps.
     metrics.expectAnswers(label, 200)
     if (plan.health !== null) {
@@ -250,7 +267,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       observers: resolveObservers(observers),
     }
     const guard = guardFor(endpoint, admissionFor(endpoint, authenticator, limits), edgeObservers)
-    server.route({
+    routes.push({
       method: endpoint.method as 'GET',
       url: endpoint.route === '' ? '/' : endpoint.route,
       config: { label: endpoint.label },
@@ -258,6 +275,12 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       handler: handlerFor(bound),
     })
   }
+  // In a plugin of their own, so that they are added after compression has loaded: a plugin sees only the routes
+  // added after it (onRoute). Hooks, handlers and decorations of the server reach them all the same.
+  void server.register(async (app) => {
+    registerHealth(app, plan, clients, probes, limits)
+    for (const route of routes) app.route(route)
+  })
 
   let closing: Promise<void> | null = null
   return {
