@@ -361,8 +361,6 @@ function handlerFor(endpoint: BoundEndpoint): (req: FastifyRequest, reply: Fasti
   const method = endpoint.plan.method
   return async (req, reply) => {
     const requestId = requestIdOf(req)
-    // The run's observers count and log its answer.
-    req.recorded = RECORDED
     const url = req.url
     const q = url.indexOf('?')
     const request: RequestView = {
@@ -378,6 +376,9 @@ function handlerFor(endpoint: BoundEndpoint): (req: FastifyRequest, reply: Fasti
     // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.
     // 'close' also follows every normal answer; by then the run is done and abandon() does nothing.
     reply.raw.on('close', run.abandon)
-    return send(reply, await run.answer, requestId)
+    const answer = await run.answer
+    // The run's observers have counted and logged it (a bug before this point is the error handler's 500, recorded as such).
+    req.recorded = RECORDED
+    return send(reply, answer, requestId)
   }
 }
