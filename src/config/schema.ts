@@ -82,8 +82,13 @@ const size = z
 
 const percent = z
   .union(
-    [z.number().min(0).max(100), z.string().regex(/^\d+(?:\.\d+)?%$/, { error: 'write a percentage like 99.9%' })],
-    { error: 'write a percentage like 99.9%' },
+    [
+      z.number().min(0).max(100),
+      z
+        .string()
+        .regex(/^(?:100(?:\.0+)?|\d{1,2}(?:\.\d+)?)%$/, { error: 'write a percentage from 0% to 100%, like 99.9%' }),
+    ],
+    { error: 'write a percentage from 0% to 100%, like 99.9%' },
   )
   .meta({ description: 'Percentage, e.g. 99.95%.' })
 
@@ -105,6 +110,13 @@ const expression = z
   .meta({ description: 'An expression, with or without the surrounding ${…}.' })
 
 export const RETRY_CONDITIONS = ['5xx', 'timeout', 'connect', 'network'] as const
+
+/**
+ * Encodings Baton compresses its answers with, preferred first: the cheapest for the same size.
+ * Measured on the 66 KB posts-with-authors answer (all ~9.6 KB compressed), CPU per answer of
+ * the gateway: zstd +0.9 ms, gzip +1.0 ms, br +3.8 ms (brotli's stream setup).
+ */
+export const COMPRESSIONS = ['zstd', 'gzip', 'br', 'deflate'] as const
 
 export const retrySchema = z.strictObject({
   attempts: z.number().int().min(0).max(10).describe('Retries after the first try: attempts 2 means at most 3 tries.'),
@@ -450,7 +462,18 @@ export const serviceSchema = z.strictObject({
       'Client request headers passed on to this service. Nothing is forwarded unless listed (authorization and cookie included).',
     ),
   connections: z.number().int().positive().default(128).describe("Keep-alive connections in this service's pool."),
-  maxResponseSize: size.default(10 * 1024 * 1024).describe('Largest response body accepted from this service.'),
+  maxResponseSize: size
+    .default(10 * 1024 * 1024)
+    .describe('Largest response body accepted from this service (decoded size included, when compressed).'),
+  followRedirects: z
+    .number()
+    .int()
+    .min(0)
+    .max(10)
+    .default(0)
+    .describe(
+      "Redirects (301, 302, 303, 307, 308) followed per call, on the service's own origin only; one to another origin fails the call. Default 0: a redirect fails a required call (502).",
+    ),
   retry: retrySchema.optional().describe('Retry policy of every call to this service (per-call `retry` overrides it).'),
   coalesce: z
     .boolean()
@@ -674,6 +697,29 @@ export const gatewaySchema = z.strictObject({
     ])
     .default({ path: '/metrics' })
     .describe('Prometheus metrics; false turns them off.'),
+  compression: z
+    .union(
+      [
+        z.strictObject({
+          threshold: size
+            .default(1024)
+            .describe('Answers smaller than this are sent as they are, error envelopes included (default 1kb).'),
+          encodings: z
+            .array(z.enum(COMPRESSIONS))
+            .min(1)
+            .default([...COMPRESSIONS])
+            .describe(
+              'Encodings offered to clients, preferred first when a client accepts several alike (default zstd, gzip, br, deflate: the cheapest first).',
+            ),
+        }),
+        z.literal(false),
+      ],
+      { error: `write { threshold: 1kb, encodings: [${COMPRESSIONS.join(', ')}] } (encodings among those), or false` },
+    )
+    .default({ threshold: 1024, encodings: [...COMPRESSIONS] })
+    .describe(
+      'Compress answers for clients that accept it (Accept-Encoding), above a size threshold; false turns it off.',
+    ),
   serverTiming: z
     .boolean()
     .default(false)
@@ -736,12 +782,23 @@ export const gatewaySchema = z.strictObject({
           .regex(/^\//)
           .default('/health/ready')
           .describe(
-            "Readiness: every service's breaker, error rate, latency; 503 when no endpoint can be served fully.",
+            "Readiness: every service's status, breaker, error rate, latency; 503 when no endpoint can be served fully.",
           ),
+        errorRate: percent
+          .default('50%')
+          .describe(
+            'A service whose share of failed calls among its recent ones (the last 256) is over this is degraded, breaker or not; 100% turns this off.',
+          ),
+        minCalls: z
+          .number()
+          .int()
+          .positive()
+          .default(10)
+          .describe('Recent calls a service needs before its error rate can make it degraded.'),
       }),
       z.literal(false),
     ])
-    .default({ path: '/health', readyPath: '/health/ready' })
+    .default({ path: '/health', readyPath: '/health/ready', errorRate: '50%', minCalls: 10 })
     .describe('Health endpoints (outside basePath); false turns them off.'),
 })
 

@@ -1,13 +1,15 @@
 /**
- * What one request leaves in the log: an info line per request (the access log) and a warn line
- * per failed call, with the request id (and the trace id when tracing), and an info line per
- * request turned away at the edge. Every line names the endpoint by its label.
+ * What one request leaves in the log: an info line per answer (the access log) and a warn line
+ * per failed call, with the request id (and the trace id when tracing). An answer is logged
+ * once: a run's by its observer, one turned away at the edge as `rejected`, every other one
+ * (fastify's own 400/404/413/415, health, metrics, preflights, errors before a request existed)
+ * by the answer log. Every line names the endpoint by its label, or `unmatched`.
  */
 import type { Logger } from 'pino'
 import type { EdgeObserver, Rejection } from '../edge/admission.ts'
 import type { EndpointPlan } from '../plan/types.ts'
 import type { RunObserver } from '../runtime/observer.ts'
-import { failureName, outcomeOf } from './outcome.ts'
+import { type AnswerObserver, answerOutcome, failureName, outcomeOf } from './outcome.ts'
 
 /** The request log as an observer; null when the level logs neither lines per request nor failed calls. */
 export function accessLogObserver(logger: Logger, accessLog = true): RunObserver | null {
@@ -79,6 +81,31 @@ export function rejectionLog(logger: Logger): EdgeObserver {
           requestId: request.requestId,
         },
         `${endpoint.label} ${rejection.status} ${rejection.code}`,
+      )
+    },
+  }
+}
+
+/** The line of an answer written outside a run, as a run's line looks; null when the level or accessLog leaves it out. */
+export function answerLog(logger: Logger, accessLog = true): AnswerObserver | null {
+  if (!accessLog || !logger.isLevelEnabled('info')) return null
+  return {
+    answered(answer) {
+      if (answer.logged) return
+      const { endpoint, status, durationMs, code, method, path } = answer
+      const where = method === null ? endpoint : `${endpoint} ${method} ${path ?? ''}`
+      logger.info(
+        {
+          event: 'request',
+          requestId: answer.requestId,
+          endpoint,
+          ...(method === null ? {} : { method, path }),
+          status,
+          outcome: answerOutcome(status),
+          ...(durationMs === null ? {} : { durationMs: Math.round(durationMs * 10) / 10 }),
+          ...(code === null ? {} : { code }),
+        },
+        `${where} ${status}${durationMs === null ? '' : ` ${durationMs.toFixed(1)}ms`}${code === null ? '' : ` ${code}`}`,
       )
     },
   }

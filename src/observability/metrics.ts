@@ -9,7 +9,7 @@ import type { EndpointPlan } from '../plan/types.ts'
 import type { BreakerState } from '../policies/breaker.ts'
 import type { RunObserver } from '../runtime/observer.ts'
 import type { ServiceClient } from '../upstream/client.ts'
-import { outcomeOf } from './outcome.ts'
+import { type Answered, type AnswerObserver, answerOutcome, outcomeOf } from './outcome.ts'
 import { type CounterSeries, type HistogramSeries, SeriesCounter, SeriesHistogram } from './series.ts'
 
 /** Sub-millisecond to tens of seconds, in seconds. */
@@ -23,7 +23,7 @@ interface CallSeries {
   readonly retries: CounterSeries
 }
 
-export class GatewayMetrics implements EdgeObserver {
+export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   readonly registry = new Registry()
   // The series a request records into are SeriesHistogram/SeriesCounter (see series.ts); the rare ones stay prom-client's.
   readonly #requestDuration: SeriesHistogram
@@ -48,7 +48,7 @@ export class GatewayMetrics implements EdgeObserver {
     })
     this.#requests = new SeriesCounter({
       name: 'baton_requests_total',
-      help: 'Orchestrated requests, by endpoint, status class and outcome.',
+      help: 'Answers, by endpoint, status class and outcome: every one, including those written before or instead of a run (404, 400, 413, 415, rejections, health, metrics, preflights; endpoint="unmatched" when no route matched).',
       labelNames: ['endpoint', 'status_class', 'outcome'],
       registers,
     })
@@ -61,7 +61,7 @@ export class GatewayMetrics implements EdgeObserver {
     })
     this.#callOutcomes = new SeriesCounter({
       name: 'baton_call_outcomes_total',
-      help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, deadline, expression).',
+      help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, redirect, deadline, expression).',
       labelNames: ['endpoint', 'call', 'service', 'outcome'],
       registers,
     })
@@ -179,6 +179,24 @@ export class GatewayMetrics implements EdgeObserver {
         }
       },
     }
+  }
+
+  /** Counts an answer written outside a run (its series are few: labels, never raw paths). */
+  answered(answer: Answered): void {
+    this.#answers(answer.endpoint, answer.status).inc()
+  }
+
+  /** Creates the series an answer outside a run will count into, so that dashboards see a zero rather than a gap. */
+  expectAnswers(endpoint: string, status: number): void {
+    this.#answers(endpoint, status)
+  }
+
+  #answers(endpoint: string, status: number): CounterSeries {
+    return this.#requests.labels({
+      endpoint,
+      status_class: `${Math.floor(status / 100)}xx`,
+      outcome: answerOutcome(status),
+    })
   }
 
   rejected(endpoint: EndpointPlan, rejection: Rejection): void {

@@ -12,3 +12,38 @@ export function outcomeOf(answer: GatewayAnswer, report: RunReport): Outcome {
 export function failureName(kind: string, status: number | null): string {
   return kind === 'status' ? String(status) : kind
 }
+
+/**
+ * An answer written outside an endpoint's run: fastify's own (400 INVALID_JSON, 404, 413,
+ * 415…), a request turned away at the edge, a CORS preflight, /health, /health/ready,
+ * /metrics, or an error Node reported before a request existed (408, 431, garbage).
+ */
+export interface Answered {
+  /**
+   * The endpoint's label when an endpoint's route matched (`POST /v1/checkout/summary`), the
+   * route of the gateway's own paths (`GET /health`), `preflight` for a CORS preflight, and
+   * `unmatched` when no route matched: never the raw path.
+   */
+  readonly endpoint: string
+  readonly status: number
+  readonly requestId: string
+  /** ms from the request's arrival; null when unknown (an error before a request existed). */
+  readonly durationMs: number | null
+  /** The error code of an error envelope, when known. */
+  readonly code: string | null
+  /** The method and the path (without its query, which may carry an API key) of an unmatched request; null otherwise. */
+  readonly method: string | null
+  readonly path: string | null
+  /** Already logged (an edge rejection has its own `rejected` line): count it only. */
+  readonly logged: boolean
+}
+
+/** Told about every answer written outside a run (the run's own observers see the others). */
+export interface AnswerObserver {
+  answered(answer: Answered): void
+}
+
+/** The outcome of an answer outside a run: there are no fallbacks there. */
+export function answerOutcome(status: number): Outcome {
+  return status >= 400 ? 'failed' : 'complete'
+}

@@ -6,6 +6,7 @@ import { loadConfig, parseConfig } from '../config/load.ts'
 import { Diagnostics } from './diagnostics.ts'
 import { compileEndpoint } from './endpoint.ts'
 import { routeShape } from './routes.ts'
+import { percent } from './resilience.ts'
 import { compileServices, envScope } from './services.ts'
 import { compileEdge } from './edge.ts'
 import { dirname, resolve } from 'node:path'
@@ -101,8 +102,20 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
   const { gateway } = config
   const plan: GatewayPlan = {
     name: gateway.name,
-    health: gateway.health === false ? null : gateway.health,
+    health:
+      gateway.health === false
+        ? null
+        : {
+            path: gateway.health.path,
+            readyPath: gateway.health.readyPath,
+            errorRate: percent(gateway.health.errorRate),
+            minCalls: gateway.health.minCalls,
+          },
     serverTiming: gateway.serverTiming,
+    compression:
+      gateway.compression === false
+        ? null
+        : { threshold: gateway.compression.threshold, encodings: gateway.compression.encodings },
     metrics:
       gateway.metrics === false
         ? null

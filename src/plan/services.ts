@@ -236,6 +236,7 @@ function compileService(
     forwardHeaders,
     connections: service.connections,
     maxResponseSize: service.maxResponseSize,
+    followRedirects: service.followRedirects,
     authHeaders,
     credentialHeader,
     oauth2,

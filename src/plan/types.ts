@@ -16,11 +16,20 @@ export interface GatewayPlan {
     readonly buckets: readonly number[] | undefined
   } | null
   readonly accessLog: boolean
+  /** Answers compressed for clients that accept it, at or above `threshold` bytes; null when off. */
+  readonly compression: { readonly threshold: number; readonly encodings: readonly string[] } | null
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
   /** OpenTelemetry traces, or null when off (the config's, else the OTEL_* environment's). */
   readonly tracing: TracingPlan | null
-  /** Liveness and readiness paths, or null when turned off. */
-  readonly health: { readonly path: string; readonly readyPath: string } | null
+  /** Liveness and readiness, or null when turned off. */
+  readonly health: {
+    readonly path: string
+    readonly readyPath: string
+    /** 0..1: a service whose recent error rate is over this is degraded (1: never)… */
+    readonly errorRate: number
+    /** …once it has at least this many recent calls. */
+    readonly minCalls: number
+  } | null
   readonly owner: string | undefined
   readonly basePath: string
   readonly host: string
@@ -64,6 +73,8 @@ export interface ServicePlan {
   readonly forwardHeaders: readonly string[]
   readonly connections: number
   readonly maxResponseSize: number
+  /** Same-origin redirects followed per call (0: none). */
+  readonly followRedirects: number
   /** Header values that read `auth.…`, evaluated per request (lower-case names). */
   readonly authHeaders: readonly (readonly [string, Evaluator])[]
   /** The header carrying the service's own credentials (authorization, or its API key header); calls may not set it. */

@@ -19,6 +19,12 @@ export function answerFor(error: CallError, service: string): ErrorAnswer {
       return { status: 429, code: 'DOWNSTREAM_RATE_LIMITED', message: `${service} is rate limiting requests (429)` }
     if (s >= 400 && s < 500)
       return { status: s, code: 'DOWNSTREAM_REJECTED', message: `${service} rejected the request (${s})` }
+    if (s >= 300 && s < 400)
+      return {
+        status: 502,
+        code: 'DOWNSTREAM_FAILURE',
+        message: `${service} answered a redirect (${s}), which is not followed`,
+      }
     return { status: 502, code: 'DOWNSTREAM_FAILURE', message: `${service} failed (${s})` }
   }
   if (error.kind === 'bad_request') return { status: 400, code: 'BAD_REQUEST', message: error.message }
@@ -42,12 +48,15 @@ function describe(error: CallError): string {
     case 'network':
       return 'connection error'
     case 'bad_body':
-      return 'answered with a body that is not JSON'
+      // Not JSON, or compressed in a way that does not decode: the message says which (never the body itself).
+      return error.message
     case 'too_large':
       return 'answer too large'
     case 'expression':
       return 'could not build its request'
     case 'too_many_items':
+      return error.message
+    case 'redirect':
       return error.message
     case 'credentials':
       return 'no credentials for it'

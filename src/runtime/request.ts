@@ -1,12 +1,13 @@
 /**
  * Builds a call's request from the request's scope: the path and query (encoded), the headers
- * (request id, the service's static and per-caller headers, the client headers it may see, the
- * call's own), and the JSON body.
+ * (request id, accept-encoding, the service's static and per-caller headers, the client headers
+ * it may see, the call's own), and the JSON body.
  */
 import type { Evaluator } from '../expr/index.ts'
 import type { RequestView, Scope } from '../plan/scope.ts'
 import type { CallPlan } from '../plan/types.ts'
 import { CallError } from '../upstream/failure.ts'
+import { ACCEPT_ENCODING } from '../upstream/http.ts'
 import type { CallRequest } from '../upstream/pipeline.ts'
 
 /** Per request: bodies shared by calls written identically (CallPlan.bodySlot), serialised once. */
@@ -24,7 +25,8 @@ export function buildRequest(call: CallPlan, request: RequestState): CallRequest
   const scope = request.scope
   let path = call.path(scope) as string
   if (call.query !== null) path += queryString(call.query, scope)
-  const headers: Record<string, string> = { 'x-request-id': request.requestId }
+  // Services may compress their answers: the transport decodes what this names (a service's `headers` may override it).
+  const headers: Record<string, string> = { 'x-request-id': request.requestId, 'accept-encoding': ACCEPT_ENCODING }
   const service = call.service
   for (const [name, value] of service.headers) headers[name] = value
   if (service.forwardHeaders.length > 0) forwardHeaders(service.forwardHeaders, scope.request.headers, headers)

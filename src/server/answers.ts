@@ -1,7 +1,8 @@
 /**
  * Every answer Baton writes, in one place: the JSON body with its request id, the error
  * envelope with a stable code, fastify's own errors mapped onto codes, and the errors Node
- * reports before a request exists (written to the socket, in the same envelope).
+ * reports before a request exists (written to the socket, in the same envelope, with a
+ * request id of their own).
  */
 import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
@@ -9,6 +10,20 @@ import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
 import type { GatewayAnswer } from '../runtime/execute.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The error code of an answer written by sendError (for its log line); null otherwise. */
+    answerCode: ErrorCode | null
+    /** How much of this request's answer is already counted and logged: 0, LOGGED or RECORDED. */
+    recorded: number
+  }
+}
+
+/** The answer has its log line (an edge rejection's): it is still to be counted. */
+export const LOGGED = 1
+/** The answer is counted and logged (by its run's observers, or once by the gateway's onSend hook). */
+export const RECORDED = 2
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 const REQUEST_ID = /^[\w.:-]{1,200}$/
@@ -28,8 +43,14 @@ export function send(reply: FastifyReply, answer: GatewayAnswer, requestId: stri
   return reply.send(text)
 }
 
-export function sendError(reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply {
-  return send(reply, { status: ErrorCodes[code].status, body: errorEnvelope(code), headers: null }, requestId)
+export function sendError(
+  reply: FastifyReply,
+  code: ErrorCode,
+  requestId: string,
+  message: string = ErrorCodes[code].message,
+): FastifyReply {
+  reply.request.answerCode = code
+  return send(reply, { status: ErrorCodes[code].status, body: errorEnvelope(code, message), headers: null }, requestId)
 }
 
 /** The client's x-request-id when it is a sane token, else a fresh UUID. Cached on the request. */
@@ -61,9 +82,19 @@ export function errorCodeOf(err: FastifyError): ErrorCode {
   return 'INTERNAL_ERROR'
 }
 
-/** Errors Node reports before a request exists (slow or oversized heads, garbage): answered in the envelope, then the socket is closed. */
-export function clientError(err: Error & { code?: string }, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return
+/** What clientError wrote: the status, the code and the request id it made up; null when it wrote nothing. */
+export interface SocketAnswer {
+  readonly status: number
+  readonly code: ErrorCode
+  readonly requestId: string
+}
+
+/**
+ * Errors Node reports before a request exists (slow or oversized heads, garbage): answered in
+ * the envelope, with a fresh request id (the client's cannot be read), then the socket is closed.
+ */
+export function clientError(err: Error & { code?: string }, socket: Socket): SocketAnswer | null {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return null
   const code: ErrorCode =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? 'REQUEST_TIMEOUT'
@@ -72,10 +103,13 @@ export function clientError(err: Error & { code?: string }, socket: Socket): voi
         : 'BAD_REQUEST'
   const { status } = ErrorCodes[code]
   const body = JSON.stringify(errorEnvelope(code))
-  if (socket.writable) {
+  const requestId = randomUUID()
+  const written = socket.writable
+  if (written) {
     socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
     )
   }
   socket.destroy()
+  return written ? { status, code, requestId } : null
 }

@@ -3,7 +3,7 @@
  * preflight answered by the gateway, and the headers scripts may read.
  */
 import fastifyCors, { type FastifyCorsOptions } from '@fastify/cors'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { CorsPlan } from '../plan/types.ts'
 import { requestIdOf, sendError } from './answers.ts'
 
@@ -11,17 +11,22 @@ export function registerCors(server: FastifyInstance, cors: CorsPlan): void {
   // An OPTIONS that is not a preflight would get @fastify/cors's own text/plain 400; it gets the envelope's 404 instead,
   // as it does without CORS. Added before the plugin, so it runs first.
   server.addHook('onRequest', (req, reply, done) => {
-    if (
-      req.method === 'OPTIONS' &&
-      req.routeOptions.url === '*' &&
-      (req.headers.origin === undefined || req.headers['access-control-request-method'] === undefined)
-    ) {
+    if (req.method === 'OPTIONS' && req.routeOptions.url === '*' && !isPreflight(req)) {
       sendError(reply, 'NOT_FOUND', requestIdOf(req))
       return
     }
     done()
   })
   void server.register(fastifyCors, corsOptions(cors))
+}
+
+/** A CORS preflight: an OPTIONS with an Origin and the method it asks about. */
+export function isPreflight(req: FastifyRequest): boolean {
+  return (
+    req.method === 'OPTIONS' &&
+    req.headers.origin !== undefined &&
+    req.headers['access-control-request-method'] !== undefined
+  )
 }
 
 /** `https://*.example.com` matches one subdomain level of example.com; other origins match exactly. */

@@ -3,14 +3,23 @@
  * service clients its calls use. Every answer, including fastify's own errors, is JSON in
  * the error envelope with a stable code.
  */
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import fastifyCompress from '@fastify/compress'
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type onSendHookHandler,
+  type RouteOptions,
+} from 'fastify'
 import type { Logger } from 'pino'
 import { admissionFor, type EdgeObserver, type Rejection } from '../edge/admission.ts'
 import { ErrorCodes, validationEnvelope } from '../errors.ts'
 import { Authenticator } from '../edge/auth.ts'
 import { RateLimits } from '../edge/ratelimit.ts'
-import { accessLogObserver, rejectionLog } from '../observability/access-log.ts'
+import { accessLogObserver, answerLog, rejectionLog } from '../observability/access-log.ts'
 import { GatewayMetrics } from '../observability/metrics.ts'
+import type { Answered, AnswerObserver } from '../observability/outcome.ts'
 import { serverTimingObserver } from '../observability/server-timing.ts'
 import { GatewayTracing } from '../observability/tracing.ts'
 import type { Principal, RequestView } from '../plan/scope.ts'
@@ -20,8 +29,17 @@ import type { Clock } from '../policies/clock.ts'
 import { type BoundEndpoint, execute } from '../runtime/execute.ts'
 import { resolveObservers, type RunObserver } from '../runtime/observer.ts'
 import { createServiceClient, PoolRegistry, type ServiceClient, type ServiceStage } from '../upstream/client.ts'
-import { clientError, errorCodeOf, requestIdOf, send, sendError } from './answers.ts'
-import { registerCors } from './cors.ts'
+import {
+  clientError,
+  errorCodeOf,
+  LOGGED,
+  RECORDED,
+  requestIdOf,
+  send,
+  sendError,
+  type SocketAnswer,
+} from './answers.ts'
+import { isPreflight, registerCors } from './cors.ts'
 import { guardFor } from './guard.ts'
 import { type AllowedMethods, allowedMethods, type ServedRoute } from './methods.ts'
 import { Drain, type DrainReport } from './drain.ts'
@@ -31,6 +49,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set by the endpoint's guard once the caller is authenticated; null on public endpoints. */
     principal: Principal | null
+  }
+  interface FastifyContextConfig {
+    /** How metrics and logs name the route: an endpoint's label, or `GET /health` for the gateway's own paths. */
+    label?: string
   }
 }
 
@@ -119,7 +141,10 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   const probes: ProbeResults = new Map()
   let stopProbes: (() => void) | null = null
   metrics = plan.metrics === null ? null : new GatewayMetrics(clients, plan.metrics.buckets)
-  const admin = plan.metrics?.port === undefined ? null : Fastify({ logger: false, forceCloseConnections: true })
+  const admin =
+    plan.metrics?.port === undefined
+      ? null
+      : Fastify({ logger: false, forceCloseConnections: true, requestIdHeader: false, genReqId: () => '' })
 
   const edge = plan.edge
   const authenticator = edge.auth === null ? null : new Authenticator(edge.auth)
@@ -131,6 +156,30 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
           onStoreError: () => metrics?.rateLimitStoreFailed(),
         })
   const { headers: headersTimeout, body: requestTimeout } = edge.clientTimeouts
+  // Told about every answer written outside a run (a run's observers see the others).
+  const answerObservers: AnswerObserver[] = []
+  if (metrics !== null) answerObservers.push(metrics)
+  const answersLog = logger === null ? null : answerLog(logger, accessLog)
+  if (answersLog !== null) answerObservers.push(answersLog)
+  const tell = (answer: Answered): void => {
+    for (const observer of answerObservers) {
+      try {
+        observer.answered(answer)
+      } catch {
+        // An observer's bug must not cost the client its answer.
+      }
+    }
+  }
+  const finish: onSendHookHandler = (req, reply, payload, done) => {
+    if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', requestIdOf(req))
+    if (req.recorded !== RECORDED) {
+      // A connection already destroyed (its client gone, or cut by the drain) receives nothing: no answer to count.
+      if (answerObservers.length > 0 && !req.raw.destroyed && req.raw.socket?.destroyed !== true)
+        tell(answerOf(req, reply))
+      req.recorded = RECORDED
+    }
+    done(null, payload)
+  }
   const server = Fastify({
     logger: false,
     bodyLimit: plan.bodyLimit,
@@ -145,7 +194,21 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       ),
     },
     requestTimeout,
-    clientErrorHandler: clientError,
+    clientErrorHandler: (err, socket) => {
+      const answer = clientError(err, socket)
+      if (answer !== null) tell(socketAnswer(answer))
+    },
+    // A path that does not decode, or a parameter longer than the router takes: in the envelope, counted and logged.
+    frameworkErrors: (err, req, reply) => {
+      sendError(
+        reply,
+        'BAD_REQUEST',
+        requestIdOf(req),
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path segment is longer than 100 characters' : undefined,
+      )
+      // This reply has no route, so no hooks: it is recorded here.
+      tell(answerOf(req, reply))
+    },
     trustProxy: edge.trustedProxies === null ? false : [...edge.trustedProxies],
     // Request ids are ours to validate (see requestIdOf), not fastify's.
     requestIdHeader: false,
@@ -165,7 +228,20 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   const drain = new Drain(server.server, logger)
 
   server.decorateRequest('principal', null)
+  server.decorateRequest('answerCode', null)
+  server.decorateRequest('recorded', 0)
+  // Every answer carries x-request-id and is counted and logged: a run's by its observers, every other one here.
+  server.addHook('onSend', finish)
   if (edge.cors !== null) registerCors(server, edge.cors)
+  if (plan.compression !== null) {
+    // Before the routes: the plugin gives each route registered after it its onSend hook, which runs after ours.
+    void server.register(fastifyCompress, {
+      threshold: plan.compression.threshold,
+      encodings: [...plan.compression.encodings] as ('zstd' | 'br' | 'gzip' | 'deflate')[],
+      // Answers only: request bodies stay JSON as sent (a compressed one is not JSON, 400 INVALID_JSON or 415).
+      globalDecompression: false,
+    })
+  }
 
   // Every route this server serves (endpoints, health, metrics; HEAD with GET), as fastify registers them: once it
   // is ready, a router of their paths tells a path nobody serves (404) from a method the path does not take (405).
@@ -195,12 +271,31 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     return sendError(reply, code, requestIdOf(req))
   })
 
-  registerHealth(server, plan, clients, probes, limits, drain)
+  // Routes of the main server, added together below (once the plugins before them have loaded).
+  const routes: RouteOptions[] = []
   if (metrics !== null && plan.metrics !== null) {
     const registry = metrics.registry
-    ;(admin ?? server).get(plan.metrics.path, async (_req, reply) =>
-      reply.header('content-type', registry.contentType).send(await registry.metrics()),
-    )
+    if (admin !== null) {
+      admin.decorateRequest('answerCode', null)
+      admin.decorateRequest('recorded', 0)
+      admin.addHook('onSend', finish)
+    }
+    const label = `GET ${plan.metrics.path}`
+    const route: RouteOptions = {
+      method: 'GET',
+      url: plan.metrics.path,
+      config: { label },
+      handler: async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()),
+    }
+    if (admin === null) routes.push(route)
+    else admin.route(route)
+    // The gateway's own answers have their series from the start, as endpoints do: zeros, not gaps.
+    metrics.expectAnswers(label, 200)
+    if (plan.health !== null) {
+      metrics.expectAnswers(`GET ${plan.health.path}`, 200)
+      metrics.expectAnswers(`GET ${plan.health.readyPath}`, 200)
+    }
+    metrics.expectAnswers(UNMATCHED, 404)
   }
   const edgeObservers: EdgeObserver[] = []
   if (metrics !== null) edgeObservers.push(metrics)
@@ -224,13 +319,20 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       observers: resolveObservers(observers),
     }
     const guard = guardFor(endpoint, admissionFor(endpoint, authenticator, limits), edgeObservers)
-    server.route({
+    routes.push({
       method: endpoint.method as 'GET',
       url: endpoint.route === '' ? '/' : endpoint.route,
+      config: { label: endpoint.label },
       ...(guard === null ? {} : { onRequest: guard }),
       handler: handlerFor(bound, edgeObservers, drain),
     })
   }
+  // In a plugin of their own, so that they are added after compression has loaded: a plugin sees only the routes
+  // added after it (onRoute). Hooks, handlers and decorations of the server reach them all the same.
+  void server.register(async (app) => {
+    registerHealth(app, plan, clients, probes, limits, drain)
+    for (const route of routes) app.route(route)
+  })
 
   let closing: Promise<DrainReport> | null = null
   return {
@@ -290,6 +392,41 @@ const INVALID: Rejection = {
   headers: {},
 }
 
+/** How metrics and logs name a request's route when no endpoint's run did: never its raw path. */
+const UNMATCHED = 'unmatched'
+
+/** An answer written outside a run, as the answer observers are told it. */
+function answerOf(req: FastifyRequest, reply: FastifyReply): Answered {
+  const route = req.routeOptions
+  const label = route.config.label ?? (route.url === '*' && isPreflight(req) ? 'preflight' : UNMATCHED)
+  const unmatched = label === UNMATCHED
+  return {
+    endpoint: label,
+    status: reply.statusCode,
+    requestId: requestIdOf(req),
+    durationMs: reply.elapsedTime,
+    code: req.answerCode,
+    method: unmatched ? req.method : null,
+    // The path only: a query string may carry an API key. Cut short: it is the client's text.
+    path: unmatched ? (req.url.split('?')[0] as string).slice(0, 256) : null,
+    logged: req.recorded === LOGGED,
+  }
+}
+
+/** An error answered on the socket before a request existed (clientError). */
+function socketAnswer(answer: SocketAnswer): Answered {
+  return {
+    endpoint: UNMATCHED,
+    status: answer.status,
+    requestId: answer.requestId,
+    durationMs: null,
+    code: answer.code,
+    method: null,
+    path: null,
+    logged: false,
+  }
+}
+
 function handlerFor(
   endpoint: BoundEndpoint,
   edgeObservers: readonly EdgeObserver[],
@@ -312,6 +449,8 @@ function handlerFor(
       const issues = validate(parts)
       if (issues !== null) {
         for (const observer of edgeObservers) observer.rejected(endpoint.plan, INVALID, { ip: req.ip, requestId })
+        // Its `rejected` line is its log line; the onSend hook counts it.
+        req.recorded = LOGGED
         return send(reply, { status: INVALID.status, body: validationEnvelope(issues), headers: null }, requestId)
       }
       params = parts.params
@@ -332,6 +471,9 @@ function handlerFor(
     reply.raw.on('close', run.abandon)
     // Should the drain time out while this runs, it answers 503 SHUTTING_DOWN.
     drain.track(reply.raw, run)
-    return send(reply, await run.answer, requestId)
+    const answer = await run.answer
+    // The run's observers have counted and logged it (a bug before this point is the error handler's 500, recorded as such).
+    req.recorded = RECORDED
+    return send(reply, answer, requestId)
   }
 }

@@ -7,7 +7,7 @@ import type { onRequestAsyncHookHandler } from 'fastify'
 import { errorEnvelope } from '../errors.ts'
 import type { Admit, EdgeObserver } from '../edge/admission.ts'
 import type { EndpointPlan } from '../plan/types.ts'
-import { requestIdOf, send } from './answers.ts'
+import { LOGGED, requestIdOf, send } from './answers.ts'
 
 export function guardFor(
   endpoint: EndpointPlan,
@@ -25,6 +25,8 @@ export function guardFor(
     const { rejection } = admission
     const requestId = requestIdOf(req)
     for (const observer of observers) observer.rejected(endpoint, rejection, { ip: req.ip, requestId })
+    // Its `rejected` line is its log line; the gateway's onSend hook counts it.
+    req.recorded = LOGGED
     return send(
       reply,
       {

@@ -1,9 +1,9 @@
 /**
  * `GET /health` (liveness: 200 while the process serves) and `GET /health/ready` (every
- * service's breaker state, recent error rate, p50/p95 latency, calls in flight, last failure;
- * overall ok / degraded / down, 503 when no endpoint can be served fully; the rate-limit store;
- * draining, 503, once the gateway is shutting down), plus the optional active probes that feed
- * the same state.
+ * service's status — ok, degraded or down — breaker state, recent error rate, p50/p95 latency,
+ * calls in flight, last failure; overall ok / degraded / down, 503 when no endpoint can be
+ * served fully; the rate-limit store; draining, 503, once the gateway is shutting down), plus
+ * the optional active probes that feed the same state.
  */
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -12,12 +12,19 @@ import type { GatewayPlan } from '../plan/types.ts'
 import type { ServiceSnapshot } from '../policies/stats.ts'
 import type { ServiceClient } from '../upstream/client.ts'
 import { countsAgainstService, toCallError } from '../upstream/failure.ts'
+import { ACCEPT_ENCODING } from '../upstream/http.ts'
 import { CALL_TIMEOUT } from '../upstream/stages/deadline.ts'
 import { failureLabel } from '../upstream/stages/stats.ts'
 
 export type Readiness = 'ok' | 'degraded' | 'down' | 'draining'
 
 export interface ServiceHealth extends ServiceSnapshot {
+  /**
+   * down: its breaker is open (calls to it fail at once). degraded: its breaker is half-open,
+   * its last probe failed, or its recent error rate is over gateway.health.errorRate (over at
+   * least minCalls calls), breaker or not. ok otherwise.
+   */
+  status: 'ok' | 'degraded' | 'down'
   breaker: 'closed' | 'open' | 'half-open' | null
   probe: { ok: boolean; at: string } | null
 }
@@ -41,14 +48,24 @@ export function readiness(
 ): ReadyReport {
   const services: Record<string, ServiceHealth> = {}
   const unavailable = new Set<string>()
+  const errorRate = plan.health?.errorRate ?? 1
+  const minCalls = plan.health?.minCalls ?? Infinity
   let degraded = false
   for (const [name, client] of clients) {
     const breaker = client.breaker?.state ?? null
     const probe = probes.get(name) ?? null
-    if (breaker === 'open') unavailable.add(name)
-    if (breaker !== null && breaker !== 'closed') degraded = true
-    if (probe !== null && !probe.ok) degraded = true
-    services[name] = { breaker, probe, ...client.stats.snapshot() }
+    const stats = client.stats.snapshot()
+    const status: Readiness =
+      breaker === 'open'
+        ? 'down'
+        : breaker === 'half-open' ||
+            (probe !== null && !probe.ok) ||
+            (stats.calls >= minCalls && stats.errorRate > errorRate)
+          ? 'degraded'
+          : 'ok'
+    if (status === 'down') unavailable.add(name)
+    if (status !== 'ok') degraded = true
+    services[name] = { status, breaker, probe, ...stats }
   }
   // A rate-limit store that is down is degraded service (limits not applied), or, with onStoreError: reject, no service at all for limited endpoints.
   const storeUp = limits?.storeUp ?? true
@@ -84,10 +101,10 @@ export function registerHealth(
 ): void {
   const paths = plan.health
   if (paths === null) return
-  server.get(paths.path, async (_req, reply) =>
+  server.get(paths.path, { config: { label: `GET ${paths.path}` } }, async (_req, reply) =>
     reply.code(200).header('cache-control', 'no-store').send({ status: 'ok' }),
   )
-  server.get(paths.readyPath, async (_req, reply) => {
+  server.get(paths.readyPath, { config: { label: `GET ${paths.readyPath}` } }, async (_req, reply) => {
     const report = readiness(plan, clients, probes, limits, drain.draining)
     return reply
       .code(report.status === 'down' || report.status === 'draining' ? 503 : 200)
@@ -116,7 +133,7 @@ export function startProbes(
         await client.transport({
           method: 'GET',
           path: client.service.pathPrefix + probe.path,
-          headers: {},
+          headers: { 'accept-encoding': ACCEPT_ENCODING },
           body: null,
           signal: controller.signal,
         })

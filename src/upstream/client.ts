@@ -18,6 +18,7 @@ import { coalesceStage } from './stages/coalesce.ts'
 import { credentialsStage } from './stages/credentials.ts'
 import { deadlineStage } from './stages/deadline.ts'
 import { observeStage } from './stages/observe.ts'
+import { redirectStage } from './stages/redirect.ts'
 import { statsStage } from './stages/stats.ts'
 
 /** A stage of your own for a service's pipeline (see README "Extending the pipeline"); null leaves the service's chain as it is. */
@@ -115,7 +116,11 @@ export function createServiceClient(service: ServicePlan, options: ClientOptions
     resilience.bulkhead === null ? null : new Bulkhead(resilience.bulkhead.maxConcurrent, resilience.bulkhead.maxQueued)
   const stats = new ServiceStats()
   const tokens = service.oauth2 === null ? null : new OAuth2Tokens(service.oauth2, service.name, clock)
-  const transport = compose<Outgoing>([credentialsStage(tokens)], httpSend(pool, service))
+  // The transport (what health probes use too): same-origin redirects when the service opts in, its credentials, HTTP.
+  const transport = compose<Outgoing>(
+    [redirectStage(service, origin), credentialsStage(tokens)],
+    httpSend(pool, service),
+  )
   // The composition: outermost first. A stage that is null is not in the chain.
   const send = compose<Try>(
     [

@@ -19,6 +19,7 @@ export type FailureKind =
   | 'too_many_items'
   | 'bad_request'
   | 'credentials'
+  | 'redirect'
 
 import { EmptyPathValueError, ExpressionEvalError } from '../expr/index.ts'
 import { readsOnlyTheClient } from '../plan/scope.ts'

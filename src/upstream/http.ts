@@ -1,12 +1,26 @@
 /**
  * The innermost stage: the request on a keep-alive connection of the service's undici pool.
- * A 2xx answer is read (within the size limit) and parsed as JSON; any other status is thrown
- * as a `status` CallError, its body discarded.
+ * A 2xx answer is read (within the size limit), decoded when the service compressed it
+ * (gzip, deflate, br: the limit holds for the decoded size too) and parsed as JSON; any other
+ * status is thrown as a `status` CallError, its body discarded.
  */
+import { Transform, type TransformCallback, Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib'
 import type { Dispatcher, Pool } from 'undici'
 import type { ServicePlan } from '../plan/types.ts'
 import { CallError, statusError } from './failure.ts'
 import type { Transport } from './pipeline.ts'
+
+/** What every call asks for (runtime/request.ts and the health probes send it): what readDecoded decodes. */
+export const ACCEPT_ENCODING = 'gzip, deflate, br'
+
+const DECODERS: Readonly<Record<string, () => Transform>> = {
+  gzip: createGunzip,
+  'x-gzip': createGunzip,
+  deflate: createInflate,
+  br: createBrotliDecompress,
+}
 
 export function httpSend(pool: Pool, service: ServicePlan): Transport {
   const limit = service.maxResponseSize
@@ -32,13 +46,17 @@ export function httpSend(pool: Pool, service: ServicePlan): Transport {
     let text: string
     try {
       const declared = res.headers['content-length']
-      if (declared === undefined) {
-        text = await readChunked(res, limit)
-      } else if (Number(declared) > limit) {
+      const encoding = res.headers['content-encoding']
+      if (declared !== undefined && Number(declared) > limit) {
         // Nothing reads this body, so the error destroy() emits needs a listener or it is uncaught and ends the process.
         res.body.on('error', () => {})
         res.body.destroy()
         throw new CallError('too_large', `response of ${String(declared)} bytes exceeds the ${limit}-byte limit`)
+      } else if (encoding !== undefined && encoding !== 'identity') {
+        // Only a compressed answer pays for decoding: an uncompressed one costs this header lookup.
+        text = await readDecoded(res, encoding, limit)
+      } else if (declared === undefined) {
+        text = await readChunked(res, limit)
       } else {
         // The common case: the length is known up front, so undici's own reader is safe and fastest.
         text = await res.body.text()
@@ -51,7 +69,7 @@ export function httpSend(pool: Pool, service: ServicePlan): Transport {
       try {
         body = JSON.parse(text)
       } catch (err) {
-        throw new CallError('bad_body', `${service.name} answered ${res.statusCode} with a body that is not JSON`, {
+        throw new CallError('bad_body', 'answered with a body that is not JSON', {
           cause: err,
         })
       }
@@ -71,6 +89,78 @@ async function readChunked(res: Dispatcher.ResponseData, limit: number): Promise
       throw new CallError('too_large', `response exceeds the ${limit}-byte limit`)
     }
     chunks.push(chunk)
+  }
+  return Buffer.concat(chunks, size).toString('utf8')
+}
+
+/**
+ * Reads a compressed body and decodes it, streaming: at most `limit` bytes are read off the
+ * wire and at most `limit` bytes (plus one chunk) are ever inflated, so a small body that
+ * inflates to gigabytes fails as `too_large` as soon as it passes the limit, and a body of
+ * empty gzip members cannot be read forever either. An empty body is empty, whatever its
+ * content-encoding says (as a 200 without one is).
+ */
+async function readDecoded(res: Dispatcher.ResponseData, encoding: string | string[], limit: number): Promise<string> {
+  const codings = (Array.isArray(encoding) ? encoding.join(',') : encoding)
+    .toLowerCase()
+    .split(',')
+    .map((c) => c.trim())
+    .filter((c) => c !== '' && c !== 'identity')
+  const decoders: Transform[] = []
+  // Applied in the order listed, so undone in reverse; more than two is no service's honest answer.
+  for (let i = codings.length - 1; i >= 0; i--) {
+    const make = codings.length > 2 ? undefined : DECODERS[codings[i] as string]
+    if (make === undefined) {
+      res.body.on('error', () => {})
+      res.body.destroy()
+      throw new CallError(
+        'bad_body',
+        `answered with content-encoding ${codings.join(', ')}, which Baton does not decode`,
+      )
+    }
+    decoders.push(make())
+  }
+  let read = 0
+  const wire = new Transform({
+    transform(chunk: Buffer, _encoding: string, done: TransformCallback): void {
+      read += chunk.length
+      if (read > limit) done(new CallError('too_large', `compressed response exceeds the ${limit}-byte limit`))
+      else done(null, chunk)
+    },
+  })
+  const chunks: Buffer[] = []
+  let size = 0
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding: string, done: (error?: Error | null) => void): void {
+      size += chunk.length
+      if (size > limit) {
+        done(new CallError('too_large', `response exceeds the ${limit}-byte limit once decoded`))
+        return
+      }
+      chunks.push(chunk)
+      done()
+    },
+  })
+  // Which error came first tells a body that does not decode (bad_body) from a connection that broke (network):
+  // the stream that fails emits before the pipeline passes its error on to the others.
+  let sourceFailed = false
+  let undecodable: unknown = null
+  res.body.on('error', () => {
+    if (undecodable === null) sourceFailed = true
+  })
+  for (const decoder of decoders) {
+    decoder.on('error', (err) => {
+      if (!sourceFailed && !(err instanceof CallError)) undecodable ??= err
+    })
+  }
+  try {
+    await pipeline([res.body, wire, ...decoders, sink])
+  } catch (err) {
+    if (err !== undecodable) throw err
+    if (read === 0) return ''
+    throw new CallError('bad_body', `answered with a ${codings.join(', ')} body that does not decode`, {
+      cause: err,
+    })
   }
   return Buffer.concat(chunks, size).toString('utf8')
 }

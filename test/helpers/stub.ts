@@ -13,7 +13,7 @@ export type Reply =
       readonly kind: 'send'
       readonly status: number
       readonly headers: Record<string, string>
-      readonly body: string
+      readonly body: string | Buffer
       readonly delay: number
       readonly chunked: boolean
     }
@@ -33,9 +33,9 @@ export function json(body: unknown, options: ReplyOptions = {}): Reply {
   return text(JSON.stringify(body), { ...options, headers: { 'content-type': 'application/json', ...options.headers } })
 }
 
-/** Any body as is: a non-JSON answer, an empty one, a huge one. */
+/** Any body as is: a non-JSON answer, an empty one, a huge one, bytes (a compressed one). */
 export function text(
-  body: string,
+  body: string | Buffer,
   { status = 200, headers = {}, delay = 0, chunked = false }: ReplyOptions = {},
 ): Reply {
   return { kind: 'send', status, headers, body, delay, chunked }
