@@ -84,7 +84,22 @@ export const scenarios: Scenario[] = [
 
 // process.execPath is the Node that runs this driver (Node 24 under npm scripts and npx),
 // started directly rather than through npx so that no wrapper process sits between the
-// driver and the gateway it must stop.
+// driver and the gateway it must stop. serve listens on 0.0.0.0 by default; the benchmark
+// stays on the loopback interface.
+function batonServe(bin: string, ...flags: string[]): Target['command'] {
+  return (scenario) => [
+    process.execPath,
+    bin,
+    'serve',
+    scenario.batonConfig,
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    ...flags,
+  ]
+}
+
 export const targets: Target[] = [
   {
     name: 'baseline',
@@ -94,33 +109,13 @@ export const targets: Target[] = [
   {
     // Metrics on (the default), request logs off: the closest to the baseline, which logs nothing.
     name: 'baton',
-    // serve listens on 0.0.0.0 by default; the benchmark stays on the loopback interface.
-    command: (scenario) => [
-      process.execPath,
-      'bin/baton.js',
-      'serve',
-      scenario.batonConfig,
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--no-access-log',
-    ],
+    command: batonServe('bin/baton.js', '--no-access-log'),
     env: {},
   },
   {
     // Baton's defaults: metrics on and a JSON log line per request.
     name: 'baton-logs',
-    command: (scenario) => [
-      process.execPath,
-      'bin/baton.js',
-      'serve',
-      scenario.batonConfig,
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-    ],
+    command: batonServe('bin/baton.js'),
     env: {},
     optional: true,
   },
@@ -128,16 +123,7 @@ export const targets: Target[] = [
   // span per call), exported over OTLP/HTTP to the fake upstream, which accepts and drops them.
   {
     name: 'baton-tracing',
-    command: (scenario) => [
-      process.execPath,
-      'bin/baton.js',
-      'serve',
-      scenario.batonConfig,
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-    ],
+    command: batonServe('bin/baton.js'),
     env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '{UPSTREAM_URL}/v1/traces' },
     optional: true,
   },
@@ -145,17 +131,7 @@ export const targets: Target[] = [
   // commit before a change), run like `baton`: BENCH_TARGETS=baton-at,baton measures a change.
   {
     name: 'baton-at',
-    command: (scenario) => [
-      process.execPath,
-      `${process.env.BENCH_BATON_AT ?? '.'}/bin/baton.js`,
-      'serve',
-      scenario.batonConfig,
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--no-access-log',
-    ],
+    command: batonServe(`${process.env.BENCH_BATON_AT ?? '.'}/bin/baton.js`, '--no-access-log'),
     env: {},
     optional: true,
   },
