@@ -117,6 +117,8 @@ export const ConfigCodes = {
   BATON_DEV_SECRET: '(warning, baton dev) the JWT secret is not set; a random one is used for this run',
   BATON_NO_LIMITS: '(warning) a rateLimit block that limits nothing',
   BATON_UNUSED_SERVICE: '(warning) a service no endpoint calls',
+  BATON_CACHE:
+    "a response cache that could serve one caller another one's answer (credentials without scope), a tag reading a call, or a store that needs Redis without it",
 } as const
 
 export type ConfigCode = keyof typeof ConfigCodes

@@ -600,6 +600,51 @@ export const validateSchema = z.strictObject({
   body: requestSchema.optional().describe('The JSON body (null when there is none); not coerced.'),
 })
 
+/** An endpoint's response cache: the template's Caching Strategy row, as config (README "Caching"). */
+export const endpointCacheSchema = z.strictObject({
+  ttl: duration.describe('How long a stored answer is fresh: served without running the calls.'),
+  staleWhileRevalidate: durationOrZero
+    .default(0)
+    .describe('After the TTL, how long a stale answer is still served while one background run refreshes it.'),
+  staleIfError: durationOrZero
+    .default(0)
+    .describe('After the TTL, how long a stale answer is served instead of an error (5xx) of a fresh run.'),
+  partialTtl: durationOrZero
+    .default(0)
+    .describe('TTL of a partial answer (an optional call fell back); 0, the default: partial answers are not stored.'),
+  scope: z
+    .enum(['public', 'user'])
+    .optional()
+    .describe(
+      "public: one entry for every caller; user: one per caller (auth.sub). Required on an endpoint that takes credentials, so that nobody is served another user's answer by accident.",
+    ),
+  key: z
+    .strictObject({
+      query: z
+        .union([z.boolean(), z.array(z.string().min(1)).min(1)])
+        .default(true)
+        .describe('Query parameters in the key: true (all, the default), false (none), or a list of names.'),
+      headers: z
+        .array(z.string().regex(HEADER_NAME, { error: 'not a valid HTTP header name' }))
+        .default([])
+        .describe('Request headers in the key (they are sent back in Vary), e.g. [accept-language].'),
+    })
+    .default({ query: true, headers: [] })
+    .describe('The request parts that make an entry, besides the path (and the body of a POST).'),
+  tags: z
+    .array(z.string().min(1))
+    .default([])
+    .describe(
+      'Tags of the entry, for invalidation: expressions over request and auth, e.g. "product:${request.params.id}".',
+    ),
+  store: z
+    .enum(['memory', 'redis', 'tiered'])
+    .optional()
+    .describe(
+      'memory (per process), redis (shared by every instance), tiered (memory in front of Redis). Default: gateway.cache.store.',
+    ),
+})
+
 export const endpointSchema = z.strictObject({
   purpose: z.string().optional().describe('What client screen or workflow this serves.'),
   alerts: z
@@ -632,6 +677,11 @@ export const endpointSchema = z.strictObject({
     .default({})
     .describe('The downstream calls, by name. Order is derived from what each reads.'),
   response: template.optional().describe("The assembled response. Default: an object with every call's value by name."),
+  cache: endpointCacheSchema
+    .optional()
+    .describe(
+      'Response cache (GET and HEAD; a POST only when it declares one, keyed by its body). Errors are never cached.',
+    ),
 })
 
 export const gatewaySchema = z.strictObject({
@@ -669,6 +719,43 @@ export const gatewaySchema = z.strictObject({
     .optional()
     .describe('Inbound authentication; every endpoint needs credentials unless it says auth: public.'),
   rateLimit: gatewayRateLimitSchema.optional().describe("The template's rate limits."),
+  cache: z
+    .strictObject({
+      store: z
+        .enum(['memory', 'redis', 'tiered'])
+        .default('memory')
+        .describe("Endpoints' default store: memory, redis (gateway.redis) or tiered (memory in front of Redis)."),
+      maxSize: size
+        .default(64 * 1024 * 1024)
+        .describe('Bytes the memory store may hold (least recently used out first).'),
+      tagHeader: z
+        .string()
+        .regex(HEADER_NAME, { error: 'not a valid HTTP header name' })
+        .optional()
+        .describe(
+          "Send an entry's tags in this header for CDN purges, e.g. Cache-Tag or Surrogate-Key. Default: none.",
+        ),
+      invalidation: z
+        .strictObject({
+          path: z
+            .string()
+            .regex(/^\//)
+            .default('/admin/cache/invalidate')
+            .describe('POST {"tags": [...]} here drops the entries with those tags, on every instance.'),
+          token: z
+            .string()
+            .optional()
+            .describe(
+              'Bearer token that opens the invalidation webhook on the main port (use ${env.NAME}). Without it the webhook is served on the metrics port only, and not at all without one.',
+            ),
+        })
+        .default({ path: '/admin/cache/invalidate' })
+        .describe(
+          'The invalidation webhook. Events: Baton listens on Redis channel <gateway.redis.prefix>:cache:invalidate.',
+        ),
+    })
+    .default({ store: 'memory', maxSize: 64 * 1024 * 1024, invalidation: { path: '/admin/cache/invalidate' } })
+    .describe('Response cache settings shared by the endpoints that declare `cache`.'),
   cors: corsSchema.optional().describe('Cross-origin requests from browsers; preflights are answered by the gateway.'),
   retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
   drainTimeout: durationAtMost(MAX_DRAIN_TIMEOUT, 'a drain timeout is at most 1h')

@@ -36,6 +36,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   readonly #rejected: Counter<'endpoint' | 'reason'>
   readonly #storeErrors: Counter
   readonly #coalesced: Counter<'service'>
+  readonly #cacheLookups: SeriesCounter
 
   constructor(clients: ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
     const registers = [this.registry]
@@ -92,6 +93,12 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       name: 'baton_coalesced_calls_total',
       help: 'Tries that joined an identical request already in flight to the service instead of making their own.',
       labelNames: ['service'],
+      registers,
+    })
+    this.#cacheLookups = new SeriesCounter({
+      name: 'baton_cache_lookups_total',
+      help: 'Response cache lookups by endpoint and result: hit (fresh), stale (served while refreshed), miss (ran), collapsed (waited for a run already computing the entry).',
+      labelNames: ['endpoint', 'result'],
       registers,
     })
     const inFlight = (): number => this.#inFlight
@@ -201,6 +208,17 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
 
   rejected(endpoint: EndpointPlan, rejection: Rejection): void {
     this.#rejected.inc({ endpoint: endpoint.label, reason: rejection.reason })
+  }
+
+  /** An endpoint's cache lookups, its series resolved now (zeros from the start, not gaps). */
+  cacheLookupsOf(endpoint: string): (result: 'hit' | 'stale' | 'miss' | 'collapsed') => void {
+    const series = {
+      hit: this.#cacheLookups.labels({ endpoint, result: 'hit' }),
+      stale: this.#cacheLookups.labels({ endpoint, result: 'stale' }),
+      miss: this.#cacheLookups.labels({ endpoint, result: 'miss' }),
+      collapsed: this.#cacheLookups.labels({ endpoint, result: 'collapsed' }),
+    }
+    return (result) => series[result].inc()
   }
 
   coalesced(service: string): void {

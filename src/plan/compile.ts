@@ -8,7 +8,7 @@ import { compileEndpoint } from './endpoint.ts'
 import { routeShape } from './routes.ts'
 import { percent } from './resilience.ts'
 import { compileServices, envScope } from './services.ts'
-import { compileEdge } from './edge.ts'
+import { compileEdge, resolveEnv } from './edge.ts'
 import { dirname, resolve } from 'node:path'
 import { compileTracing } from './tracing.ts'
 import type { EndpointPlan, GatewayPlan } from './types.ts'
@@ -55,6 +55,8 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
   const shapes = new Map<string, string>()
   if (config.gateway.metrics !== false && config.gateway.metrics.port === undefined)
     shapes.set(routeShape('GET', config.gateway.metrics.path), 'gateway.metrics.path')
+  if (config.gateway.cache.invalidation.token !== undefined)
+    shapes.set(routeShape('POST', config.gateway.cache.invalidation.path), 'gateway.cache.invalidation.path')
   if (config.gateway.health !== false) {
     shapes.set(routeShape('GET', config.gateway.health.path), 'gateway.health.path')
     shapes.set(routeShape('GET', config.gateway.health.readyPath), 'gateway.health.readyPath')
@@ -85,6 +87,7 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
       env,
       gatewayAuth: config.gateway.auth,
       schemas,
+      defaultCacheStore: config.gateway.cache.store,
       diagnostics,
     })
     if (plan !== null) endpoints.push(plan)
@@ -137,6 +140,24 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
     services: [...services.values()],
     endpoints,
     breakerAlert: gateway.alerts.breakerOpen === false ? null : gateway.alerts.breakerOpen,
+    // TEMPORARY until gateway.redis lands (i11-store).
+    redis: { url: 'redis://127.0.0.1:6379', timeout: 200, prefix: 'baton', breaker: { failures: 3, openFor: 5000 } },
+    cache: {
+      maxSize: gateway.cache.maxSize,
+      tagHeader: gateway.cache.tagHeader?.toLowerCase() ?? null,
+      invalidation: {
+        path: gateway.cache.invalidation.path,
+        token:
+          gateway.cache.invalidation.token === undefined
+            ? null
+            : emptyToNull(
+                resolveEnv(gateway.cache.invalidation.token, ['gateway', 'cache', 'invalidation', 'token'], {
+                  env: envScope(env, diagnostics),
+                  diagnostics,
+                }) ?? undefined,
+              ),
+      },
+    },
   }
   return { plan: deepFreeze(plan), diagnostics: all }
 }
@@ -168,4 +189,8 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) if (typeof v !== 'function') deepFreeze(v)
   }
   return value
+}
+
+function emptyToNull(value: string | undefined): string | null {
+  return value === undefined || value === '' ? null : value
 }

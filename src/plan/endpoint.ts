@@ -12,7 +12,8 @@ import { invalidRouteSegment, routeParams, routeToServerPath } from './routes.ts
 import { AUTH_FIELDS, type CallMeta, readsOnlyTheClient, type Scope } from './scope.ts'
 import { checkHeaderName } from './services.ts'
 import { compileCondition, compileString, compileValue, type TemplateScope } from './templates.ts'
-import type { CallPlan, EndpointPlan, ForEachPlan, ServicePlan } from './types.ts'
+import { compileEndpointCache } from './cache.ts'
+import type { CacheStoreKind, CallPlan, EndpointPlan, ForEachPlan, ServicePlan } from './types.ts'
 import { compileValidation, type SchemaCompiler } from './validation.ts'
 
 /** Names an expression can always read; a call may not take one of them. */
@@ -31,6 +32,8 @@ interface EndpointContext {
   readonly gatewayAuth: GatewayAuthConfig | undefined
   /** Compiles the endpoints' `validate` schemas (one ajv per config). */
   readonly schemas: SchemaCompiler
+  /** gateway.cache.store: the store of an endpoint cache that names none. */
+  readonly defaultCacheStore: CacheStoreKind
   readonly diagnostics: Diagnostics
 }
 
@@ -173,6 +176,18 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
       ? defaultResponse(names)
       : compileValue(endpoint.response, [...at, 'response'], rootsFor(null, null), diagnostics).evaluate
 
+  const cache =
+    endpoint.cache === undefined
+      ? null
+      : compileEndpointCache(endpoint.cache, {
+          at,
+          method,
+          auth,
+          defaultStore: ctx.defaultCacheStore,
+          scope: rootsFor(null, null),
+          diagnostics,
+        })
+
   const deps = dependsOn.map((s) => [...s].sort((a, b) => a - b))
   const cycle = findCycle(deps)
   if (cycle !== null) {
@@ -224,6 +239,7 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
     sharedBodies: slots.count,
     response,
     readsCallMeta,
+    cache,
   }
 }
 

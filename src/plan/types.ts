@@ -44,6 +44,14 @@ export interface GatewayPlan {
   readonly endpoints: readonly EndpointPlan[]
   /** Channel of the "circuit breaker open" alert (`baton alerts`), or null for none. */
   readonly breakerAlert: string | null
+  readonly cache: GatewayCachePlan
+  /** The Redis every shared store uses (rate limits, the cache, invalidation events). */
+  readonly redis: {
+    readonly url: string
+    readonly timeout: number
+    readonly prefix: string
+    readonly breaker: { readonly failures: number; readonly openFor: number }
+  }
 }
 
 export interface TracingPlan {
@@ -155,6 +163,40 @@ export interface EndpointPlan {
   readonly response: Evaluator
   /** True when some expression reads the `calls` root (status/headers), so the runtime keeps them. */
   readonly readsCallMeta: boolean
+  /** The response cache, or null when the endpoint has none. */
+  readonly cache: EndpointCachePlan | null
+}
+
+export type CacheStoreKind = 'memory' | 'redis' | 'tiered'
+
+/** An endpoint's response cache (README "Caching"). Durations in ms. */
+export interface EndpointCachePlan {
+  readonly ttl: number
+  readonly staleWhileRevalidate: number
+  readonly staleIfError: number
+  /** TTL of a partial (degraded) answer; 0: not stored. */
+  readonly partialTtl: number
+  readonly scope: 'public' | 'user'
+  /** Query parameters in the key: all, none, or these names (sorted). */
+  readonly query: boolean | readonly string[]
+  /** Request headers in the key, lower case, sorted. */
+  readonly headers: readonly string[]
+  /** A POST: keyed by its body as well. */
+  readonly body: boolean
+  /** Tag evaluators (read request and auth only); their sources, for `baton plan`. */
+  readonly tags: readonly Evaluator[]
+  readonly tagSources: readonly string[]
+  readonly store: CacheStoreKind
+}
+
+/** Gateway-wide cache settings. */
+export interface GatewayCachePlan {
+  /** Bytes the memory store holds. */
+  readonly maxSize: number
+  /** Header carrying an answer's tags for CDN purges, lower case; null: none. */
+  readonly tagHeader: string | null
+  /** The invalidation webhook's path and, when it is open on the main port, its bearer token. */
+  readonly invalidation: { readonly path: string; readonly token: string | null }
 }
 
 export interface CallPlan {

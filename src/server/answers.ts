@@ -39,8 +39,25 @@ export function send(reply: FastifyReply, answer: GatewayAnswer, requestId: stri
   reply.code(answer.status)
   reply.header('content-type', JSON_TYPE)
   reply.header('x-request-id', requestId)
+  // Answers are made per request unless an endpoint's cache says otherwise (it writes its own Cache-Control).
+  reply.header('cache-control', 'no-store')
   if (answer.headers !== null) for (const name in answer.headers) reply.header(name, answer.headers[name])
   return reply.send(text)
+}
+
+/** An answer already serialised (a cached one); `text` null for a 304. */
+export function sendText(
+  reply: FastifyReply,
+  status: number,
+  text: string | null,
+  headers: Readonly<Record<string, string>>,
+  requestId: string,
+): FastifyReply {
+  reply.code(status)
+  if (text !== null) reply.header('content-type', JSON_TYPE)
+  reply.header('x-request-id', requestId)
+  for (const name in headers) reply.header(name, headers[name])
+  return reply.send(text ?? undefined)
 }
 
 export function sendError(

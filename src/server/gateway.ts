@@ -13,6 +13,8 @@ import Fastify, {
   type RouteOptions,
 } from 'fastify'
 import type { Logger } from 'pino'
+import { GatewayCaches } from '../cache/caches.ts'
+import type { ResponseCache, StartRun } from '../cache/response.ts'
 import { admissionFor, type EdgeObserver, type Rejection } from '../edge/admission.ts'
 import { ErrorCodes, validationEnvelope } from '../errors.ts'
 import { Authenticator } from '../edge/auth.ts'
@@ -37,8 +39,10 @@ import {
   requestIdOf,
   send,
   sendError,
+  sendText,
   type SocketAnswer,
 } from './answers.ts'
+import { invalidationRoute } from './invalidate.ts'
 import { isPreflight, registerCors } from './cors.ts'
 import { guardFor } from './guard.ts'
 import { type AllowedMethods, allowedMethods, type ServedRoute } from './methods.ts'
@@ -302,6 +306,22 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   if (logger !== null && accessLog) edgeObservers.push(rejectionLog(logger))
   const log = logger === null ? null : accessLogObserver(logger, accessLog)
   const timing = options.serverTiming ?? plan.serverTiming
+  const caches = plan.endpoints.some((e) => e.cache !== null)
+    ? new GatewayCaches(plan, {
+        redis: plan.redis,
+        logger,
+        serverTiming: timing,
+        ...(metrics === null
+          ? {}
+          : { lookupsOf: (label: string) => (metrics as GatewayMetrics).cacheLookupsOf(label) }),
+      })
+    : null
+  if (caches !== null) {
+    // The webhook: always on the admin port (it is private), on the main port only behind its token.
+    const { path, token } = plan.cache.invalidation
+    if (admin !== null) admin.route(invalidationRoute(path, null, caches))
+    if (token !== null) routes.push(invalidationRoute(path, token, caches))
+  }
 
   for (const endpoint of plan.endpoints) {
     const endpointClients = endpoint.calls.map((c) => clients.get(c.service.name) as ServiceClient)
@@ -324,7 +344,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       url: endpoint.route === '' ? '/' : endpoint.route,
       config: { label: endpoint.label },
       ...(guard === null ? {} : { onRequest: guard }),
-      handler: handlerFor(bound, edgeObservers, drain),
+      handler: handlerFor(bound, edgeObservers, drain, caches?.for(endpoint) ?? null),
     })
   }
   // In a plugin of their own, so that they are added after compression has loaded: a plugin sees only the routes
@@ -344,6 +364,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     async listen({ host = plan.host, port = plan.port } = {}) {
       // The first requests must be counted: a shared store is connected before the port opens.
       await limits?.ready()
+      await caches?.start()
       await server.listen({ host, port })
       if (admin !== null && plan.metrics?.port !== undefined) await admin.listen({ host, port: plan.metrics.port })
       stopProbes ??= startProbes(clients, probes, options.logger)
@@ -369,6 +390,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
         await admin?.close()
         await Promise.all([...clients.values()].map((c) => c.close()))
         await limits?.close()
+        await caches?.close()
         // Last: the requests that were still being answered have ended their spans.
         await tracing?.close()
         return report
@@ -431,6 +453,7 @@ function handlerFor(
   endpoint: BoundEndpoint,
   edgeObservers: readonly EdgeObserver[],
   drain: Drain,
+  cache: ResponseCache | null,
 ): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const method = endpoint.plan.method
   const validate = endpoint.plan.validate
@@ -464,6 +487,20 @@ function handlerFor(
       headers: req.headers,
       body,
       auth: req.principal,
+    }
+    if (cache !== null) {
+      const res = reply.raw
+      // The run computing this entry, when this request is the one that starts it (or a background refresh).
+      const start: StartRun = (view, id) => {
+        const run = execute(endpoint, view, id)
+        drain.track(res, run)
+        return run
+      }
+      const served = await cache.serve(request, requestId, start, { onGone: (gone) => res.on('close', gone) })
+      // This request's own run has counted and logged its answer; the others (hits, waiters) are counted by onSend.
+      if (served.ran) req.recorded = RECORDED
+      if (served.unserialisable === true) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
+      return sendText(reply, served.status, served.text, served.headers, requestId)
     }
     const run = execute(endpoint, request, requestId)
     // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.

@@ -1,0 +1,124 @@
+/**
+ * A gateway's response caches: one ResponseCache per cached endpoint over the stores they name,
+ * and invalidation. Invalidating tags drops them from this process's memory, from Redis, and
+ * publishes them on the Redis channel every instance listens to, so that each drops its memory
+ * tier too. `baton invalidate` publishes on the same channel.
+ */
+import type { Logger } from 'pino'
+import type { EndpointPlan, GatewayPlan } from '../plan/types.ts'
+import { RedisStore, type RedisSettings } from '../store/redis.ts'
+import { type EntryStore, MemoryEntries, RedisEntries, TieredEntries } from './entries.ts'
+import { type LookupResult, ResponseCache } from './response.ts'
+
+export interface CachesOptions {
+  readonly redis: RedisSettings
+  readonly logger?: Logger | null
+  readonly serverTiming: boolean
+  /** The recorder of an endpoint's lookups (metrics), resolved once per endpoint. */
+  readonly lookupsOf?: (endpoint: string) => (result: LookupResult) => void
+  /** Told about each failure of the Redis store (for metrics). */
+  readonly onStoreFailure?: () => void
+}
+
+/** The channel invalidations are published on. */
+export function invalidationChannel(redis: RedisSettings): string {
+  return `${redis.prefix}:cache:invalidate`
+}
+
+export class GatewayCaches {
+  readonly #byEndpoint = new Map<string, ResponseCache>()
+  readonly #memory: MemoryEntries | null
+  readonly #redisEntries: RedisEntries | null
+  readonly #redis: RedisStore | null
+  readonly #channel: string
+  readonly #logger: Logger | null
+
+  constructor(plan: GatewayPlan, options: CachesOptions) {
+    const cached = plan.endpoints.filter((e) => e.cache !== null)
+    const kinds = new Set(cached.map((e) => e.cache?.store))
+    this.#logger = options.logger ?? null
+    this.#memory = kinds.has('memory') || kinds.has('tiered') ? new MemoryEntries(plan.cache.maxSize) : null
+    this.#redis =
+      kinds.has('redis') || kinds.has('tiered')
+        ? new RedisStore('cache', options.redis, {
+            logger: options.logger ?? undefined,
+            ...(options.onStoreFailure === undefined ? {} : { onFailure: options.onStoreFailure }),
+          })
+        : null
+    this.#redisEntries = this.#redis === null ? null : new RedisEntries(this.#redis)
+    this.#channel = invalidationChannel(options.redis)
+    const tiered =
+      this.#memory !== null && this.#redisEntries !== null ? new TieredEntries(this.#memory, this.#redisEntries) : null
+    for (const endpoint of cached) {
+      const kind = endpoint.cache?.store
+      const store = (kind === 'memory' ? this.#memory : kind === 'redis' ? this.#redisEntries : tiered) as EntryStore
+      const onLookup = options.lookupsOf?.(endpoint.label)
+      this.#byEndpoint.set(
+        endpoint.label,
+        new ResponseCache(endpoint, {
+          store,
+          tagHeader: plan.cache.tagHeader,
+          serverTiming: options.serverTiming,
+          ...(onLookup === undefined ? {} : { onLookup }),
+          onError: (err) =>
+            this.#logger?.warn(
+              { event: 'cache', endpoint: endpoint.label, err: (err as Error).message },
+              'response cache: a background refresh or a store write failed',
+            ),
+        }),
+      )
+    }
+  }
+
+  /** The endpoint's cache, or null when it has none. */
+  for(endpoint: EndpointPlan): ResponseCache | null {
+    return this.#byEndpoint.get(endpoint.label) ?? null
+  }
+
+  get any(): boolean {
+    return this.#byEndpoint.size > 0
+  }
+
+  /** Listens for invalidations published by other instances and `baton invalidate`. */
+  async start(): Promise<void> {
+    const memory = this.#memory
+    if (this.#redis === null || memory === null) return
+    await this.#redis.ready()
+    await this.#redis.subscribe(this.#channel, (message) => {
+      const tags = tagsOf(message)
+      if (tags !== null) memory.drop(tags)
+    })
+  }
+
+  /**
+   * Drops the entries with these tags here and in Redis, and tells every instance. Returns the
+   * entries dropped (the larger of this memory's and Redis's count) and whether the other
+   * instances were told (false: Redis is unavailable, or not used).
+   */
+  async invalidate(tags: readonly string[]): Promise<{ dropped: number; published: boolean }> {
+    const near = this.#memory?.drop(tags) ?? 0
+    const far = (await this.#redisEntries?.drop(tags)) ?? 0
+    const published = this.#redis === null ? false : await this.#redis.publish(this.#channel, JSON.stringify({ tags }))
+    this.#logger?.info(
+      { event: 'cache_invalidated', tags, dropped: Math.max(near, far), published },
+      `cache: dropped ${Math.max(near, far)} entries for ${tags.join(', ')}`,
+    )
+    return { dropped: Math.max(near, far), published }
+  }
+
+  async close(): Promise<void> {
+    await this.#redis?.close()
+  }
+}
+
+/** An invalidation message: {"tags": [...]}; null when it is not one. */
+export function tagsOf(message: string): string[] | null {
+  try {
+    const parsed = JSON.parse(message) as { tags?: unknown }
+    const tags = parsed?.tags
+    if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) return null
+    return tags as string[]
+  } catch {
+    return null
+  }
+}

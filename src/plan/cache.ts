@@ -1,0 +1,80 @@
+/**
+ * An endpoint's `cache` block, compiled: the key's parts, the tags (expressions over the request
+ * and the caller), the store. Refuses what would serve one caller another caller's answer.
+ */
+import type { EndpointConfig } from '../config/schema.ts'
+import type { Reference } from '../expr/index.ts'
+import type { Diagnostics } from './diagnostics.ts'
+import { compileString, type TemplateScope } from './templates.ts'
+import type { CacheStoreKind, EndpointAuthPlan, EndpointCachePlan } from './types.ts'
+
+/** Roots a tag may read: the request and the caller (and the environment). */
+const TAG_ROOTS = new Set(['request', 'auth', 'env'])
+
+export function compileEndpointCache(
+  cache: NonNullable<EndpointConfig['cache']>,
+  context: {
+    readonly at: readonly (string | number)[]
+    readonly method: string
+    readonly auth: EndpointAuthPlan | null
+    readonly defaultStore: CacheStoreKind
+    readonly scope: TemplateScope
+    readonly diagnostics: Diagnostics
+  },
+): EndpointCachePlan | null {
+  const { at, auth, diagnostics } = context
+  const where = [...at, 'cache']
+  if (auth !== null && cache.scope === undefined) {
+    diagnostics.error(
+      'BATON_CACHE',
+      'this endpoint takes credentials: its cache must say whose answer an entry is',
+      [...where],
+      {
+        key: true,
+        hint: 'add scope: user (one entry per caller, keyed by auth.sub) or scope: public (one entry for every caller)',
+      },
+    )
+  }
+  const scope = cache.scope ?? 'public'
+  if (scope === 'user' && auth === null) {
+    diagnostics.error(
+      'BATON_CACHE',
+      'scope: user on an endpoint without credentials: there is no user to key by',
+      [...where, 'scope'],
+      { hint: 'use scope: public, or have the endpoint take credentials (remove auth: public)' },
+    )
+  }
+  const tags = cache.tags.flatMap((source, i) => {
+    const path = [...where, 'tags', i]
+    let readsACall = false
+    const tagScope: TemplateScope = {
+      ...context.scope,
+      onReference: (ref: Reference, refPath, text) => {
+        if (!TAG_ROOTS.has(ref.root)) readsACall = true
+        context.scope.onReference(ref, refPath, text)
+      },
+    }
+    const compiled = compileString(source, path, tagScope, diagnostics, undefined)
+    if (compiled === null) return []
+    if (readsACall) {
+      diagnostics.error('BATON_CACHE', `tag '${source}' reads a call's answer`, path, {
+        hint: 'tags are known before any call runs: write them from request and auth, e.g. product:${request.params.id}',
+      })
+      return []
+    }
+    return [compiled.evaluate]
+  })
+  return {
+    ttl: cache.ttl,
+    staleWhileRevalidate: cache.staleWhileRevalidate,
+    staleIfError: cache.staleIfError,
+    partialTtl: cache.partialTtl,
+    scope,
+    query: cache.key.query === true || cache.key.query === false ? cache.key.query : [...cache.key.query].sort(),
+    headers: cache.key.headers.map((h) => h.toLowerCase()).sort(),
+    body: context.method !== 'GET' && context.method !== 'HEAD',
+    tags,
+    tagSources: cache.tags,
+    store: cache.store ?? context.defaultStore,
+  }
+}
