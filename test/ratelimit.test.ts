@@ -505,7 +505,7 @@ ${ONE_ENDPOINT}`
     assert.deepEqual(diagnostics, [])
     assert.deepEqual(plan.edge.rateLimit, {
       store: 'memory',
-      redis: { url: 'redis://127.0.0.1:6379', prefix: 'baton:rl', timeout: 200 },
+      redis: { url: 'redis://127.0.0.1:6379', prefix: 'baton:rl', timeout: 200, breaker: { failures: 3, openFor: 5000 } },
       onStoreError: 'reject',
       perUser: null,
       perIp: { limit: 3, window: 60_000 },

@@ -36,6 +36,8 @@ export interface GatewayPlan {
   readonly port: number
   readonly bodyLimit: number
   readonly retryAfterSeconds: number
+  /** gateway.redis: the Redis of the shared stores (the response cache; the rate limits unless they say otherwise). */
+  readonly redis: RedisSettings
   /** ms the requests in flight may take to finish when the gateway closes (gateway.drainTimeout). */
   readonly drainTimeout: number
   /** Who gets in, how much they may ask, browsers, slow and oversized clients. */
@@ -266,12 +268,25 @@ export interface EndpointAuthPlan {
 
 export interface RateLimitPlan {
   readonly store: 'memory' | 'redis'
-  readonly redis: { readonly url: string; readonly prefix: string; readonly timeout: number }
+  /** gateway.redis with gateway.rateLimit.redis's keys over it (prefix: gateway.redis's + ':rl'). */
+  readonly redis: RedisSettings
   readonly onStoreError: 'allow' | 'reject'
   readonly perUser: Rate | null
   readonly perIp: Rate | null
   readonly perEndpoint: Rate | null
   readonly global: Rate | null
+}
+
+/** The one Redis every shared store uses (gateway.redis), resolved: see src/store/redis.ts. */
+export interface RedisSettings {
+  /** redis://[user:password@]host:port[/db], ${env.…} resolved. */
+  readonly url: string
+  /** ms; a command slower than this is a failure. */
+  readonly timeout: number
+  /** Key prefix, e.g. 'baton'. */
+  readonly prefix: string
+  /** `failures` failed commands in a row → the store is skipped for `openFor` ms, then probed. */
+  readonly breaker: { readonly failures: number; readonly openFor: number }
 }
 
 export interface CorsPlan {

@@ -148,13 +148,17 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
 
   const edge = plan.edge
   const authenticator = edge.auth === null ? null : new Authenticator(edge.auth)
-  const limits =
-    edge.rateLimit === null || options.rateLimits === false
-      ? null
-      : new RateLimits(edge.rateLimit, plan.endpoints, {
-          logger: options.logger,
-          onStoreError: () => metrics?.rateLimitStoreFailed(),
-        })
+  const limitsOn = edge.rateLimit !== null && options.rateLimits !== false
+  if (limitsOn && edge.rateLimit.store === 'redis') metrics?.storeCreated('rate_limit')
+  const limits = !limitsOn
+    ? null
+    : new RateLimits(edge.rateLimit, plan.endpoints, {
+        logger: options.logger,
+        clock: options.clock,
+        onStoreError: () => metrics?.rateLimitStoreFailed(),
+        onStoreFailure: () => metrics?.storeFailed('rate_limit'),
+        onStoreChange: (up) => metrics?.storeChanged('rate_limit', up),
+      })
   const { headers: headersTimeout, body: requestTimeout } = edge.clientTimeouts
   // Told about every answer written outside a run (a run's observers see the others).
   const answerObservers: AnswerObserver[] = []
