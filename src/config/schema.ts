@@ -372,7 +372,10 @@ export const gatewayRateLimitSchema = z.strictObject({
     .describe('memory: per gateway process; redis: one limit shared by every instance.'),
   redis: z
     .strictObject({
-      url: z.string().optional().describe('redis://[user:password@]host:port[/db]; may use ${env.NAME} (default: gateway.redis.url).'),
+      url: z
+        .string()
+        .optional()
+        .describe('redis://[user:password@]host:port[/db]; may use ${env.NAME} (default: gateway.redis.url).'),
       prefix: z.string().min(1).optional().describe("Key prefix (default: gateway.redis.prefix + ':rl')."),
       timeout: duration
         .optional()

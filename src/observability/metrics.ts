@@ -87,7 +87,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     })
     this.#storeErrors = new Counter({
       name: 'baton_rate_limit_store_errors_total',
-      help: 'Rate limit store failures (Redis down or slow); requests are let through unless onStoreError is reject.',
+      help: 'Rate limit checks the store could not make (Redis down, slow, or skipped by its breaker) and failed reconnections; requests are let through unless onStoreError is reject.',
       registers,
     })
     this.#storeUp = new Gauge({

@@ -185,7 +185,7 @@ export class RedisStore {
 
   async close(): Promise<void> {
     this.#closed = true
-    await Promise.all([this.client, this.#subscriber].map((redis) => (redis === null ? null : quit(redis))))
+    await Promise.all([quit(this.client), this.#subscriber === null ? undefined : quit(this.#subscriber)])
   }
 
   get #connectTimeout(): number {
