@@ -671,7 +671,7 @@ ${ONE_ENDPOINT}`
     })
   })
 
-  test('gateway.redis: a URL that is not redis://, a breaker of 0 failures or 0 openFor are reported at their place', () => {
+  test('gateway.redis: a URL that is not redis:// (an unset variable: a warning for check), a breaker of 0 failures or 0 openFor, each at its place', () => {
     assert.deepEqual(configErrors(text('{ perIp: 1/min }', '\n  redis: { url: "http://x" }')), [
       {
         code: 'BATON_INVALID_URL',
@@ -680,6 +680,16 @@ ${ONE_ENDPOINT}`
         path: ['gateway', 'redis', 'url'],
       },
     ])
+    // An unset variable: an error when serving, only the warning for `baton check`.
+    const fromEnv = text('{ perIp: 1/min }', '\n  redis: { url: "${env.REDIS_URL}" }')
+    assert.deepEqual(
+      errorsOf(fromEnv).map((d) => [d.code, d.message]),
+      [['BATON_INVALID_URL', "'' is not a redis:// URL"]],
+    )
+    assert.deepEqual(
+      diagnosticsOf(fromEnv, { mode: 'check' }).map((d) => [d.severity, d.code]),
+      [['warning', 'BATON_ENV_UNSET']],
+    )
     const breaker = errorsOf(text('{ perIp: 1/min }', '\n  redis: { breaker: { failures: 0, openFor: 0 } }'))
     assert.deepEqual(
       breaker.map(({ code, path, hint, line, col }) => ({ code, path, hint, line, col })),

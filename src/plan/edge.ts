@@ -366,6 +366,8 @@ export function compileRedis(config: Config, ctx: EdgeContext): RedisSettings {
 /** A redis:// URL, its ${env.…} read now; reported at `path` when it is not one. */
 function redisUrl(value: string, path: ConfigPath, ctx: EdgeContext): string {
   const url = resolveEnv(value, path, ctx) ?? value
+  // `baton check` has warned that the variable is unset: the deploy environment is not the checker's.
+  if (url === '' && ctx.mode === 'check') return url
   if (!/^rediss?:\/\//.test(url))
     ctx.diagnostics.error('BATON_INVALID_URL', `'${url}' is not a redis:// URL`, path, {
       hint: 'e.g. redis://127.0.0.1:6379',
