@@ -15,6 +15,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['expr'],
   ['config', 'policies'],
   ['plan'],
+  ['store'],
   ['upstream'],
   ['runtime', 'edge'],
   ['observability'],

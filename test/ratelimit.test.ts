@@ -14,7 +14,8 @@ import { ConfigError, type Diagnostic } from '../src/errors.ts'
 import { compileText } from '../src/plan/compile.ts'
 import { diagnosticsOf, errorsOf } from './helpers/config.ts'
 import { assertError, type ClientResponse, get, startGateway, stubFor } from './helpers/gateway.ts'
-import { freePort, ownRedisFor, redisFor, uniquePrefix } from './helpers/redis.ts'
+import { freePort, ownRedisFor, redisFor, redisProxyFor, uniquePrefix } from './helpers/redis.ts'
+import { fakeClock } from './helpers/resilience.ts'
 import { eventually, json, type Stub } from './helpers/stub.ts'
 
 const SECRET = 'baton-rate-limit-tests-hs256-secret-0123456789'
@@ -505,7 +506,12 @@ ${ONE_ENDPOINT}`
     assert.deepEqual(diagnostics, [])
     assert.deepEqual(plan.edge.rateLimit, {
       store: 'memory',
-      redis: { url: 'redis://127.0.0.1:6379', prefix: 'baton:rl', timeout: 200 },
+      redis: {
+        url: 'redis://127.0.0.1:6379',
+        prefix: 'baton:rl',
+        timeout: 200,
+        breaker: { failures: 3, openFor: 5000 },
+      },
       onStoreError: 'reject',
       perUser: null,
       perIp: { limit: 3, window: 60_000 },
@@ -633,6 +639,76 @@ ${ONE_ENDPOINT}`
     assert.equal(
       compileText('test.yaml', fromEnv, { env: { RL_REDIS: 'rediss://cache:6380/2' } }).plan.edge.rateLimit?.redis.url,
       'rediss://cache:6380/2',
+    )
+  })
+
+  test('gateway.redis is the Redis of the rate limits unless rateLimit.redis overrides it, key by key; prefix gets :rl', () => {
+    const shared =
+      '\n  redis: { url: "${env.REDIS_URL}", timeout: 50ms, prefix: shop, breaker: { failures: 5, openFor: 10s } }'
+    const env = { env: { REDIS_URL: 'redis://shared:6379/1' } }
+    const breaker = { failures: 5, openFor: 10_000 }
+    const inherited = compileText('test.yaml', text('{ store: redis, perIp: 1/min }', shared), env).plan
+    assert.deepEqual(inherited.redis, { url: 'redis://shared:6379/1', timeout: 50, prefix: 'shop', breaker })
+    assert.deepEqual(inherited.edge.rateLimit?.redis, {
+      url: 'redis://shared:6379/1',
+      timeout: 50,
+      prefix: 'shop:rl',
+      breaker,
+    })
+    const own = compileText(
+      'test.yaml',
+      text('{ store: redis, perIp: 1/min, redis: { url: "redis://limits:6379", timeout: 20ms } }', shared),
+      env,
+    ).plan
+    assert.deepEqual(own.edge.rateLimit?.redis, { url: 'redis://limits:6379', timeout: 20, prefix: 'shop:rl', breaker })
+    assert.deepEqual(own.redis, inherited.redis)
+    // Without either block: the defaults.
+    assert.deepEqual(compileText('test.yaml', text('{ perIp: 1/min }'), { env: {} }).plan.redis, {
+      url: 'redis://127.0.0.1:6379',
+      timeout: 200,
+      prefix: 'baton',
+      breaker: { failures: 3, openFor: 5000 },
+    })
+  })
+
+  test('gateway.redis: a URL that is not redis:// (an unset variable: a warning for check), a breaker of 0 failures or 0 openFor, each at its place', () => {
+    assert.deepEqual(configErrors(text('{ perIp: 1/min }', '\n  redis: { url: "http://x" }')), [
+      {
+        code: 'BATON_INVALID_URL',
+        message: "'http://x' is not a redis:// URL",
+        hint: 'e.g. redis://127.0.0.1:6379',
+        path: ['gateway', 'redis', 'url'],
+      },
+    ])
+    // An unset variable: an error when serving, only the warning for `baton check`.
+    const fromEnv = text('{ perIp: 1/min }', '\n  redis: { url: "${env.REDIS_URL}" }')
+    assert.deepEqual(
+      errorsOf(fromEnv).map((d) => [d.code, d.message]),
+      [['BATON_INVALID_URL', "'' is not a redis:// URL"]],
+    )
+    assert.deepEqual(
+      diagnosticsOf(fromEnv, { mode: 'check' }).map((d) => [d.severity, d.code]),
+      [['warning', 'BATON_ENV_UNSET']],
+    )
+    const breaker = errorsOf(text('{ perIp: 1/min }', '\n  redis: { breaker: { failures: 0, openFor: 0 } }'))
+    assert.deepEqual(
+      breaker.map(({ code, path, hint, line, col }) => ({ code, path, hint, line, col })),
+      [
+        {
+          code: 'BATON_INVALID_VALUE',
+          path: ['gateway', 'redis', 'breaker', 'failures'],
+          hint: 'Too small: expected number to be >0',
+          line: 6,
+          col: 33,
+        },
+        {
+          code: 'BATON_INVALID_VALUE',
+          path: ['gateway', 'redis', 'breaker', 'openFor'],
+          hint: 'must be more than 0: write a duration like 200ms, 2s, 1.5m or 1h',
+          line: 6,
+          col: 45,
+        },
+      ],
     )
   })
 })
@@ -852,6 +928,99 @@ describe('redis store', () => {
     assert.deepEqual(
       { status: ready.status, rateLimits: ready.rateLimits },
       { status: 'ok', rateLimits: { store: 'redis', up: true } },
+    )
+  })
+
+  /**
+   * A gateway whose rate-limit Redis is behind a proxy that can freeze it (gateway.redis: timeout
+   * 100ms, breaker 3 failures / 5s), on a fake clock for the breaker; its first request counted.
+   */
+  async function frozenGateway(t: TestContext, limits: string) {
+    const redis = await redisFor(t)
+    if (redis === null) return null
+    const proxy = await redisProxyFor(t, redis.url)
+    const stub = await limitedStub(t)
+    const clock = fakeClock()
+    const { logger, lines } = capture()
+    const yaml = redisConfig(
+      stub,
+      proxy.url,
+      redis.prefix,
+      limits,
+      '\n  trustedProxies: [127.0.0.1]\n  redis: { timeout: 100ms, breaker: { failures: 3, openFor: 5s } }',
+    )
+    const { url } = await startGateway(t, yaml, { logger, clock })
+    const warmUp = await untilCounted(url, '192.0.2.1')
+    return { proxy, stub, clock, lines, url, warmUp, from: (ip: string) => get(`${url}/x`, via(ip)) }
+  }
+
+  test('a frozen Redis: only the first 3 requests wait for its timeout, the rest skip it; after openFor one probe brings limits back', async (t) => {
+    const g = await frozenGateway(t, 'perIp: 2/min')
+    if (g === null) return
+    const { proxy, from } = g
+    proxy.pause()
+    const before = proxy.commands
+    for (let i = 0; i < 8; i++) {
+      const res = await from(`192.0.2.${10 + i}`)
+      assert.equal(res.status, 200)
+      assertNoRateLimit(res)
+    }
+    assert.equal(proxy.commands - before, 3, 'requests that reached the frozen Redis')
+    assert.equal(g.stub.requests.length, g.warmUp + 8)
+    const text = await scrape(g.url)
+    assert.equal(metric(text, 'baton_store_failures_total{store="rate_limit"}'), 3)
+    assert.equal(metric(text, 'baton_store_up{store="rate_limit"}'), 0)
+    assert.equal(metric(text, 'baton_rate_limit_store_errors_total'), 8)
+    const ready = (await get(`${g.url}/health/ready`)).body as { status: string; rateLimits: unknown }
+    assert.deepEqual(
+      { status: ready.status, rateLimits: ready.rateLimits },
+      { status: 'degraded', rateLimits: { store: 'redis', up: false } },
+    )
+    assert.deepEqual(storeLines(g.lines), [
+      'rate limit store unavailable (3 commands failed in a row, the last: Command timed out): requests are let through unlimited until it is back',
+    ])
+
+    // Redis answers again; once openFor is over, the next request is the probe, and it is counted.
+    proxy.resume()
+    g.clock.advance(5000)
+    const sent = proxy.commands
+    assertRateLimit(await from('10.0.0.3'), '"per-ip";q=2;w=60', 'per-ip', 1)
+    assert.equal(proxy.commands, sent + 1)
+    assertRateLimit(await from('10.0.0.3'), '"per-ip";q=2;w=60', 'per-ip', 0)
+    assertError(await from('10.0.0.3'), 429, 'RATE_LIMITED', 'Too many requests (per-ip limit of 2 per minute)')
+    assert.deepEqual(storeLines(g.lines).slice(1), ['rate limit store is back: limits apply again'])
+    const after = await scrape(g.url)
+    assert.equal(metric(after, 'baton_store_up{store="rate_limit"}'), 1)
+    assert.equal(metric(after, 'baton_store_failures_total{store="rate_limit"}'), 3)
+    assert.equal(g.stub.requests.length, g.warmUp + 8 + 2)
+  })
+
+  test('a frozen Redis with onStoreError: reject: 503 for every request, and only the first 3 reach Redis', async (t) => {
+    const g = await frozenGateway(t, 'perIp: 2/min, onStoreError: reject')
+    if (g === null) return
+    const { proxy, from } = g
+    proxy.pause()
+    const before = proxy.commands
+    for (let i = 0; i < 6; i++) {
+      const res = await from(`192.0.2.${10 + i}`)
+      assertError(res, 503, 'RATE_LIMIT_UNAVAILABLE', 'Rate limits cannot be checked right now')
+      assert.equal(res.headers['retry-after'], '1')
+    }
+    assert.equal(proxy.commands - before, 3)
+    assert.equal(g.stub.requests.length, g.warmUp)
+    // Still skipped just before openFor is over, even with Redis back.
+    proxy.resume()
+    g.clock.advance(4999)
+    assertError(await from('10.0.0.4'), 503, 'RATE_LIMIT_UNAVAILABLE', 'Rate limits cannot be checked right now')
+    assert.equal(proxy.commands - before, 3)
+    g.clock.advance(1)
+    assertRateLimit(await from('10.0.0.4'), '"per-ip";q=2;w=60', 'per-ip', 1)
+    assert.deepEqual(
+      storeLines(g.lines).map((m) => m.replace(/\(.+\)/, '(…)')),
+      [
+        'rate limit store unavailable (…): requests are refused with 503 until it is back',
+        'rate limit store is back: limits apply again',
+      ],
     )
   })
 })

@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino'
 import type { EndpointPlan, GatewayPlan } from '../plan/types.ts'
+import type { Clock } from '../policies/clock.ts'
 import { RedisStore, type RedisSettings } from '../store/redis.ts'
 import { type EntryStore, MemoryEntries, RedisEntries, TieredEntries } from './entries.ts'
 import { type LookupResult, ResponseCache } from './response.ts'
@@ -16,8 +17,11 @@ export interface CachesOptions {
   readonly serverTiming: boolean
   /** The recorder of an endpoint's lookups (metrics), resolved once per endpoint. */
   readonly lookupsOf?: (endpoint: string) => (result: LookupResult) => void
-  /** Told about each failure of the Redis store (for metrics). */
+  /** Time for the Redis store's breaker (tests use a fake one). */
+  readonly clock?: Clock
+  /** Told about each failure of the Redis store, and when it becomes usable or not (for metrics). */
   readonly onStoreFailure?: () => void
+  readonly onStoreChange?: (up: boolean) => void
 }
 
 /** The channel invalidations are published on. */
@@ -42,7 +46,11 @@ export class GatewayCaches {
       kinds.has('redis') || kinds.has('tiered')
         ? new RedisStore('cache', options.redis, {
             logger: options.logger ?? undefined,
+            meanwhile: 'answers are computed without it',
+            whenBack: 'answers are cached again',
+            ...(options.clock === undefined ? {} : { clock: options.clock }),
             ...(options.onStoreFailure === undefined ? {} : { onFailure: options.onStoreFailure }),
+            ...(options.onStoreChange === undefined ? {} : { onStateChange: options.onStoreChange }),
           })
         : null
     this.#redisEntries = this.#redis === null ? null : new RedisEntries(this.#redis)
@@ -73,6 +81,11 @@ export class GatewayCaches {
   /** The endpoint's cache, or null when it has none. */
   for(endpoint: EndpointPlan): ResponseCache | null {
     return this.#byEndpoint.get(endpoint.label) ?? null
+  }
+
+  /** Some endpoint's store is Redis (or tiered). */
+  get usesRedis(): boolean {
+    return this.#redis !== null
   }
 
   get any(): boolean {

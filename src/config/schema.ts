@@ -344,6 +344,27 @@ export const endpointAuthSchema = z
   ])
   .meta({ description: "`public`, or what this endpoint demands instead of gateway.auth's scopes and roles." })
 
+export const redisSchema = z.strictObject({
+  url: z
+    .string()
+    .default('redis://127.0.0.1:6379')
+    .describe('redis://[user:password@]host:port[/db]; may use ${env.NAME}.'),
+  timeout: duration.default(200).describe('A Redis command that takes longer counts as a failure.'),
+  prefix: z.string().min(1).default('baton').describe('Key prefix of every store (rate limits add :rl).'),
+  breaker: z
+    .strictObject({
+      failures: z
+        .number()
+        .int()
+        .positive()
+        .default(3)
+        .describe('Failed or timed-out commands in a row that make the gateway skip Redis.'),
+      openFor: duration.default(5000).describe('How long Redis is skipped before one probe command is let through.'),
+    })
+    .default({ failures: 3, openFor: 5000 })
+    .describe('Skips a Redis that keeps failing (down, frozen, overloaded) instead of waiting for it every time.'),
+})
+
 export const gatewayRateLimitSchema = z.strictObject({
   store: z
     .enum(['memory', 'redis'])
@@ -353,13 +374,15 @@ export const gatewayRateLimitSchema = z.strictObject({
     .strictObject({
       url: z
         .string()
-        .default('redis://127.0.0.1:6379')
-        .describe('redis://[user:password@]host:port[/db]; may use ${env.NAME}.'),
-      prefix: z.string().default('baton:rl').describe('Key prefix.'),
-      timeout: duration.default(200).describe('A Redis command that takes longer counts as a store failure.'),
+        .optional()
+        .describe('redis://[user:password@]host:port[/db]; may use ${env.NAME} (default: gateway.redis.url).'),
+      prefix: z.string().min(1).optional().describe("Key prefix (default: gateway.redis.prefix + ':rl')."),
+      timeout: duration
+        .optional()
+        .describe('A Redis command that takes longer counts as a store failure (default: gateway.redis.timeout).'),
     })
-    .default({ url: 'redis://127.0.0.1:6379', prefix: 'baton:rl', timeout: 200 })
-    .describe('Redis store settings.'),
+    .optional()
+    .describe('Overrides of gateway.redis for the rate limits alone.'),
   onStoreError: z
     .enum(['allow', 'reject'])
     .default('allow')
@@ -756,6 +779,9 @@ export const gatewaySchema = z.strictObject({
     })
     .default({ store: 'memory', maxSize: 64 * 1024 * 1024, invalidation: { path: '/admin/cache/invalidate' } })
     .describe('Response cache settings shared by the endpoints that declare `cache`.'),
+  redis: redisSchema
+    .default({ url: 'redis://127.0.0.1:6379', timeout: 200, prefix: 'baton', breaker: { failures: 3, openFor: 5000 } })
+    .describe('The Redis of the shared stores (rate limits with store: redis, the response cache).'),
   cors: corsSchema.optional().describe('Cross-origin requests from browsers; preflights are answered by the gateway.'),
   retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
   drainTimeout: durationAtMost(MAX_DRAIN_TIMEOUT, 'a drain timeout is at most 1h')

@@ -4,15 +4,17 @@
  * before authentication (so a flood of bad credentials is cut off before any signature is
  * checked), per-user and per-endpoint after it.
  *
- * A store that fails (Redis down or slow) lets requests through by default: one warning per
- * outage, one line when it is back, and the failure is counted.
+ * Redis is a guarded RedisStore (src/store/redis.ts): a store that is down, or skipped after a
+ * few slow commands in a row, lets requests through by default (or refuses them: onStoreError).
+ * One warning per outage, one line when it is back, and every check it could not make is counted.
  */
-import { Redis } from 'ioredis'
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible'
 import type { Logger } from 'pino'
 import type { ErrorCode } from '../errors.ts'
 import type { Principal } from '../plan/scope.ts'
 import type { EndpointPlan, Rate, RateLimitPlan } from '../plan/types.ts'
+import type { Clock } from '../policies/clock.ts'
+import { RedisStore, UNAVAILABLE } from '../store/redis.ts'
 
 export type LimitName = 'global' | 'per-ip' | 'per-user' | 'per-endpoint'
 
@@ -45,27 +47,32 @@ export interface Counted {
 
 export interface RateLimitOptions {
   readonly logger?: Logger | undefined
-  /** Told about every store failure (for metrics). */
+  /** Told about every check the store could not make (failed or skipped), and every failed reconnection (for metrics). */
   readonly onStoreError?: () => void
+  /** Time for the store's breaker (tests use a fake one). */
+  readonly clock?: Clock | undefined
+  /** Told about every failed Redis command or connection (RedisStore's onFailure). */
+  readonly onStoreFailure?: () => void
+  /** Told when the Redis store becomes usable or unusable (RedisStore's onStateChange). */
+  readonly onStoreChange?: (up: boolean) => void
 }
 
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
 
 export class RateLimits {
   readonly #plan: RateLimitPlan
-  readonly #redis: Redis | null
+  readonly #store: RedisStore | null
   readonly #global: Policy | null
   readonly #perIp: Policy | null
   readonly #perUser: Policy | null
   /** Per endpoint label: its own per-caller policy (its override, else the gateway's). */
   readonly #perEndpoint = new Map<string, Policy | null>()
   readonly #options: RateLimitOptions
-  #down = false
 
   constructor(plan: RateLimitPlan, endpoints: readonly EndpointPlan[], options: RateLimitOptions = {}) {
     this.#plan = plan
     this.#options = options
-    this.#redis = plan.store === 'redis' ? this.#connect() : null
+    this.#store = plan.store === 'redis' ? this.#connect() : null
     const policy = (name: LimitName, rate: Rate | null, scope: string = name): Policy | null =>
       rate === null ? null : { name, rate, limiter: this.#limiter(scope, rate) }
     this.#global = policy('global', plan.global)
@@ -110,9 +117,9 @@ export class RateLimits {
     )
   }
 
-  /** False while the store is failing (Redis down or not connected); memory never fails. */
+  /** False while the store cannot count (Redis not connected, or skipped by its breaker); memory never fails. */
   get storeUp(): boolean {
-    return this.#redis === null || (!this.#down && this.#redis.status === 'ready')
+    return this.#store === null || this.#store.up
   }
 
   /**
@@ -120,26 +127,11 @@ export class RateLimits {
    * after `wait` ms, after which requests are let through or refused as onStoreError says).
    */
   async ready(wait = 2000): Promise<void> {
-    const redis = this.#redis
-    if (redis === null || redis.status === 'ready') return
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        redis.off('ready', done)
-        resolve()
-      }
-      const timer = setTimeout(done, wait)
-      redis.once('ready', done)
-    })
+    await this.#store?.ready(wait)
   }
 
   async close(): Promise<void> {
-    if (this.#redis === null) return
-    try {
-      await this.#redis.quit()
-    } catch {
-      this.#redis.disconnect()
-    }
+    await this.#store?.close()
   }
 
   /**
@@ -200,18 +192,11 @@ export class RateLimits {
   }
 
   async #consume(policy: Policy, key: string): Promise<Counted | 'store'> {
-    try {
-      const res = await policy.limiter.consume(key)
-      if (this.#down) this.#recovered()
-      return { policy, remaining: res.remainingPoints, resetMs: res.msBeforeNext }
-    } catch (err) {
-      if (err instanceof RateLimiterRes) {
-        if (this.#down) this.#recovered()
-        return { policy, remaining: -1, resetMs: err.msBeforeNext }
-      }
-      this.#failed(err)
-      return 'store'
-    }
+    if (this.#store === null) return await consume(policy, key)
+    const counted = await this.#store.run(() => consume(policy, key))
+    if (counted !== UNAVAILABLE) return counted
+    this.#options.onStoreError?.()
+    return 'store'
   }
 
   #limiter(scope: string, rate: Rate): RateLimiterAbstract {
@@ -220,41 +205,36 @@ export class RateLimits {
       duration: rate.window / 1000,
       keyPrefix: `${this.#plan.redis.prefix}:${scope}`,
     }
-    if (this.#redis === null) return new RateLimiterMemory(options)
-    return new RateLimiterRedis({ ...options, storeClient: this.#redis, rejectIfRedisNotReady: true })
+    if (this.#store === null) return new RateLimiterMemory(options)
+    return new RateLimiterRedis({ ...options, storeClient: this.#store.client, rejectIfRedisNotReady: true })
   }
 
-  #connect(): Redis {
-    const redis = new Redis(this.#plan.redis.url, {
-      // Fail at once while disconnected instead of queueing: a request must not wait for Redis to come back.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: this.#plan.redis.timeout,
-      connectTimeout: Math.max(1000, this.#plan.redis.timeout * 5),
-      retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
+  #connect(): RedisStore {
+    const options = this.#options
+    return new RedisStore('rate limit', this.#plan.redis, {
+      logger: options.logger,
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      onFailure: (kind) => {
+        options.onStoreFailure?.()
+        // A failed command is counted by the check that made it; a failed reconnection here.
+        if (kind === 'connection') options.onStoreError?.()
+      },
+      ...(options.onStoreChange === undefined ? {} : { onStateChange: options.onStoreChange }),
+      meanwhile:
+        this.#plan.onStoreError === 'allow' ? 'requests are let through unlimited' : 'requests are refused with 503',
+      whenBack: 'limits apply again',
     })
-    // Without a listener, a connection error would be an uncaught 'error' event and end the process.
-    redis.on('error', (err: Error) => {
-      this.#failed(err)
-    })
-    return redis
   }
+}
 
-  #failed(err: unknown): void {
-    this.#options.onStoreError?.()
-    if (this.#down) return
-    this.#down = true
-    const action =
-      this.#plan.onStoreError === 'allow' ? 'requests are let through unlimited' : 'requests are refused with 503'
-    this.#options.logger?.warn(
-      { event: 'rate_limit_store', err: (err as Error).message },
-      `rate limit store unavailable (${(err as Error).message}): ${action} until it is back`,
-    )
-  }
-
-  #recovered(): void {
-    this.#down = false
-    this.#options.logger?.warn({ event: 'rate_limit_store' }, 'rate limit store is back: limits apply again')
+/** Counts one request. Over the limit is an answer too (rate-limiter-flexible rejects with it), not a store failure. */
+async function consume(policy: Policy, key: string): Promise<Counted> {
+  try {
+    const res = await policy.limiter.consume(key)
+    return { policy, remaining: res.remainingPoints, resetMs: res.msBeforeNext }
+  } catch (err) {
+    if (err instanceof RateLimiterRes) return { policy, remaining: -1, resetMs: err.msBeforeNext }
+    throw err
   }
 }
 

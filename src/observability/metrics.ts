@@ -35,6 +35,8 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   #inFlight = 0
   readonly #rejected: Counter<'endpoint' | 'reason'>
   readonly #storeErrors: Counter
+  readonly #storeUp: Gauge<'store'>
+  readonly #storeFailures: Counter<'store'>
   readonly #coalesced: Counter<'service'>
   readonly #cacheLookups: SeriesCounter
 
@@ -86,7 +88,19 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     })
     this.#storeErrors = new Counter({
       name: 'baton_rate_limit_store_errors_total',
-      help: 'Rate limit store failures (Redis down or slow); requests are let through unless onStoreError is reject.',
+      help: 'Rate limit checks the store could not make (Redis down, slow, or skipped by its breaker) and failed reconnections; requests are let through unless onStoreError is reject.',
+      registers,
+    })
+    this.#storeUp = new Gauge({
+      name: 'baton_store_up',
+      help: 'Whether a Redis store is used: 1, or 0 while it is disconnected or skipped after failing commands (store: rate_limit, cache).',
+      labelNames: ['store'],
+      registers,
+    })
+    this.#storeFailures = new Counter({
+      name: 'baton_store_failures_total',
+      help: 'Failed or timed-out Redis commands and failed connections, by store (rate_limit, cache).',
+      labelNames: ['store'],
       registers,
     })
     this.#coalesced = new Counter({
@@ -227,6 +241,20 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
 
   rateLimitStoreFailed(): void {
     this.#storeErrors.inc()
+  }
+
+  /** A Redis store exists: its series start at zero (down until it connects), so that dashboards see no gap. */
+  storeCreated(store: string): void {
+    this.#storeUp.set({ store }, 0)
+    this.#storeFailures.inc({ store }, 0)
+  }
+
+  storeChanged(store: string, up: boolean): void {
+    this.#storeUp.set({ store }, up ? 1 : 0)
+  }
+
+  storeFailed(store: string): void {
+    this.#storeFailures.inc({ store })
   }
 
   breakerChanged(service: string, from: BreakerState, to: BreakerState): void {

@@ -8,7 +8,7 @@ import { compileEndpoint } from './endpoint.ts'
 import { routeShape } from './routes.ts'
 import { percent } from './resilience.ts'
 import { compileServices, envScope } from './services.ts'
-import { compileEdge, resolveEnv } from './edge.ts'
+import { compileEdge, compileRedis, type EdgeContext, resolveEnv } from './edge.ts'
 import { dirname, resolve } from 'node:path'
 import { compileTracing } from './tracing.ts'
 import type { EndpointPlan, GatewayPlan } from './types.ts'
@@ -41,14 +41,16 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
 
   const baseDir = dirname(resolve(source.file))
   const services = compileServices(config, env, baseDir, options.mode ?? 'serve', diagnostics)
-  const edge = compileEdge(config, {
+  const edgeContext: EdgeContext = {
     env: envScope(env, diagnostics),
     baseDir,
     diagnostics,
     mode: options.mode ?? 'serve',
     invalidAt: (path) =>
       loaded.diagnostics.some((d) => d.severity === 'error' && path.every((p, i) => d.path[i] === p)),
-  })
+  }
+  const redis = compileRedis(config, edgeContext)
+  const edge = compileEdge(config, edgeContext, redis)
   const tracing = compileTracing(config, env, diagnostics)
   const declaredServices = new Set(Object.keys(config.services))
   const endpoints: EndpointPlan[] = []
@@ -132,6 +134,7 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
     port: gateway.port,
     bodyLimit: gateway.bodyLimit,
     retryAfterSeconds: Math.max(1, Math.ceil(gateway.retryAfter / 1000)),
+    redis,
     // Every run ends by its endpoint's deadline: a second more lets the last answers be written.
     drainTimeout:
       gateway.drainTimeout ??
@@ -140,8 +143,6 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
     services: [...services.values()],
     endpoints,
     breakerAlert: gateway.alerts.breakerOpen === false ? null : gateway.alerts.breakerOpen,
-    // TEMPORARY until gateway.redis lands (i11-store).
-    redis: { url: 'redis://127.0.0.1:6379', timeout: 200, prefix: 'baton', breaker: { failures: 3, openFor: 5000 } },
     cache: {
       maxSize: gateway.cache.maxSize,
       tagHeader: gateway.cache.tagHeader?.toLowerCase() ?? null,

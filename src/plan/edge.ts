@@ -25,6 +25,7 @@ import type {
   EndpointAuthPlan,
   JwtPlan,
   RateLimitPlan,
+  RedisSettings,
 } from './types.ts'
 
 export interface EdgeContext {
@@ -41,11 +42,12 @@ export interface EdgeContext {
 const HS = ['HS256', 'HS384', 'HS512']
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
 
-export function compileEdge(config: Config, ctx: EdgeContext): EdgePlan {
+/** `redis`: gateway.redis, compiled (compileRedis), which the rate limits' store starts from. */
+export function compileEdge(config: Config, ctx: EdgeContext, redis: RedisSettings): EdgePlan {
   const { gateway } = config
   return {
     auth: gateway.auth === undefined ? null : compileAuth(gateway.name, gateway.auth, ctx),
-    rateLimit: compileRateLimit(config, ctx),
+    rateLimit: compileRateLimit(config, ctx, redis),
     cors: compileCors(config, ctx),
     trustedProxies: compileProxies(gateway.trustedProxies, ctx.diagnostics),
     maxHeaderSize: gateway.maxHeaderSize,
@@ -355,20 +357,37 @@ export function compileEndpointAuth(
   return { methods, scopes, roles }
 }
 
-function compileRateLimit(config: Config, ctx: EdgeContext): RateLimitPlan | null {
+/** gateway.redis, resolved: the Redis every shared store uses. */
+export function compileRedis(config: Config, ctx: EdgeContext): RedisSettings {
+  const { url, timeout, prefix, breaker } = config.gateway.redis
+  return { url: redisUrl(url, ['gateway', 'redis', 'url'], ctx), timeout, prefix, breaker: { ...breaker } }
+}
+
+/** A redis:// URL, its ${env.…} read now; reported at `path` when it is not one. */
+function redisUrl(value: string, path: ConfigPath, ctx: EdgeContext): string {
+  const url = resolveEnv(value, path, ctx) ?? value
+  // `baton check` has warned that the variable is unset: the deploy environment is not the checker's.
+  if (url === '' && ctx.mode === 'check') return url
+  if (!/^rediss?:\/\//.test(url))
+    ctx.diagnostics.error('BATON_INVALID_URL', `'${url}' is not a redis:// URL`, path, {
+      hint: 'e.g. redis://127.0.0.1:6379',
+    })
+  return url
+}
+
+function compileRateLimit(config: Config, ctx: EdgeContext, shared: RedisSettings): RateLimitPlan | null {
   const overrides = Object.values(config.endpoints).some((e) => e.rateLimit !== undefined && e.rateLimit !== false)
   // An endpoint's own limit works without a gateway block: counted in memory.
   const rl = config.gateway.rateLimit ?? (overrides ? gatewayRateLimitSchema.parse({}) : undefined)
   if (rl === undefined) return null
-  const url = resolveEnv(rl.redis.url, ['gateway', 'rateLimit', 'redis', 'url'], ctx) ?? rl.redis.url
-  if (rl.store === 'redis' && !/^rediss?:\/\//.test(url)) {
-    ctx.diagnostics.error(
-      'BATON_INVALID_URL',
-      `'${url}' is not a redis:// URL`,
-      ['gateway', 'rateLimit', 'redis', 'url'],
-      { hint: 'e.g. redis://127.0.0.1:6379' },
-    )
-  }
+  // gateway.rateLimit.redis overrides gateway.redis key by key; its URL is checked only where Redis is used.
+  const own = rl.redis ?? {}
+  const url =
+    own.url === undefined
+      ? shared.url
+      : rl.store === 'redis'
+        ? redisUrl(own.url, ['gateway', 'rateLimit', 'redis', 'url'], ctx)
+        : (resolveEnv(own.url, ['gateway', 'rateLimit', 'redis', 'url'], ctx) ?? own.url)
   const limits = ['perUser', 'perIp', 'perEndpoint', 'global'] as const
   if (
     config.gateway.rateLimit !== undefined &&
@@ -391,7 +410,12 @@ function compileRateLimit(config: Config, ctx: EdgeContext): RateLimitPlan | nul
   }
   return {
     store: rl.store,
-    redis: { ...rl.redis, url },
+    redis: {
+      url,
+      timeout: own.timeout ?? shared.timeout,
+      prefix: own.prefix ?? `${shared.prefix}:rl`,
+      breaker: shared.breaker,
+    },
     onStoreError: rl.onStoreError,
     perUser: rl.perUser ?? null,
     perIp: rl.perIp ?? null,

@@ -36,6 +36,8 @@ export interface GatewayPlan {
   readonly port: number
   readonly bodyLimit: number
   readonly retryAfterSeconds: number
+  /** gateway.redis: the Redis of the shared stores (the response cache; the rate limits unless they say otherwise). */
+  readonly redis: RedisSettings
   /** ms the requests in flight may take to finish when the gateway closes (gateway.drainTimeout). */
   readonly drainTimeout: number
   /** Who gets in, how much they may ask, browsers, slow and oversized clients. */
@@ -45,13 +47,6 @@ export interface GatewayPlan {
   /** Channel of the "circuit breaker open" alert (`baton alerts`), or null for none. */
   readonly breakerAlert: string | null
   readonly cache: GatewayCachePlan
-  /** The Redis every shared store uses (rate limits, the cache, invalidation events). */
-  readonly redis: {
-    readonly url: string
-    readonly timeout: number
-    readonly prefix: string
-    readonly breaker: { readonly failures: number; readonly openFor: number }
-  }
 }
 
 export interface TracingPlan {
@@ -308,12 +303,25 @@ export interface EndpointAuthPlan {
 
 export interface RateLimitPlan {
   readonly store: 'memory' | 'redis'
-  readonly redis: { readonly url: string; readonly prefix: string; readonly timeout: number }
+  /** gateway.redis with gateway.rateLimit.redis's keys over it (prefix: gateway.redis's + ':rl'). */
+  readonly redis: RedisSettings
   readonly onStoreError: 'allow' | 'reject'
   readonly perUser: Rate | null
   readonly perIp: Rate | null
   readonly perEndpoint: Rate | null
   readonly global: Rate | null
+}
+
+/** The one Redis every shared store uses (gateway.redis), resolved: see src/store/redis.ts. */
+export interface RedisSettings {
+  /** redis://[user:password@]host:port[/db], ${env.…} resolved. */
+  readonly url: string
+  /** ms; a command slower than this is a failure. */
+  readonly timeout: number
+  /** Key prefix, e.g. 'baton'. */
+  readonly prefix: string
+  /** `failures` failed commands in a row → the store is skipped for `openFor` ms, then probed. */
+  readonly breaker: { readonly failures: number; readonly openFor: number }
 }
 
 export interface CorsPlan {

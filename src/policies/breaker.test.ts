@@ -68,6 +68,20 @@ describe('closed', () => {
     assert.equal(b.breaker.state, 'open')
   })
 
+  test('consecutive: a success while closed forgets the failures before it; `failures` in a row open it', () => {
+    const b = breakerAt(0, { consecutive: true, window: Number.POSITIVE_INFINITY })
+    b.breaker.failure()
+    b.breaker.failure()
+    b.breaker.success(b.breaker.tryAcquire())
+    b.breaker.failure()
+    b.breaker.failure()
+    assert.equal(b.breaker.state, 'closed')
+    b.at(1_000_000)
+    b.breaker.failure()
+    assert.equal(b.breaker.state, 'open')
+    assert.deepEqual(b.changes, [['closed', 'open']])
+  })
+
   test('opens at exactly `failures` failures within `window`', () => {
     const b = breakerAt()
     const ticket = b.breaker.tryAcquire()

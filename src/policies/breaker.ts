@@ -1,6 +1,6 @@
 /**
  * The template's circuit breaker, exactly: it opens when `failures` failures happen within the
- * rolling `window`; while open every call fails at once; after `openFor` it is half-open and
+ * rolling `window` (or, `consecutive`, in a row); while open every call fails at once; after `openFor` it is half-open and
  * lets exactly `halfOpenProbes` calls through; if they all succeed it closes, and any failure
  * reopens it. One breaker per service, shared by every endpoint.
  *
@@ -18,6 +18,11 @@ export interface BreakerOptions {
   /** ms */
   openFor: number
   halfOpenProbes: number
+  /**
+   * A success while closed forgets the failures before it: the breaker opens on `failures` in a
+   * row (within `window`) rather than on `failures` among many successes. The Redis stores use this.
+   */
+  consecutive?: boolean
 }
 
 export interface BreakerEvents {
@@ -75,6 +80,10 @@ export class CircuitBreaker {
 
   /** The call reached the service and it answered (2xx, or a 4xx: the service is up). */
   success(ticket: number): void {
+    if (this.#state === 'closed') {
+      if (this.options.consecutive === true && this.#failures.length > 0) this.#failures = []
+      return
+    }
     if (this.#state !== 'half-open' || ticket !== this.#generation) return
     this.#probesOk++
     if (this.#probesOk >= this.options.halfOpenProbes) this.#move('closed')

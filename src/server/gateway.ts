@@ -152,13 +152,17 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
 
   const edge = plan.edge
   const authenticator = edge.auth === null ? null : new Authenticator(edge.auth)
-  const limits =
-    edge.rateLimit === null || options.rateLimits === false
-      ? null
-      : new RateLimits(edge.rateLimit, plan.endpoints, {
-          logger: options.logger,
-          onStoreError: () => metrics?.rateLimitStoreFailed(),
-        })
+  const limitsOn = edge.rateLimit !== null && options.rateLimits !== false
+  if (limitsOn && edge.rateLimit.store === 'redis') metrics?.storeCreated('rate_limit')
+  const limits = !limitsOn
+    ? null
+    : new RateLimits(edge.rateLimit, plan.endpoints, {
+        logger: options.logger,
+        clock: options.clock,
+        onStoreError: () => metrics?.rateLimitStoreFailed(),
+        onStoreFailure: () => metrics?.storeFailed('rate_limit'),
+        onStoreChange: (up) => metrics?.storeChanged('rate_limit', up),
+      })
   const { headers: headersTimeout, body: requestTimeout } = edge.clientTimeouts
   // Told about every answer written outside a run (a run's observers see the others).
   const answerObservers: AnswerObserver[] = []
@@ -311,11 +315,15 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
         redis: plan.redis,
         logger,
         serverTiming: timing,
+        ...(options.clock === undefined ? {} : { clock: options.clock }),
+        onStoreFailure: () => metrics?.storeFailed('cache'),
+        onStoreChange: (up) => metrics?.storeChanged('cache', up),
         ...(metrics === null
           ? {}
           : { lookupsOf: (label: string) => (metrics as GatewayMetrics).cacheLookupsOf(label) }),
       })
     : null
+  if (caches?.usesRedis === true) metrics?.storeCreated('cache')
   if (caches !== null) {
     // The webhook: always on the admin port (it is private), on the main port only behind its token.
     const { path, token } = plan.cache.invalidation

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { createServer } from 'node:net'
+import { createServer, type Socket, connect as connectTcp } from 'node:net'
 import type { TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
@@ -143,6 +143,121 @@ export async function ownRedisFor(
       await kill()
       if ((await start()) === 'missing') throw new Error('redis-server disappeared')
     },
+  }
+}
+
+export interface RedisProxy {
+  /** redis:// URL of the proxy (same database as the Redis behind it). */
+  readonly url: string
+  /** Commands the clients sent so far, counted as they reach the proxy (paused or not). */
+  readonly commands: number
+  /** Freezes Redis as the clients see it: nothing is forwarded either way, every socket stays open. */
+  pause(): void
+  /** Forwards what was held, then everything again. */
+  resume(): void
+}
+
+/**
+ * A TCP proxy in front of `target` (a redis:// URL) that can freeze: a Redis that is slow or
+ * stuck, not one that is down (its connections stay open, its commands are never answered).
+ * It counts the commands that reach it, so a test can say how many a client sent. Closed after
+ * the test.
+ */
+export async function redisProxyFor(t: TestContext, target: string): Promise<RedisProxy> {
+  const { hostname, port } = new URL(target)
+  let paused = false
+  let commands = 0
+  /** While paused: what each direction holds back, flushed on resume. */
+  const held: { to: Socket; chunks: Buffer[] }[] = []
+  const sockets = new Set<Socket>()
+  const forward = (to: Socket, chunk: Buffer): void => {
+    if (!paused) {
+      to.write(chunk)
+      return
+    }
+    let entry = held.find((h) => h.to === to)
+    if (entry === undefined) held.push((entry = { to, chunks: [] }))
+    entry.chunks.push(chunk)
+  }
+  const server = createServer((client) => {
+    const upstream = connectTcp(Number(port), hostname)
+    sockets.add(client).add(upstream)
+    const counter = commandCounter(() => {
+      commands++
+    })
+    client.on('data', (chunk: Buffer) => {
+      counter(chunk)
+      forward(upstream, chunk)
+    })
+    upstream.on('data', (chunk: Buffer) => {
+      forward(client, chunk)
+    })
+    for (const [one, other] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      one.on('error', () => {})
+      one.on('close', () => {
+        sockets.delete(one)
+        other.destroy()
+      })
+    }
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', resolve)
+  })
+  t.after(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  const address = server.address()
+  const proxyPort = typeof address === 'object' && address !== null ? address.port : 0
+  const db = new URL(target).pathname
+  return {
+    url: `redis://127.0.0.1:${proxyPort}${db === '/' ? '' : db}`,
+    get commands() {
+      return commands
+    },
+    pause() {
+      paused = true
+    },
+    resume() {
+      paused = false
+      for (const { to, chunks } of held.splice(0)) for (const chunk of chunks) if (!to.destroyed) to.write(chunk)
+    },
+  }
+}
+
+/**
+ * Counts complete commands in a client's stream (RESP: an array `*N` of N bulk strings
+ * `$len`), however the stream is cut into chunks.
+ */
+function commandCounter(onCommand: () => void): (chunk: Buffer) => void {
+  let buffer = Buffer.alloc(0)
+  const line = (from: number): { value: string; next: number } | null => {
+    const end = buffer.indexOf('\r\n', from)
+    return end === -1 ? null : { value: buffer.toString('latin1', from + 1, end), next: end + 2 }
+  }
+  return (chunk) => {
+    buffer = Buffer.concat([buffer, chunk])
+    for (;;) {
+      const header = line(0)
+      if (header === null) return
+      let at = header.next
+      let complete = true
+      for (let i = 0; i < Number(header.value); i++) {
+        const length = line(at)
+        if (length === null || length.next + Number(length.value) + 2 > buffer.length) {
+          complete = false
+          break
+        }
+        at = length.next + Number(length.value) + 2
+      }
+      if (!complete) return
+      buffer = buffer.subarray(at)
+      onCommand()
+    }
   }
 }
 
