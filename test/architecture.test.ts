@@ -17,7 +17,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['plan'],
   ['store'],
   ['upstream'],
-  ['runtime', 'edge'],
+  ['runtime', 'edge', 'cache'],
   ['observability'],
   ['server'],
   ['cli'],
