@@ -106,14 +106,29 @@ describe('batch: one request per batch of distinct keys', () => {
       .requestsTo('GET /users')
       .map(idsOf)
       .sort((a, b) => Number(a[0]) - Number(b[0]))
-    assert.deepEqual(asked, [DISTINCT.slice(0, 4), DISTINCT.slice(4, 8), DISTINCT.slice(8)].map((ids) => ids.map(String)))
+    assert.deepEqual(
+      asked,
+      [DISTINCT.slice(0, 4), DISTINCT.slice(4, 8), DISTINCT.slice(8)].map((ids) => ids.map(String)),
+    )
     const metrics = await (await fetch(`${url}/metrics`)).text()
     const series = (suffix: string): string | undefined =>
       metrics.split('\n').find((l) => l.startsWith(`baton_batch_size_${suffix}`))
-    assert.equal(series('bucket{le="2",endpoint="GET /posts",call="authors"}'), 'baton_batch_size_bucket{le="2",endpoint="GET /posts",call="authors"} 1')
-    assert.equal(series('bucket{le="5",endpoint="GET /posts",call="authors"}'), 'baton_batch_size_bucket{le="5",endpoint="GET /posts",call="authors"} 3')
-    assert.equal(series('sum{endpoint="GET /posts",call="authors"}'), 'baton_batch_size_sum{endpoint="GET /posts",call="authors"} 10')
-    assert.equal(series('count{endpoint="GET /posts",call="authors"}'), 'baton_batch_size_count{endpoint="GET /posts",call="authors"} 3')
+    assert.equal(
+      series('bucket{le="2",endpoint="GET /posts",call="authors"}'),
+      'baton_batch_size_bucket{le="2",endpoint="GET /posts",call="authors"} 1',
+    )
+    assert.equal(
+      series('bucket{le="5",endpoint="GET /posts",call="authors"}'),
+      'baton_batch_size_bucket{le="5",endpoint="GET /posts",call="authors"} 3',
+    )
+    assert.equal(
+      series('sum{endpoint="GET /posts",call="authors"}'),
+      'baton_batch_size_sum{endpoint="GET /posts",call="authors"} 10',
+    )
+    assert.equal(
+      series('count{endpoint="GET /posts",call="authors"}'),
+      'baton_batch_size_count{endpoint="GET /posts",call="authors"} 3',
+    )
   })
 
   test('an empty list: no request, an empty result', async (t) => {
@@ -162,9 +177,13 @@ describe('batch: items without a match, failed batches', () => {
     stub.route('GET /posts', json(POSTS3))
     usersRoute(stub)
     const url = await start(t, stub, `  GET /posts:\n${authors('{ itemKey: "${post.userId}", key: id }')}`)
-    assertError(await get(`${url}/posts`), 502, 'DOWNSTREAM_FAILURE', 'users failed: no id 99 in the answer to its batch', [
-      'users',
-    ])
+    assertError(
+      await get(`${url}/posts`),
+      502,
+      'DOWNSTREAM_FAILURE',
+      'users failed: no id 99 in the answer to its batch',
+      ['users'],
+    )
   })
 
   test('a failed batch (502): its items take itemFallback, the other batches keep their results', async (t) => {
@@ -347,27 +366,163 @@ ${call}
         config(`        request: GET users /users
         query: { id: "\${ids}" }
         batch: { itemKey: "\${item.userId}", key: id }`),
-      ).map((e) => [e.code, e.line, e.col, e.message]),
+      ),
       [
-        ['BATON_FOREACH_ONLY', 13, 9, "'batch' only applies to a forEach call"],
-        ['BATON_EXPRESSION', 12, 27, "unknown name 'ids' in '${ids}'"],
+        {
+          code: 'BATON_EXPRESSION',
+          line: 11,
+          col: 25,
+          message: "unknown name 'ids' in '${ids}'",
+          hint: 'known names: auth, authors, calls, env, posts, request',
+        },
+        {
+          code: 'BATON_FOREACH_ONLY',
+          line: 12,
+          col: 9,
+          message: "'batch' only applies to a forEach call",
+          hint: 'add forEach: ${someCall.list}, or remove it',
+        },
       ],
     )
   })
 
-  test('size under 1, and a missing key', () => {
-    const found = errors(
+  test('a size under 1, a missing key, an unknown service', () => {
+    assert.deepEqual(
+      errors(
+        config(`        forEach: \${posts}
+        request: GET user /users
+        query: { id: "\${ids}" }
+        batch: { itemKey: "\${item.userId}", size: 0 }`),
+      ).filter((e) => e.code !== 'BATON_EXPRESSION'),
+      [
+        {
+          code: 'BATON_UNKNOWN_SERVICE',
+          line: 11,
+          col: 22,
+          message: "no service named 'user'",
+          hint: "did you mean 'users'?",
+        },
+        { code: 'BATON_MISSING_KEY', line: 13, col: 16, message: "missing required key 'key'" },
+        {
+          code: 'BATON_INVALID_VALUE',
+          line: 13,
+          col: 51,
+          message: 'invalid value 0',
+          hint: 'Too small: expected number to be >0',
+        },
+      ],
+    )
+  })
+
+  test('a request that never sends ${ids}', () => {
+    assert.deepEqual(
+      errors(
+        config(`        forEach: \${posts}
+        request: GET users /users
+        batch: { itemKey: "\${item.userId}", key: id }`),
+      ),
+      [
+        {
+          code: 'BATON_BATCH',
+          line: 11,
+          col: 18,
+          message: "the request of batched call 'authors' never sends the batch's keys, ${ids}",
+          hint: 'e.g. query: { id: "${ids}" }, which sends ?id=1&id=2',
+        },
+      ],
+    )
+  })
+
+  test('a request that reads the item, ${ids} whole in the path, an itemKey that does not read the item', () => {
+    assert.deepEqual(
+      errors(
+        config(`        forEach: \${posts}
+        as: post
+        request: "GET users /users/\${post.userId}?id=\${ids}"
+        headers: { x-post: "\${post.id}" }
+        batch: { itemKey: "post.userId", key: id }`),
+      ),
+      [
+        {
+          code: 'BATON_BATCH',
+          line: 12,
+          col: 38,
+          message: "the request of batched call 'authors' reads the item 'post'",
+          hint: 'one request serves a batch of items: send their keys, ${ids}; the item is read by batch.itemKey',
+        },
+        {
+          code: 'BATON_BATCH',
+          line: 12,
+          col: 54,
+          message: '${ids} is a list: written whole into the path it would be sent as JSON',
+          hint: `send it as a query parameter, query: { id: "\${ids}" } (?id=1&id=2), or joined, \${ids.join(',')} (1,2)`,
+        },
+        {
+          code: 'BATON_BATCH',
+          line: 13,
+          col: 31,
+          message: "the request of batched call 'authors' reads the item 'post'",
+          hint: 'one request serves a batch of items: send their keys, ${ids}; the item is read by batch.itemKey',
+        },
+        {
+          code: 'BATON_BATCH',
+          line: 14,
+          col: 27,
+          message: "itemKey 'post.userId' does not read the item 'post'",
+          hint: "write the item's key as an expression, e.g. itemKey: ${post.userId}",
+        },
+      ],
+    )
+  })
+
+  test("'ids' is taken in an endpoint with a batched call: not an item's name, nor a call's", () => {
+    const call = `        forEach: \${posts}
+        as: ids
+        request: GET users /users
+        query: { id: "\${ids}" }
+        batch: { itemKey: "\${ids.userId}", key: id }`
+    assert.deepEqual(
+      errors(config(call)).map((e) => [e.code, e.line, e.col, e.message]),
+      [['BATON_RESERVED_NAME', 11, 9, "a batched call reads its keys as 'ids': its item cannot take that name"]],
+    )
+    assert.deepEqual(
+      errors(
+        config(
+          call.replace('as: ids', 'as: post').replace('ids.userId', 'post.userId'),
+          '\n      ids: { request: GET users /ids }',
+        ),
+      ).map((e) => [e.code, e.line, e.col, e.message]),
+      [
+        [
+          'BATON_RESERVED_NAME',
+          15,
+          9,
+          "a batched call reads its keys as 'ids': another call of the endpoint cannot take that name",
+        ],
+      ],
+    )
+  })
+
+  test('baton plan: the call in batches, and its worst case in rounds of batches', () => {
+    const { plan } = compileText(
+      'baton.yaml',
       config(`        forEach: \${posts}
         request: GET users /users
         query: { id: "\${ids}" }
-        batch: { itemKey: "\${item.userId}", size: 0 }`),
+        batch: { itemKey: "\${item.userId}", key: id, size: 10 }
+        concurrency: 2
+        maxItems: 100`),
+      { env: {} },
     )
-    assert.deepEqual(
-      found.map((e) => [e.code, e.line, e.col]),
-      [
-        ['BATON_INVALID_VALUE', 14, 16],
-        ['BATON_INVALID_VALUE', 14, 16],
-      ],
+    const row = renderPlan(plan)
+      .split('\n')
+      .find((line) => line.includes('authors (users)'))
+    assert.ok(row !== undefined)
+    assert.match(
+      row,
+      /\| authors \(users\): GET \/users\?id=\$\{ids\} for each \$\{posts\} \(batches of 10 by id, ≤2 at once\) +\|/,
     )
+    // 100 items → 10 batches → 5 rounds of 2.
+    assert.match(row, /\| 100ms × ⌈⌈n ÷ 10⌉ ÷ 2⌉ \(n ≤ 100: 500ms\) +\|/)
   })
 })

@@ -518,12 +518,7 @@ const batchSchema = z
       .string()
       .min(1)
       .describe("The field of each result in the batch's answer (a JSON list) that holds its key, e.g. id."),
-    size: z
-      .number()
-      .int()
-      .positive()
-      .default(100)
-      .describe('Most keys in one batch (default 100).'),
+    size: z.number().int().positive().default(100).describe('Most keys in one batch (default 100).'),
   })
   .describe(
     "forEach: one request per batch of distinct item keys instead of one per item. The call's request reads the batch's keys as ${ids}; its answer, a list, is matched back to the items by key.",
