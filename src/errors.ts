@@ -97,7 +97,9 @@ export const ConfigCodes = {
   BATON_INVALID_SCHEMA:
     'a validate schema that is not valid JSON Schema (draft 2020-12): an unknown keyword or format, a value of the wrong type, a $ref to nothing, a pattern that does not parse',
   BATON_CYCLE: 'calls that read each other in a cycle',
-  BATON_FOREACH_ONLY: 'as/into on a call without forEach',
+  BATON_FOREACH_ONLY: 'as/into/itemFallback/batch on a call without forEach',
+  BATON_BATCH:
+    'a batched forEach that cannot work: its request never reads ${ids}, reads the item, or writes the whole ${ids} list into its path; an itemKey that does not read the item',
   BATON_ENV_UNSET: '(warning) ${env.NAME} names an unset variable',
   BATON_INVALID_ENV: '(warning) an OTEL_* variable with a value Baton does not understand (the default is used)',
   BATON_TIMEOUT_OVER_DEADLINE: '(warning) a call timeout longer than its endpoint deadline',

@@ -531,6 +531,22 @@ const forEachSchema = z
   .union([z.string(), z.array(z.unknown())])
   .meta({ description: 'A list expression: one call is made per item (identical calls once).' })
 
+const batchSchema = z
+  .strictObject({
+    itemKey: z
+      .string()
+      .min(1)
+      .describe("The item's key, an expression over the item, e.g. ${post.userId}; items with the same key share it."),
+    key: z
+      .string()
+      .min(1)
+      .describe("The field of each result in the batch's answer (a JSON list) that holds its key, e.g. id."),
+    size: z.number().int().positive().default(100).describe('Most keys in one batch (default 100).'),
+  })
+  .describe(
+    "forEach: one request per batch of distinct item keys instead of one per item. The call's request reads the batch's keys as ${ids}; its answer, a list, is matched back to the items by key.",
+  )
+
 export const callSchema = z.strictObject({
   request: z
     .string()
@@ -598,6 +614,7 @@ export const callSchema = z.strictObject({
     .regex(CALL_NAME)
     .optional()
     .describe('forEach: instead of a list of results, the items each with its result under this key.'),
+  batch: batchSchema.optional(),
 })
 
 /** A JSON Schema (draft 2020-12), compiled by ajv when the config loads. */

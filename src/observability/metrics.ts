@@ -15,12 +15,17 @@ import { type CounterSeries, type HistogramSeries, SeriesCounter, SeriesHistogra
 /** Sub-millisecond to tens of seconds, in seconds. */
 export const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
+/** Keys per batch of a batched forEach (size defaults to 100). */
+export const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 }
 
 interface CallSeries {
   readonly duration: HistogramSeries
   readonly outcome: (outcome: string) => CounterSeries
   readonly retries: CounterSeries
+  /** Batched forEach calls only. */
+  readonly batchSize: HistogramSeries | null
 }
 
 export class GatewayMetrics implements EdgeObserver, AnswerObserver {
@@ -31,6 +36,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   readonly #callDuration: SeriesHistogram
   readonly #callOutcomes: SeriesCounter
   readonly #retries: SeriesCounter
+  readonly #batchSize: SeriesHistogram
   readonly #breakerTransitions: Counter<'service' | 'from' | 'to'>
   #inFlight = 0
   readonly #rejected: Counter<'endpoint' | 'reason'>
@@ -64,7 +70,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     })
     this.#callOutcomes = new SeriesCounter({
       name: 'baton_call_outcomes_total',
-      help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, redirect, deadline, expression).',
+      help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, redirect, deadline, expression, no_match).',
       labelNames: ['endpoint', 'call', 'service', 'outcome'],
       registers,
     })
@@ -72,6 +78,13 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       name: 'baton_call_retries_total',
       help: 'Retries of downstream calls (tries after the first).',
       labelNames: ['endpoint', 'call', 'service'],
+      registers,
+    })
+    this.#batchSize = new SeriesHistogram({
+      name: 'baton_batch_size',
+      help: 'Keys per upstream request of a batched forEach call.',
+      labelNames: ['endpoint', 'call'],
+      buckets: BATCH_SIZE_BUCKETS,
       registers,
     })
     this.#breakerTransitions = new Counter({
@@ -159,6 +172,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
           return child
         },
         retries: this.#retries.labels(labels),
+        batchSize: call.forEach?.batch == null ? null : this.#batchSize.labels({ endpoint: name, call: call.name }),
       }
     })
     const duration: Record<string, HistogramSeries> = {}
@@ -197,6 +211,8 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
           if (answer.status < 400 && run.degraded?.includes(call.name) === true) s.outcome('fallback').inc()
           const retries = run.retries?.[call.index] ?? 0
           if (retries > 0) s.retries.inc(retries)
+          const batches = run.batches?.[call.index]
+          if (batches !== undefined && s.batchSize !== null) for (const size of batches) s.batchSize.observe(size)
         }
       },
     }

@@ -13,7 +13,7 @@ import { AUTH_FIELDS, type CallMeta, readsOnlyTheClient, type Scope } from './sc
 import { checkHeaderName } from './services.ts'
 import { compileCondition, compileString, compileValue, type TemplateScope } from './templates.ts'
 import { compileEndpointCache } from './cache.ts'
-import type { CacheStoreKind, CallPlan, EndpointPlan, ForEachPlan, ServicePlan } from './types.ts'
+import type { BatchPlan, CacheStoreKind, CallPlan, EndpointPlan, ForEachPlan, ServicePlan } from './types.ts'
 import { compileValidation, type SchemaCompiler } from './validation.ts'
 
 /** Names an expression can always read; a call may not take one of them. */
@@ -287,7 +287,7 @@ function compileCall(
     )
   }
   if (call.forEach === undefined) {
-    for (const key of ['as', 'into', 'itemFallback'] as const) {
+    for (const key of ['as', 'into', 'itemFallback', 'batch'] as const) {
       if (call[key] !== undefined)
         diagnostics.error('BATON_FOREACH_ONLY', `'${key}' only applies to a forEach call`, [...at, key], {
           key: true,
@@ -323,15 +323,22 @@ function compileCall(
           ? null
           : compileValue(call.itemFallback, [...at, 'itemFallback'], itemScope, diagnostics).evaluate,
       into: call.into ?? null,
+      batch: call.batch === undefined ? null : compileBatchKey(call.batch, itemName, [...at, 'batch'], itemScope, ctx),
     }
   }
 
-  const pathTemplate = compileString(rawPath, [...at, 'request'], itemScope, diagnostics, encodePathValue)
+  // A batched forEach makes one request per batch of keys: its request reads `ids`, never the item.
+  const batch =
+    call.batch !== undefined && itemName !== null
+      ? batchRequestScope(name, call, itemName, rawPath, at, callScope, ctx)
+      : null
+  const requestScope = batch?.scope ?? itemScope
+  const pathTemplate = compileString(rawPath, [...at, 'request'], requestScope, diagnostics, encodePathValue)
   const query =
     call.query === undefined
       ? null
       : Object.entries(call.query).map(
-          ([k, v]) => [k, compileValue(v, [...at, 'query', k], itemScope, diagnostics).evaluate] as const,
+          ([k, v]) => [k, compileValue(v, [...at, 'query', k], requestScope, diagnostics).evaluate] as const,
         )
   const headers =
     call.headers === undefined
@@ -350,11 +357,12 @@ function compileCall(
             )
             return []
           }
-          const compiled = compileString(String(v), [...at, 'headers', h], itemScope, diagnostics, undefined)
+          const compiled = compileString(String(v), [...at, 'headers', h], requestScope, diagnostics, undefined)
           return compiled === null ? [] : [[h.toLowerCase(), compiled.evaluate] as const]
         })
   const body =
-    call.body === undefined ? null : compileValue(call.body, [...at, 'body'], itemScope, diagnostics).evaluate
+    call.body === undefined ? null : compileValue(call.body, [...at, 'body'], requestScope, diagnostics).evaluate
+  batch?.checkIdsRead()
   const fallback =
     call.fallback === undefined || call.fallback === null
       ? null
@@ -421,6 +429,120 @@ function compileCall(
   }
 }
 
+/** The name a batched call's request reads the batch's keys by. */
+const IDS = 'ids'
+/** `${ids}` alone: the whole list, which a path would get as JSON text. */
+const WHOLE_IDS = /\$\{\s*ids\s*\}/
+
+/** A batch's `itemKey`: an expression that must read the item (a constant would put every item under one key). */
+function compileBatchKey(
+  batch: NonNullable<CallConfig['batch']>,
+  itemName: string,
+  at: (string | number)[],
+  itemScope: TemplateScope,
+  ctx: EndpointContext,
+): BatchPlan {
+  let readsItem = false
+  const itemKey = compileValue(
+    batch.itemKey,
+    [...at, 'itemKey'],
+    {
+      ...itemScope,
+      onReference: (ref, refPath, source) => {
+        if (ref.root === itemName) readsItem = true
+        itemScope.onReference(ref, refPath, source)
+      },
+    },
+    ctx.diagnostics,
+  )
+  if (!readsItem) {
+    ctx.diagnostics.error(
+      'BATON_BATCH',
+      `itemKey '${batch.itemKey}' does not read the item '${itemName}'`,
+      [...at, 'itemKey'],
+      { hint: `write the item's key as an expression, e.g. itemKey: \${${itemName}.userId}` },
+    )
+  }
+  return { itemKey: itemKey.evaluate, source: batch.itemKey, key: batch.key, size: batch.size }
+}
+
+/**
+ * The scope a batched call's request, query, headers and body are compiled in: `ids` is the
+ * batch's keys (held in the scope's item slot while the request is built); the item is refused,
+ * since one request serves many items. `checkIdsRead` reports a request that never sends the keys.
+ */
+function batchRequestScope(
+  name: string,
+  call: CallConfig,
+  itemName: string,
+  rawPath: string,
+  at: (string | number)[],
+  callScope: TemplateScope,
+  ctx: EndpointContext,
+): { scope: TemplateScope; checkIdsRead: () => void } {
+  const { diagnostics } = ctx
+  if (itemName === IDS || Object.hasOwn(ctx.endpoint.calls, IDS)) {
+    diagnostics.error(
+      'BATON_RESERVED_NAME',
+      `a batched call reads its keys as '${IDS}': ${itemName === IDS ? 'its item' : 'another call of the endpoint'} cannot take that name`,
+      [...at, itemName === IDS ? 'as' : 'batch'],
+      { key: true, hint: itemName === IDS ? 'pick another name with as: …' : `rename the call '${IDS}'` },
+    )
+  }
+  const whole = WHOLE_IDS.exec(rawPath)
+  if (whole !== null) {
+    diagnostics.error(
+      'BATON_BATCH',
+      `\${${IDS}} is a list: written whole into the path it would be sent as JSON`,
+      [...at, 'request'],
+      {
+        offset: call.request.length - rawPath.length + whole.index,
+        hint: `send it as a query parameter, query: { id: "\${${IDS}}" } (?id=1&id=2), or joined, \${${IDS}.join(',')} (1,2)`,
+      },
+    )
+  }
+  let idsRead = false
+  const scope: TemplateScope = {
+    knownRoots: [...(callScope.knownRoots ?? []), IDS],
+    resolveRoot: (root) => {
+      if (root === IDS) return (s) => (s as Scope).item
+      // Read, it is reported below; resolving it keeps the expression's other mistakes visible.
+      if (root === itemName) return () => undefined
+      return callScope.resolveRoot(root)
+    },
+    onReference: (ref, refPath, source) => {
+      if (ref.root === IDS) {
+        idsRead = true
+        return
+      }
+      if (ref.root === itemName) {
+        const inPath = refPath[refPath.length - 1] === 'request'
+        diagnostics.error(
+          'BATON_BATCH',
+          `the request of batched call '${name}' reads the item '${itemName}'`,
+          refPath,
+          {
+            offset: ref.offset + (inPath ? call.request.length - rawPath.length : 0),
+            hint: `one request serves a batch of items: send their keys, \${${IDS}}; the item is read by batch.itemKey`,
+          },
+        )
+        return
+      }
+      callScope.onReference(ref, refPath, source)
+    },
+  }
+  const checkIdsRead = (): void => {
+    if (idsRead) return
+    diagnostics.error(
+      'BATON_BATCH',
+      `the request of batched call '${name}' never sends the batch's keys, \${${IDS}}`,
+      [...at, 'request'],
+      { hint: `e.g. query: { id: "\${${IDS}}" }, which sends ?id=1&id=2` },
+    )
+  }
+  return { scope, checkIdsRead }
+}
+
 /** `cart: GET /carts/${request.body.cartId}`, with its query, forEach and condition: the Service Call column of `baton plan`. */
 function describeRequest(name: string, service: ServicePlan, call: CallConfig, forEach: ForEachPlan | null): string {
   const words = call.request.trim().split(/\s+/)
@@ -429,8 +551,10 @@ function describeRequest(name: string, service: ServicePlan, call: CallConfig, f
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join('&')
   let text = `${who}: ${words[0] ?? ''} ${words.slice(2).join(' ')}${query === '' ? '' : `?${query}`}`
-  if (forEach !== null)
-    text += ` for each ${typeof call.forEach === 'string' ? call.forEach : 'item'} (≤${forEach.concurrency} at once, identical calls once)`
+  const list = typeof call.forEach === 'string' ? call.forEach : 'item'
+  if (forEach?.batch != null)
+    text += ` for each ${list} (batches of ${forEach.batch.size} by ${forEach.batch.key}, ≤${forEach.concurrency} at once)`
+  else if (forEach !== null) text += ` for each ${list} (≤${forEach.concurrency} at once, identical calls once)`
   if (call.when !== undefined) text += ` when ${String(call.when)}`
   return text
 }

@@ -64,20 +64,27 @@ export function worstCase(timeout: number, retry: RetryPlan | null): number {
 /**
  * Worst case of a call, as `baton plan` shows it: every try of it times out and every backoff is
  * as long as it can be; a forEach runs ⌈items ÷ concurrency⌉ rounds of that, with at most
- * maxItems items. Infinity when a try has no timeout.
+ * maxItems items (batched, ⌈batches ÷ concurrency⌉ rounds, with ⌈items ÷ size⌉ batches).
+ * Infinity when a try has no timeout.
  */
 export function callWorstCase(
   timeout: number,
   retry: RetryPlan | null,
-  forEach: { readonly concurrency: number; readonly maxItems: number } | null,
+  forEach: {
+    readonly concurrency: number
+    readonly maxItems: number
+    readonly batch: { readonly size: number } | null
+  } | null,
 ): { readonly ms: number; readonly text: string } {
   const perCall = worstCase(timeout, retry)
   if (forEach === null) return { ms: perCall, text: formatDuration(perCall) }
-  const ms = perCall * Math.ceil(forEach.maxItems / forEach.concurrency)
+  const size = forEach.batch?.size ?? 1
+  const ms = perCall * Math.ceil(Math.ceil(forEach.maxItems / size) / forEach.concurrency)
   const per = Number.isFinite(perCall) ? formatDuration(perCall) : 'no timeout'
+  const requests = size === 1 ? 'n' : `⌈n ÷ ${size}⌉`
   return {
     ms,
-    text: `${per} × ⌈n ÷ ${forEach.concurrency}⌉ (n ≤ ${forEach.maxItems}${Number.isFinite(ms) ? `: ${formatDuration(ms)}` : ''})`,
+    text: `${per} × ⌈${requests} ÷ ${forEach.concurrency}⌉ (n ≤ ${forEach.maxItems}${Number.isFinite(ms) ? `: ${formatDuration(ms)}` : ''})`,
   }
 }
 

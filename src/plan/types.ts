@@ -242,6 +242,20 @@ export interface ForEachPlan {
   /** Value of an item whose request failed (reads the item); null: one failed item fails the call. */
   readonly itemFallback: Evaluator | null
   readonly into: string | null
+  /** One request per batch of distinct item keys instead of one per item; null: one per item. */
+  readonly batch: BatchPlan | null
+}
+
+/** A batched forEach: the call's request reads the batch's keys as `ids`; its answer is matched back by `key`. */
+export interface BatchPlan {
+  /** The item's key (reads the item). */
+  readonly itemKey: Evaluator
+  /** itemKey as written, for messages. */
+  readonly source: string
+  /** Field of each result in the answer (a list) that holds its key. */
+  readonly key: string
+  /** Most keys in one batch. */
+  readonly size: number
 }
 
 export interface Rate {

@@ -12,6 +12,7 @@ import type { ServiceClient } from '../upstream/client.ts'
 import { CallError, toCallError } from '../upstream/failure.ts'
 import type { CallResponse, Try, TryListener } from '../upstream/pipeline.ts'
 import { CANCELLED } from '../upstream/stages/deadline.ts'
+import { sendBatches } from './batch.ts'
 import { sendEach, type ForEachHost } from './foreach.ts'
 import type { GatewayAnswer, Observers, RunView } from './observer.ts'
 import { answerFor } from './outcome.ts'
@@ -86,6 +87,7 @@ class Execution implements RunView, ForEachHost, TryListener {
   readonly durations: number[]
   errors: (CallError | undefined)[] | null = null
   retries: number[] | null = null
+  batches: number[][] | null = null
   /** Serialised bodies shared by calls with identical body templates (CallPlan.bodySlot). */
   bodies: SharedBodies | null = null
   done = false
@@ -156,6 +158,11 @@ class Execution implements RunView, ForEachHost, TryListener {
     ;(this.degraded ??= []).push(call.name)
   }
 
+  batchSent(call: CallPlan, size: number): void {
+    const batches = (this.batches ??= this.endpoint.calls.map(() => []))
+    batches[call.index]?.push(size)
+  }
+
   sharedBodies(): SharedBodies {
     return (this.bodies ??= new Array<string | undefined>(this.endpoint.sharedBodies))
   }
@@ -212,10 +219,13 @@ class Execution implements RunView, ForEachHost, TryListener {
     const started = performance.now()
     const client = this.bound.clients[call.index] as ServiceClient
     try {
+      const each = call.forEach
       res =
-        call.forEach === null
+        each === null
           ? await send(this, call, client, buildRequest(call, this))
-          : await sendEach(this, call, client)
+          : each.batch === null
+            ? await sendEach(this, call, client)
+            : await sendBatches(this, call, each.batch, client)
     } catch (err) {
       error = toCallError(err)
     }

@@ -3,7 +3,8 @@
  * refused, not cut); identical requests are made once; at most `concurrency` in flight. An item
  * whose request fails takes `itemFallback` when there is one (the list keeps its length and
  * order); otherwise the first failed item fails the call, and its siblings still in flight are
- * aborted.
+ * aborted. A batched forEach (one request per batch of keys) is in batch.ts; the pieces both
+ * share are here.
  */
 import type { CallPlan, ForEachPlan } from '../plan/types.ts'
 import type { ServiceClient } from '../upstream/client.ts'
@@ -16,10 +17,12 @@ import { type RetryHost, send } from './retry.ts'
 export interface ForEachHost extends RetryHost, RequestState {
   /** Some items took their itemFallback: the call's section is partial. `error` is the first item's failure. */
   itemsFellBack(call: CallPlan, error: CallError): void
+  /** A batched call is sending a batch of `size` keys. */
+  batchSent(call: CallPlan, size: number): void
 }
 
 /** The tries of one forEach call: held by the request, and by the group so that a failed item can abort its siblings. */
-class Group implements TryOwner {
+export class Group implements TryOwner {
   readonly #host: ForEachHost
   readonly #held = new Set<AbortController>()
   readonly deadlineAt: number
@@ -69,31 +72,42 @@ export async function sendEach(host: ForEachHost, call: CallPlan, client: Servic
   const results = new Array<unknown>(requests.length)
   /** Per request, its failure when it took the item fallback. */
   let failures: (CallError | undefined)[] | null = null
+  await inTurn(host, each.concurrency, requests.length, async (at, group) => {
+    try {
+      results[at] = (await send(host, call, client, requests[at] as CallRequest, group)).body
+    } catch (err) {
+      ;(failures ??= new Array<CallError | undefined>(requests.length))[at] = itemFailure(each, err)
+    }
+  })
+  const itemFailures = failures as (CallError | undefined)[] | null
+  return withItems(
+    host,
+    call,
+    items,
+    (i) => results[slot[i] as number],
+    itemFailures === null ? null : (i) => itemFailures[slot[i] as number],
+  )
+}
+
+/**
+ * Runs task(0), task(1), … task(count - 1), at most `concurrency` at a time, on the tries of one
+ * group. The first task that throws stops the others from starting, aborts those in flight, and
+ * its error is the call's.
+ */
+export async function inTurn(
+  host: ForEachHost,
+  concurrency: number,
+  count: number,
+  task: (at: number, group: Group) => Promise<void>,
+): Promise<void> {
   const group = new Group(host)
-  const itemFallback = each.itemFallback
   let failed = false
   let next = 0
   const worker = async (): Promise<void> => {
-    while (next < requests.length && !host.done && !failed) {
-      const at = next++
-      try {
-        results[at] = (await send(host, call, client, requests[at] as CallRequest, group)).body
-      } catch (err) {
-        const error = toCallError(err)
-        // The deadline, the request decided, the client's own mistake: the call's fate, not one item's.
-        if (
-          itemFallback === null ||
-          error.kind === 'aborted' ||
-          error.kind === 'deadline' ||
-          error.kind === 'bad_request'
-        )
-          throw error
-        ;(failures ??= new Array<CallError | undefined>(requests.length))[at] = error
-      }
-    }
+    while (next < count && !host.done && !failed) await task(next++, group)
   }
   const workers: Promise<void>[] = []
-  for (let w = 0; w < Math.min(each.concurrency, requests.length); w++) workers.push(worker())
+  for (let w = 0; w < Math.min(concurrency, count); w++) workers.push(worker())
   try {
     await Promise.all(workers)
   } catch (err) {
@@ -101,14 +115,48 @@ export async function sendEach(host: ForEachHost, call: CallPlan, client: Servic
     group.abort()
     throw err
   }
-  const into = each.into
-  const itemFailures = failures as (CallError | undefined)[] | null
+}
+
+/**
+ * A failed request's error, when its items take itemFallback; thrown again when the failure is
+ * the call's: there is no itemFallback, or it is the deadline, the request decided, or the
+ * client's own mistake.
+ */
+export function itemFailure(each: ForEachPlan, err: unknown): CallError {
+  const error = toCallError(err)
+  if (
+    each.itemFallback === null ||
+    error.kind === 'aborted' ||
+    error.kind === 'deadline' ||
+    error.kind === 'bad_request'
+  )
+    throw error
+  return error
+}
+
+/**
+ * The call's value: per item its result, or its itemFallback when it failed (a failure with no
+ * itemFallback fails the call); with `into`, each item with its result under that name.
+ */
+export function withItems(
+  host: ForEachHost,
+  call: CallPlan,
+  items: readonly unknown[],
+  resultOf: (i: number) => unknown,
+  /** null when no item failed. */
+  failureOf: ((i: number) => CallError | undefined) | null,
+): CallResponse {
+  const each = call.forEach!
+  const { into, itemFallback } = each
+  const scope = host.scope
   let firstFailure: CallError | undefined
   const value = items.map((item: unknown, i) => {
-    const at = slot[i] as number
-    let result = results[at]
-    const failure = itemFailures?.[at]
-    if (failure !== undefined && itemFallback !== null) {
+    const failure = failureOf?.(i)
+    let result: unknown
+    if (failure === undefined) {
+      result = resultOf(i)
+    } else {
+      if (itemFallback === null) throw failure
       firstFailure ??= failure
       scope.item = item
       result = itemFallback(scope) ?? null
@@ -125,7 +173,7 @@ export async function sendEach(host: ForEachHost, call: CallPlan, client: Servic
 }
 
 /** The items, or the reason there are none: not a list, or longer than maxItems (the client's mistake when read from the request). */
-function listOf(each: ForEachPlan, call: CallPlan, items: unknown): unknown[] {
+export function listOf(each: ForEachPlan, call: CallPlan, items: unknown): unknown[] {
   if (!Array.isArray(items)) {
     throw new CallError(
       each.fromRequest ? 'bad_request' : 'expression',

@@ -25,6 +25,8 @@ export interface RunReport {
   readonly errors: readonly (CallError | undefined)[] | null
   /** Per call, tries after the first; null when nothing was retried. */
   readonly retries: readonly number[] | null
+  /** Per call, the sizes of the batches a batched forEach sent; null when none was sent. */
+  readonly batches: readonly (readonly number[])[] | null
 }
 
 /** A request being run, as observers see it. */

@@ -55,6 +55,7 @@ function describe(error: CallError): string {
     case 'expression':
       return 'could not build its request'
     case 'too_many_items':
+    case 'no_match':
       return error.message
     case 'redirect':
       return error.message

@@ -17,6 +17,7 @@ export type FailureKind =
   | 'bulkhead_full'
   | 'expression'
   | 'too_many_items'
+  | 'no_match'
   | 'bad_request'
   | 'credentials'
   | 'redirect'
