@@ -98,6 +98,7 @@ export const ConfigCodes = {
     'a validate schema that is not valid JSON Schema (draft 2020-12): an unknown keyword or format, a value of the wrong type, a $ref to nothing, a pattern that does not parse',
   BATON_CYCLE: 'calls that read each other in a cycle',
   BATON_FOREACH_ONLY: 'as/into on a call without forEach',
+  BATON_CACHE_METHOD: 'a per-call cache on a call that is not GET or HEAD',
   BATON_ENV_UNSET: '(warning) ${env.NAME} names an unset variable',
   BATON_INVALID_ENV: '(warning) an OTEL_* variable with a value Baton does not understand (the default is used)',
   BATON_TIMEOUT_OVER_DEADLINE: '(warning) a call timeout longer than its endpoint deadline',

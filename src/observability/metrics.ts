@@ -36,6 +36,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   readonly #rejected: Counter<'endpoint' | 'reason'>
   readonly #storeErrors: Counter
   readonly #coalesced: Counter<'service'>
+  readonly #cacheLookups: SeriesCounter
 
   constructor(clients: ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
     const registers = [this.registry]
@@ -92,6 +93,12 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       name: 'baton_coalesced_calls_total',
       help: 'Tries that joined an identical request already in flight to the service instead of making their own.',
       labelNames: ['service'],
+      registers,
+    })
+    this.#cacheLookups = new SeriesCounter({
+      name: 'baton_call_cache_lookups_total',
+      help: 'Tries of calls that cache, by result: hit (answered from memory), stale (revalidated with the service), miss (the service was asked), bypass (its answer may not be stored).',
+      labelNames: ['service', 'call', 'result'],
       registers,
     })
     const inFlight = (): number => this.#inFlight
@@ -205,6 +212,10 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
 
   coalesced(service: string): void {
     this.#coalesced.inc({ service })
+  }
+
+  cacheLookup(service: string, call: string, result: string): void {
+    this.#cacheLookups.labels({ service, call, result }).inc()
   }
 
   rateLimitStoreFailed(): void {
