@@ -9,6 +9,7 @@ import { renderPlan } from '../src/cli/plan.ts'
 import { compileText } from '../src/plan/compile.ts'
 import { diagnosticsOf } from './helpers/config.ts'
 import { get, startGateway, stubFor } from './helpers/gateway.ts'
+import { SPAN_KIND, startCollector } from './helpers/otlp.ts'
 import { fakeClock, inTurn } from './helpers/resilience.ts'
 import { json, type Reply, type Stub, type StubRequest } from './helpers/stub.ts'
 
@@ -84,6 +85,23 @@ describe('cache: { ttl }', () => {
     assert.equal(stub.requestsTo('GET /users/:id').length, 3)
     for (let i = 0; i < 2; i++) assert.equal((await fetch(`${url}/touch/7`, { method: 'POST' })).status, 200)
     assert.equal(stub.requestsTo('POST /users/:id').length, 2)
+  })
+
+  test('a hit makes no request: no client span in the trace, the server span as usual', async (t) => {
+    const stub = await stubFor(t)
+    stub.route('GET /users/:id', json({ id: 7 }))
+    const collector = await startCollector(t)
+    const yaml = config(stub, '', ', cache: { ttl: 1m }').replace(
+      'logLevel: silent }',
+      `logLevel: silent, tracing: { endpoint: "${collector.url}" } }`,
+    )
+    const gateway = await startGateway(t, yaml)
+    for (let i = 0; i < 2; i++) assert.equal((await get(`${gateway.url}/profile/7`)).status, 200)
+    await gateway.close()
+    const kinds = collector.spans.map((s) => s.kind)
+    assert.equal(kinds.filter((k) => k === SPAN_KIND.SERVER).length, 2)
+    assert.equal(kinds.filter((k) => k === SPAN_KIND.CLIENT).length, 1)
+    assert.equal(stub.requestsTo('GET /users/:id').length, 1)
   })
 
   test('an answer outside 2xx is never cached', async (t) => {
