@@ -116,7 +116,9 @@ function renderEndpoint(endpoint: EndpointPlan, gatewayAuth: boolean): string[] 
     .sort((a, b) => a.level - b.level || a.index - b.index)
     .map((c) => [
       `${c.level}${(byLevel.get(c.level) ?? 0) > 1 ? ' (parallel)' : ''}`,
-      c.display.request,
+      c.cache === null
+        ? c.display.request
+        : `${c.display.request}, cache ${c.cache.honor ? 'honor' : formatDuration(c.cache.ttl)}`,
       c.required ? 'Yes' : 'No',
       formatDuration(Math.min(c.timeout, endpoint.timeout)),
       retries(c),

@@ -458,6 +458,30 @@ export const tlsSchema = z.strictObject({
   servername: z.string().optional().describe('SNI and certificate name to check, when not the URL host.'),
 })
 
+/** A per-call cache: a fixed time to live, or the service's own Cache-Control (RFC 9111). */
+const CACHE_HINT = "write cache: { ttl: 30s } (a fixed time) or cache: { honor: true } (the service's Cache-Control)"
+const cacheTtl = duration.describe("Keep each 2xx answer this long, whatever the service's headers say.")
+const cacheHonor = z
+  .literal(true, { error: 'honor is true or left out' })
+  .describe(
+    "Follow the service's Cache-Control, Expires, ETag and Last-Modified (RFC 9111): store what it allows, as long as it says, and revalidate a stale answer.",
+  )
+
+export const callCacheSchema = z.union(
+  [z.strictObject({ ttl: cacheTtl }), z.strictObject({ honor: cacheHonor }), z.literal(false)],
+  { error: `${CACHE_HINT}, or false` },
+)
+
+export const serviceCacheSchema = z
+  .strictObject({
+    ttl: cacheTtl.optional(),
+    honor: cacheHonor.optional(),
+    maxSize: size
+      .default(16 * 1024 * 1024)
+      .describe("Memory the service's call cache may hold (parsed answers, estimated); least recently used go first."),
+  })
+  .refine((c) => c.ttl === undefined || c.honor === undefined, { error: `${CACHE_HINT}, not both` })
+
 export const serviceSchema = z.strictObject({
   url: z.string().describe('Base URL, http(s)://host[:port][/prefix]. May use ${env.NAME}.'),
   timeout: duration
@@ -503,6 +527,11 @@ export const serviceSchema = z.strictObject({
     .optional()
     .describe(
       'Identical GET/HEAD calls in flight to this service at the same moment, from any requests, share one upstream request (default true; a call may say otherwise).',
+    ),
+  cache: serviceCacheSchema
+    .optional()
+    .describe(
+      'Per-call cache of the GET/HEAD calls to this service, in memory (a call may say otherwise): { ttl: 30s } or { honor: true }; maxSize bounds it.',
     ),
   circuitBreaker: breakerSchema
     .optional()
@@ -576,6 +605,11 @@ export const callSchema = z.strictObject({
     .optional()
     .describe(
       "Share one upstream request with identical calls in flight (same method, path, body and headers): default the service's, which defaults to true for GET and HEAD. true on a POST declares it free of side effects.",
+    ),
+  cache: callCacheSchema
+    .optional()
+    .describe(
+      "Answer identical calls from memory (same method, path, body and headers): { ttl: 30s }, { honor: true } (the service's Cache-Control), or false. Default the service's. GET and HEAD only.",
     ),
   idempotent: z
     .boolean()

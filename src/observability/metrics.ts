@@ -45,6 +45,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   readonly #storeFailures: Counter<'store'>
   readonly #coalesced: Counter<'service'>
   readonly #cacheLookups: SeriesCounter
+  readonly #callCacheLookups: SeriesCounter
 
   constructor(clients: ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
     const registers = [this.registry]
@@ -126,6 +127,12 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       name: 'baton_cache_lookups_total',
       help: 'Response cache lookups by endpoint and result: hit (fresh), stale (served while refreshed), miss (ran), collapsed (waited for a run already computing the entry).',
       labelNames: ['endpoint', 'result'],
+      registers,
+    })
+    this.#callCacheLookups = new SeriesCounter({
+      name: 'baton_call_cache_lookups_total',
+      help: 'Tries of calls that cache, by result: hit (answered from memory), stale (revalidated with the service), miss (the service was asked), bypass (its answer may not be stored).',
+      labelNames: ['service', 'call', 'result'],
       registers,
     })
     const inFlight = (): number => this.#inFlight
@@ -253,6 +260,10 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
 
   coalesced(service: string): void {
     this.#coalesced.inc({ service })
+  }
+
+  cacheLookup(service: string, call: string, result: string): void {
+    this.#callCacheLookups.labels({ service, call, result }).inc()
   }
 
   rateLimitStoreFailed(): void {

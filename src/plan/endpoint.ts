@@ -10,7 +10,7 @@ import { callRetry, callWorstCase, worstCase } from './resilience.ts'
 import { formatDuration } from '../config/units.ts'
 import { invalidRouteSegment, routeParams, routeToServerPath } from './routes.ts'
 import { AUTH_FIELDS, type CallMeta, readsOnlyTheClient, type Scope } from './scope.ts'
-import { checkHeaderName } from './services.ts'
+import { cachePlan, checkHeaderName } from './services.ts'
 import { compileCondition, compileString, compileValue, type TemplateScope } from './templates.ts'
 import { compileEndpointCache } from './cache.ts'
 import type { BatchPlan, CacheStoreKind, CallPlan, EndpointPlan, ForEachPlan, ServicePlan } from './types.ts'
@@ -404,6 +404,17 @@ function compileCall(
       },
     )
   }
+  if (call.cache !== undefined && call.cache !== false && method !== 'GET' && method !== 'HEAD') {
+    diagnostics.error(
+      'BATON_CACHE_METHOD',
+      `${name} is a ${method} call: only GET and HEAD answers are cached`,
+      [...at, 'cache'],
+      {
+        key: true,
+        hint: `remove cache here; a ${method} may change what the service holds, so its answer is not kept`,
+      },
+    )
+  }
   if (service === undefined || pathTemplate === null) return null
 
   const prefix = service.pathPrefix
@@ -422,6 +433,9 @@ function compileCall(
     retry,
     // A service's `coalesce` speaks for its GET and HEAD calls; any other method coalesces only when the call says so.
     coalesce: call.coalesce ?? ((method === 'GET' || method === 'HEAD') && service.coalesce !== false),
+    // Like coalesce, a service's `cache` speaks for its GET and HEAD calls only.
+    cache:
+      call.cache === undefined ? (method === 'GET' || method === 'HEAD' ? service.cache : null) : cachePlan(call.cache),
     fallback,
     when,
     forEach,

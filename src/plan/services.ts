@@ -4,7 +4,7 @@ import { compileString, compileValue, type TemplateScope } from './templates.ts'
 import { isForbiddenHeader } from './headers.ts'
 import { percent, serviceResilience } from './resilience.ts'
 import { routeToServerPath } from './routes.ts'
-import type { MockRoutePlan, OAuth2Plan, ServicePlan, TlsPlan } from './types.ts'
+import type { CallCachePlan, MockRoutePlan, OAuth2Plan, ServicePlan, TlsPlan } from './types.ts'
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import type { ConfigPath } from '../config/source.ts'
 import type { Evaluator, Reference } from '../expr/index.ts'
@@ -247,6 +247,8 @@ function compileService(
     mock: service.mock === undefined ? null : compileMock(at, service.mock, diagnostics),
     resilience: serviceResilience(service),
     coalesce: service.coalesce ?? null,
+    cache: cachePlan(service.cache),
+    cacheMaxSize: service.cache?.maxSize ?? DEFAULT_CALL_CACHE_SIZE,
     alerts:
       service.alerts === undefined
         ? null
@@ -296,4 +298,16 @@ function compileMock(
     })
   }
   return plans
+}
+
+/** Bytes a service's call cache holds unless its `cache.maxSize` says otherwise. */
+export const DEFAULT_CALL_CACHE_SIZE = 16 * 1024 * 1024
+
+/** `{ ttl }` or `{ honor: true }` (false or neither: no cache). */
+export function cachePlan(
+  cache: { ttl?: number | undefined; honor?: true | undefined } | false | undefined,
+): CallCachePlan | null {
+  if (cache === undefined || cache === false) return null
+  if (cache.honor === true) return { honor: true }
+  return cache.ttl === undefined ? null : { honor: false, ttl: cache.ttl }
 }

@@ -93,6 +93,10 @@ export interface ServicePlan {
   readonly resilience: ServiceResilience
   /** false: its GET and HEAD calls do not coalesce unless a call says so (null: they do). */
   readonly coalesce: boolean | null
+  /** The cache of its GET and HEAD calls unless a call says otherwise (null: none). */
+  readonly cache: CallCachePlan | null
+  /** Bytes the service's call cache may hold (estimated size of the parsed answers). */
+  readonly cacheMaxSize: number
   /** The template's error-rate alert (`baton alerts`), or null. */
   readonly alerts: { readonly errorRate: number; readonly window: number; readonly channel: string } | null
 }
@@ -216,6 +220,8 @@ export interface CallPlan {
   readonly retry: RetryPlan | null
   /** Identical calls in flight share one upstream request (the call's choice, else the service's, else GET/HEAD). */
   readonly coalesce: boolean
+  /** Answers kept in memory for identical calls (the call's choice, else the service's for GET/HEAD); null: none. */
+  readonly cache: CallCachePlan | null
   readonly fallback: Evaluator | null
   readonly when: Evaluator | null
   readonly forEach: ForEachPlan | null
@@ -228,6 +234,9 @@ export interface CallPlan {
   /** The call as written, for `baton plan`: its Service Call and Fallback columns. */
   readonly display: { readonly request: string; readonly fallback: string }
 }
+
+/** A per-call cache: each 2xx answer kept `ttl` ms, or as long as the service's own headers say (RFC 9111). */
+export type CallCachePlan = { readonly honor: false; readonly ttl: number } | { readonly honor: true }
 
 export interface ForEachPlan {
   readonly items: Evaluator

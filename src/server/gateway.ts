@@ -135,6 +135,8 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
           (options.observers ?? []).some((o) => o.tryStarted !== undefined || o.tryEnded !== undefined),
         coalesce: plan.endpoints.some((e) => e.calls.some((c) => c.coalesce && c.service.name === service.name)),
         onCoalesced: (name) => metrics?.coalesced(name),
+        cache: plan.endpoints.some((e) => e.calls.some((c) => c.cache !== null && c.service.name === service.name)),
+        onCacheLookup: (name, call, result) => metrics?.cacheLookup(name, call, result),
         onBreakerChange: (name, from, to) => {
           metrics?.breakerChanged(name, from, to)
           logger?.warn({ event: 'breaker', service: name, from, to }, `circuit breaker of ${name}: ${from} → ${to}`)

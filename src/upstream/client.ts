@@ -4,7 +4,7 @@
  * composed once here.
  */
 import { Pool } from 'undici'
-import type { ServicePlan, TlsPlan } from '../plan/types.ts'
+import type { CallPlan, ServicePlan, TlsPlan } from '../plan/types.ts'
 import { type BreakerState, CircuitBreaker } from '../policies/breaker.ts'
 import { Bulkhead } from '../policies/bulkhead.ts'
 import { type Clock, systemClock } from '../policies/clock.ts'
@@ -14,6 +14,7 @@ import { httpSend } from './http.ts'
 import { compose, type Send, type Stage, type Transport, type Outgoing, type Try } from './pipeline.ts'
 import { breakerStage } from './stages/breaker.ts'
 import { bulkheadStage } from './stages/bulkhead.ts'
+import { type CacheLookup, cacheStage } from './stages/cache.ts'
 import { coalesceStage } from './stages/coalesce.ts'
 import { credentialsStage } from './stages/credentials.ts'
 import { deadlineStage } from './stages/deadline.ts'
@@ -93,6 +94,10 @@ export interface ClientOptions {
   coalesce?: boolean
   /** Told each time a try joins an identical request already in flight. */
   onCoalesced?: (service: string) => void
+  /** Put the per-call cache in the chain (some call to the service caches). */
+  cache?: boolean
+  /** Told how each try of a caching call went: hit, miss, stale (revalidated), bypass (not storable). */
+  onCacheLookup?: (service: string, call: string, result: CacheLookup) => void
   clock?: Clock
   /** Told when the service's breaker changes state. */
   onBreakerChange?: (service: string, from: BreakerState, to: BreakerState) => void
@@ -125,6 +130,7 @@ export function createServiceClient(service: ServicePlan, options: ClientOptions
   const send = compose<Try>(
     [
       deadlineStage,
+      options.cache === true ? cacheStage(service, clock, onCacheLookup(service.name, options.onCacheLookup)) : null,
       options.coalesce === true ? coalesceStage(onCoalesced(service.name, options.onCoalesced)) : null,
       bulkheadStage(bulkhead, service),
       breakerStage(breaker, service),
@@ -149,6 +155,13 @@ export function createServiceClient(service: ServicePlan, options: ClientOptions
 
 function onCoalesced(service: string, tell: ((service: string) => void) | undefined): (() => void) | null {
   return tell === undefined ? null : () => tell(service)
+}
+
+function onCacheLookup(
+  service: string,
+  tell: ((service: string, call: string, result: CacheLookup) => void) | undefined,
+): ((call: CallPlan, result: CacheLookup) => void) | null {
+  return tell === undefined ? null : (call, result) => tell(service, call.name, result)
 }
 
 function tlsOptions(tls: TlsPlan): Record<string, string> {

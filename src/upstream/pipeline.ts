@@ -6,7 +6,7 @@
  *
  * The built-in composition (see `client.ts`), outermost first:
  *
- *   deadline → coalesce → bulkhead → breaker → stats → observe → …stages given to createGateway → redirects → credentials → HTTP
+ *   deadline → cache → coalesce → bulkhead → breaker → stats → observe → …stages given to createGateway → redirects → credentials → HTTP
  *
  * A failure is thrown as a CallError (an answer outside 2xx included), so every stage sees
  * one kind of failure and the answer of a try that succeeded.

@@ -11,10 +11,8 @@
  */
 import type { CallError } from '../failure.ts'
 import type { CallResponse, Stage, Try } from '../pipeline.ts'
+import { requestKey } from '../request-key.ts'
 import { CANCELLED } from './deadline.ts'
-
-/** Headers that differ per request without changing the answer. */
-const PER_REQUEST = new Set(['x-request-id', 'traceparent', 'tracestate', 'baggage'])
 
 interface Flight {
   readonly answer: Promise<CallResponse>
@@ -28,7 +26,7 @@ export function coalesceStage(onJoined: (() => void) | null): Stage {
   const flights = new Map<string, Flight>()
   return (next) => (attempt) => {
     if (!attempt.call.coalesce) return next(attempt)
-    const key = keyOf(attempt)
+    const key = requestKey(attempt)
     let flight = flights.get(key)
     if (flight === undefined) {
       const controller = new AbortController()
@@ -56,13 +54,6 @@ export function coalesceStage(onJoined: (() => void) | null): Stage {
     }
     return wait(flight, attempt.signal)
   }
-}
-
-function keyOf(attempt: Try): string {
-  let key = `${attempt.method} ${attempt.path}\n${attempt.body ?? ''}`
-  const headers = attempt.headers
-  for (const name in headers) if (!PER_REQUEST.has(name)) key += `\n${name}:${headers[name]}`
-  return key
 }
 
 /** The flight's answer for one waiter, or its own abort's reason if it leaves first. */
