@@ -447,10 +447,12 @@ test("hop-by-hop and private headers of a service's answer never reach the clien
     assert.deepEqual(res.body, { a: 1 })
     const expected =
       connection === 'close'
-        ? ['connection', 'content-length', 'content-type', 'date', 'x-request-id']
-        : ['connection', 'content-length', 'content-type', 'date', 'keep-alive', 'x-request-id']
+        ? ['cache-control', 'connection', 'content-length', 'content-type', 'date', 'x-request-id']
+        : ['cache-control', 'connection', 'content-length', 'content-type', 'date', 'keep-alive', 'x-request-id']
     assert.deepEqual(Object.keys(res.headers).sort(), expected, connection)
     assert.equal(res.headers.connection, connection)
+    // The gateway's own: its answers are made per request (the endpoint has no cache).
+    assert.equal(res.headers['cache-control'], 'no-store')
     // The gateway's own keep-alive, not the service's timeout=5.
     if (connection === 'keep-alive') assert.notEqual(res.headers['keep-alive'], sent['keep-alive'])
   }

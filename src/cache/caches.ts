@@ -99,7 +99,9 @@ export class GatewayCaches {
     await this.#redis.ready()
     await this.#redis.subscribe(this.#channel, (message) => {
       const tags = tagsOf(message)
-      if (tags !== null) memory.drop(tags)
+      if (tags === null) return
+      const dropped = memory.drop(tags)
+      this.#logger?.debug({ event: 'cache_invalidated', tags, dropped }, `cache: an event dropped ${dropped} entries`)
     })
   }
 
@@ -134,4 +136,36 @@ export function tagsOf(message: string): string[] | null {
   } catch {
     return null
   }
+}
+
+/**
+ * `baton invalidate`: drops the entries with these tags from Redis and tells every instance to
+ * drop them from memory. Throws when no endpoint caches in Redis (instances then listen to
+ * nothing) or Redis cannot be reached.
+ */
+export async function invalidateEverywhere(
+  plan: GatewayPlan,
+  tags: readonly string[],
+): Promise<{ dropped: number; channel: string }> {
+  if (!plan.endpoints.some((e) => e.cache !== null && e.cache.store !== 'memory'))
+    throw new Error(
+      'no endpoint caches in Redis (store: redis or tiered), so instances listen for no events: POST the tags to each instance’s invalidation webhook instead',
+    )
+  const redis = new RedisStore('cache', plan.redis, {})
+  try {
+    await redis.ready(Math.max(1000, plan.redis.timeout * 5))
+    if (!redis.up) throw new Error(`cannot reach Redis at ${redactUrl(plan.redis.url)}`)
+    const channel = invalidationChannel(plan.redis)
+    const dropped = await new RedisEntries(redis).drop(tags)
+    if (!(await redis.publish(channel, JSON.stringify({ tags }))))
+      throw new Error(`Redis at ${redactUrl(plan.redis.url)} did not take the event`)
+    return { dropped, channel }
+  } finally {
+    await redis.close()
+  }
+}
+
+/** A Redis URL without its password, for messages. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@')
 }

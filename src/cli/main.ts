@@ -4,6 +4,7 @@ import { jsonSchema } from '../config/schema.ts'
 import { writeFile } from 'node:fs/promises'
 import { loadConfig } from '../config/load.ts'
 import { compileConfig } from '../plan/compile.ts'
+import { invalidateEverywhere } from '../cache/caches.ts'
 import { alertRules } from './alerts.ts'
 import { devToken } from './devtoken.ts'
 import { check, renderDiagnostics, summary } from './check.ts'
@@ -141,6 +142,29 @@ export async function main(argv: readonly string[]): Promise<number> {
       const rules = alertRules(result.plan)
       if (opts.output === undefined) process.stdout.write(rules)
       else await writeFile(opts.output, rules)
+    })
+
+  program
+    .command('invalidate')
+    .argument('<file>', 'config file (for gateway.redis)')
+    .argument('<tags...>', 'tags to drop, e.g. product:42 "path:/v1/products/42"')
+    .description('drop cached answers by tag, in Redis and on every running instance (Redis pub/sub)')
+    .action(async (file: string, tags: string[]) => {
+      const result = await check(file, 'serve')
+      if (result.plan === undefined) {
+        console.error(renderDiagnostics(result.diagnostics, process.stderr))
+        code = 1
+        return
+      }
+      try {
+        const { dropped, channel } = await invalidateEverywhere(result.plan, tags)
+        console.log(
+          `dropped ${dropped} cached answer${dropped === 1 ? '' : 's'} in Redis for ${tags.join(', ')}; every instance was told (channel ${channel})`,
+        )
+      } catch (err) {
+        console.error(`baton invalidate: ${(err as Error).message}`)
+        code = 1
+      }
     })
 
   program

@@ -17,6 +17,7 @@ export function renderPlan(plan: GatewayPlan): string {
   out.push(`Authentication: ${authentication(plan.edge.auth)}`, '')
   if (plan.services.length > 0) out.push('Downstream services.', '', ...renderServices(plan), '')
   if (plan.edge.rateLimit !== null) out.push(...renderLimits(plan.edge.rateLimit), '')
+  out.push(...renderCaching(plan), '')
   for (const endpoint of plan.endpoints) out.push(...renderEndpoint(endpoint, plan.edge.auth !== null), '')
   return out.join('\n')
 }
@@ -83,6 +84,31 @@ function renderLimits(rl: RateLimitPlan): string[] {
       ? ["Only the endpoints' own limits."]
       : table(['Limit Type', 'Value', 'Scope', 'Response'], rows)),
   ]
+}
+
+/** The template's Caching Strategy table: every endpoint, cached or not. */
+function renderCaching(plan: GatewayPlan): string[] {
+  const rows = plan.endpoints.map((e) => {
+    const cache = e.cache
+    if (cache === null) return [e.label, 'No cache', 'N/A', 'N/A']
+    const layer = {
+      memory: 'Memory (per instance)',
+      redis: 'Redis',
+      tiered: 'Memory + Redis',
+    }[cache.store]
+    const cdn = cache.scope === 'public' ? ' / CDN' : ' (per user)'
+    const ttl = [
+      formatDuration(cache.ttl),
+      cache.staleWhileRevalidate > 0 ? `+${formatDuration(cache.staleWhileRevalidate)} stale-while-revalidate` : null,
+      cache.staleIfError > 0 ? `+${formatDuration(cache.staleIfError)} stale-if-error` : null,
+    ]
+      .filter((part) => part !== null)
+      .join(', ')
+    const tags = cache.tagSources.length === 0 ? 'path, endpoint' : cache.tagSources.join(', ')
+    const how = cache.store === 'memory' ? 'webhook' : 'webhook, Redis event, baton invalidate'
+    return [e.label, layer + cdn, ttl, `TTL; tags ${tags} (${how})`]
+  })
+  return ['Caching strategy.', '', ...table(['Endpoint', 'Cache Layer', 'TTL', 'Invalidation'], rows)]
 }
 
 export function formatRate(rate: Rate): string {
