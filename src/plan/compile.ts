@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 /** Validated config → immutable gateway plan, with every semantic problem reported at once. */
 import type { Diagnostic } from '../errors.ts'
 import { ConfigError } from '../errors.ts'
@@ -160,6 +161,11 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
       },
     },
   }
+  // Before the plan is frozen: what a reload compares to decide what it keeps.
+  for (const service of plan.services)
+    (service as { fingerprint: string }).fingerprint = fingerprintOf([config.services[service.name], service])
+  for (const endpoint of plan.endpoints)
+    (endpoint as { fingerprint: string }).fingerprint = fingerprintOf([config.endpoints[endpoint.key], endpoint])
   return { plan: deepFreeze(plan), diagnostics: all }
 }
 
@@ -190,6 +196,18 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) if (typeof v !== 'function') deepFreeze(v)
   }
   return value
+}
+
+/**
+ * A digest of config sections and plan parts: the config as written (expressions included, as
+ * text) and the plan's resolved values (defaults inherited, secrets and files read); functions,
+ * which the config's text already stands for, are left out.
+ */
+export function fingerprintOf(value: unknown): string {
+  const text = JSON.stringify(value, (_key, v: unknown) =>
+    typeof v === 'function' ? undefined : v === Infinity ? 'Infinity' : v instanceof Map ? [...v] : v,
+  )
+  return createHash('sha256').update(text).digest('base64url').slice(0, 22)
 }
 
 function emptyToNull(value: string | undefined): string | null {

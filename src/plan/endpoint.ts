@@ -218,6 +218,8 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
   const route = ctx.basePath + routeToServerPath(path === '/' && ctx.basePath !== '' ? '' : path)
   return {
     key,
+    // Set once the whole plan is compiled (compile.ts).
+    fingerprint: '',
     label: `${method} ${route === '' ? '/' : route}`,
     method,
     route,

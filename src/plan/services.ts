@@ -229,6 +229,8 @@ function compileService(
 
   return {
     name,
+    // Set once the whole plan is compiled (compile.ts).
+    fingerprint: '',
     origin: url.origin,
     pathPrefix: url.pathname === '/' ? '' : url.pathname.replace(/\/$/, ''),
     timeout: service.timeout ?? Infinity,

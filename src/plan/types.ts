@@ -64,6 +64,11 @@ export interface TracingPlan {
 
 export interface ServicePlan {
   readonly name: string
+  /**
+   * Changes when anything about the service does (its config, a file it reads, a secret): a
+   * reload keeps the client (pool, breaker, budget, stats) of a service whose fingerprint is the same.
+   */
+  readonly fingerprint: string
   /** scheme://host:port, one connection pool per service. */
   readonly origin: string
   /** Path prefix from the service URL ('' when none), prepended to every call's path. */
@@ -123,6 +128,8 @@ export interface MockRoutePlan {
 export interface EndpointPlan {
   /** As written: `POST /summary`. */
   readonly key: string
+  /** Changes when anything about the endpoint does (its config, a default it inherits, a service it calls). */
+  readonly fingerprint: string
   /**
    * The endpoint's one identity: `METHOD /full/route/:param` ('/' for an empty route). Metrics,
    * logs, traces, alerts and rate-limit keys all use it.
