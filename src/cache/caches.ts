@@ -17,6 +17,10 @@ export interface CachesOptions {
   readonly serverTiming: boolean
   /** The recorder of an endpoint's lookups (metrics), resolved once per endpoint. */
   readonly lookupsOf?: (endpoint: string) => (result: LookupResult) => void
+  /** The previous generation's caches: their stores (memory, Redis, the event subscription) are used again. */
+  readonly previous?: GatewayCaches | null
+  /** Told when this gateway's Redis cache store is created (for metrics). */
+  readonly onStoreCreated?: () => void
   /** Time for the Redis store's breaker (tests use a fake one). */
   readonly clock?: Clock
   /** Told about each failure of the Redis store, and when it becomes usable or not (for metrics). */
@@ -29,8 +33,16 @@ export function invalidationChannel(redis: RedisSettings): string {
   return `${redis.prefix}:cache:invalidate`
 }
 
+/** The stores, shared by the caches of every generation of one gateway (created when first needed). */
+interface Stores {
+  memory: MemoryEntries | null
+  redis: RedisStore | null
+  subscribed: boolean
+}
+
 export class GatewayCaches {
   readonly #byEndpoint = new Map<string, ResponseCache>()
+  readonly #stores: Stores
   readonly #memory: MemoryEntries | null
   readonly #redisEntries: RedisEntries | null
   readonly #redis: RedisStore | null
@@ -41,18 +53,23 @@ export class GatewayCaches {
     const cached = plan.endpoints.filter((e) => e.cache !== null)
     const kinds = new Set(cached.map((e) => e.cache?.store))
     this.#logger = options.logger ?? null
-    this.#memory = kinds.has('memory') || kinds.has('tiered') ? new MemoryEntries(plan.cache.maxSize) : null
-    this.#redis =
-      kinds.has('redis') || kinds.has('tiered')
-        ? new RedisStore('cache', options.redis, {
-            logger: options.logger ?? undefined,
-            meanwhile: 'answers are computed without it',
-            whenBack: 'answers are cached again',
-            ...(options.clock === undefined ? {} : { clock: options.clock }),
-            ...(options.onStoreFailure === undefined ? {} : { onFailure: options.onStoreFailure }),
-            ...(options.onStoreChange === undefined ? {} : { onStateChange: options.onStoreChange }),
-          })
-        : null
+    const stores: Stores = options.previous?.stores ?? { memory: null, redis: null, subscribed: false }
+    this.#stores = stores
+    if (stores.memory === null && (kinds.has('memory') || kinds.has('tiered')))
+      stores.memory = new MemoryEntries(plan.cache.maxSize)
+    this.#memory = stores.memory
+    if (stores.redis === null && (kinds.has('redis') || kinds.has('tiered'))) {
+      options.onStoreCreated?.()
+      stores.redis = new RedisStore('cache', options.redis, {
+        logger: options.logger ?? undefined,
+        meanwhile: 'answers are computed without it',
+        whenBack: 'answers are cached again',
+        ...(options.clock === undefined ? {} : { clock: options.clock }),
+        ...(options.onStoreFailure === undefined ? {} : { onFailure: options.onStoreFailure }),
+        ...(options.onStoreChange === undefined ? {} : { onStateChange: options.onStoreChange }),
+      })
+    }
+    this.#redis = stores.redis
     this.#redisEntries = this.#redis === null ? null : new RedisEntries(this.#redis)
     this.#channel = invalidationChannel(options.redis)
     const tiered =
@@ -78,6 +95,11 @@ export class GatewayCaches {
     }
   }
 
+  /** Shared with the next generation's caches. */
+  get stores(): Stores {
+    return this.#stores
+  }
+
   /** The endpoint's cache, or null when it has none. */
   for(endpoint: EndpointPlan): ResponseCache | null {
     return this.#byEndpoint.get(endpoint.label) ?? null
@@ -95,7 +117,8 @@ export class GatewayCaches {
   /** Listens for invalidations published by other instances and `baton invalidate`. */
   async start(): Promise<void> {
     const memory = this.#memory
-    if (this.#redis === null || memory === null) return
+    if (this.#redis === null || memory === null || this.#stores.subscribed) return
+    this.#stores.subscribed = true
     await this.#redis.ready()
     await this.#redis.subscribe(this.#channel, (message) => {
       const tags = tagsOf(message)
@@ -121,8 +144,14 @@ export class GatewayCaches {
     return { dropped: Math.max(near, far), published }
   }
 
-  async close(): Promise<void> {
-    await this.#redis?.close()
+  /** `stores`: close the stores too (the gateway is closing, or no later generation uses them). */
+  async close(stores = true): Promise<void> {
+    if (!stores) return
+    const redis = this.#stores.redis
+    this.#stores.redis = null
+    this.#stores.memory = null
+    this.#stores.subscribed = false
+    await redis?.close()
   }
 }
 

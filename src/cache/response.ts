@@ -142,7 +142,8 @@ export class ResponseCache {
   /** The entry's key: endpoint, path, the key's query parameters and headers, the caller (scope user), a POST's body. */
   keyOf(request: RequestView): string {
     const plan = this.#plan
-    let key = `${this.#endpoint.label}\n${request.path}`
+    // The fingerprint: after a reload that changes the endpoint, its old entries are not served again.
+    let key = `${this.#endpoint.label}\n${this.#endpoint.fingerprint}\n${request.path}`
     if (plan.query !== false) {
       const query = request.query
       const names = plan.query === true ? Object.keys(query).sort() : plan.query

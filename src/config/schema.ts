@@ -793,6 +793,17 @@ export const gatewaySchema = z.strictObject({
     .optional()
     .describe('Inbound authentication; every endpoint needs credentials unless it says auth: public.'),
   rateLimit: gatewayRateLimitSchema.optional().describe("The template's rate limits."),
+  admin: z
+    .strictObject({
+      token: z
+        .string()
+        .optional()
+        .describe(
+          'Bearer token that opens the admin endpoints (POST /admin/reload, POST /admin/cache/invalidate) on the main port; use ${env.NAME}. Without it they are served on the metrics port only (gateway.metrics.port), and not at all without one.',
+        ),
+    })
+    .default({})
+    .describe('The admin endpoints: reload and cache invalidation.'),
   cache: z
     .strictObject({
       store: z

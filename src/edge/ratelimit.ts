@@ -84,6 +84,28 @@ export class RateLimits {
     }
   }
 
+  /**
+   * A reload's endpoints: limits of endpoints whose rate is unchanged keep their counters; the
+   * gateway-wide ones are untouched.
+   */
+  update(endpoints: readonly EndpointPlan[]): void {
+    const before = new Map(this.#perEndpoint)
+    this.#perEndpoint.clear()
+    for (const endpoint of endpoints) {
+      const rate = endpoint.rateLimit.exempt ? null : (endpoint.rateLimit.perEndpoint ?? this.#plan.perEndpoint)
+      const old = before.get(endpoint.label)
+      const same = old != null && rate !== null && old.rate.limit === rate.limit && old.rate.window === rate.window
+      this.#perEndpoint.set(
+        endpoint.label,
+        same
+          ? old
+          : rate === null
+            ? null
+            : { name: 'per-endpoint', rate, limiter: this.#limiter(`per-endpoint:${endpoint.label}`, rate) },
+      )
+    }
+  }
+
   /** Global and per-IP, before credentials are looked at. */
   before(ip: string): Promise<LimitVerdict> | null {
     if (this.#global === null && this.#perIp === null) return null

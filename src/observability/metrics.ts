@@ -45,9 +45,11 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   readonly #storeFailures: Counter<'store'>
   readonly #coalesced: Counter<'service'>
   readonly #cacheLookups: SeriesCounter
+  readonly #generation: Gauge
+  readonly #reloads: Counter<'result'>
   readonly #callCacheLookups: SeriesCounter
 
-  constructor(clients: ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
+  constructor(clientsNow: () => ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
     const registers = [this.registry]
     this.#requestDuration = new SeriesHistogram({
       name: 'baton_request_duration_seconds',
@@ -135,6 +137,20 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       labelNames: ['service', 'call', 'result'],
       registers,
     })
+    this.#generation = new Gauge({
+      name: 'baton_config_generation',
+      help: 'The config generation being served: 1 at start, one more for each successful reload.',
+      registers,
+    })
+    this.#generation.set(1)
+    this.#reloads = new Counter({
+      name: 'baton_config_reloads_total',
+      help: 'Reloads by result: success, or failure (an invalid config was refused and the previous one kept serving).',
+      labelNames: ['result'],
+      registers,
+    })
+    this.#reloads.inc({ result: 'success' }, 0)
+    this.#reloads.inc({ result: 'failure' }, 0)
     const inFlight = (): number => this.#inFlight
     new Gauge({
       name: 'baton_requests_in_flight',
@@ -150,7 +166,9 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       labelNames: ['service'],
       registers,
       collect() {
-        for (const [name, c] of clients) this.set({ service: name }, c.stats.inFlight)
+        // The current generation's services only (a reload may have removed one).
+        this.reset()
+        for (const [name, c] of clientsNow()) this.set({ service: name }, c.stats.inFlight)
       },
     })
     new Gauge({
@@ -159,7 +177,8 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       labelNames: ['service'],
       registers,
       collect() {
-        for (const [name, c] of clients)
+        this.reset()
+        for (const [name, c] of clientsNow())
           if (c.breaker !== null) this.set({ service: name }, BREAKER_VALUE[c.breaker.state])
       },
     })
@@ -245,6 +264,12 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
 
   rejected(endpoint: EndpointPlan, rejection: Rejection): void {
     this.#rejected.inc({ endpoint: endpoint.label, reason: rejection.reason })
+  }
+
+  /** A reload ended: `generation` is being served (unchanged after a failure). */
+  reloaded(ok: boolean, generation: number): void {
+    this.#reloads.inc({ result: ok ? 'success' : 'failure' })
+    this.#generation.set(generation)
   }
 
   /** An endpoint's cache lookups, its series resolved now (zeros from the start, not gaps). */

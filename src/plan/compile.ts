@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 /** Validated config → immutable gateway plan, with every semantic problem reported at once. */
+import type { Config } from '../config/schema.ts'
 import type { Diagnostic } from '../errors.ts'
 import { ConfigError } from '../errors.ts'
 import type { LoadedConfig } from '../config/load.ts'
@@ -58,7 +59,9 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
   const shapes = new Map<string, string>()
   if (config.gateway.metrics !== false && config.gateway.metrics.port === undefined)
     shapes.set(routeShape('GET', config.gateway.metrics.path), 'gateway.metrics.path')
-  if (config.gateway.cache.invalidation.token !== undefined)
+  if (config.gateway.admin.token !== undefined)
+    shapes.set(routeShape('POST', '/admin/reload'), 'gateway.admin (reload)')
+  if (config.gateway.cache.invalidation.token !== undefined || config.gateway.admin.token !== undefined)
     shapes.set(routeShape('POST', config.gateway.cache.invalidation.path), 'gateway.cache.invalidation.path')
   if (config.gateway.health !== false) {
     shapes.set(routeShape('GET', config.gateway.health.path), 'gateway.health.path')
@@ -144,6 +147,16 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
     services: [...services.values()],
     endpoints,
     breakerAlert: gateway.alerts.breakerOpen === false ? null : gateway.alerts.breakerOpen,
+    adminToken:
+      gateway.admin.token === undefined
+        ? null
+        : emptyToNull(
+            resolveEnv(gateway.admin.token, ['gateway', 'admin', 'token'], {
+              env: envScope(env, diagnostics),
+              diagnostics,
+            }) ?? undefined,
+          ),
+    files: referencedFiles(config, source.file, baseDir),
     cache: {
       maxSize: gateway.cache.maxSize,
       tagHeader: gateway.cache.tagHeader?.toLowerCase() ?? null,
@@ -196,6 +209,13 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) if (typeof v !== 'function') deepFreeze(v)
   }
   return value
+}
+
+/** The config file and the files it names (a reload watches them). */
+function referencedFiles(config: Config, file: string, baseDir: string): string[] {
+  const named: (string | undefined)[] = [config.gateway.auth?.jwt?.publicKeyFile, config.gateway.auth?.apiKey?.keysFile]
+  for (const service of Object.values(config.services)) named.push(service.tls?.cert, service.tls?.key, service.tls?.ca)
+  return [resolve(file), ...named.flatMap((n) => (n === undefined ? [] : [resolve(baseDir, n)]))]
 }
 
 /**

@@ -47,6 +47,10 @@ export interface GatewayPlan {
   /** Channel of the "circuit breaker open" alert (`baton alerts`), or null for none. */
   readonly breakerAlert: string | null
   readonly cache: GatewayCachePlan
+  /** The admin endpoints' bearer token on the main port (gateway.admin.token), or null: admin port only. */
+  readonly adminToken: string | null
+  /** Files the config is made of: the config file and every file it names (keys, certificates), absolute. */
+  readonly files: readonly string[]
 }
 
 export interface TracingPlan {

@@ -1,58 +1,46 @@
 /**
- * The HTTP face of a plan: one fastify route per endpoint, each bound at start-up to the
- * service clients its calls use. Every answer, including fastify's own errors, is JSON in
- * the error envelope with a stable code.
+ * The HTTP face of a plan: the fastify server (its limits, CORS, compression, health, metrics,
+ * the admin endpoints, the drain) and the generation of the plan it serves. The endpoints are
+ * dispatched by the current generation's router, so a reload can add, change and remove them
+ * while requests already running finish on the generation they started on. Every answer,
+ * including fastify's own errors, is JSON in the error envelope with a stable code.
  */
+import type { ServerResponse } from 'node:http'
 import fastifyCompress from '@fastify/compress'
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  type HTTPMethods,
   type onSendHookHandler,
   type RouteOptions,
 } from 'fastify'
 import type { Logger } from 'pino'
-import { GatewayCaches } from '../cache/caches.ts'
-import type { ResponseCache, StartRun } from '../cache/response.ts'
-import { admissionFor, type EdgeObserver, type Rejection } from '../edge/admission.ts'
-import { ErrorCodes, validationEnvelope } from '../errors.ts'
-import { Authenticator } from '../edge/auth.ts'
-import { RateLimits } from '../edge/ratelimit.ts'
+import type { EdgeObserver } from '../edge/admission.ts'
 import { accessLogObserver, answerLog, rejectionLog } from '../observability/access-log.ts'
 import { GatewayMetrics } from '../observability/metrics.ts'
 import type { Answered, AnswerObserver } from '../observability/outcome.ts'
-import { serverTimingObserver } from '../observability/server-timing.ts'
 import { GatewayTracing } from '../observability/tracing.ts'
-import type { Principal, RequestView } from '../plan/scope.ts'
+import type { Principal } from '../plan/scope.ts'
 import type { GatewayPlan } from '../plan/types.ts'
-import type { RequestParts } from '../plan/validation.ts'
 import type { Clock } from '../policies/clock.ts'
-import { type BoundEndpoint, execute } from '../runtime/execute.ts'
-import { resolveObservers, type RunObserver } from '../runtime/observer.ts'
-import { createServiceClient, PoolRegistry, type ServiceClient, type ServiceStage } from '../upstream/client.ts'
-import {
-  clientError,
-  errorCodeOf,
-  LOGGED,
-  RECORDED,
-  requestIdOf,
-  send,
-  sendError,
-  sendText,
-  type SocketAnswer,
-} from './answers.ts'
-import { invalidationRoute } from './invalidate.ts'
+import type { RunObserver } from '../runtime/observer.ts'
+import { PoolRegistry, type ServiceStage } from '../upstream/client.ts'
+import { clientError, errorCodeOf, LOGGED, RECORDED, requestIdOf, sendError, type SocketAnswer } from './answers.ts'
 import { isPreflight, registerCors } from './cors.ts'
-import { guardFor } from './guard.ts'
-import { type AllowedMethods, allowedMethods, type ServedRoute } from './methods.ts'
 import { Drain, type DrainReport } from './drain.ts'
+import { Generation, type GenerationContext, type Match, MAX_PARAM_LENGTH } from './generation.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
+import { invalidationRoute, reloadRoute } from './admin.ts'
+import type { ServedRoute } from './methods.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** Set by the endpoint's guard once the caller is authenticated; null on public endpoints. */
     principal: Principal | null
+    /** The endpoint (of the generation current when the request arrived) and its path parameters; null for other routes. */
+    matched: Match | null
   }
   interface FastifyContextConfig {
     /** How metrics and logs name the route: an endpoint's label, or `GET /health` for the gateway's own paths. */
@@ -81,6 +69,8 @@ export interface GatewayOptions {
   accessLog?: boolean
   /** false: apply no rate limits, whatever the plan says (baton dev without --rate-limits). */
   rateLimits?: boolean
+  /** Gives the plan of a reload (`baton serve` reads and compiles the config file again); also enables POST /admin/reload. */
+  reloader?: () => Promise<GatewayPlan>
 }
 
 export interface CloseOptions {
@@ -94,7 +84,17 @@ export interface CloseOptions {
 export type { DrainReport } from './drain.ts'
 
 export interface Gateway {
+  /** The plan being served (the latest reload's). */
   readonly plan: GatewayPlan
+  /** 1 at start, one more for each reload. */
+  readonly generation: number
+  /**
+   * Serves `plan` (or, without one, the plan `options.reloader` gives) from now on: requests
+   * already running finish on the previous generation, which is then closed; service clients,
+   * rate limits and the authenticator are kept where their settings are unchanged. Rejects (and
+   * the previous plan keeps serving) when the reloader throws, e.g. a ConfigError.
+   */
+  reload(plan?: GatewayPlan): Promise<ReloadReport>
   readonly server: FastifyInstance
   /** Resolves with the bound address; port 0 picks a free port. */
   listen(options?: {
@@ -113,58 +113,21 @@ export interface Gateway {
 }
 
 export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): Gateway {
-  const clients = new Map<string, ServiceClient>()
-  const pools = new PoolRegistry()
+  const first = plan
   const logger = options.logger ?? null
-  const accessLog = options.accessLog ?? plan.accessLog
-  const tracing = plan.tracing === null ? null : new GatewayTracing(plan.tracing, logger)
-  // Created once the clients exist (it reads their breakers and stats); breaker changes before that cannot happen.
-  let metrics: GatewayMetrics | null = null
-  for (const service of plan.services) {
-    const origin = options.origins?.get(service.name)
-    clients.set(
-      service.name,
-      createServiceClient(service, {
-        pools,
-        ...(origin === undefined ? {} : { origin }),
-        ...(options.stages === undefined ? {} : { stages: options.stages }),
-        ...(options.clock === undefined ? {} : { clock: options.clock }),
-        // Tracing is the observer that watches tries: without it, the observe stage is not in the chain.
-        observeTries:
-          tracing !== null ||
-          (options.observers ?? []).some((o) => o.tryStarted !== undefined || o.tryEnded !== undefined),
-        coalesce: plan.endpoints.some((e) => e.calls.some((c) => c.coalesce && c.service.name === service.name)),
-        onCoalesced: (name) => metrics?.coalesced(name),
-        cache: plan.endpoints.some((e) => e.calls.some((c) => c.cache !== null && c.service.name === service.name)),
-        onCacheLookup: (name, call, result) => metrics?.cacheLookup(name, call, result),
-        onBreakerChange: (name, from, to) => {
-          metrics?.breakerChanged(name, from, to)
-          logger?.warn({ event: 'breaker', service: name, from, to }, `circuit breaker of ${name}: ${from} → ${to}`)
-        },
-      }),
-    )
-  }
+  const accessLog = options.accessLog ?? first.accessLog
+  const tracing = first.tracing === null ? null : new GatewayTracing(first.tracing, logger)
+  // The generation being served; set below, once the server's own parts exist.
+  let current!: Generation
+  const metrics = first.metrics === null ? null : new GatewayMetrics(() => current.clients, first.metrics.buckets)
   const probes: ProbeResults = new Map()
   let stopProbes: (() => void) | null = null
-  metrics = plan.metrics === null ? null : new GatewayMetrics(clients, plan.metrics.buckets)
   const admin =
-    plan.metrics?.port === undefined
+    first.metrics?.port === undefined
       ? null
       : Fastify({ logger: false, forceCloseConnections: true, requestIdHeader: false, genReqId: () => '' })
 
-  const edge = plan.edge
-  const authenticator = edge.auth === null ? null : new Authenticator(edge.auth)
-  const limitsOn = edge.rateLimit !== null && options.rateLimits !== false
-  if (limitsOn && edge.rateLimit.store === 'redis') metrics?.storeCreated('rate_limit')
-  const limits = !limitsOn
-    ? null
-    : new RateLimits(edge.rateLimit, plan.endpoints, {
-        logger: options.logger,
-        clock: options.clock,
-        onStoreError: () => metrics?.rateLimitStoreFailed(),
-        onStoreFailure: () => metrics?.storeFailed('rate_limit'),
-        onStoreChange: (up) => metrics?.storeChanged('rate_limit', up),
-      })
+  const edge = first.edge
   const { headers: headersTimeout, body: requestTimeout } = edge.clientTimeouts
   // Told about every answer written outside a run (a run's observers see the others).
   const answerObservers: AnswerObserver[] = []
@@ -192,7 +155,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   }
   const server = Fastify({
     logger: false,
-    bodyLimit: plan.bodyLimit,
+    bodyLimit: first.bodyLimit,
     // Slow clients: the head must arrive within `headers`, the whole request within `body` (Node checks every interval).
     http: {
       maxHeaderSize: edge.maxHeaderSize,
@@ -208,14 +171,9 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       const answer = clientError(err, socket)
       if (answer !== null) tell(socketAnswer(answer))
     },
-    // A path that does not decode, or a parameter longer than the router takes: in the envelope, counted and logged.
+    // A path that does not decode: in the envelope, counted and logged.
     frameworkErrors: (err, req, reply) => {
-      sendError(
-        reply,
-        'BAD_REQUEST',
-        requestIdOf(req),
-        err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path segment is longer than 100 characters' : undefined,
-      )
+      sendError(reply, 'BAD_REQUEST', requestIdOf(req), err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? TOO_LONG : undefined)
       // This reply has no route, so no hooks: it is recorded here.
       tell(answerOf(req, reply))
     },
@@ -240,40 +198,40 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   server.decorateRequest('principal', null)
   server.decorateRequest('answerCode', null)
   server.decorateRequest('recorded', 0)
+  server.decorateRequest('matched', null)
   // Every answer carries x-request-id and is counted and logged: a run's by its observers, every other one here.
   server.addHook('onSend', finish)
   if (edge.cors !== null) registerCors(server, edge.cors)
-  if (plan.compression !== null) {
+  if (first.compression !== null) {
     // Before the routes: the plugin gives each route registered after it its onSend hook, which runs after ours.
     void server.register(fastifyCompress, {
-      threshold: plan.compression.threshold,
-      encodings: [...plan.compression.encodings] as ('zstd' | 'br' | 'gzip' | 'deflate')[],
+      threshold: first.compression.threshold,
+      encodings: [...first.compression.encodings] as ('zstd' | 'br' | 'gzip' | 'deflate')[],
       // Answers only: request bodies stay JSON as sent (a compressed one is not JSON, 400 INVALID_JSON or 415).
       globalDecompression: false,
     })
   }
 
-  // Every route this server serves (endpoints, health, metrics; HEAD with GET), as fastify registers them: once it
-  // is ready, a router of their paths tells a path nobody serves (404) from a method the path does not take (405).
+  // The server's own routes (health, metrics, the admin endpoints; HEAD with GET), as fastify registers them: with
+  // each generation's endpoints they tell a path nobody serves (404) from a method the path does not take (405).
   const served: ServedRoute[] = []
   server.addHook('onRoute', (route) => {
-    // '*' (CORS's preflight route) matches every path; OPTIONS is answered as a preflight or not at all.
+    // '*' (the endpoints' dispatcher, CORS's preflight route) matches every path.
     if (route.url === '*') return
     for (const method of [route.method].flat()) served.push({ method, path: route.url ?? route.path })
   })
-  let allowed: AllowedMethods = () => []
-  server.addHook('onReady', (done) => {
-    allowed = allowedMethods(served)
-    done()
-  })
-  server.setNotFoundHandler((req, reply) => {
+  const notFound = (req: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const requestId = requestIdOf(req)
+    const path = req.url.split('?')[0] as string
+    if (path.split('/').some((segment) => segment.length > MAX_PARAM_LENGTH))
+      return sendError(reply, 'BAD_REQUEST', requestId, TOO_LONG)
     // An OPTIONS that is not a CORS preflight stays a 404, with CORS or without.
-    const methods = req.method === 'OPTIONS' ? [] : allowed(req.url)
+    const methods = req.method === 'OPTIONS' ? [] : current.allowed(req.url)
     if (methods.length === 0 || methods.includes(req.method)) return sendError(reply, 'NOT_FOUND', requestId)
     reply.header('allow', methods.join(', '))
     return sendError(reply, 'METHOD_NOT_ALLOWED', requestId)
-  })
+  }
+  server.setNotFoundHandler(notFound)
   server.setErrorHandler((err: FastifyError, req, reply) => {
     const code = errorCodeOf(err)
     // The path only: a query string may carry an API key.
@@ -283,17 +241,18 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
 
   // Routes of the main server, added together below (once the plugins before them have loaded).
   const routes: RouteOptions[] = []
-  if (metrics !== null && plan.metrics !== null) {
+  if (metrics !== null && first.metrics !== null) {
     const registry = metrics.registry
     if (admin !== null) {
       admin.decorateRequest('answerCode', null)
       admin.decorateRequest('recorded', 0)
+      admin.decorateRequest('matched', null)
       admin.addHook('onSend', finish)
     }
-    const label = `GET ${plan.metrics.path}`
+    const label = `GET ${first.metrics.path}`
     const route: RouteOptions = {
       method: 'GET',
-      url: plan.metrics.path,
+      url: first.metrics.path,
       config: { label },
       handler: async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()),
     }
@@ -301,90 +260,148 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     else admin.route(route)
     // The gateway's own answers have their series from the start, as endpoints do: zeros, not gaps.
     metrics.expectAnswers(label, 200)
-    if (plan.health !== null) {
-      metrics.expectAnswers(`GET ${plan.health.path}`, 200)
-      metrics.expectAnswers(`GET ${plan.health.readyPath}`, 200)
+    if (first.health !== null) {
+      metrics.expectAnswers(`GET ${first.health.path}`, 200)
+      metrics.expectAnswers(`GET ${first.health.readyPath}`, 200)
     }
     metrics.expectAnswers(UNMATCHED, 404)
   }
   const edgeObservers: EdgeObserver[] = []
   if (metrics !== null) edgeObservers.push(metrics)
   if (logger !== null && accessLog) edgeObservers.push(rejectionLog(logger))
-  const log = logger === null ? null : accessLogObserver(logger, accessLog)
-  const timing = options.serverTiming ?? plan.serverTiming
-  const caches = plan.endpoints.some((e) => e.cache !== null)
-    ? new GatewayCaches(plan, {
-        redis: plan.redis,
-        logger,
-        serverTiming: timing,
-        ...(options.clock === undefined ? {} : { clock: options.clock }),
-        onStoreFailure: () => metrics?.storeFailed('cache'),
-        onStoreChange: (up) => metrics?.storeChanged('cache', up),
-        ...(metrics === null
-          ? {}
-          : { lookupsOf: (label: string) => (metrics as GatewayMetrics).cacheLookupsOf(label) }),
-      })
-    : null
-  if (caches?.usesRedis === true) metrics?.storeCreated('cache')
-  if (caches !== null) {
-    // The webhook: always on the admin port (it is private), on the main port only behind its token.
-    const { path, token } = plan.cache.invalidation
-    if (admin !== null) admin.route(invalidationRoute(path, null, caches))
-    if (token !== null) routes.push(invalidationRoute(path, token, caches))
+
+  const context: GenerationContext = {
+    logger,
+    metrics,
+    tracing,
+    pools: new PoolRegistry(),
+    drain,
+    edgeObservers,
+    log: logger === null ? null : accessLogObserver(logger, accessLog),
+    serverTiming: options.serverTiming ?? first.serverTiming,
+    origins: options.origins,
+    stages: options.stages,
+    observers: options.observers ?? [],
+    clock: options.clock,
+    rateLimits: options.rateLimits !== false,
+    fixedRoutes: () => served,
+  }
+  let number = 1
+  current = new Generation(number, first, context, null)
+
+  // The admin endpoints: always on the admin port (it is private), on the main port only behind a token.
+  const invalidationToken = first.cache.invalidation.token ?? first.adminToken
+  const invalidate = invalidationRoute(first.cache.invalidation.path, () => current.caches)
+  if (admin !== null) admin.route(invalidate(null))
+  if (invalidationToken !== null) routes.push(invalidate(invalidationToken))
+  const reloads = reloadRoute('/admin/reload', async () => await reload())
+  if (options.reloader !== undefined) {
+    if (admin !== null) admin.route(reloads(null))
+    if (first.adminToken !== null) routes.push(reloads(first.adminToken))
   }
 
-  for (const endpoint of plan.endpoints) {
-    const endpointClients = endpoint.calls.map((c) => clients.get(c.service.name) as ServiceClient)
-    // In this order: tracing first, so that the others see the run's trace id.
-    const observers: RunObserver[] = []
-    if (tracing !== null) observers.push(tracing.observerFor(endpoint, endpointClients) as RunObserver)
-    if (metrics !== null) observers.push(metrics.observerFor(endpoint))
-    if (log !== null) observers.push(log)
-    if (timing) observers.push(serverTimingObserver)
-    observers.push(...(options.observers ?? []))
-    const bound: BoundEndpoint = {
-      plan: endpoint,
-      clients: endpointClients,
-      retryAfterSeconds: plan.retryAfterSeconds,
-      observers: resolveObservers(observers),
-    }
-    const guard = guardFor(endpoint, admissionFor(endpoint, authenticator, limits), edgeObservers)
-    routes.push({
-      method: endpoint.method as 'GET',
-      url: endpoint.route === '' ? '/' : endpoint.route,
-      config: { label: endpoint.label },
-      ...(guard === null ? {} : { onRequest: guard }),
-      handler: handlerFor(bound, edgeObservers, drain, caches?.for(endpoint) ?? null),
-    })
+  // The endpoints: one route for every path, dispatched by the current generation's router (so that a reload can add
+  // and remove endpoints). CORS answers OPTIONS preflights on its own '*' route.
+  const ended = function (this: ServerResponse & { generation?: Generation }): void {
+    this.generation?.leave()
   }
+  routes.push({
+    method: edge.cors === null ? [...DISPATCHED, 'OPTIONS'] : DISPATCHED,
+    url: '*',
+    onRequest: async (req, reply) => {
+      const generation = current
+      const match = generation.match(req.method, req.url)
+      if (match === null) return notFound(req, reply)
+      req.matched = match
+      // The request runs wholly on this generation; it is released when the last of its requests has ended.
+      generation.enter()
+      const res = reply.raw as ServerResponse & { generation?: Generation }
+      res.generation = generation
+      res.once('close', ended)
+      const guard = match.route.guard
+      if (guard !== null) return await guard.call(server, req, reply)
+      return undefined
+    },
+    handler: async (req, reply) => {
+      const match = req.matched as Match
+      return await match.route.handler(req, reply, match.params)
+    },
+  })
+
   // In a plugin of their own, so that they are added after compression has loaded: a plugin sees only the routes
   // added after it (onRoute). Hooks, handlers and decorations of the server reach them all the same.
   void server.register(async (app) => {
-    registerHealth(app, plan, clients, probes, limits, drain)
+    registerHealth(app, first, () => current, probes, drain)
     for (const route of routes) app.route(route)
   })
 
+  /** Reloads run one at a time, in the order asked. */
+  let reloading: Promise<unknown> = Promise.resolve()
+  const reload = async (next?: GatewayPlan): Promise<ReloadReport> => {
+    const run = reloading.then(async () => {
+      let plan: GatewayPlan
+      try {
+        plan = next ?? (await (options.reloader as () => Promise<GatewayPlan>)())
+      } catch (err) {
+        metrics?.reloaded(false, number)
+        throw err
+      }
+      const previous = current
+      const generation = new Generation(number + 1, plan, context, previous)
+      await generation.prepare()
+      number++
+      current = generation
+      metrics?.reloaded(true, number)
+      if (stopProbes !== null) {
+        stopProbes()
+        stopProbes = startProbes(current.clients, probes, options.logger)
+      }
+      const report = reloadReport(previous, generation)
+      logger?.info(
+        { event: 'reloaded', ...report },
+        `reloaded: generation ${report.generation}${describeChanges(report)}`,
+      )
+      for (const key of report.restartNeeded)
+        logger?.warn(
+          { event: 'reload_restart_needed', key },
+          `gateway.${key} changed: it takes effect on the next start, not on a reload`,
+        )
+      // In the background: the old generation serves its requests to the end, then closes what was not kept.
+      previous.retire().catch((err: unknown) => {
+        logger?.error({ event: 'retire_failed', err }, 'closing the previous generation failed')
+      })
+      return report
+    })
+    reloading = run.catch(() => undefined)
+    return await run
+  }
+
   let closing: Promise<DrainReport> | null = null
   return {
-    plan,
+    get plan() {
+      return current.plan
+    },
+    get generation() {
+      return number
+    },
     server,
     get inFlight() {
       return drain.inFlight
     },
-    async listen({ host = plan.host, port = plan.port } = {}) {
+    reload,
+    async listen({ host = first.host, port = first.port } = {}) {
       // The first requests must be counted: a shared store is connected before the port opens.
-      await limits?.ready()
-      await caches?.start()
+      await current.prepare()
       await server.listen({ host, port })
-      if (admin !== null && plan.metrics?.port !== undefined) await admin.listen({ host, port: plan.metrics.port })
-      stopProbes ??= startProbes(clients, probes, options.logger)
+      if (admin !== null && first.metrics?.port !== undefined) await admin.listen({ host, port: first.metrics.port })
+      stopProbes ??= startProbes(current.clients, probes, options.logger)
       const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host
       const bound = boundPort(server, port)
       const url = `http://${shown}:${bound}`
       const metricsUrl =
-        plan.metrics === null
+        first.metrics === null
           ? null
-          : `${admin === null ? url : `http://${shown}:${boundPort(admin, 0)}`}${plan.metrics.path}`
+          : `${admin === null ? url : `http://${shown}:${boundPort(admin, 0)}`}${first.metrics.path}`
       return { host, port: bound, url, metricsUrl }
     },
     close({ force = false }: CloseOptions = {}) {
@@ -394,13 +411,13 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
         return closing
       }
       stopProbes?.()
-      const drained = drain.close(() => server.close(), plan.drainTimeout, force)
+      const drained = drain.close(() => server.close(), current.plan.drainTimeout, force)
       closing = (async () => {
         const report = await drained
         await admin?.close()
-        await Promise.all([...clients.values()].map((c) => c.close()))
-        await limits?.close()
-        await caches?.close()
+        // A reload under way finishes first; then every generation still open closes.
+        await reloading
+        await current.close()
         // Last: the requests that were still being answered have ended their spans.
         await tracing?.close()
         return report
@@ -410,18 +427,75 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   }
 }
 
+/** Methods the endpoints' route takes (OPTIONS too, when CORS does not answer it). */
+const DISPATCHED: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']
+
+const TOO_LONG = 'A path segment is longer than 100 characters'
+
+/** What a reload did. */
+export interface ReloadReport {
+  /** The generation now served. */
+  readonly generation: number
+  /** Endpoint labels. */
+  readonly added: readonly string[]
+  readonly removed: readonly string[]
+  readonly changed: readonly string[]
+  /** Services whose client (pool, breaker, stats) was kept, and those started afresh. */
+  readonly servicesKept: readonly string[]
+  readonly servicesNew: readonly string[]
+  /** gateway keys that changed but take effect only on a restart (port, host, compression…). */
+  readonly restartNeeded: readonly string[]
+}
+
+function reloadReport(previous: Generation, next: Generation): ReloadReport {
+  const before = new Map(previous.plan.endpoints.map((e) => [e.label, e.fingerprint]))
+  const after = new Map(next.plan.endpoints.map((e) => [e.label, e.fingerprint]))
+  const services = [...next.clients.entries()]
+  return {
+    generation: next.number,
+    added: [...after.keys()].filter((label) => !before.has(label)),
+    removed: [...before.keys()].filter((label) => !after.has(label)),
+    changed: [...after].filter(([label, print]) => before.has(label) && before.get(label) !== print).map(([l]) => l),
+    servicesKept: services.filter(([name, c]) => previous.clients.get(name) === c).map(([name]) => name),
+    servicesNew: services.filter(([name, c]) => previous.clients.get(name) !== c).map(([name]) => name),
+    restartNeeded: RESTART_KEYS.filter(
+      ([, of]) => JSON.stringify(of(previous.plan)) !== JSON.stringify(of(next.plan)),
+    ).map(([key]) => key),
+  }
+}
+
+/** What the server is made with: a reload cannot change it (a line says so). */
+const RESTART_KEYS: readonly (readonly [string, (plan: GatewayPlan) => unknown])[] = [
+  ['host', (p) => p.host],
+  ['port', (p) => p.port],
+  ['bodyLimit', (p) => p.bodyLimit],
+  ['maxHeaderSize', (p) => p.edge.maxHeaderSize],
+  ['clientTimeouts', (p) => p.edge.clientTimeouts],
+  ['trustedProxies', (p) => p.edge.trustedProxies],
+  ['cors', (p) => p.edge.cors],
+  ['compression', (p) => p.compression],
+  ['metrics', (p) => p.metrics],
+  ['health', (p) => p.health && [p.health.path, p.health.readyPath]],
+  ['tracing', (p) => p.tracing],
+  ['logLevel', (p) => p.logLevel],
+  ['accessLog', (p) => p.accessLog],
+  ['redis', (p) => p.redis],
+  ['cache', (p) => [p.cache.maxSize, p.cache.invalidation]],
+  ['admin', (p) => p.adminToken],
+]
+
+function describeChanges(report: ReloadReport): string {
+  const parts = [
+    report.added.length === 0 ? null : `added ${report.added.join(', ')}`,
+    report.removed.length === 0 ? null : `removed ${report.removed.join(', ')}`,
+    report.changed.length === 0 ? null : `changed ${report.changed.join(', ')}`,
+  ].filter((p) => p !== null)
+  return parts.length === 0 ? ' (no endpoint changed)' : ` (${parts.join('; ')})`
+}
+
 function boundPort(server: FastifyInstance, fallback: number): number {
   const address = server.server.address()
   return typeof address === 'object' && address !== null ? address.port : fallback
-}
-
-/** A request that does not match its endpoint's `validate` schemas, as the edge observers (metrics, the log) count it. */
-const INVALID: Rejection = {
-  status: ErrorCodes.VALIDATION_FAILED.status,
-  code: 'VALIDATION_FAILED',
-  message: ErrorCodes.VALIDATION_FAILED.message,
-  reason: 'validation_failed',
-  headers: {},
 }
 
 /** How metrics and logs name a request's route when no endpoint's run did: never its raw path. */
@@ -430,7 +504,10 @@ const UNMATCHED = 'unmatched'
 /** An answer written outside a run, as the answer observers are told it. */
 function answerOf(req: FastifyRequest, reply: FastifyReply): Answered {
   const route = req.routeOptions
-  const label = route.config.label ?? (route.url === '*' && isPreflight(req) ? 'preflight' : UNMATCHED)
+  const label =
+    req.matched?.route.plan.label ??
+    route.config.label ??
+    (route.url === '*' && isPreflight(req) ? 'preflight' : UNMATCHED)
   const unmatched = label === UNMATCHED
   return {
     endpoint: label,
@@ -456,71 +533,5 @@ function socketAnswer(answer: SocketAnswer): Answered {
     method: null,
     path: null,
     logged: false,
-  }
-}
-
-function handlerFor(
-  endpoint: BoundEndpoint,
-  edgeObservers: readonly EdgeObserver[],
-  drain: Drain,
-  cache: ResponseCache | null,
-): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
-  const method = endpoint.plan.method
-  const validate = endpoint.plan.validate
-  return async (req, reply) => {
-    const requestId = requestIdOf(req)
-    // The drain has timed out: the gateway is about to close this connection.
-    if (drain.cutting) return sendError(reply, 'SHUTTING_DOWN', requestId)
-    const url = req.url
-    const q = url.indexOf('?')
-    let params = req.params as Record<string, unknown>
-    let query = req.query as Record<string, unknown>
-    const body = req.body ?? null
-    // After admission (the onRequest guard) and the body parser; before any call.
-    if (validate !== null) {
-      const parts: RequestParts = { params, query, headers: req.headers, body }
-      const issues = validate(parts)
-      if (issues !== null) {
-        for (const observer of edgeObservers) observer.rejected(endpoint.plan, INVALID, { ip: req.ip, requestId })
-        // Its `rejected` line is its log line; the onSend hook counts it.
-        req.recorded = LOGGED
-        return send(reply, { status: INVALID.status, body: validationEnvelope(issues), headers: null }, requestId)
-      }
-      params = parts.params
-      query = parts.query
-    }
-    const request: RequestView = {
-      method,
-      path: q === -1 ? url : url.slice(0, q),
-      params,
-      query,
-      headers: req.headers,
-      body,
-      auth: req.principal,
-    }
-    if (cache !== null) {
-      const res = reply.raw
-      // The run computing this entry, when this request is the one that starts it (or a background refresh).
-      const start: StartRun = (view, id) => {
-        const run = execute(endpoint, view, id)
-        drain.track(res, run)
-        return run
-      }
-      const served = await cache.serve(request, requestId, start, { onGone: (gone) => res.on('close', gone) })
-      // This request's own run has counted and logged its answer; the others (hits, waiters) are counted by onSend.
-      if (served.ran) req.recorded = RECORDED
-      if (served.unserialisable === true) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
-      return sendText(reply, served.status, served.text, served.headers, requestId)
-    }
-    const run = execute(endpoint, request, requestId)
-    // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.
-    // 'close' also follows every normal answer; by then the run is done and abandon() does nothing.
-    reply.raw.on('close', run.abandon)
-    // Should the drain time out while this runs, it answers 503 SHUTTING_DOWN.
-    drain.track(reply.raw, run)
-    const answer = await run.answer
-    // The run's observers have counted and logged it (a bug before this point is the error handler's 500, recorded as such).
-    req.recorded = RECORDED
-    return send(reply, answer, requestId)
   }
 }

@@ -91,12 +91,18 @@ export function readiness(
   }
 }
 
+/** What readiness reports on: the generation being served now. */
+export interface Serving {
+  readonly plan: GatewayPlan
+  readonly clients: ReadonlyMap<string, ServiceClient>
+  readonly limits: RateLimits | null
+}
+
 export function registerHealth(
   server: FastifyInstance,
   plan: GatewayPlan,
-  clients: ReadonlyMap<string, ServiceClient>,
+  serving: () => Serving,
   probes: ProbeResults,
-  limits: RateLimits | null,
   drain: { readonly draining: boolean },
 ): void {
   const paths = plan.health
@@ -105,7 +111,8 @@ export function registerHealth(
     reply.code(200).header('cache-control', 'no-store').send({ status: 'ok' }),
   )
   server.get(paths.readyPath, { config: { label: `GET ${paths.readyPath}` } }, async (_req, reply) => {
-    const report = readiness(plan, clients, probes, limits, drain.draining)
+    const now = serving()
+    const report = readiness(now.plan, now.clients, probes, now.limits, drain.draining)
     return reply
       .code(report.status === 'down' || report.status === 'draining' ? 503 : 200)
       .header('cache-control', 'no-store')

@@ -38,6 +38,9 @@ export interface ServiceClient {
   readonly bulkhead: Bulkhead | null
   readonly budget: RetryBudget
   readonly stats: ServiceStats
+  /** Its chain has the coalescing stage / the call cache stage (a reload keeps a client only when they still fit). */
+  readonly coalesces: boolean
+  readonly caches: boolean
   close(): Promise<void>
 }
 
@@ -149,6 +152,8 @@ export function createServiceClient(service: ServicePlan, options: ClientOptions
     bulkhead,
     budget: new RetryBudget(resilience.retryBudget, 10, clock),
     stats,
+    coalesces: options.coalesce === true,
+    caches: options.cache === true,
     close: release,
   }
 }
