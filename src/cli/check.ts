@@ -10,8 +10,8 @@ export interface CheckResult {
   diagnostics: Diagnostic[]
 }
 
-export async function check(file: string, mode: 'serve' | 'check' | 'dev'): Promise<CheckResult> {
-  return compileConfig(await loadConfig(file), { mode })
+export async function check(file: string, mode: 'serve' | 'check' | 'dev', devSecret?: string): Promise<CheckResult> {
+  return compileConfig(await loadConfig(file), { mode, ...(devSecret === undefined ? {} : { devSecret }) })
 }
 
 export function renderDiagnostics(diagnostics: readonly Diagnostic[], stream: NodeJS.WriteStream): string {

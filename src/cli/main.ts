@@ -1,7 +1,9 @@
 /** The `baton` command line. Each command returns its exit code; nothing here calls process.exit. */
 import { Command, InvalidArgumentError } from 'commander'
 import { jsonSchema } from '../config/schema.ts'
+import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
+import { ConfigError } from '../errors.ts'
 import { loadConfig } from '../config/load.ts'
 import { compileConfig } from '../plan/compile.ts'
 import { invalidateEverywhere } from '../cache/caches.ts'
@@ -63,15 +65,21 @@ export async function main(argv: readonly string[]): Promise<number> {
       level,
     )
     .option('--no-access-log', 'no log line per request (overrides gateway.accessLog)')
-    .action(async (file: string, opts: { port?: number; host?: string; logLevel?: string; accessLog: boolean }) => {
-      const result = await check(file, 'serve')
-      if (result.plan === undefined) {
-        console.error(renderDiagnostics(result.diagnostics, process.stderr))
-        code = 1
-        return
-      }
-      code = await serve(result.plan, opts)
-    })
+    .option('--no-watch', 'do not reload when the config file (or a file it names) changes')
+    .action(
+      async (
+        file: string,
+        opts: { port?: number; host?: string; logLevel?: string; accessLog: boolean; watch: boolean },
+      ) => {
+        const result = await check(file, 'serve')
+        if (result.plan === undefined) {
+          console.error(renderDiagnostics(result.diagnostics, process.stderr))
+          code = 1
+          return
+        }
+        code = await serve(result.plan, { ...opts, reload: reloaderOf(file, 'serve') })
+      },
+    )
 
   program
     .command('dev')
@@ -88,6 +96,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       new Map<string, number>(),
     )
     .option('--rate-limits', "apply the config's rate limits (off under baton dev unless given)")
+    .option('--no-watch', 'do not reload when the config file (or a file it names) changes')
     .action(
       async (
         file: string,
@@ -98,9 +107,12 @@ export async function main(argv: readonly string[]): Promise<number> {
           slow: Map<string, number>
           logLevel?: string
           rateLimits?: boolean
+          watch: boolean
         },
       ) => {
-        const result = await check(file, 'dev')
+        // One stand-in JWT secret for the whole run: the token printed at start stays valid across reloads.
+        const devSecret = randomBytes(32).toString('base64url')
+        const result = await check(file, 'dev', devSecret)
         if (result.plan === undefined) {
           console.error(renderDiagnostics(result.diagnostics, process.stderr))
           code = 1
@@ -121,6 +133,7 @@ export async function main(argv: readonly string[]): Promise<number> {
           pretty: true,
           mocks: { down: new Set(opts.down), slow: opts.slow },
           rateLimits: rateLimits === true,
+          reload: reloaderOf(file, 'dev', devSecret),
           ...(token === null ? {} : { devToken: token }),
         })
       },
@@ -187,6 +200,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     throw err
   }
   return code
+}
+
+/** Reads and compiles the config file again (a reload); throws a ConfigError when it has errors. */
+function reloaderOf(file: string, mode: 'serve' | 'dev', devSecret?: string): () => Promise<GatewayPlan> {
+  return async () => {
+    const result = await check(file, mode, devSecret)
+    if (result.plan === undefined) throw new ConfigError(result.diagnostics)
+    return result.plan
+  }
 }
 
 /**

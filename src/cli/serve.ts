@@ -11,6 +11,9 @@ import { formatRate } from './plan.ts'
 import { formatDuration } from '../config/units.ts'
 import { startMocks } from '../server/mocks.ts'
 import type { GatewayPlan } from '../plan/types.ts'
+import { ConfigError, formatDiagnostic } from '../errors.ts'
+import { relative } from 'node:path'
+import { FileWatcher } from './watch.ts'
 
 /** Exit codes of `baton serve` and `baton dev` (README "The command line"). */
 export const EXIT = {
@@ -36,6 +39,13 @@ export interface ServeOptions {
   devToken?: string
   /** false: apply no rate limits (baton dev without --rate-limits). */
   rateLimits?: boolean
+  /**
+   * Reads and compiles the config file again, for a reload (SIGHUP, POST /admin/reload, or a
+   * change of the config or of a file it names); throws a ConfigError when it has errors.
+   */
+  reload?: () => Promise<GatewayPlan>
+  /** false: do not watch the files (--no-watch). */
+  watch?: boolean
 }
 
 export function createLogger(pretty: boolean, level: string = 'info'): Logger {
@@ -56,11 +66,21 @@ export function createLogger(pretty: boolean, level: string = 'info'): Logger {
 export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<number> {
   const logger = createLogger(options.pretty === true, options.logLevel ?? plan.logLevel)
   const mocks = options.mocks === undefined ? null : await startMocks(plan, options.mocks)
+  const reloader =
+    options.reload === undefined
+      ? undefined
+      : async (): Promise<GatewayPlan> => {
+          const next = await (options.reload as () => Promise<GatewayPlan>)()
+          // baton dev: the mocks answer with the new routes (same ports), before the new plan serves.
+          await mocks?.update(next)
+          return next
+        }
   const gateway = createGateway(plan, {
     logger,
     ...(options.accessLog === false ? { accessLog: false } : {}),
     ...(options.rateLimits === false ? { rateLimits: false } : {}),
     ...(mocks === null ? {} : { origins: mocks.origins, serverTiming: true }),
+    ...(reloader === undefined ? {} : { reloader }),
   })
   const listenOptions: { host?: string; port?: number } = {}
   if (options.host !== undefined) listenOptions.host = options.host
@@ -131,6 +151,34 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
       )
   }
 
+  const reload = async (why: string): Promise<void> => {
+    try {
+      await gateway.reload()
+      watcher?.watch(gateway.plan.files)
+    } catch (err) {
+      const diagnostics = err instanceof ConfigError ? err.diagnostics : null
+      const errors = diagnostics?.filter((d) => d.severity === 'error') ?? []
+      logger.error(
+        {
+          event: 'reload_failed',
+          reason: why,
+          generation: gateway.generation,
+          ...(diagnostics === null ? { err: (err as Error).message } : { diagnostics: errors.map(formatDiagnostic) }),
+        },
+        diagnostics === null
+          ? `reload (${why}) failed: ${(err as Error).message}; generation ${gateway.generation} keeps serving`
+          : `reload (${why}) refused, ${errors.length} error${errors.length === 1 ? '' : 's'}; generation ${gateway.generation} keeps serving:\n${errors.map(formatDiagnostic).join('\n')}`,
+      )
+    }
+  }
+  const watcher =
+    options.reload === undefined || options.watch === false
+      ? null
+      : new FileWatcher((file) => void reload(`${shortName(file)} changed`))
+  watcher?.watch(plan.files)
+  const onHangup = (): void => void reload('SIGHUP')
+  if (options.reload !== undefined) process.on('SIGHUP', onHangup)
+
   return await new Promise<number>((resolve) => {
     let first: NodeJS.Signals | null = null
     const stop = (signal: NodeJS.Signals): void => {
@@ -148,6 +196,8 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
         process.exit(code)
       }
       first = signal
+      watcher?.close()
+      process.off('SIGHUP', onHangup)
       const inFlight = gateway.inFlight
       const started = performance.now()
       // The listener closes now, before the line says so; the mocks close last (the requests in flight still call them).
@@ -188,4 +238,10 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
     process.on('SIGINT', stop)
     process.on('SIGTERM', stop)
   })
+}
+
+/** A file as a person would name it: relative to the current folder when it is under it. */
+function shortName(file: string): string {
+  const near = relative(process.cwd(), file)
+  return near === '' || near.startsWith('..') ? file : near
 }

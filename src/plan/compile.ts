@@ -30,6 +30,8 @@ export interface CompileOptions {
    * unset JWT secret becomes a random one for this run.
    */
   mode?: 'serve' | 'check' | 'dev'
+  /** dev: the stand-in for an unset JWT secret (baton dev passes one, so that a reload keeps its printed token valid). */
+  devSecret?: string
 }
 
 export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}): CompileResult {
@@ -48,6 +50,7 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
     baseDir,
     diagnostics,
     mode: options.mode ?? 'serve',
+    devSecret: options.devSecret,
     invalidAt: (path) =>
       loaded.diagnostics.some((d) => d.severity === 'error' && path.every((p, i) => d.path[i] === p)),
   }

@@ -37,6 +37,8 @@ export interface EdgeContext {
   readonly mode: 'serve' | 'check' | 'dev'
   /** True when the schema check already reported an error at or under this path (its key was set aside). */
   readonly invalidAt: (path: readonly string[]) => boolean
+  /** baton dev: the stand-in JWT secret to use when the configured one is unset (kept across reloads). */
+  readonly devSecret?: string | undefined
 }
 
 const HS = ['HS256', 'HS384', 'HS512']
@@ -130,7 +132,7 @@ function compileJwt(jwt: NonNullable<GatewayAuthConfig['jwt']>, at: string[], ct
       })
     }
     if (secret === '' && ctx.mode === 'dev') {
-      secret = randomBytes(32).toString('base64url')
+      secret = ctx.devSecret ?? randomBytes(32).toString('base64url')
       diagnostics.warn(
         'BATON_DEV_SECRET',
         'the JWT secret is not set: baton dev checks tokens against a random secret for this run',
