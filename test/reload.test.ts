@@ -245,3 +245,36 @@ describe('baton serve reloads', () => {
     assert.equal((await cli.exited).code, 0)
   })
 })
+
+describe('baton dev reloads', () => {
+  test('its printed token stays valid across reloads, and the mocks answer with the new routes', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-dev-reload-'))
+    const file = join(dir, 'baton.yaml')
+    const text = (v: number): string => `
+version: 1
+gateway:
+  name: Dev reload
+  auth: { jwt: { secret: "\${env.BATON_TEST_UNSET_SECRET}" } }
+services:
+  catalog: { url: "http://catalog.internal", mock: { "GET /product": { body: { v: ${v} } } } }
+endpoints:
+  GET /product:
+    calls:
+      product: { request: "GET catalog /product" }
+`
+    writeFileSync(file, text(1))
+    const env = { ...process.env, NO_COLOR: '1' }
+    delete env.BATON_TEST_UNSET_SECRET
+    const { cli, url } = await startCli(t, ['dev', file, '--port', '0'], { env })
+    const token = (await cli.waitFor(/export TOKEN=(\S+)/))[1] as string
+    const auth = { authorization: `Bearer ${token}` }
+    assert.deepEqual((await get(`${url}/product`, auth)).body, { product: { v: 1 } })
+    writeFileSync(file, text(2))
+    await cli.waitFor(/reloaded: generation 2/)
+    const after = await get(`${url}/product`, auth)
+    assert.equal(after.status, 200, 'the token printed at start is still accepted')
+    assert.deepEqual(after.body, { product: { v: 2 } })
+    cli.kill('SIGTERM')
+    assert.equal((await cli.exited).code, 0)
+  })
+})
