@@ -140,7 +140,7 @@ export const scenarios: Scenario[] = [
     description:
       'GET /posts (100 posts), then the author of each (10 distinct users, at most 10 calls in flight), ' +
       "answering only the fields of Tailcall's query {posts{id,userId,title,user{id,name,email}}}: 100 posts, " +
-      '13 KB of JSON. Tailcall is asked that query (POST /graphql) and its data.posts compared.',
+      '14 KB of JSON. Tailcall is asked that query (POST /graphql) and its data.posts compared.',
     method: 'GET',
     path: '/posts-with-users',
     batonConfig: 'bench/posts-users.yaml',
