@@ -32,8 +32,8 @@ export interface Scenario {
   headers?: Record<string, string>
   /** Baton's config for this scenario. */
   batonConfig: string
-  /** The same config with a response cache (the baton-cached target). */
-  batonCachedConfig?: string
+  /** Variants of that config: with a response cache (baton-cached), with coalescing off (baton-solo). */
+  batonVariants?: { cached?: string; solo?: string }
 }
 
 export interface Context {
@@ -132,6 +132,7 @@ export const scenarios: Scenario[] = [
     path: '/v1/checkout-fast/summary',
     body: { cartId: 'cart-123' },
     batonConfig: 'bench/checkout-fast.yaml',
+    batonVariants: { solo: 'bench/checkout-fast-solo.yaml' },
   },
   {
     name: 'posts',
@@ -144,7 +145,7 @@ export const scenarios: Scenario[] = [
     method: 'GET',
     path: '/posts-with-users',
     batonConfig: 'bench/posts-users.yaml',
-    batonCachedConfig: 'bench/posts-users-cached.yaml',
+    batonVariants: { cached: 'bench/posts-users-cached.yaml' },
   },
 ]
 
@@ -174,6 +175,18 @@ function batonServe(bin: string, ...flags: string[]): Target['command'] {
   return (scenario) => [process.execPath, bin, 'serve', scenario.batonConfig, ...listen, ...flags]
 }
 
+// `baton` (metrics on, no access log) with one of the scenario's variant configs.
+function batonVariant(variant: keyof NonNullable<Scenario['batonVariants']>): Target['command'] {
+  return (scenario) => [
+    process.execPath,
+    'bin/baton.js',
+    'serve',
+    scenario.batonVariants?.[variant] ?? scenario.batonConfig,
+    ...listen,
+    '--no-access-log',
+  ]
+}
+
 const tailcall = tailcallRequest()
 
 export const targets: Target[] = [
@@ -200,18 +213,18 @@ export const targets: Target[] = [
   {
     // `baton` with a one-second response cache on the endpoint (`cache: { ttl: 1s, scope: public }`).
     name: 'baton-cached',
-    command: (scenario) => [
-      process.execPath,
-      'bin/baton.js',
-      'serve',
-      scenario.batonCachedConfig ?? scenario.batonConfig,
-      ...listen,
-      '--no-access-log',
-    ],
+    command: batonVariant('cached'),
     env: {},
-    appliesTo: (scenario) => scenario.batonCachedConfig !== undefined,
-    unavailable: (scenario, ctx) =>
-      scenario.batonCachedConfig === undefined ? 'no cached config' : refusedBy(scenario.batonCachedConfig, ctx),
+    appliesTo: (scenario) => scenario.batonVariants?.cached !== undefined,
+    unavailable: (scenario, ctx) => refusedBy(scenario.batonVariants?.cached ?? scenario.batonConfig, ctx),
+  },
+  {
+    // `baton` with coalescing off: every request makes all its calls, as the baselines do.
+    name: 'baton-solo',
+    command: batonVariant('solo'),
+    env: {},
+    optional: true,
+    appliesTo: (scenario) => scenario.batonVariants?.solo !== undefined,
   },
   {
     // Tailcall 1.6 (Rust), the posts screen as a GraphQL query, dedupe on: it coalesces
