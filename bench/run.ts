@@ -14,7 +14,8 @@
 // BENCH_UPSTREAM (node, nginx or both: the default), BENCH_SCENARIOS (e.g. "checkout"),
 // BENCH_TARGETS (default: the targets not marked optional; the first one is the reference;
 // "baseline,baseline-again" measures the noise of the machine), BENCH_OUTPUT
-// (bench/RESULTS.md). A target that does not apply to a scenario, or cannot run here
+// (bench/RESULTS.md), BENCH_NODE_FLAGS (extra flags for the Node gateways, e.g. --cpu-prof).
+// A target that does not apply to a scenario, or cannot run here
 // (Tailcall not installed, a config Baton refuses), is skipped with a line saying why.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'

@@ -171,14 +171,17 @@ function refusedBy(config: string, ctx: Context): string | undefined {
 // driver and the gateway it must stop. serve listens on 0.0.0.0 by default; the benchmark
 // stays on the loopback interface.
 const listen = ['--port', '0', '--host', '127.0.0.1']
+// BENCH_NODE_FLAGS: extra flags for every Node gateway, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+// (NODE_OPTIONS refuses --cpu-prof).
+const node = [process.execPath, ...(process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((flag) => flag !== '')]
 function batonServe(bin: string, ...flags: string[]): Target['command'] {
-  return (scenario) => [process.execPath, bin, 'serve', scenario.batonConfig, ...listen, ...flags]
+  return (scenario) => [...node, bin, 'serve', scenario.batonConfig, ...listen, ...flags]
 }
 
 // `baton` (metrics on, no access log) with one of the scenario's variant configs.
 function batonVariant(variant: keyof NonNullable<Scenario['batonVariants']>): Target['command'] {
   return (scenario) => [
-    process.execPath,
+    ...node,
     'bin/baton.js',
     'serve',
     scenario.batonVariants?.[variant] ?? scenario.batonConfig,
@@ -192,7 +195,7 @@ const tailcall = tailcallRequest()
 export const targets: Target[] = [
   {
     name: 'baseline',
-    command: () => [process.execPath, 'bench/baseline.ts'],
+    command: () => [...node, 'bench/baseline.ts'],
     env: { PORT: '0' },
   },
   {
@@ -205,7 +208,7 @@ export const targets: Target[] = [
     // The baseline written in a hurry: no per-call timeouts, no deadline, no x-request-id.
     // The issue's bar for the fast regime: Baton's CPU per request at most this one's.
     name: 'baseline-naive',
-    command: () => [process.execPath, 'bench/baseline.ts'],
+    command: () => [...node, 'bench/baseline.ts'],
     env: { PORT: '0', BASELINE_NAIVE: '1' },
     appliesTo: (scenario) => scenario.name === 'checkout',
     reference: true,
@@ -273,7 +276,7 @@ export const targets: Target[] = [
   // this machine: BENCH_TARGETS=baseline,baseline-again npm run bench
   {
     name: 'baseline-again',
-    command: () => [process.execPath, 'bench/baseline.ts'],
+    command: () => [...node, 'bench/baseline.ts'],
     env: { PORT: '0' },
     optional: true,
   },
