@@ -9,8 +9,9 @@ import { anchors, tailcallDir } from './peers.ts'
 
 if (anchors === undefined) {
   console.error(
-    'bench:install-peers: no ../shared/anchors/tailcall.sh beside the repository; ' +
-      'set BENCH_ANCHORS to the directory that holds tailcall.sh and posts.lua',
+    'bench:install-peers: no tailcall.sh in ../shared/anchors beside the repository' +
+      (process.env.BENCH_ANCHORS === undefined ? '' : ` or in BENCH_ANCHORS (${process.env.BENCH_ANCHORS})`) +
+      '; set BENCH_ANCHORS to the directory that holds tailcall.sh and posts.lua',
   )
   process.exit(1)
 }

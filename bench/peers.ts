@@ -23,19 +23,23 @@ export interface TargetRequest {
  * ../shared/anchors beside this checkout, else beside the main checkout of a git worktree. */
 export function anchorsDir(): string | undefined {
   const fromEnv = process.env.BENCH_ANCHORS
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv
-  const candidates = [resolve(root, '../shared/anchors')]
+  const candidates =
+    fromEnv !== undefined && fromEnv !== '' ? [fromEnv] : [resolve(root, '../shared/anchors'), besideMainCheckout()]
+  return candidates.find((dir) => dir !== undefined && existsSync(join(dir, 'tailcall.sh')))
+}
+
+// In a git worktree, ../shared/anchors beside the main checkout (the one holding .git).
+function besideMainCheckout(): string | undefined {
   try {
     const common = execFileSync('git', ['rev-parse', '--path-format=absolute', '--git-common-dir'], {
       cwd: root,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'ignore'],
     }).trim()
-    candidates.push(resolve(dirname(common), '../shared/anchors'))
+    return resolve(dirname(common), '../shared/anchors')
   } catch {
-    // not a git checkout
+    return undefined // not a git checkout
   }
-  return candidates.find((dir) => existsSync(join(dir, 'tailcall.sh')))
 }
 
 export const anchors = anchorsDir()
@@ -44,7 +48,7 @@ const tailcallBinary = join(tailcallDir, 'node_modules/@tailcallhq/core-linux-x6
 
 export function tailcallMissing(): string | undefined {
   if (anchors === undefined) {
-    return 'no ../shared/anchors/tailcall.sh beside the repository (set BENCH_ANCHORS to its directory)'
+    return 'no tailcall.sh in ../shared/anchors beside the repository or in BENCH_ANCHORS'
   }
   if (!existsSync(tailcallBinary)) {
     return `Tailcall is not installed in ${tailcallDir} (npm run bench:install-peers, or set BENCH_TAILCALL_DIR)`
