@@ -13,6 +13,8 @@ import { Pool } from 'undici'
 import { jwtVerify } from 'jose'
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible'
 import { createSecretKey } from 'node:crypto'
+import { checkoutPaths } from './checkout-paths.ts'
+import type { CheckoutPaths } from './checkout-paths.ts'
 
 const upstreamUrl = process.env.UPSTREAM_URL
 if (upstreamUrl === undefined || upstreamUrl === '') {
@@ -20,6 +22,7 @@ if (upstreamUrl === undefined || upstreamUrl === '') {
   process.exit(1)
 }
 const port = Number(process.env.PORT ?? 0)
+const naive = process.env.BASELINE_NAIVE === '1'
 // wrk keeps 50 connections busy and one checkout has at most three calls in flight, so
 // 128 sockets per origin means requests almost never queue inside the pool.
 const connections = Number(process.env.UPSTREAM_CONNECTIONS ?? 128)
@@ -63,7 +66,7 @@ const jsonHeaders = { 'content-type': 'application/json' }
 // reaching the socket through the signal. Timers are cleared as soon as the call ends:
 // AbortSignal.timeout() cannot be cancelled, and every call's timer would later fire
 // and build a DOMException for a request that finished long ago.
-async function call(
+async function guardedCall(
   svc: Service,
   method: 'GET' | 'POST',
   path: string,
@@ -99,32 +102,60 @@ async function call(
   }
 }
 
+// The naive call: no timeout, no signal, no request id; a failure is still an error.
+async function naiveCall(
+  svc: Service,
+  method: 'GET' | 'POST',
+  path: string,
+  _requestId: string,
+  _deadline: AbortSignal,
+  body?: string,
+): Promise<unknown> {
+  const res = await svc.pool.request({
+    method,
+    path: svc.basePath + path,
+    ...(body === undefined ? {} : { headers: jsonHeaders, body }),
+  })
+  if (res.statusCode < 200 || res.statusCode >= 300) {
+    await res.body.dump()
+    throw new DownstreamError(svc.name, `${svc.name} answered ${res.statusCode}`, res.statusCode)
+  }
+  return await res.body.json()
+}
+
+const call: typeof guardedCall = naive ? naiveCall : guardedCall
+
 // The endpoint's total timeout, as a signal for its calls; end() clears the timer.
+const noDeadline = { signal: new AbortController().signal, end: () => {} }
 function startDeadline(ms: number): { signal: AbortSignal; end: () => void } {
+  if (naive) return noDeadline
   const controller = new AbortController()
   const timer = setTimeout(() => controller.abort(new Error('deadline passed')), ms)
   return { signal: controller.signal, end: () => clearTimeout(timer) }
 }
 
+// The naive BFF neither reads nor sends request ids ('' means none).
 function requestIdOf(header: string | string[] | undefined): string {
+  if (naive) return ''
   return typeof header === 'string' && header !== '' ? header : randomUUID()
+}
+
+function withRequestId(reply: FastifyReply, requestId: string): FastifyReply {
+  return requestId === '' ? reply : reply.header('x-request-id', requestId)
 }
 
 function sendError(reply: FastifyReply, err: unknown, deadline: AbortSignal, requestId: string): FastifyReply {
   const timedOut = deadline.aborted
   const service = err instanceof DownstreamError ? err.service : undefined
-  return reply
-    .code(timedOut ? 504 : 502)
-    .header('x-request-id', requestId)
-    .send({
-      error: {
-        code: timedOut ? 'GATEWAY_TIMEOUT' : 'DOWNSTREAM_FAILURE',
-        message: timedOut ? 'the endpoint deadline passed' : (err as Error).message,
-        ...(service === undefined ? {} : { service }),
-        requestId,
-      },
-      data: {},
-    })
+  return withRequestId(reply.code(timedOut ? 504 : 502), requestId).send({
+    error: {
+      code: timedOut ? 'GATEWAY_TIMEOUT' : 'DOWNSTREAM_FAILURE',
+      message: timedOut ? 'the endpoint deadline passed' : (err as Error).message,
+      ...(service === undefined ? {} : { service }),
+      requestId,
+    },
+    data: {},
+  })
 }
 
 // --- POST /v1/checkout/summary -------------------------------------------------------
@@ -150,20 +181,21 @@ interface Availability {
   available: boolean
 }
 
-async function checkoutSummary(cartId: string, requestId: string, deadline: AbortSignal) {
-  const theCart = (await call(cart, 'GET', `/carts/${encodeURIComponent(cartId)}`, requestId, deadline)) as Cart
+async function checkoutSummary(paths: CheckoutPaths, cartId: string, requestId: string, deadline: AbortSignal) {
+  const cartPath = `${paths.cart}${encodeURIComponent(cartId)}`
+  const theCart = (await call(cart, 'GET', cartPath, requestId, deadline)) as Cart
   const items = JSON.stringify({ items: theCart.items })
-  const inventoryCall = call(inventory, 'POST', '/check-availability', requestId, deadline, items)
-  const pricingCall = call(pricing, 'POST', '/calculate', requestId, deadline, items)
+  const inventoryCall = call(inventory, 'POST', paths.inventory, requestId, deadline, items)
+  const pricingCall = call(pricing, 'POST', paths.pricing, requestId, deadline, items)
   // Shipping is optional: its failure becomes null, not an error.
   let shippingFailed = false
-  const shippingCall = call(shipping, 'POST', '/estimate', requestId, deadline, items).catch(() => {
+  const shippingCall = call(shipping, 'POST', paths.shipping, requestId, deadline, items).catch(() => {
     shippingFailed = true
     return null
   })
   // Tax needs only the subtotal: start it as soon as pricing answers.
   const taxCall = pricingCall.then((p) =>
-    call(tax, 'POST', '/calculate', requestId, deadline, JSON.stringify({ subtotal: (p as Pricing).subtotal })),
+    call(tax, 'POST', paths.tax, requestId, deadline, JSON.stringify({ subtotal: (p as Pricing).subtotal })),
   )
   // Observe every rejection now, so that one failing call does not leave the others
   // as unhandled rejections while Promise.all returns early.
@@ -192,7 +224,14 @@ const postsTimeoutMs = 3000
 const authorConcurrency = 10
 
 interface Post {
+  id: number
   userId: number
+  title: string
+}
+interface User {
+  id: number
+  name: string
+  email: string
 }
 
 // Runs fn over items with at most `limit` calls in flight, keeping the input order.
@@ -209,7 +248,7 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
   return results
 }
 
-async function postsWithAuthors(requestId: string, deadline: AbortSignal) {
+async function postsWithAuthors(requestId: string, deadline: AbortSignal): Promise<Array<Post & { author: unknown }>> {
   const posts = (await call(jsonplaceholder, 'GET', '/posts', requestId, deadline)) as Post[]
   // Ten distinct authors for a hundred posts: fetch each one once.
   const userIds = [...new Set(posts.map((post) => post.userId))]
@@ -225,27 +264,30 @@ async function postsWithAuthors(requestId: string, deadline: AbortSignal) {
 
 const app = Fastify({ logger: false })
 
-async function summaryRoute(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  const requestId = requestIdOf(request.headers['x-request-id'])
-  const body = request.body as { cartId?: unknown } | null
-  if (body === null || typeof body !== 'object' || typeof body.cartId !== 'string') {
-    return reply.code(400).send({
-      error: { code: 'BAD_REQUEST', message: 'body.cartId must be a string', requestId },
-      data: {},
-    })
+const summaryRoute = (paths: CheckoutPaths) =>
+  async function summary(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const requestId = requestIdOf(request.headers['x-request-id'])
+    const body = request.body as { cartId?: unknown } | null
+    if (body === null || typeof body !== 'object' || typeof body.cartId !== 'string') {
+      return reply.code(400).send({
+        error: { code: 'BAD_REQUEST', message: 'body.cartId must be a string', requestId },
+        data: {},
+      })
+    }
+    const deadline = startDeadline(checkoutTimeoutMs)
+    try {
+      const summary = await checkoutSummary(paths, body.cartId, requestId, deadline.signal)
+      return withRequestId(reply, requestId).send(summary)
+    } catch (err) {
+      return sendError(reply, err, deadline.signal, requestId)
+    } finally {
+      deadline.end()
+    }
   }
-  const deadline = startDeadline(checkoutTimeoutMs)
-  try {
-    const summary = await checkoutSummary(body.cartId, requestId, deadline.signal)
-    return reply.header('x-request-id', requestId).send(summary)
-  } catch (err) {
-    return sendError(reply, err, deadline.signal, requestId)
-  } finally {
-    deadline.end()
-  }
-}
 
-app.post('/v1/checkout/summary', summaryRoute)
+app.post('/v1/checkout/summary', summaryRoute(checkoutPaths.node))
+// The fast regime's variant (bench/checkout-fast.yaml): the same calls on nginx's paths.
+app.post('/v1/checkout-fast/summary', summaryRoute(checkoutPaths.nginx))
 
 // --- POST /v1/checkout-edge/summary: the same, behind a JWT and per-IP / per-user limits ---
 
@@ -299,21 +341,36 @@ app.post(
       return undefined
     },
   },
-  summaryRoute,
+  summaryRoute(checkoutPaths.node),
 )
 
-app.get('/posts-with-authors', async (request, reply) => {
-  const requestId = requestIdOf(request.headers['x-request-id'])
-  const deadline = startDeadline(postsTimeoutMs)
-  try {
-    const posts = await postsWithAuthors(requestId, deadline.signal)
-    return reply.header('x-request-id', requestId).send(posts)
-  } catch (err) {
-    return sendError(reply, err, deadline.signal, requestId)
-  } finally {
-    deadline.end()
+// Tailcall's query {posts{id,userId,title,user{id,name,email}}} as a list (bench/posts-users.yaml).
+function withUsers(posts: Array<Post & { author: unknown }>) {
+  return posts.map(({ id, userId, title, author }) => {
+    const user = author as User
+    return { id, userId, title, user: { id: user.id, name: user.name, email: user.email } }
+  })
+}
+
+const postsRoute = (shape: (posts: Array<Post & { author: unknown }>) => unknown) =>
+  async function posts(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const requestId = requestIdOf(request.headers['x-request-id'])
+    const deadline = startDeadline(postsTimeoutMs)
+    try {
+      const posts = await postsWithAuthors(requestId, deadline.signal)
+      return withRequestId(reply, requestId).send(shape(posts))
+    } catch (err) {
+      return sendError(reply, err, deadline.signal, requestId)
+    } finally {
+      deadline.end()
+    }
   }
-})
+
+app.get(
+  '/posts-with-authors',
+  postsRoute((posts) => posts),
+)
+app.get('/posts-with-users', postsRoute(withUsers))
 
 const shutdown = async (): Promise<void> => {
   await app.close()

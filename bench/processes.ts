@@ -1,8 +1,11 @@
 // Child processes of the benchmark: each server runs in its own process, announces its
-// port with a JSON line on stdout, and is stopped by the driver however the driver ends.
+// port with a JSON line on stdout (or is given one: nginx, Tailcall), and is stopped by the
+// driver however the driver ends.
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 const tailLines = 40
 
@@ -103,12 +106,43 @@ export function cpuTimes(): number[] | undefined {
   }
 }
 
-/** Starts argv in cwd and resolves once it has printed its port. */
+/** A TCP port that was free a moment ago, for servers that must be told their port. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', resolve)
+  })
+  const address = server.address()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  if (address === null || typeof address === 'string') throw new Error('no TCP address')
+  return address.port
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+// Polls until something accepts connections on the port, or until told to stop.
+async function listeningOn(port: number, stopped: () => boolean): Promise<number> {
+  while (!stopped() && !(await accepts(port))) await sleep(50)
+  return port
+}
+
+/** Starts argv in cwd and resolves once it has printed its port, or, given `knownPort`,
+ * once that port accepts connections. */
 export async function startServer(
   name: string,
   argv: string[],
   env: NodeJS.ProcessEnv,
-  readyTimeoutMs = 20_000,
+  { readyTimeoutMs = 20_000, knownPort }: { readyTimeoutMs?: number; knownPort?: number } = {},
 ): Promise<Server> {
   const [command, ...args] = argv
   if (command === undefined) throw new Error(`${name}: empty command`)
@@ -157,18 +191,25 @@ export async function startServer(
     timer = setTimeout(
       () =>
         reject(
-          new Error(`${name} printed no JSON line with a "port" within ${readyTimeoutMs} ms:\n${tail.join('\n')}`),
+          new Error(
+            knownPort === undefined
+              ? `${name} printed no JSON line with a "port" within ${readyTimeoutMs} ms:\n${tail.join('\n')}`
+              : `${name} did not listen on port ${knownPort} within ${readyTimeoutMs} ms:\n${tail.join('\n')}`,
+          ),
         ),
       readyTimeoutMs,
     )
   })
   let port: number
+  let settled = false
   try {
-    port = await Promise.race([portPromise, exit, timeout])
+    const ready = knownPort === undefined ? portPromise : listeningOn(knownPort, () => settled)
+    port = await Promise.race([ready, exit, timeout])
   } catch (err) {
     await stopChild(child)
     throw err
   } finally {
+    settled = true
     clearTimeout(timer)
   }
 

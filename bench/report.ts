@@ -30,11 +30,29 @@ export interface TargetResult {
   peakRssMiB: number | undefined
   /** What one request cost upstream, measured during the check. */
   upstreamCalls: string
+  /** The others are compared with it too (baseline-naive). */
+  reference: boolean
 }
 
 export interface ScenarioResult {
   scenario: Scenario
   targets: TargetResult[]
+  /** Targets selected but not run, and why (not installed, config refused). */
+  skipped: { name: string; reason: string }[]
+}
+
+/** The pairs to compare, [target, reference]: every target with the first one, then with
+ * each target marked as a reference. */
+export function comparisons(targets: TargetResult[]): [TargetResult, TargetResult][] {
+  const [first, ...rest] = targets
+  if (first === undefined) return []
+  const pairs = rest.map((target): [TargetResult, TargetResult] => [target, first])
+  for (const reference of rest.filter((t) => t.reference)) {
+    for (const target of targets) {
+      if (target !== reference && target !== first) pairs.push([target, reference])
+    }
+  }
+  return pairs
 }
 
 export interface Summary {
@@ -201,37 +219,41 @@ function scenarioSection(result: ScenarioResult): string[] {
             `${fmt.us(s.cpuUsPerRequest)} | ${fmt.mib(target.peakRssMiB)} | ${perRound} |`,
     )
   })
-  lines.push('', 'Upstream work for one request, counted by the fake upstream during the check:', '')
-  for (const target of targets) lines.push(`- ${target.name}: ${target.upstreamCalls}`)
-  lines.push('')
-  const [baseline, ...others] = targets
-  const baseSummary = summaries[0]
-  if (baseline === undefined || others.length === 0) return lines
-  lines.push(
-    `| Ratio to ${baseline.name} | Throughput (goal ≥ ${goals.throughput}×) | p50 | p99 (goal ≤ ${goals.p99}×) | CPU per request |`,
-    '|---|---:|---:|---:|---:|',
-  )
-  others.forEach((target, i) => {
-    const s = summaries[i + 1]
-    if (s === undefined || baseSummary === undefined) {
-      lines.push(`| ${target.name} | n/a | n/a | n/a | n/a |`)
-      return
-    }
-    const r = ratios(s, baseSummary)
-    const throughput = `${fmt.ratio(r.throughput)} ${r.throughput >= goals.throughput ? 'met' : '**missed**'}`
-    const p99 = `${fmt.ratio(r.p99)} ${r.p99 <= goals.p99 ? 'met' : '**missed**'}`
+  if (scenario.upstream === 'node') {
+    lines.push('', 'Upstream work for one request, counted by the fake upstream during the check:', '')
+    for (const target of targets) lines.push(`- ${target.name}: ${target.upstreamCalls}`)
+  }
+  for (const { name, reason } of result.skipped) lines.push('', `Not measured: ${name} (${reason}).`)
+  const pairs = comparisons(targets)
+  for (const reference of [...new Set(pairs.map(([, reference]) => reference))]) {
+    const baseSummary = summarise(reference.runs)
     lines.push(
-      `| ${target.name} | ${throughput} | ${fmt.ratio(r.p50)} | ${p99} | ` +
-        `${r.cpu === undefined ? '–' : fmt.ratio(r.cpu)} |`,
+      '',
+      `| Ratio to ${reference.name} | Throughput (goal ≥ ${goals.throughput}×) | p50 | p99 (goal ≤ ${goals.p99}×) | CPU per request |`,
+      '|---|---:|---:|---:|---:|',
     )
-    const paired = pairedRatios(target.runs, baseline.runs)
-    if (paired !== undefined) {
+    for (const [target] of pairs.filter(([, r]) => r === reference)) {
+      const s = summarise(target.runs)
+      if (s === undefined || baseSummary === undefined) {
+        lines.push(`| ${target.name} | n/a | n/a | n/a | n/a |`)
+        continue
+      }
+      const r = ratios(s, baseSummary)
+      const throughput = `${fmt.ratio(r.throughput)} ${r.throughput >= goals.throughput ? 'met' : '**missed**'}`
+      const p99 = `${fmt.ratio(r.p99)} ${r.p99 <= goals.p99 ? 'met' : '**missed**'}`
       lines.push(
-        `| ${target.name}, round by round | ${fmt.ratio(paired.throughput)} | ${fmt.ratio(paired.p50)} | ` +
-          `${fmt.ratio(paired.p99)} | ${paired.cpu === undefined ? '–' : fmt.ratio(paired.cpu)} |`,
+        `| ${target.name} | ${throughput} | ${fmt.ratio(r.p50)} | ${p99} | ` +
+          `${r.cpu === undefined ? '–' : fmt.ratio(r.cpu)} |`,
       )
+      const paired = pairedRatios(target.runs, reference.runs)
+      if (paired !== undefined) {
+        lines.push(
+          `| ${target.name}, round by round | ${fmt.ratio(paired.throughput)} | ${fmt.ratio(paired.p50)} | ` +
+            `${fmt.ratio(paired.p99)} | ${paired.cpu === undefined ? '–' : fmt.ratio(paired.cpu)} |`,
+        )
+      }
     }
-  })
+  }
   const steal = targets.flatMap((t) =>
     t.runs.flatMap((run) => (run.stealPercent === undefined ? [] : [run.stealPercent])),
   )
@@ -255,8 +277,11 @@ function scenarioSection(result: ScenarioResult): string[] {
 }
 
 export function renderResults(m: Machine, settings: Settings, results: ScenarioResult[]): string {
-  const targetLines = (results[0]?.targets ?? []).map((t) => `  - ${t.name}: \`${t.command}\``)
-  const alternation = (results[0]?.targets ?? []).map((t) => t.name).join(', ')
+  // Each target once, with the command of its first scenario.
+  const seen = new Map<string, string>()
+  for (const t of results.flatMap((r) => r.targets)) if (!seen.has(t.name)) seen.set(t.name, t.command)
+  const targetLines = [...seen].map(([name, command]) => `  - ${name}: \`${command}\``)
+  const alternation = [...seen.keys()].join(', ')
   return [
     '# Load benchmark results',
     '',
@@ -278,11 +303,12 @@ export function renderResults(m: Machine, settings: Settings, results: ScenarioR
     '## Method',
     '',
     "- Separate processes on 127.0.0.1, all sharing the machine's CPUs: the fake upstream",
-    '  (bench/upstream.ts: node:http, every body serialised at start-up), wrk, and one process',
+    '  (bench/upstream.ts: node:http, every body serialised at start-up; in the fast regime',
+    '  nginx, bench/nginx.ts: the same bodies as static files, one worker), wrk, and one process',
     '  per gateway:',
     ...targetLines,
     '- Before measuring, every gateway must answer each scenario with 200 and the same JSON as',
-    `  ${results[0]?.targets[0]?.name ?? 'the baseline'} (deep-equal, key order ignored); the driver stops otherwise.`,
+    `  ${results[0]?.targets[0]?.name ?? 'the baseline'} (deep-equal, key order ignored; Tailcall's data.posts); the driver stops otherwise.`,
     `- wrk \`-t${settings.threads} -c${settings.connections} -d${settings.durationSeconds}s ` +
       `--timeout ${settings.timeoutSeconds}s --latency\`, keep-alive connections.`,
     `- Per scenario: one ${settings.warmupSeconds}-second warm-up run per gateway (not counted; V8 needs`,

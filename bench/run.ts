@@ -2,27 +2,34 @@
 //
 //   npm run bench
 //
-// Starts the fake upstream and every gateway of bench/targets.ts as child processes on
+// Starts a fake upstream and every gateway of bench/targets.ts as child processes on
 // 127.0.0.1, checks that all gateways give the same answers, then measures each
 // scenario with wrk, alternating gateways round by round, and writes bench/RESULTS.md.
+// Two regimes, one after the other: the Node fake upstream (bench/upstream.ts, "slow":
+// it costs about as much CPU as the gateway) and nginx (bench/nginx.ts, "fast": the
+// gateway is the bottleneck).
 //
 // Environment: BENCH_ROUNDS (6), BENCH_DURATION (5 s per round), BENCH_WARMUP (10 s),
 // BENCH_CONNECTIONS (50), BENCH_THREADS (1), BENCH_TIMEOUT (2 s, wrk's request timeout),
-// BENCH_SCENARIOS (e.g. "checkout"), BENCH_TARGETS (default "baseline,baton"; the first
-// one is the reference; "baseline,baseline-again" measures the noise of the machine),
-// BENCH_OUTPUT (bench/RESULTS.md).
+// BENCH_UPSTREAM (node, nginx or both: the default), BENCH_SCENARIOS (e.g. "checkout"),
+// BENCH_TARGETS (default: the targets not marked optional; the first one is the reference;
+// "baseline,baseline-again" measures the noise of the machine), BENCH_OUTPUT
+// (bench/RESULTS.md), BENCH_NODE_FLAGS (extra flags for the Node gateways, e.g. --cpu-prof).
+// A target that does not apply to a scenario, or cannot run here
+// (Tailcall not installed, a config Baton refuses), is skipped with a line saying why.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { isDeepStrictEqual } from 'node:util'
-import { cpuTimes, startServer, stealPercent, stopAll } from './processes.ts'
+import { cpuTimes, freePort, startServer, stealPercent, stopAll } from './processes.ts'
 import type { Server } from './processes.ts'
-import { machine, pairedRatios, ratios, renderResults, summarise } from './report.ts'
+import { comparisons, machine, pairedRatios, ratios, renderResults, summarise } from './report.ts'
 import type { Round, ScenarioResult, Settings, TargetResult } from './report.ts'
+import { nginxMissing, startNginx } from './nginx.ts'
 import { scenarios as allScenarios, targets as allTargets } from './targets.ts'
-import type { Scenario, Target } from './targets.ts'
+import type { Scenario, Target, TargetRequest, Upstream } from './targets.ts'
 import { findWrk, runWrk } from './wrk.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -54,6 +61,28 @@ function selected<T extends { name: string; optional?: boolean }>(all: T[], envN
   return names.map((name) => all.find((item) => item.name === name)).filter((item) => item !== undefined)
 }
 
+function selectedUpstreams(): Upstream[] {
+  const text = (process.env.BENCH_UPSTREAM ?? 'both').trim()
+  if (text === 'both' || text === '') return ['node', 'nginx']
+  if (text === 'node' || text === 'nginx') return [text]
+  throw new Error(`BENCH_UPSTREAM=${text}: expected node, nginx or both`)
+}
+
+// The scenarios named in BENCH_SCENARIOS (all by default), in the regimes of BENCH_UPSTREAM.
+function selectedScenarios(upstreams: Upstream[]): Scenario[] {
+  const text = process.env.BENCH_SCENARIOS ?? ''
+  const names = text
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '')
+  const unknown = names.filter((name) => !allScenarios.some((s) => s.name === name))
+  if (unknown.length > 0) {
+    const known = [...new Set(allScenarios.map((s) => s.name))]
+    throw new Error(`BENCH_SCENARIOS: unknown ${unknown.join(', ')} (known: ${known.join(', ')})`)
+  }
+  return allScenarios.filter((s) => upstreams.includes(s.upstream) && (names.length === 0 || names.includes(s.name)))
+}
+
 function log(message: string): void {
   process.stderr.write(message + '\n')
 }
@@ -75,14 +104,23 @@ interface Answer {
   text: string
 }
 
-async function ask(server: Server, scenario: Scenario): Promise<Answer> {
-  const res = await fetch(`http://127.0.0.1:${server.port}${scenario.path}`, {
-    method: scenario.method,
-    ...(scenario.body === undefined
-      ? { headers: { ...scenario.headers } }
-      : { body: JSON.stringify(scenario.body), headers: { 'content-type': 'application/json', ...scenario.headers } }),
-    signal: AbortSignal.timeout(5000),
-  })
+async function ask(gateway: Gateway, scenario: Scenario): Promise<Answer> {
+  const request = gateway.target.request
+  const res = await fetch(
+    `http://127.0.0.1:${gateway.server.port}${request?.path ?? scenario.path}`,
+    request !== undefined
+      ? { method: request.method, body: request.body, headers: request.headers, signal: AbortSignal.timeout(5000) }
+      : {
+          method: scenario.method,
+          ...(scenario.body === undefined
+            ? { headers: { ...scenario.headers } }
+            : {
+                body: JSON.stringify(scenario.body),
+                headers: { 'content-type': 'application/json', ...scenario.headers },
+              }),
+          signal: AbortSignal.timeout(5000),
+        },
+  )
   const text = await res.text()
   let body: unknown
   try {
@@ -90,7 +128,15 @@ async function ask(server: Server, scenario: Scenario): Promise<Answer> {
   } catch {
     body = undefined
   }
+  // A peer that answers the screen in its own envelope (Tailcall's data.posts).
+  if (body !== undefined && gateway.target.answer !== undefined) body = gateway.target.answer(body)
   return { status: res.status, contentType: res.headers.get('content-type') ?? '', body, text }
+}
+
+/** A target started for one scenario. */
+interface Gateway {
+  target: Target
+  server: Server
 }
 
 // The first place where two JSON values differ, e.g. `$.pricing.subtotal`.
@@ -143,14 +189,17 @@ function describeCalls(before: UpstreamStats, after: UpstreamStats): { calls: nu
   return { calls, text: `${calls} upstream calls (${parts.join(', ')}), ${ids}` }
 }
 
-/** Checks that every gateway answers like the first; returns what each one sent upstream. */
-async function verify(scenario: Scenario, servers: Server[], upstreamUrl: string): Promise<string[]> {
+/** Checks that every gateway answers like the first; returns what each one sent upstream
+ * (counted by the Node upstream; nginx counts nothing). */
+async function verify(scenario: Scenario, gateways: Gateway[], upstreamUrl: string): Promise<string[]> {
+  const counting = scenario.upstream === 'node'
   const answers: Answer[] = []
   const upstreamCalls: string[] = []
-  for (const server of servers) {
+  for (const gateway of gateways) {
+    const { server } = gateway
     // A cold process may miss a 200 ms call timeout on its very first request; that is
     // worth a line, not a failed benchmark.
-    const first = await ask(server, scenario).catch((err: unknown) => (err as Error).message)
+    const first = await ask(gateway, scenario).catch((err: unknown) => (err as Error).message)
     if (typeof first === 'string' || first.status !== 200) {
       log(
         `${server.name}: first request ${typeof first === 'string' ? `failed: ${first}` : `answered ${first.status}`}`,
@@ -158,11 +207,16 @@ async function verify(scenario: Scenario, servers: Server[], upstreamUrl: string
     }
     let answer: Answer
     try {
-      const before = await upstreamStats(upstreamUrl)
-      answer = await ask(server, scenario)
-      const calls = describeCalls(before, await upstreamStats(upstreamUrl))
-      upstreamCalls.push(calls.text)
-      log(`${server.name}: ${calls.text}`)
+      if (counting) {
+        const before = await upstreamStats(upstreamUrl)
+        answer = await ask(gateway, scenario)
+        const calls = describeCalls(before, await upstreamStats(upstreamUrl))
+        upstreamCalls.push(calls.text)
+        log(`${server.name}: ${calls.text}`)
+      } else {
+        answer = await ask(gateway, scenario)
+        upstreamCalls.push('not counted (nginx)')
+      }
     } catch (err) {
       throw new Error(
         `${scenario.name}: ${server.name} did not answer: ${(err as Error).message}\n${server.output()}`,
@@ -172,25 +226,30 @@ async function verify(scenario: Scenario, servers: Server[], upstreamUrl: string
     if (answer.status !== 200 || answer.body === undefined || !answer.contentType.includes('application/json')) {
       throw new Error(
         `${scenario.name}: ${server.name} answered ${answer.status} (${answer.contentType}), ` +
-          `expected 200 with JSON:\n${answer.text.slice(0, 2000)}`,
+          `expected 200 with JSON${gateway.target.answer === undefined ? '' : ' in its envelope'}:\n` +
+          answer.text.slice(0, 2000),
       )
     }
     answers.push(answer)
   }
   const [reference, ...others] = answers
-  const [referenceServer] = servers
+  const referenceServer = gateways[0]?.server
   if (reference === undefined || referenceServer === undefined) return upstreamCalls
   others.forEach((answer, i) => {
     const difference = firstDifference(reference.body, answer.body)
+    const name = gateways[i + 1]?.server.name
     if (difference !== undefined) {
       throw new Error(
-        `${scenario.name}: ${servers[i + 1]?.name} and ${referenceServer.name} give different JSON.\n` +
-          `First difference (${referenceServer.name} vs ${servers[i + 1]?.name}): ${difference}\n` +
-          `${referenceServer.name}: ${reference.text.slice(0, 1500)}\n${servers[i + 1]?.name}: ${answer.text.slice(0, 1500)}`,
+        `${scenario.name}: ${name} and ${referenceServer.name} give different JSON.\n` +
+          `First difference (${referenceServer.name} vs ${name}): ${difference}\n` +
+          `${referenceServer.name}: ${reference.text.slice(0, 1500)}\n${name}: ${answer.text.slice(0, 1500)}`,
       )
     }
   })
-  log(`${scenario.name}: ${servers.map((s) => s.name).join(', ')} give the same JSON (${reference.text.length} bytes)`)
+  log(
+    `${scenario.name}: ${gateways.map((g) => g.server.name).join(', ')} give the same JSON ` +
+      `(${JSON.stringify(reference.body).length} bytes)`,
+  )
   return upstreamCalls
 }
 
@@ -207,7 +266,7 @@ function luaScript(dir: string, scenario: Scenario): string | undefined {
     lines.push(`wrk.body = [${level}[${body}]${level}]`, 'wrk.headers["Content-Type"] = "application/json"')
   }
   for (const [name, value] of Object.entries(scenario.headers ?? {})) lines.push(`wrk.headers["${name}"] = "${value}"`)
-  const file = join(dir, `${scenario.name}.lua`)
+  const file = join(dir, `${scenario.name}-${scenario.upstream}.lua`)
   writeFileSync(file, lines.join('\n') + '\n')
   return file
 }
@@ -230,25 +289,41 @@ async function benchScenario(
 ): Promise<ScenarioResult> {
   log(`\n== ${scenario.title} ==`)
   const servers: Server[] = []
+  const gateways: Gateway[] = []
+  const skipped: { name: string; reason: string }[] = []
+  const commands = new Map<Target, string[]>()
   try {
     for (const target of targets) {
-      const argv = target.command(scenario)
-      const server = await startServer(`${target.name} (${scenario.name})`, argv, {
-        ...process.env,
-        ...withUpstream(target.env, upstreamUrl),
-        UPSTREAM_URL: upstreamUrl,
-      })
+      if (target.appliesTo !== undefined && !target.appliesTo(scenario)) continue
+      const ctx = { upstreamUrl, port: target.givenPort === true ? await freePort() : 0 }
+      const reason = target.unavailable?.(scenario, ctx)
+      if (reason !== undefined) {
+        log(`${target.name}: skipped: ${reason}`)
+        skipped.push({ name: target.name, reason })
+        continue
+      }
+      const argv = target.command(scenario, ctx)
+      commands.set(target, argv)
+      const server = await startServer(
+        `${target.name} (${scenario.name})`,
+        argv,
+        { ...process.env, ...withUpstream(target.env, upstreamUrl), UPSTREAM_URL: upstreamUrl },
+        target.givenPort === true ? { knownPort: ctx.port } : {},
+      )
       log(`${target.name}: pid ${server.pid}, port ${server.port}`)
       servers.push(server)
+      gateways.push({ target, server })
     }
-    const upstreamCalls = await verify(scenario, servers, upstreamUrl)
+    const upstreamCalls = await verify(scenario, gateways, upstreamUrl)
 
-    const script = luaScript(scriptDir, scenario)
-    const measure = async (server: Server, durationSeconds: number): Promise<Round> => {
+    const scenarioScript = luaScript(scriptDir, scenario)
+    const measure = async ({ server, target }: Gateway, durationSeconds: number): Promise<Round> => {
+      const request: TargetRequest | undefined = target.request
+      const script = request === undefined ? scenarioScript : request.script
       const machineBefore = cpuTimes()
       const cpuBefore = server.cpuSeconds()
       const result = await runWrk(wrk, {
-        url: `http://127.0.0.1:${server.port}${scenario.path}`,
+        url: `http://127.0.0.1:${server.port}${request?.path ?? scenario.path}`,
         durationSeconds,
         connections: settings.connections,
         threads: settings.threads,
@@ -271,32 +346,31 @@ async function benchScenario(
     }
 
     const results: TargetResult[] = []
-    for (const [i, server] of servers.entries()) {
-      const warmup = await measure(server, settings.warmupSeconds)
-      log(`warm-up  ${server.name}: ${describe.run(warmup)}`)
+    for (const [i, gateway] of gateways.entries()) {
+      const warmup = await measure(gateway, settings.warmupSeconds)
+      log(`warm-up  ${gateway.server.name}: ${describe.run(warmup)}`)
       results.push({
-        name: targets[i]?.name ?? server.name,
-        command: (targets[i]?.command(scenario) ?? [])
-          .map((arg) => (arg === process.execPath ? 'node' : arg))
-          .join(' '),
+        name: gateway.target.name,
+        command: (commands.get(gateway.target) ?? []).map((arg) => (arg === process.execPath ? 'node' : arg)).join(' '),
         runs: [],
         warmup,
         peakRssMiB: undefined,
         upstreamCalls: upstreamCalls[i] ?? 'unknown',
+        reference: gateway.target.reference === true,
       })
     }
     for (let round = 1; round <= settings.rounds; round++) {
-      for (const [i, server] of servers.entries()) {
-        const run = await measure(server, settings.durationSeconds)
+      for (const [i, gateway] of gateways.entries()) {
+        const run = await measure(gateway, settings.durationSeconds)
         results[i]?.runs.push(run)
-        log(`round ${round}/${settings.rounds}  ${server.name}: ${describe.run(run)}`)
+        log(`round ${round}/${settings.rounds}  ${gateway.server.name}: ${describe.run(run)}`)
       }
     }
     servers.forEach((server, i) => {
       const result = results[i]
       if (result !== undefined) result.peakRssMiB = server.peakRssMiB()
     })
-    return { scenario, targets: results }
+    return { scenario, targets: results, skipped }
   } finally {
     await Promise.all(servers.map((server) => server.stop()))
   }
@@ -319,58 +393,78 @@ async function main(): Promise<number> {
     timeoutSeconds: numberFromEnv('BENCH_TIMEOUT', 2, 1, 60),
   }
   if (settings.connections < settings.threads) throw new Error('BENCH_CONNECTIONS must be at least BENCH_THREADS')
-  const scenarios = selected(allScenarios, 'BENCH_SCENARIOS')
+  const upstreams = selectedUpstreams()
+  const scenarios = selectedScenarios(upstreams)
   const targets = selected(allTargets, 'BENCH_TARGETS')
   const output = resolve(process.env.BENCH_OUTPUT ?? 'bench/RESULTS.md')
-  const rounds = settings.rounds * (settings.durationSeconds + 1) + settings.warmupSeconds + 1
+  if (upstreams.includes('nginx')) {
+    const missing = nginxMissing()
+    if (missing !== undefined) throw new Error(`BENCH_UPSTREAM=nginx: ${missing}`)
+  }
+  const runs = scenarios.reduce(
+    (sum, s) => sum + targets.filter((t) => t.appliesTo === undefined || t.appliesTo(s)).length,
+    0,
+  )
+  const perRun = settings.rounds * (settings.durationSeconds + 1) + settings.warmupSeconds + 1
   log(
-    `wrk ${wrk}; ${scenarios.length} scenario(s) × ${targets.length} gateway(s), ` +
-      `about ${Math.ceil((scenarios.length * targets.length * rounds) / 60)} min`,
+    `wrk ${wrk}; ${scenarios.length} scenario(s), ${runs} gateway run(s) in all, ` +
+      `about ${Math.ceil((runs * perRun) / 60)} min`,
   )
 
-  const upstream = await startServer('upstream', [process.execPath, 'bench/upstream.ts', '--port', '0'], process.env)
-  const upstreamUrl = `http://127.0.0.1:${upstream.port}`
-  log(`upstream: pid ${upstream.pid}, ${upstreamUrl}`)
   const scriptDir = mkdtempSync(join(tmpdir(), 'baton-bench-'))
   const results: ScenarioResult[] = []
   try {
-    for (const scenario of scenarios) {
-      results.push(await benchScenario(scenario, targets, upstreamUrl, settings, wrk, scriptDir))
-      assertRunning([upstream])
+    for (const regime of upstreams) {
+      const inRegime = scenarios.filter((s) => s.upstream === regime)
+      if (inRegime.length === 0) continue
+      const upstream =
+        regime === 'node'
+          ? await startServer('upstream', [process.execPath, 'bench/upstream.ts', '--port', '0'], process.env)
+          : await startNginx()
+      const upstreamUrl = `http://127.0.0.1:${upstream.port}`
+      log(`\nupstream (${regime}): pid ${upstream.pid}, ${upstreamUrl}`)
+      try {
+        for (const scenario of inRegime) {
+          results.push(await benchScenario(scenario, targets, upstreamUrl, settings, wrk, scriptDir))
+          assertRunning([upstream])
+        }
+      } finally {
+        await upstream.stop()
+      }
     }
   } finally {
     rmSync(scriptDir, { recursive: true, force: true })
-    await upstream.stop()
   }
 
   const markdown = renderResults(machine(wrk), settings, results)
   writeFileSync(output, markdown + '\n')
   log('')
   for (const { scenario, targets: measured } of results) {
-    const [baseline, ...others] = measured
-    const base = baseline === undefined ? undefined : summarise(baseline.runs)
+    const label = `${scenario.name} (${scenario.upstream})`
     for (const target of measured) {
       const s = summarise(target.runs)
       log(
-        `${scenario.name} ${target.name}: ` +
+        `${label} ${target.name}: ` +
           (s === undefined
             ? 'no valid run'
-            : `${Math.round(s.requestsPerSecond)} req/s, p50 ${s.p50Ms.toFixed(2)} ms, p99 ${s.p99Ms.toFixed(2)} ms`),
+            : `${Math.round(s.requestsPerSecond)} req/s, p50 ${s.p50Ms.toFixed(2)} ms, p99 ${s.p99Ms.toFixed(2)} ms` +
+              (s.cpuUsPerRequest === undefined ? '' : `, CPU ${s.cpuUsPerRequest.toFixed(0)} µs/req`)),
       )
     }
-    for (const target of others) {
+    for (const [target, reference] of comparisons(measured)) {
       const s = summarise(target.runs)
+      const base = summarise(reference.runs)
       if (s === undefined || base === undefined) continue
       const r = ratios(s, base)
       log(
-        `${scenario.name} ${target.name}/${baseline?.name}: throughput ${r.throughput.toFixed(2)}×, ` +
+        `${label} ${target.name}/${reference.name}: throughput ${r.throughput.toFixed(2)}×, ` +
           `p50 ${r.p50.toFixed(2)}×, p99 ${r.p99.toFixed(2)}×` +
           (r.cpu === undefined ? '' : `, CPU per request ${r.cpu.toFixed(2)}×`),
       )
-      const paired = baseline === undefined ? undefined : pairedRatios(target.runs, baseline.runs)
+      const paired = pairedRatios(target.runs, reference.runs)
       if (paired !== undefined) {
         log(
-          `${scenario.name} ${target.name}/${baseline?.name} round by round: throughput ${paired.throughput.toFixed(2)}×, ` +
+          `${label} ${target.name}/${reference.name} round by round: throughput ${paired.throughput.toFixed(2)}×, ` +
             `p50 ${paired.p50.toFixed(2)}×, p99 ${paired.p99.toFixed(2)}×` +
             (paired.cpu === undefined ? '' : `, CPU per request ${paired.cpu.toFixed(2)}×`),
         )

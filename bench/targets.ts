@@ -1,11 +1,26 @@
-import { SignJWT } from 'jose'
 // What the load benchmark runs: the scenarios (one endpoint each, the same on every
 // gateway) and the gateways under test. To measure a variant, e.g. Baton with metrics
 // on, add a target here; every target after the first is compared with the first.
+//
+// Two regimes: with the Node fake upstream (bench/upstream.ts) the upstream costs about as
+// much CPU as the gateway; with nginx (bench/nginx.ts) the gateway is the bottleneck. A
+// scenario runs in one regime; checkout and posts have a variant in each.
+import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { SignJWT } from 'jose'
+import { anchors, tailcallDir, tailcallMissing, tailcallRequest } from './peers.ts'
+import type { TargetRequest } from './peers.ts'
+
+export type { TargetRequest }
+
+export type Upstream = 'node' | 'nginx'
 
 export interface Scenario {
-  /** Short name, used by BENCH_SCENARIOS. */
+  /** Short name, used by BENCH_SCENARIOS; a name may have a variant in each regime. */
   name: string
+  /** Which fake upstream it runs against (BENCH_UPSTREAM). */
+  upstream: Upstream
   title: string
   /** What the endpoint does, one sentence for RESULTS.md. */
   description: string
@@ -17,18 +32,41 @@ export interface Scenario {
   headers?: Record<string, string>
   /** Baton's config for this scenario. */
   batonConfig: string
+  /** Variants of that config: with a response cache (baton-cached), with coalescing off (baton-solo). */
+  batonVariants?: { cached?: string; solo?: string }
+}
+
+export interface Context {
+  upstreamUrl: string
+  /** The port a `givenPort` target must listen on. */
+  port: number
 }
 
 export interface Target {
   name: string
   /** The command that starts this gateway for a scenario; it must listen on a free port
-   * and print a JSON line with a numeric `port` on stdout. */
-  command: (scenario: Scenario) => string[]
+   * and print a JSON line with a numeric `port` on stdout (or listen on ctx.port if
+   * `givenPort`). */
+  command: (scenario: Scenario, ctx: Context) => string[]
   /** Added to the environment; UPSTREAM_URL is always set. */
   env: Record<string, string>
   /** Run only when named in BENCH_TARGETS. */
   optional?: boolean
+  /** The scenarios it can serve; all when absent. */
+  appliesTo?: (scenario: Scenario) => boolean
+  /** Why it cannot run this scenario on this machine (not installed, config refused). */
+  unavailable?: (scenario: Scenario, ctx: Context) => string | undefined
+  /** Told its port (ctx.port) instead of printing one. */
+  givenPort?: boolean
+  /** Asked differently from the scenario (Tailcall: a GraphQL POST). */
+  request?: TargetRequest
+  /** Its answer as the scenario's JSON, for the same-JSON check (Tailcall: data.posts). */
+  answer?: (body: unknown) => unknown
+  /** The others are compared with it too, not only with the first target. */
+  reference?: boolean
 }
+
+const root = fileURLToPath(new URL('..', import.meta.url))
 
 // The edge scenario's JWT: HS256, signed once with a secret every gateway reads from the
 // environment (children inherit process.env), valid for a day.
@@ -46,6 +84,7 @@ const edgeToken = await new SignJWT({ scope: 'checkout' })
 export const scenarios: Scenario[] = [
   {
     name: 'checkout',
+    upstream: 'node',
     title: 'Checkout summary',
     description:
       'cart, then inventory, pricing and shipping in parallel, then tax as soon as ' +
@@ -57,6 +96,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'checkout-edge',
+    upstream: 'node',
     title: 'Checkout summary behind the edge',
     description:
       'the checkout summary, with a bearer JWT (HS256, issuer, audience, scope) and per-IP and ' +
@@ -72,6 +112,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'posts',
+    upstream: 'node',
     title: 'Posts with authors',
     description:
       'GET /posts (100 posts, 24 KB), then the author of each post (10 distinct ' +
@@ -80,30 +121,81 @@ export const scenarios: Scenario[] = [
     path: '/posts-with-authors',
     batonConfig: 'bench/posts.yaml',
   },
+  {
+    name: 'checkout',
+    upstream: 'nginx',
+    title: 'Checkout summary, fast upstream (nginx)',
+    description:
+      'the checkout summary against nginx: the same 5 calls, methods and bodies, but tax on a path of its own ' +
+      '(POST /calculate-tax: nginx cannot tell tax from pricing by the body), so the gateway is the bottleneck.',
+    method: 'POST',
+    path: '/v1/checkout-fast/summary',
+    body: { cartId: 'cart-123' },
+    batonConfig: 'bench/checkout-fast.yaml',
+    batonVariants: { solo: 'bench/checkout-fast-solo.yaml' },
+  },
+  {
+    name: 'posts',
+    upstream: 'nginx',
+    title: "Posts with authors, Tailcall's fields, fast upstream (nginx)",
+    description:
+      'GET /posts (100 posts), then the author of each (10 distinct users, at most 10 calls in flight), ' +
+      "answering only the fields of Tailcall's query {posts{id,userId,title,user{id,name,email}}}: 100 posts, " +
+      '14 KB of JSON. Tailcall is asked that query (POST /graphql) and its data.posts compared.',
+    method: 'GET',
+    path: '/posts-with-users',
+    batonConfig: 'bench/posts-users.yaml',
+    batonVariants: { cached: 'bench/posts-users-cached.yaml' },
+  },
 ]
+
+// Baton refuses a config it does not understand (a key from a branch not merged yet).
+function refusedBy(config: string, ctx: Context): string | undefined {
+  try {
+    execFileSync(process.execPath, ['bin/baton.js', 'check', config], {
+      cwd: root,
+      env: { ...process.env, UPSTREAM_URL: ctx.upstreamUrl },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    return undefined
+  } catch (err) {
+    const { stdout, stderr } = err as { stdout?: string; stderr?: string }
+    const first = `${stderr ?? ''}${stdout ?? ''}`.trim().split('\n')[0] ?? ''
+    return `baton check refuses ${config}: ${first}`
+  }
+}
 
 // process.execPath is the Node that runs this driver (Node 24 under npm scripts and npx),
 // started directly rather than through npx so that no wrapper process sits between the
 // driver and the gateway it must stop. serve listens on 0.0.0.0 by default; the benchmark
 // stays on the loopback interface.
+const listen = ['--port', '0', '--host', '127.0.0.1']
+// BENCH_NODE_FLAGS: extra flags for every Node gateway, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+// (NODE_OPTIONS refuses --cpu-prof).
+const node = [process.execPath, ...(process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((flag) => flag !== '')]
 function batonServe(bin: string, ...flags: string[]): Target['command'] {
+  return (scenario) => [...node, bin, 'serve', scenario.batonConfig, ...listen, ...flags]
+}
+
+// `baton` (metrics on, no access log) with one of the scenario's variant configs.
+function batonVariant(variant: keyof NonNullable<Scenario['batonVariants']>): Target['command'] {
   return (scenario) => [
-    process.execPath,
-    bin,
+    ...node,
+    'bin/baton.js',
     'serve',
-    scenario.batonConfig,
-    '--port',
-    '0',
-    '--host',
-    '127.0.0.1',
-    ...flags,
+    scenario.batonVariants?.[variant] ?? scenario.batonConfig,
+    ...listen,
+    '--no-access-log',
   ]
 }
+
+const tailcall = tailcallRequest()
 
 export const targets: Target[] = [
   {
     name: 'baseline',
-    command: () => [process.execPath, 'bench/baseline.ts'],
+    command: () => [...node, 'bench/baseline.ts'],
     env: { PORT: '0' },
   },
   {
@@ -113,6 +205,50 @@ export const targets: Target[] = [
     env: {},
   },
   {
+    // The baseline written in a hurry: no per-call timeouts, no deadline, no x-request-id.
+    // The issue's bar for the fast regime: Baton's CPU per request at most this one's.
+    name: 'baseline-naive',
+    command: () => [...node, 'bench/baseline.ts'],
+    env: { PORT: '0', BASELINE_NAIVE: '1' },
+    appliesTo: (scenario) => scenario.name === 'checkout',
+    reference: true,
+  },
+  {
+    // `baton` with a one-second response cache on the endpoint (`cache: { ttl: 1s, scope: public }`).
+    name: 'baton-cached',
+    command: batonVariant('cached'),
+    env: {},
+    appliesTo: (scenario) => scenario.batonVariants?.cached !== undefined,
+    unavailable: (scenario, ctx) => refusedBy(scenario.batonVariants?.cached ?? scenario.batonConfig, ctx),
+  },
+  {
+    // `baton` with coalescing off: every request makes all its calls, as the baselines do.
+    name: 'baton-solo',
+    command: batonVariant('solo'),
+    env: {},
+    optional: true,
+    appliesTo: (scenario) => scenario.batonVariants?.solo !== undefined,
+  },
+  {
+    // Tailcall 1.6 (Rust), the posts screen as a GraphQL query, dedupe on: it coalesces
+    // identical upstream requests in flight, as Baton does by default.
+    name: 'tailcall',
+    command: (_scenario, ctx) => [
+      join(anchors ?? '.', 'tailcall.sh'),
+      'start',
+      tailcallDir,
+      ctx.upstreamUrl,
+      String(ctx.port),
+      'dedupe',
+    ],
+    env: {},
+    givenPort: true,
+    appliesTo: (scenario) => scenario.name === 'posts' && scenario.upstream === 'nginx',
+    unavailable: () => tailcallMissing() ?? (tailcall === undefined ? `no posts.lua in ${anchors}` : undefined),
+    ...(tailcall === undefined ? {} : { request: tailcall }),
+    answer: (body) => (body as { data?: { posts?: unknown } } | null)?.data?.posts,
+  },
+  {
     // Baton's defaults: metrics on and a JSON log line per request.
     name: 'baton-logs',
     command: batonServe('bin/baton.js'),
@@ -120,7 +256,8 @@ export const targets: Target[] = [
     optional: true,
   },
   // Baton with OpenTelemetry tracing on: every request sampled (a server span and a client
-  // span per call), exported over OTLP/HTTP to the fake upstream, which accepts and drops them.
+  // span per call), exported over OTLP/HTTP to the fake upstream, which accepts and drops them
+  // (nginx answers `{}` from a file).
   {
     name: 'baton-tracing',
     command: batonServe('bin/baton.js'),
@@ -139,7 +276,7 @@ export const targets: Target[] = [
   // this machine: BENCH_TARGETS=baseline,baseline-again npm run bench
   {
     name: 'baseline-again',
-    command: () => [process.execPath, 'bench/baseline.ts'],
+    command: () => [...node, 'bench/baseline.ts'],
     env: { PORT: '0' },
     optional: true,
   },

@@ -9,36 +9,19 @@
 // the driver can check what a gateway sends upstream for one request.
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import {
+  availabilityBody,
+  cartBody,
+  postsBody,
+  pricingBody,
+  shippingBody,
+  taxBody,
+  userBodies,
+} from './upstream-data.ts'
 
-const fixtures = new URL('../test/fixtures/jsonplaceholder/', import.meta.url)
-
-interface User {
-  id: number
-}
-
-const postsBody = Buffer.from(JSON.stringify(JSON.parse(readFileSync(new URL('posts.json', fixtures), 'utf8'))))
-const userBodies = new Map<string, Buffer>()
-for (const user of JSON.parse(readFileSync(new URL('users.json', fixtures), 'utf8')) as User[]) {
-  userBodies.set(String(user.id), Buffer.from(JSON.stringify(user)))
-}
-
-const availabilityBody = Buffer.from(JSON.stringify({ available: true }))
-const taxBody = Buffer.from(JSON.stringify({ amount: 1237, rate: 0.0825 }))
-const pricingBody = Buffer.from(JSON.stringify({ subtotal: 14997, currency: 'USD' }))
-const shippingBody = Buffer.from(JSON.stringify({ options: [], estimated: true }))
 const notFoundBody = Buffer.from(JSON.stringify({ error: 'not found' }))
 const badRequestBody = Buffer.from(JSON.stringify({ error: 'invalid JSON body' }))
-// The cart echoes its id, so only the head changes per request.
-const cartTail = JSON.stringify({
-  items: [
-    { sku: 'A1', qty: 1, price: 4999 },
-    { sku: 'B2', qty: 1, price: 4999 },
-    { sku: 'C3', qty: 1, price: 4999 },
-  ],
-  itemCount: 3,
-}).slice(1)
 
 function send(res: ServerResponse, status: number, body: Buffer | string): void {
   res.writeHead(status, {
@@ -136,7 +119,7 @@ function route(req: IncomingMessage, res: ServerResponse): void {
         } catch {
           return send(res, 400, badRequestBody)
         }
-        return send(res, 200, `{"id":${JSON.stringify(id)},${cartTail}`)
+        return send(res, 200, cartBody(id))
       }
       send(res, 404, notFoundBody)
     })
