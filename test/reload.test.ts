@@ -263,7 +263,7 @@ endpoints:
       product: { request: "GET catalog /product" }
 `
     writeFileSync(file, text(1))
-    const env = { ...process.env, NO_COLOR: '1' }
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' }
     delete env.BATON_TEST_UNSET_SECRET
     const { cli, url } = await startCli(t, ['dev', file, '--port', '0'], { env })
     const token = (await cli.waitFor(/export TOKEN=(\S+)/))[1] as string

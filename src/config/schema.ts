@@ -846,6 +846,13 @@ export const gatewaySchema = z.strictObject({
     .describe('The Redis of the shared stores (rate limits with store: redis, the response cache).'),
   cors: corsSchema.optional().describe('Cross-origin requests from browsers; preflights are answered by the gateway.'),
   retryAfter: duration.default(1000).describe('Retry-After sent with a 429 when the service gave none.'),
+  release: z
+    .string()
+    .regex(/^[\w.:+-]{1,64}$/, { error: 'a release name is letters, digits and . _ : + -, at most 64 of them' })
+    .optional()
+    .describe(
+      'The name of this version of the config, sent in baton-version while a canary runs and logged. Default: a digest of the file.',
+    ),
   drainTimeout: durationAtMost(MAX_DRAIN_TIMEOUT, 'a drain timeout is at most 1h')
     .optional()
     .describe(
@@ -977,10 +984,48 @@ export const gatewaySchema = z.strictObject({
     .describe('Health endpoints (outside basePath); false turns them off.'),
 })
 
+/** A candidate config served to a slice of the traffic, watched, and rolled back by itself (README "Canary releases"). */
+export const canarySchema = z.strictObject({
+  config: z.string().min(1).describe('The candidate config file, relative to this one.'),
+  weight: percent.describe('Share of requests the candidate serves, e.g. 10%.'),
+  sticky: z
+    .string()
+    .optional()
+    .describe(
+      'An expression over request and auth, e.g. "${auth.sub}": requests with the same value always go to the same version. Default: each request by chance.',
+    ),
+  header: z
+    .string()
+    .regex(HEADER_NAME, { error: 'not a valid HTTP header name' })
+    .default('x-baton-canary')
+    .describe('A request header that forces the version: always (the candidate) or never (the stable one).'),
+  guard: z
+    .strictObject({
+      window: duration.default(60_000).describe('The sliding window the two versions are compared over.'),
+      minRequests: z
+        .number()
+        .int()
+        .positive()
+        .default(50)
+        .describe('Requests each version needs in the window before they are compared.'),
+      errorRate: percent
+        .default('5%')
+        .describe(
+          "How much worse the candidate's error rate (5xx answers, and failed required calls) may be than the stable one's, in points.",
+        ),
+      p99: percent
+        .default('50%')
+        .describe("How much slower the candidate's p99 may be than the stable one's, as a share of it."),
+    })
+    .default({ window: 60_000, minRequests: 50, errorRate: '5%', p99: '50%' })
+    .describe('When the candidate is worse than the stable version by more than these margins, its weight goes to 0.'),
+})
+
 export const configSchema = z.strictObject({
   $schema: z.string().optional().describe('Path or URL of the JSON Schema, for editors.'),
   version: z.literal(1).describe('Config format version.'),
   gateway: gatewaySchema,
+  canary: canarySchema.optional().describe('A candidate config released to a share of the traffic.'),
   services: z
     .record(
       z.string().regex(SERVICE_NAME, { error: 'a service name starts with a letter and has letters, digits, _ or -' }),

@@ -13,6 +13,7 @@ import { compileServices, envScope } from './services.ts'
 import { compileEdge, compileRedis, type EdgeContext, resolveEnv } from './edge.ts'
 import { dirname, resolve } from 'node:path'
 import { compileTracing } from './tracing.ts'
+import { compileCanary } from './canary.ts'
 import type { EndpointPlan, GatewayPlan } from './types.ts'
 import { SchemaCompiler } from './validation.ts'
 
@@ -160,6 +161,11 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
             }) ?? undefined,
           ),
     files: referencedFiles(config, source.file, baseDir),
+    release: gateway.release ?? createHash('sha256').update(source.text).digest('hex').slice(0, 8),
+    canary:
+      config.canary === undefined
+        ? null
+        : compileCanary(config.canary, baseDir, envScope(env, diagnostics), diagnostics),
     cache: {
       maxSize: gateway.cache.maxSize,
       tagHeader: gateway.cache.tagHeader?.toLowerCase() ?? null,

@@ -49,6 +49,10 @@ export interface GatewayPlan {
   readonly cache: GatewayCachePlan
   /** The admin endpoints' bearer token on the main port (gateway.admin.token), or null: admin port only. */
   readonly adminToken: string | null
+  /** This version's name: gateway.release, else a digest of the config file. */
+  readonly release: string
+  /** The canary this config names, or null. */
+  readonly canary: CanaryPlan | null
   /** Files the config is made of: the config file and every file it names (keys, certificates), absolute. */
   readonly files: readonly string[]
 }
@@ -385,4 +389,25 @@ export interface TlsPlan {
   readonly passphrase: string | null
   readonly ca: string | null
   readonly servername: string | null
+}
+
+/** A candidate config released to a share of the traffic (README "Canary releases"). */
+export interface CanaryPlan {
+  /** The candidate's config file, absolute. */
+  readonly config: string
+  /** 0..1 */
+  readonly weight: number
+  /** The sticky key (reads request and auth), or null: by chance. */
+  readonly sticky: Evaluator | null
+  /** Lower case. */
+  readonly header: string
+  readonly guard: {
+    /** ms */
+    readonly window: number
+    readonly minRequests: number
+    /** 0..1: points of error rate the candidate may have over the stable version. */
+    readonly errorRate: number
+    /** 0..: share by which the candidate's p99 may exceed the stable version's. */
+    readonly p99: number
+  }
 }
