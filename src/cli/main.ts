@@ -10,6 +10,8 @@ import { devToken } from './devtoken.ts'
 import { check, renderDiagnostics, summary } from './check.ts'
 import { renderPlan } from './plan.ts'
 import { EXIT, serve } from './serve.ts'
+import { serveWorkers } from './cluster.ts'
+import { availableParallelism } from 'node:os'
 import { closest } from '../util/suggest.ts'
 import type { GatewayPlan } from '../plan/types.ts'
 
@@ -63,15 +65,22 @@ export async function main(argv: readonly string[]): Promise<number> {
       level,
     )
     .option('--no-access-log', 'no log line per request (overrides gateway.accessLog)')
-    .action(async (file: string, opts: { port?: number; host?: string; logLevel?: string; accessLog: boolean }) => {
-      const result = await check(file, 'serve')
-      if (result.plan === undefined) {
-        console.error(renderDiagnostics(result.diagnostics, process.stderr))
-        code = 1
-        return
-      }
-      code = await serve(result.plan, opts)
-    })
+    .option('--workers <n>', 'processes sharing the port: a number, or auto (one per core); default 1', workers)
+    .action(
+      async (
+        file: string,
+        opts: { port?: number; host?: string; logLevel?: string; accessLog: boolean; workers?: number },
+      ) => {
+        const result = await check(file, 'serve')
+        if (result.plan === undefined) {
+          console.error(renderDiagnostics(result.diagnostics, process.stderr))
+          code = 1
+          return
+        }
+        const { workers: n = 1, ...rest } = opts
+        code = n === 1 ? await serve(result.plan, rest) : await serveWorkers(result.plan, rest, n)
+      },
+    )
 
   program
     .command('dev')
@@ -222,6 +231,13 @@ export function devMisuse(plan: GatewayPlan, down: readonly string[], slowed: re
 function port(value: string): number {
   const n = Number(value)
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535')
+  return n
+}
+
+function workers(value: string): number {
+  if (value === 'auto') return availableParallelism()
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new InvalidArgumentError('a number from 1 to 1024, or auto')
   return n
 }
 

@@ -5,6 +5,7 @@
  */
 import { constants } from 'node:os'
 import { pino, type Logger } from 'pino'
+import type { Registry } from 'prom-client'
 import { createGateway } from '../server/gateway.ts'
 import { DEV_SUBJECT } from './devtoken.ts'
 import { formatRate } from './plan.ts'
@@ -36,9 +37,26 @@ export interface ServeOptions {
   devToken?: string
   /** false: apply no rate limits (baton dev without --rate-limits). */
   rateLimits?: boolean
+  /** baton serve --workers: this process is one of the workers (src/cli/cluster.ts). */
+  worker?: WorkerLink
 }
 
-export function createLogger(pretty: boolean, level: string = 'info'): Logger {
+/** What a worker of `baton serve --workers` does through its primary instead of on its own. */
+export interface WorkerLink {
+  /** cluster's worker id (1, 2, …; a restarted worker gets a new one): on each of its log lines. */
+  readonly id: number
+  /** Tells the primary this worker listens; the primary logs "listening" once for all of them. */
+  listening(address: { host: string; port: number; url: string }): void
+  /** The signals the primary passes on: a worker does not act on those sent to it directly. */
+  onSignal(signal: NodeJS.Signals, handler: (signal: NodeJS.Signals) => void): void
+  /** The metrics path's text: the sum over every worker. */
+  metricsSource(registry: Registry): () => Promise<string>
+}
+
+export function createLogger(pretty: boolean, level: string = 'info', worker?: number): Logger {
+  // Workers share stdout: each write is whole lines and at most PIPE_BUF bytes, so that a pipe never interleaves them.
+  if (worker !== undefined)
+    return pino({ base: { worker }, level }, pino.destination({ fd: 1, sync: false, maxWrite: 4096 }))
   // Asynchronous writes keep a line per request off the request path; stop() flushes them.
   if (!pretty) return pino({ base: null, level }, pino.destination({ fd: 1, sync: false }))
   return pino(
@@ -54,13 +72,14 @@ export function createLogger(pretty: boolean, level: string = 'info'): Logger {
 
 /** Runs until SIGINT/SIGTERM; resolves with the exit code. */
 export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<number> {
-  const logger = createLogger(options.pretty === true, options.logLevel ?? plan.logLevel)
+  const logger = createLogger(options.pretty === true, options.logLevel ?? plan.logLevel, options.worker?.id)
   const mocks = options.mocks === undefined ? null : await startMocks(plan, options.mocks)
   const gateway = createGateway(plan, {
     logger,
     ...(options.accessLog === false ? { accessLog: false } : {}),
     ...(options.rateLimits === false ? { rateLimits: false } : {}),
     ...(mocks === null ? {} : { origins: mocks.origins, serverTiming: true }),
+    ...(options.worker === undefined ? {} : { metricsSource: options.worker.metricsSource }),
   })
   const listenOptions: { host?: string; port?: number } = {}
   if (options.host !== undefined) listenOptions.host = options.host
@@ -109,15 +128,8 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
       else logger.info({ event: 'rate_limits', applied: true }, `rate limits on: ${all.join(', ')}`)
     }
   }
-  logger.info(
-    { event: 'listening', port: address.port, host: address.host, url: address.url },
-    `${plan.name} listening on ${address.url}${plan.basePath}`,
-  )
-  for (const e of plan.endpoints)
-    logger.info(
-      { event: 'endpoint', endpoint: e.label },
-      `  ${e.method} ${address.url}${e.route}${e.auth === null ? '' : ' (needs credentials)'}`,
-    )
+  if (options.worker === undefined) logListening(logger, plan, address)
+  else options.worker.listening(address)
   if (options.devToken !== undefined) {
     logger.info(
       { event: 'dev_token' },
@@ -185,7 +197,26 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
           },
         )
     }
-    process.on('SIGINT', stop)
-    process.on('SIGTERM', stop)
+    const on = options.worker?.onSignal ?? ((signal, handler) => process.on(signal, handler))
+    on('SIGINT', stop)
+    on('SIGTERM', stop)
   })
+}
+
+/** The first lines of `baton serve`: where it listens (tooling waits for this line), and each endpoint's URL. */
+export function logListening(
+  logger: Logger,
+  plan: GatewayPlan,
+  address: { host: string; port: number; url: string },
+  fields: Record<string, unknown> = {},
+): void {
+  logger.info(
+    { event: 'listening', port: address.port, host: address.host, url: address.url, ...fields },
+    `${plan.name} listening on ${address.url}${plan.basePath}`,
+  )
+  for (const e of plan.endpoints)
+    logger.info(
+      { event: 'endpoint', endpoint: e.label },
+      `  ${e.method} ${address.url}${e.route}${e.auth === null ? '' : ' (needs credentials)'}`,
+    )
 }

@@ -13,6 +13,7 @@ import Fastify, {
   type RouteOptions,
 } from 'fastify'
 import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
 import { GatewayCaches } from '../cache/caches.ts'
 import type { ResponseCache, StartRun } from '../cache/response.ts'
 import { admissionFor, type EdgeObserver, type Rejection } from '../edge/admission.ts'
@@ -81,6 +82,11 @@ export interface GatewayOptions {
   accessLog?: boolean
   /** false: apply no rate limits, whatever the plan says (baton dev without --rate-limits). */
   rateLimits?: boolean
+  /**
+   * Where the metrics path gets its text, given this gateway's registry once: `baton serve
+   * --workers` answers with the sum over every worker. Default: this gateway's own registry.
+   */
+  metricsSource?: (registry: Registry) => () => Promise<string>
 }
 
 export interface CloseOptions {
@@ -285,6 +291,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   const routes: RouteOptions[] = []
   if (metrics !== null && plan.metrics !== null) {
     const registry = metrics.registry
+    const text = options.metricsSource?.(registry) ?? (() => registry.metrics())
     if (admin !== null) {
       admin.decorateRequest('answerCode', null)
       admin.decorateRequest('recorded', 0)
@@ -295,7 +302,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       method: 'GET',
       url: plan.metrics.path,
       config: { label },
-      handler: async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()),
+      handler: async (_req, reply) => reply.header('content-type', registry.contentType).send(await text()),
     }
     if (admin === null) routes.push(route)
     else admin.route(route)
