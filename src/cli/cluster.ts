@@ -121,6 +121,12 @@ async function primary(plan: GatewayPlan, options: ServeOptions, count: number):
   const fork = (): void => {
     live.set(cluster.fork(), { forkedAt: performance.now(), listening: false })
   }
+  const stop = (why: NodeJS.Signals | 'crash loop'): void => {
+    stopping = why
+    // No more restarts: a worker waiting for its backoff is not started.
+    for (const timer of restarts) clearTimeout(timer)
+    restarts.clear()
+  }
   const pass = (signal: NodeJS.Signals): void => {
     for (const w of live.keys()) {
       if (w.isConnected()) w.send({ type: 'baton:signal', signal } satisfies Message)
@@ -170,7 +176,7 @@ async function primary(plan: GatewayPlan, options: ServeOptions, count: number):
         { event: 'crash_loop', worker: w.id, pid: w.process.pid, code, signal, deaths: crashes },
         `worker ${w.id} died (${how}), the ${crashes}th worker in a row to die within ${STARTUP_MS / 1000}s of starting: giving up`,
       )
-      stopping = 'crash loop'
+      stop('crash loop')
       worst = Math.max(worst, exitCode, 1)
       if (live.size === 0) return done.resolve(worst)
       return pass('SIGTERM')
@@ -191,9 +197,7 @@ async function primary(plan: GatewayPlan, options: ServeOptions, count: number):
     process.on(signal, () => {
       if (signal === 'SIGHUP') return pass(signal)
       if (stopping === null) {
-        stopping = signal
-        for (const timer of restarts) clearTimeout(timer)
-        restarts.clear()
+        stop(signal)
         logger.info(
           { event: 'stopping', signal, workers: live.size },
           `stopping (${signal}): passed on to ${live.size} worker${live.size === 1 ? '' : 's'}; ${signal} again to cut their requests`,
