@@ -88,6 +88,7 @@ describe('baton serve --workers 2', () => {
     // One listening line, from the primary, once both workers listen; the memory store's limits are per worker, said once.
     const listening = events(cli, 'listening')
     assert.equal(listening.length, 1)
+    assert.equal(cli.json()[0]?.event, 'listening')
     assert.deepEqual([listening[0]?.port, listening[0]?.workers, (listening[0]?.pids as number[]).length], [port, 2, 2])
     assert.equal(listening[0]?.worker, undefined)
     const warned = events(cli, 'rate_limits_per_worker')
@@ -124,7 +125,8 @@ describe('baton serve --workers 2', () => {
       )
       assert.equal(valueOf(metrics.body, 'baton_requests_in_flight'), 0)
       const promtool = spawnSync('promtool', ['check', 'metrics'], { input: metrics.body, encoding: 'utf8' })
-      assert.equal(promtool.status, 0, `${promtool.stdout}${promtool.stderr}`)
+      if (promtool.error === undefined) assert.equal(promtool.status, 0, `${promtool.stdout}${promtool.stderr}`)
+      else t.diagnostic('promtool is not installed (Debian package prometheus): the exposition was not checked')
     }
     const scrapes = events(cli, 'request').filter((l) => l.endpoint === 'GET /metrics')
     assert.deepEqual(scrapes.map((l) => l.worker).sort(), [1, 2])

@@ -49,7 +49,8 @@ async function worker(plan: GatewayPlan, options: ServeOptions): Promise<number>
   // A signal sent to the whole process group (Ctrl-C, systemd's control-group kill) reaches every worker directly
   // too: acting on it and on the primary's copy would make it two signals, and the second one cuts. So a worker
   // hears signals from its primary only; the direct ones must not kill it (SIGHUP's default would).
-  for (const signal of SIGNALS) process.on(signal, () => {})
+  const ignore = (): void => {}
+  for (const signal of SIGNALS) process.on(signal, ignore)
   const metrics = new Map<number, PromiseWithResolvers<string>>()
   let next = 0
   const logger = createLogger(false, options.logLevel ?? plan.logLevel, self.id)
@@ -59,7 +60,9 @@ async function worker(plan: GatewayPlan, options: ServeOptions): Promise<number>
       const listeners = handlers.get(message.signal) ?? []
       for (const handler of listeners) handler(message.signal)
       if (listeners.length > 0) return
-      if (message.signal === 'SIGHUP')
+      // Code that listens on the process itself hears the primary's copy as if it were the signal.
+      if (process.listeners(message.signal).some((l) => l !== ignore)) process.emit(message.signal, message.signal)
+      else if (message.signal === 'SIGHUP')
         logger.warn({ event: 'signal_ignored', signal: 'SIGHUP' }, 'SIGHUP: reload not supported yet')
       // Stopped before it was serving: nothing to drain.
       else process.exit(128 + (constants.signals[message.signal] as number))
@@ -102,12 +105,6 @@ function send(message: Message): void {
 
 async function primary(plan: GatewayPlan, options: ServeOptions, count: number): Promise<number> {
   const logger = createLogger(false, options.logLevel ?? plan.logLevel)
-  const limits = plan.edge.rateLimit
-  if (limits !== null && limits.store === 'memory' && options.rateLimits !== false)
-    logger.warn(
-      { event: 'rate_limits_per_worker', workers: count },
-      `rate limits in memory are counted by each of the ${count} workers on its own: a client may get up to ${count}× a limit; gateway.rateLimit.store: redis counts them across workers and instances`,
-    )
   const aggregator = plan.metrics === null ? null : new AggregatorRegistry()
   /** When each live worker was forked, and whether it listens. */
   const live = new Map<Worker, { forkedAt: number; listening: boolean }>()
@@ -146,6 +143,12 @@ async function primary(plan: GatewayPlan, options: ServeOptions, count: number):
         announced = true
         const pids = [...live.keys()].map((x) => x.process.pid)
         logListening(logger, plan, message.address, { workers: count, pids })
+        const limits = plan.edge.rateLimit
+        if (limits !== null && limits.store === 'memory' && options.rateLimits !== false)
+          logger.warn(
+            { event: 'rate_limits_per_worker', workers: count },
+            `rate limits in memory are counted by each of the ${count} workers on its own: a client may get up to ${count}× a limit; gateway.rateLimit.store: redis counts them across workers and instances`,
+          )
       }
     } else if (message.type === 'baton:metrics') {
       const reply = (answer: Message): void => {
