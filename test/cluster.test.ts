@@ -91,6 +91,7 @@ describe('baton serve --workers 2', () => {
     assert.equal(cli.json()[0]?.event, 'listening')
     assert.deepEqual([listening[0]?.port, listening[0]?.workers, (listening[0]?.pids as number[]).length], [port, 2, 2])
     assert.equal(listening[0]?.worker, undefined)
+    await cli.waitFor(/"event":"rate_limits_per_worker"/)
     const warned = events(cli, 'rate_limits_per_worker')
     assert.deepEqual(
       warned.map((l) => [l.level, l.workers]),
