@@ -264,6 +264,13 @@ export const targets: Target[] = [
     env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '{UPSTREAM_URL}/v1/traces' },
     optional: true,
   },
+  // `baton` with two worker processes on one port (serve --workers 2): BENCH_TARGETS=baton,baton-2w
+  {
+    name: 'baton-2w',
+    command: batonServe('bin/baton.js', '--no-access-log', '--workers', '2'),
+    env: {},
+    optional: true,
+  },
   // The Baton of another checkout (BENCH_BATON_AT=/path/to/checkout, e.g. a `git worktree` of the
   // commit before a change), run like `baton`: BENCH_TARGETS=baton-at,baton measures a change.
   {

@@ -12,6 +12,8 @@ import { devToken } from './devtoken.ts'
 import { check, renderDiagnostics, summary } from './check.ts'
 import { renderPlan } from './plan.ts'
 import { EXIT, serve } from './serve.ts'
+import { serveWorkers } from './cluster.ts'
+import { availableParallelism } from 'node:os'
 import { closest } from '../util/suggest.ts'
 import type { GatewayPlan } from '../plan/types.ts'
 
@@ -66,10 +68,18 @@ export async function main(argv: readonly string[]): Promise<number> {
     )
     .option('--no-access-log', 'no log line per request (overrides gateway.accessLog)')
     .option('--no-watch', 'do not reload when the config file (or a file it names) changes')
+    .option('--workers <n>', 'processes sharing the port: a number, or auto (one per core); default 1', workers)
     .action(
       async (
         file: string,
-        opts: { port?: number; host?: string; logLevel?: string; accessLog: boolean; watch: boolean },
+        opts: {
+          port?: number
+          host?: string
+          logLevel?: string
+          accessLog: boolean
+          watch: boolean
+          workers?: number
+        },
       ) => {
         const result = await check(file, 'serve')
         if (result.plan === undefined) {
@@ -77,7 +87,9 @@ export async function main(argv: readonly string[]): Promise<number> {
           code = 1
           return
         }
-        code = await serve(result.plan, { ...opts, reload: reloaderOf(file, 'serve') })
+        const { workers: n = 1, ...rest } = opts
+        const serving = { ...rest, reload: reloaderOf(file, 'serve') }
+        code = n === 1 ? await serve(result.plan, serving) : await serveWorkers(result.plan, serving, n)
       },
     )
 
@@ -244,6 +256,13 @@ export function devMisuse(plan: GatewayPlan, down: readonly string[], slowed: re
 function port(value: string): number {
   const n = Number(value)
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535')
+  return n
+}
+
+function workers(value: string): number {
+  if (value === 'auto') return availableParallelism()
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new InvalidArgumentError('a number from 1 to 1024, or auto')
   return n
 }
 

@@ -5,6 +5,7 @@
  */
 import { constants } from 'node:os'
 import { pino, type Logger } from 'pino'
+import type { Registry } from 'prom-client'
 import { createGateway } from '../server/gateway.ts'
 import { DEV_SUBJECT } from './devtoken.ts'
 import { formatRate } from './plan.ts'
@@ -46,9 +47,26 @@ export interface ServeOptions {
   reload?: () => Promise<GatewayPlan>
   /** false: do not watch the files (--no-watch). */
   watch?: boolean
+  /** baton serve --workers: this process is one of the workers (src/cli/cluster.ts). */
+  worker?: WorkerLink
 }
 
-export function createLogger(pretty: boolean, level: string = 'info'): Logger {
+/** What a worker of `baton serve --workers` does through its primary instead of on its own. */
+export interface WorkerLink {
+  /** cluster's worker id (1, 2, …; a restarted worker gets a new one): on each of its log lines. */
+  readonly id: number
+  /** Tells the primary this worker listens; the primary logs "listening" once for all of them. */
+  listening(address: { host: string; port: number; url: string }): void
+  /** The signals the primary passes on: a worker does not act on those sent to it directly. */
+  onSignal(signal: NodeJS.Signals, handler: (signal: NodeJS.Signals) => void): void
+  /** The metrics path's text: the sum over every worker. */
+  metricsSource(registry: Registry): () => Promise<string>
+}
+
+export function createLogger(pretty: boolean, level: string = 'info', worker?: number): Logger {
+  // Workers share stdout: each write is whole lines and at most PIPE_BUF bytes, so that a pipe never interleaves them.
+  if (worker !== undefined)
+    return pino({ base: { worker }, level }, pino.destination({ fd: 1, sync: false, maxWrite: 4096 }))
   // Asynchronous writes keep a line per request off the request path; stop() flushes them.
   if (!pretty) return pino({ base: null, level }, pino.destination({ fd: 1, sync: false }))
   return pino(
@@ -64,7 +82,7 @@ export function createLogger(pretty: boolean, level: string = 'info'): Logger {
 
 /** Runs until SIGINT/SIGTERM; resolves with the exit code. */
 export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<number> {
-  const logger = createLogger(options.pretty === true, options.logLevel ?? plan.logLevel)
+  const logger = createLogger(options.pretty === true, options.logLevel ?? plan.logLevel, options.worker?.id)
   const mocks = options.mocks === undefined ? null : await startMocks(plan, options.mocks)
   const reloader =
     options.reload === undefined
@@ -81,6 +99,7 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
     ...(options.rateLimits === false ? { rateLimits: false } : {}),
     ...(mocks === null ? {} : { origins: mocks.origins, serverTiming: true }),
     ...(reloader === undefined ? {} : { reloader }),
+    ...(options.worker === undefined ? {} : { metricsSource: options.worker.metricsSource }),
   })
   const listenOptions: { host?: string; port?: number } = {}
   if (options.host !== undefined) listenOptions.host = options.host
@@ -129,15 +148,8 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
       else logger.info({ event: 'rate_limits', applied: true }, `rate limits on: ${all.join(', ')}`)
     }
   }
-  logger.info(
-    { event: 'listening', port: address.port, host: address.host, url: address.url },
-    `${plan.name} listening on ${address.url}${plan.basePath}`,
-  )
-  for (const e of plan.endpoints)
-    logger.info(
-      { event: 'endpoint', endpoint: e.label },
-      `  ${e.method} ${address.url}${e.route}${e.auth === null ? '' : ' (needs credentials)'}`,
-    )
+  if (options.worker === undefined) logListening(logger, plan, address)
+  else options.worker.listening(address)
   if (options.devToken !== undefined) {
     logger.info(
       { event: 'dev_token' },
@@ -177,7 +189,9 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
       : new FileWatcher((file) => void reload(`${shortName(file)} changed`))
   watcher?.watch(plan.files)
   const onHangup = (): void => void reload('SIGHUP')
-  if (options.reload !== undefined) process.on('SIGHUP', onHangup)
+  // A worker of `--workers` acts on the signals its primary passes on, not on those sent to it directly.
+  const on = options.worker?.onSignal ?? ((signal, handler) => process.on(signal, handler))
+  if (options.reload !== undefined) on('SIGHUP', onHangup)
 
   return await new Promise<number>((resolve) => {
     let first: NodeJS.Signals | null = null
@@ -235,8 +249,8 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
           },
         )
     }
-    process.on('SIGINT', stop)
-    process.on('SIGTERM', stop)
+    on('SIGINT', stop)
+    on('SIGTERM', stop)
   })
 }
 
@@ -244,4 +258,22 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
 function shortName(file: string): string {
   const near = relative(process.cwd(), file)
   return near === '' || near.startsWith('..') ? file : near
+}
+
+/** The first lines of `baton serve`: where it listens (tooling waits for this line), and each endpoint's URL. */
+export function logListening(
+  logger: Logger,
+  plan: GatewayPlan,
+  address: { host: string; port: number; url: string },
+  fields: Record<string, unknown> = {},
+): void {
+  logger.info(
+    { event: 'listening', port: address.port, host: address.host, url: address.url, ...fields },
+    `${plan.name} listening on ${address.url}${plan.basePath}`,
+  )
+  for (const e of plan.endpoints)
+    logger.info(
+      { event: 'endpoint', endpoint: e.label },
+      `  ${e.method} ${address.url}${e.route}${e.auth === null ? '' : ' (needs credentials)'}`,
+    )
 }

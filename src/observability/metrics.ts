@@ -112,6 +112,8 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       help: 'Whether a Redis store is used: 1, or 0 while it is disconnected or skipped after failing commands (store: rate_limit, cache).',
       labelNames: ['store'],
       registers,
+      // Summed over the workers of `baton serve --workers`, 1s would add up; 0 when any worker has it down.
+      aggregator: 'min',
     })
     this.#storeFailures = new Counter({
       name: 'baton_store_failures_total',
@@ -176,6 +178,8 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       help: 'Circuit breaker state by service: 0 closed, 1 half-open, 2 open.',
       labelNames: ['service'],
       registers,
+      // Each worker of `baton serve --workers` has its own breakers: the most open one.
+      aggregator: 'max',
       collect() {
         this.reset()
         for (const [name, c] of clientsNow())

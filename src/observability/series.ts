@@ -129,8 +129,22 @@ export class SeriesHistogram extends Metric<HistogramSeries> {
     return new HistogramSeries(labels, this.#bounds)
   }
 
-  /** The shape prom-client's Registry renders: cumulative buckets, then +Inf, sum and count per series. */
+  /**
+   * Every value with all its labels (`le` and the series'), as prom-client's own histogram gives
+   * them: what `getMetricsAsJSON()` returns, and what the AggregatorRegistry of `baton serve
+   * --workers` sums by labels (with the series' labels apart, it would add up every endpoint's buckets).
+   */
   get(): { name: string; help: string; type: string; aggregator: string; values: Exported[] } {
+    const metric = this.getForPromString()
+    for (const v of metric.values) {
+      v.labels = { ...v.labels, ...v.sharedLabels }
+      delete v.sharedLabels
+    }
+    return metric
+  }
+
+  /** The shape prom-client's Registry renders (it prefers this to get()): cumulative buckets, then +Inf, sum and count per series. */
+  getForPromString(): { name: string; help: string; type: string; aggregator: string; values: Exported[] } {
     const values: Exported[] = []
     const bucket = `${this.name}_bucket`
     for (const s of this.series.values()) {

@@ -169,9 +169,7 @@ export class Canary {
         `error rate ${pct(candidate.errorRate)} against ${pct(stable.errorRate)} (margin ${pct(errorRate)} points)`,
       )
     if (candidate.p99 > stable.p99 * (1 + p99))
-      reasons.push(
-        `p99 ${candidate.p99.toFixed(1)}ms against ${stable.p99.toFixed(1)}ms (margin ${pct(p99)})`,
-      )
+      reasons.push(`p99 ${candidate.p99.toFixed(1)}ms against ${stable.p99.toFixed(1)}ms (margin ${pct(p99)})`)
     if (reasons.length === 0) return
     this.#weight = 0
     this.#rolledBack = true
@@ -193,7 +191,13 @@ export class Canary {
   async #stickyKey(req: FastifyRequest, stable: Generation): Promise<string | null> {
     const sticky = this.plan.sticky as NonNullable<CanaryPlan['sticky']>
     // Who is calling, as the stable version would see it: routing is no security decision (the chosen version checks again).
-    const verdict = stable.authenticator === null ? null : await stable.authenticator.check(req, ANYONE)
+    const verdict =
+      stable.authenticator === null
+        ? null
+        : await stable.authenticator.check(
+            { headers: req.headers, query: req.query as Record<string, unknown> },
+            ANYONE,
+          )
     const url = req.url
     const q = url.indexOf('?')
     const request: RequestView = {

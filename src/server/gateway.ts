@@ -18,6 +18,7 @@ import Fastify, {
 } from 'fastify'
 import type { Logger } from 'pino'
 import type { EdgeObserver } from '../edge/admission.ts'
+import type { Registry } from 'prom-client'
 import { accessLogObserver, answerLog, rejectionLog } from '../observability/access-log.ts'
 import { GatewayMetrics } from '../observability/metrics.ts'
 import type { Answered, AnswerObserver } from '../observability/outcome.ts'
@@ -71,6 +72,11 @@ export interface GatewayOptions {
   rateLimits?: boolean
   /** Gives the plan of a reload (`baton serve` reads and compiles the config file again); also enables POST /admin/reload. */
   reloader?: () => Promise<GatewayPlan>
+  /**
+   * Where the metrics path gets its text, given this gateway's registry once: `baton serve
+   * --workers` answers with the sum over every worker. Default: this gateway's own registry.
+   */
+  metricsSource?: (registry: Registry) => () => Promise<string>
 }
 
 export interface CloseOptions {
@@ -243,6 +249,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   const routes: RouteOptions[] = []
   if (metrics !== null && first.metrics !== null) {
     const registry = metrics.registry
+    const text = options.metricsSource?.(registry) ?? (() => registry.metrics())
     if (admin !== null) {
       admin.decorateRequest('answerCode', null)
       admin.decorateRequest('recorded', 0)
@@ -254,7 +261,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       method: 'GET',
       url: first.metrics.path,
       config: { label },
-      handler: async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()),
+      handler: async (_req, reply) => reply.header('content-type', registry.contentType).send(await text()),
     }
     if (admin === null) routes.push(route)
     else admin.route(route)
