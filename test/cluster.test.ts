@@ -1,7 +1,7 @@
 /**
  * `baton serve --workers 2`, spawned for real: both workers answer on one port, /metrics is the
  * sum of both (on the main port and on the admin port), a worker killed with SIGKILL is
- * restarted, SIGTERM drains both and exits 0, SIGHUP kills none, and a crash loop ends with exit 1.
+ * restarted, SIGTERM drains both and exits 0, SIGHUP reloads each, and a crash loop ends with exit 1.
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -132,12 +132,14 @@ describe('baton serve --workers 2', () => {
     const scrapes = events(cli, 'request').filter((l) => l.endpoint === 'GET /metrics')
     assert.deepEqual(scrapes.map((l) => l.worker).sort(), [1, 2])
 
-    // SIGHUP is passed on; no worker dies of it (reload is not there yet), and both still answer.
+    // SIGHUP is passed on: each worker reloads the config (README "Reload"), none dies of it, and both still answer.
     cli.kill('SIGHUP')
-    await eventually(
-      () => events(cli, 'signal_ignored').length === 2,
-      'both workers said SIGHUP is not supported',
-      5000,
+    await eventually(() => events(cli, 'reloaded').length === 2, 'both workers reloaded', 5000)
+    assert.deepEqual(
+      events(cli, 'reloaded')
+        .map((l) => l.worker)
+        .sort(),
+      [1, 2],
     )
     for (let i = 0; i < 4; i++) assert.equal((await getAlone(port, `/items/h${i}`)).status, 200)
     assert.equal(events(cli, 'worker_died').length, 0)

@@ -63,7 +63,7 @@ async function worker(plan: GatewayPlan, options: ServeOptions): Promise<number>
       // Code that listens on the process itself hears the primary's copy as if it were the signal.
       if (process.listeners(message.signal).some((l) => l !== ignore)) process.emit(message.signal, message.signal)
       else if (message.signal === 'SIGHUP')
-        logger.warn({ event: 'signal_ignored', signal: 'SIGHUP' }, 'SIGHUP: reload not supported yet')
+        logger.warn({ event: 'signal_ignored', signal: 'SIGHUP' }, 'SIGHUP before the worker serves: nothing to reload')
       // Stopped before it was serving: nothing to drain.
       else process.exit(128 + (constants.signals[message.signal] as number))
     } else if (message.type === 'baton:metrics') {
