@@ -17,8 +17,8 @@ export interface CachesOptions {
   readonly serverTiming: boolean
   /** The recorder of an endpoint's lookups (metrics), resolved once per endpoint. */
   readonly lookupsOf?: (endpoint: string) => (result: LookupResult) => void
-  /** The previous generation's caches: their stores (memory, Redis, the event subscription) are used again. */
-  readonly previous?: GatewayCaches | null
+  /** The gateway's stores (memory, Redis, the event subscription), shared by the caches of every generation. */
+  readonly stores: CacheStores
   /** Told when this gateway's Redis cache store is created (for metrics). */
   readonly onStoreCreated?: () => void
   /** Time for the Redis store's breaker (tests use a fake one). */
@@ -34,7 +34,7 @@ export function invalidationChannel(redis: RedisSettings): string {
 }
 
 /** The stores, shared by the caches of every generation of one gateway (created when first needed). */
-interface Stores {
+export interface CacheStores {
   memory: MemoryEntries | null
   redis: RedisStore | null
   subscribed: boolean
@@ -42,7 +42,7 @@ interface Stores {
 
 export class GatewayCaches {
   readonly #byEndpoint = new Map<string, ResponseCache>()
-  readonly #stores: Stores
+  readonly #stores: CacheStores
   readonly #memory: MemoryEntries | null
   readonly #redisEntries: RedisEntries | null
   readonly #redis: RedisStore | null
@@ -53,7 +53,7 @@ export class GatewayCaches {
     const cached = plan.endpoints.filter((e) => e.cache !== null)
     const kinds = new Set(cached.map((e) => e.cache?.store))
     this.#logger = options.logger ?? null
-    const stores: Stores = options.previous?.stores ?? { memory: null, redis: null, subscribed: false }
+    const stores = options.stores
     this.#stores = stores
     if (stores.memory === null && (kinds.has('memory') || kinds.has('tiered')))
       stores.memory = new MemoryEntries(plan.cache.maxSize)
@@ -93,11 +93,6 @@ export class GatewayCaches {
         }),
       )
     }
-  }
-
-  /** Shared with the next generation's caches. */
-  get stores(): Stores {
-    return this.#stores
   }
 
   /** The endpoint's cache, or null when it has none. */
@@ -143,16 +138,20 @@ export class GatewayCaches {
     )
     return { dropped: Math.max(near, far), published }
   }
+}
 
-  /** `stores`: close the stores too (the gateway is closing, or no later generation uses them). */
-  async close(stores = true): Promise<void> {
-    if (!stores) return
-    const redis = this.#stores.redis
-    this.#stores.redis = null
-    this.#stores.memory = null
-    this.#stores.subscribed = false
-    await redis?.close()
-  }
+/** The gateway's cache stores, none made yet (GatewayCaches makes them when a generation first needs them). */
+export function cacheStores(): CacheStores {
+  return { memory: null, redis: null, subscribed: false }
+}
+
+/** Closes the stores (the gateway is closing). */
+export async function closeCacheStores(stores: CacheStores): Promise<void> {
+  const redis = stores.redis
+  stores.redis = null
+  stores.memory = null
+  stores.subscribed = false
+  await redis?.close()
 }
 
 /** An invalidation message: {"tags": [...]}; null when it is not one. */

@@ -4,6 +4,7 @@ import { jsonSchema } from '../config/schema.ts'
 import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { ConfigError } from '../errors.ts'
+import type { Release } from '../server/gateway.ts'
 import { loadConfig } from '../config/load.ts'
 import { compileConfig } from '../plan/compile.ts'
 import { invalidateEverywhere } from '../cache/caches.ts'
@@ -81,14 +82,19 @@ export async function main(argv: readonly string[]): Promise<number> {
           workers?: number
         },
       ) => {
-        const result = await check(file, 'serve')
-        if (result.plan === undefined) {
-          console.error(renderDiagnostics(result.diagnostics, process.stderr))
+        const reload = reloaderOf(file, 'serve')
+        let release: Release
+        try {
+          release = await reload()
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err
+          console.error(renderDiagnostics(err.diagnostics, process.stderr))
           code = 1
           return
         }
+        const result = { plan: release.plan }
         const { workers: n = 1, ...rest } = opts
-        const serving = { ...rest, reload: reloaderOf(file, 'serve') }
+        const serving = { ...rest, reload, candidate: release.candidate ?? null }
         code = n === 1 ? await serve(result.plan, serving) : await serveWorkers(result.plan, serving, n)
       },
     )
@@ -130,6 +136,16 @@ export async function main(argv: readonly string[]): Promise<number> {
           code = 1
           return
         }
+        const reload = reloaderOf(file, 'dev', devSecret)
+        let candidate: GatewayPlan | null = null
+        try {
+          candidate = (await reload()).candidate ?? null
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err
+          console.error(renderDiagnostics(err.diagnostics, process.stderr))
+          code = 1
+          return
+        }
         // A usage error is the one line printed: the config's warnings would bury it.
         const misuse = devMisuse(result.plan, opts.down, [...opts.slow.keys()])
         if (misuse !== null) {
@@ -145,7 +161,8 @@ export async function main(argv: readonly string[]): Promise<number> {
           pretty: true,
           mocks: { down: new Set(opts.down), slow: opts.slow },
           rateLimits: rateLimits === true,
-          reload: reloaderOf(file, 'dev', devSecret),
+          reload,
+          candidate,
           ...(token === null ? {} : { devToken: token }),
         })
       },
@@ -214,12 +231,19 @@ export async function main(argv: readonly string[]): Promise<number> {
   return code
 }
 
-/** Reads and compiles the config file again (a reload); throws a ConfigError when it has errors. */
-function reloaderOf(file: string, mode: 'serve' | 'dev', devSecret?: string): () => Promise<GatewayPlan> {
+/**
+ * Reads and compiles the config file (at start, and again for a reload), and the candidate its
+ * canary names; throws a ConfigError when either has errors.
+ */
+function reloaderOf(file: string, mode: 'serve' | 'dev', devSecret?: string): () => Promise<Release> {
   return async () => {
     const result = await check(file, mode, devSecret)
     if (result.plan === undefined) throw new ConfigError(result.diagnostics)
-    return result.plan
+    const canary = result.plan.canary
+    if (canary === null) return { plan: result.plan }
+    const candidate = await check(canary.config, mode, devSecret)
+    if (candidate.plan === undefined) throw new ConfigError(candidate.diagnostics)
+    return { plan: result.plan, candidate: candidate.plan }
   }
 }
 

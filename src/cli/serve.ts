@@ -6,7 +6,7 @@
 import { constants } from 'node:os'
 import { pino, type Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { createGateway } from '../server/gateway.ts'
+import { createGateway, type Release } from '../server/gateway.ts'
 import { DEV_SUBJECT } from './devtoken.ts'
 import { formatRate } from './plan.ts'
 import { formatDuration } from '../config/units.ts'
@@ -44,7 +44,9 @@ export interface ServeOptions {
    * Reads and compiles the config file again, for a reload (SIGHUP, POST /admin/reload, or a
    * change of the config or of a file it names); throws a ConfigError when it has errors.
    */
-  reload?: () => Promise<GatewayPlan>
+  reload?: () => Promise<Release>
+  /** The canary's candidate plan, when the config names one. */
+  candidate?: GatewayPlan | null
   /** false: do not watch the files (--no-watch). */
   watch?: boolean
   /** baton serve --workers: this process is one of the workers (src/cli/cluster.ts). */
@@ -87,10 +89,10 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
   const reloader =
     options.reload === undefined
       ? undefined
-      : async (): Promise<GatewayPlan> => {
-          const next = await (options.reload as () => Promise<GatewayPlan>)()
+      : async (): Promise<Release> => {
+          const next = await (options.reload as () => Promise<Release>)()
           // baton dev: the mocks answer with the new routes (same ports), before the new plan serves.
-          await mocks?.update(next)
+          await mocks?.update(next.plan)
           return next
         }
   const gateway = createGateway(plan, {
@@ -99,6 +101,7 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
     ...(options.rateLimits === false ? { rateLimits: false } : {}),
     ...(mocks === null ? {} : { origins: mocks.origins, serverTiming: true }),
     ...(reloader === undefined ? {} : { reloader }),
+    ...(options.candidate == null ? {} : { candidate: options.candidate }),
     ...(options.worker === undefined ? {} : { metricsSource: options.worker.metricsSource }),
   })
   const listenOptions: { host?: string; port?: number } = {}

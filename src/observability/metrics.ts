@@ -46,6 +46,9 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   readonly #coalesced: Counter<'service'>
   readonly #cacheLookups: SeriesCounter
   readonly #generation: Gauge
+  readonly #canaryWeight: Gauge
+  readonly #canaryRollbacks: Counter
+  readonly #canaryRequests: SeriesCounter
   readonly #reloads: Counter<'result'>
   readonly #callCacheLookups: SeriesCounter
 
@@ -153,6 +156,23 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     })
     this.#reloads.inc({ result: 'success' }, 0)
     this.#reloads.inc({ result: 'failure' }, 0)
+    this.#canaryWeight = new Gauge({
+      name: 'baton_canary_weight',
+      help: "The canary candidate's share of the requests, 0 to 1 (0 once rolled back, or when none runs).",
+      registers,
+    })
+    this.#canaryRollbacks = new Counter({
+      name: 'baton_canary_rollbacks_total',
+      help: 'Canaries rolled back by their guard (worse than the stable version by more than its margins).',
+      registers,
+    })
+    this.#canaryRollbacks.inc(0)
+    this.#canaryRequests = new SeriesCounter({
+      name: 'baton_canary_requests_total',
+      help: 'Orchestrated requests while a canary runs, by version (stable, candidate) and result (ok, failed: a 5xx answer or a failed required call).',
+      labelNames: ['version', 'result'],
+      registers,
+    })
     const inFlight = (): number => this.#inFlight
     new Gauge({
       name: 'baton_requests_in_flight',
@@ -268,6 +288,18 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
 
   rejected(endpoint: EndpointPlan, rejection: Rejection): void {
     this.#rejected.inc({ endpoint: endpoint.label, reason: rejection.reason })
+  }
+
+  canaryWeight(weight: number): void {
+    this.#canaryWeight.set(weight)
+  }
+
+  canaryRolledBack(): void {
+    this.#canaryRollbacks.inc()
+  }
+
+  canaryRequest(version: 'stable' | 'candidate', failed: boolean): void {
+    this.#canaryRequests.labels({ version, result: failed ? 'failed' : 'ok' }).inc()
   }
 
   /** A reload ended: `generation` is being served (unchanged after a failure). */

@@ -98,3 +98,27 @@ export function reloadRoute(path: string, reload: () => Promise<unknown>): Admin
     },
   })
 }
+
+/** `POST /admin/canary/promote` or `/abort`: 200 with what happened, or 409 when no canary runs. */
+export function canaryRoute(path: string, end: () => boolean): AdminRoute {
+  return (token) => ({
+    method: 'POST',
+    url: path,
+    config: { label: `POST ${path}` },
+    handler: async (req, reply) => {
+      if (!authorized(req, reply, token)) return reply
+      const requestId = requestIdOf(req)
+      if (!end())
+        return send(
+          reply,
+          { status: 409, body: { error: { code: 'NO_CANARY', message: 'No canary is running' } }, headers: null },
+          requestId,
+        )
+      return send(
+        reply,
+        { status: 200, body: { ended: path.slice(path.lastIndexOf('/') + 1) }, headers: null },
+        requestId,
+      )
+    },
+  })
+}

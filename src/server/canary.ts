@@ -13,7 +13,7 @@ import type { StickyScope } from '../plan/canary.ts'
 import type { RequestView } from '../plan/scope.ts'
 import type { CanaryPlan, EndpointAuthPlan } from '../plan/types.ts'
 import type { Clock } from '../policies/clock.ts'
-import type { RunObserver } from '../runtime/observer.ts'
+import type { GatewayAnswer, RunView } from '../runtime/observer.ts'
 import type { Generation } from './generation.ts'
 
 export type Version = 'stable' | 'candidate'
@@ -29,6 +29,8 @@ interface Slice {
 /** Latencies kept per slice, at most (a sample is enough for a p99). */
 const SAMPLES = 2000
 const SLICES = 10
+/** ms a candidate's p99 may exceed the stable one's whatever the margin says (a p99 of 2 ms against 1 ms is not a regression). */
+const P99_SLACK = 10
 
 /** One version's figures over the window. */
 export interface Figures {
@@ -135,18 +137,20 @@ export class Canary {
     return draw < this.#weight ? this.candidate : stable
   }
 
-  /** An observer of a version's runs, feeding the guard. */
-  observerFor(version: Version): RunObserver {
-    return {
-      runFinished: (_state, run, answer) => {
-        const failed =
-          answer.status >= 500 ||
-          (run.errors !== null && run.endpoint.calls.some((c, i) => c.required && run.errors?.[i] !== undefined))
-        this.#windows[version].record(performance.now() - run.startedAt, failed)
-        this.#events.onRequest?.(version, failed)
-        this.#check()
-      },
-    }
+  /** A version's run has its answer: into the guard's window. */
+  record(version: Version, run: RunView, answer: GatewayAnswer): void {
+    const failed =
+      answer.status >= 500 ||
+      (run.errors !== null && run.endpoint.calls.some((c, i) => c.required && run.errors?.[i] !== undefined))
+    this.#windows[version].record(performance.now() - run.startedAt, failed)
+    this.#events.onRequest?.(version, failed)
+    this.#check()
+  }
+
+  /** Promoted or aborted: the stable version's runs no longer feed the guard. */
+  end(): void {
+    this.#weight = 0
+    this.#events.onWeight?.(0)
   }
 
   /** Both versions' figures over the window. */
@@ -168,7 +172,8 @@ export class Canary {
       reasons.push(
         `error rate ${pct(candidate.errorRate)} against ${pct(stable.errorRate)} (margin ${pct(errorRate)} points)`,
       )
-    if (candidate.p99 > stable.p99 * (1 + p99))
+    // Below a few milliseconds a p99 is noise: the candidate must also be slower by P99_SLACK.
+    if (candidate.p99 > stable.p99 * (1 + p99) && candidate.p99 - stable.p99 > P99_SLACK)
       reasons.push(`p99 ${candidate.p99.toFixed(1)}ms against ${stable.p99.toFixed(1)}ms (margin ${pct(p99)})`)
     if (reasons.length === 0) return
     this.#weight = 0

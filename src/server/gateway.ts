@@ -33,7 +33,10 @@ import { isPreflight, registerCors } from './cors.ts'
 import { Drain, type DrainReport } from './drain.ts'
 import { Generation, type GenerationContext, type Match, MAX_PARAM_LENGTH } from './generation.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
-import { invalidationRoute, reloadRoute } from './admin.ts'
+import { canaryRoute, invalidationRoute, reloadRoute } from './admin.ts'
+import { Canary } from './canary.ts'
+import { cacheStores, closeCacheStores } from '../cache/caches.ts'
+import { systemClock } from '../policies/clock.ts'
 import type { ServedRoute } from './methods.ts'
 
 declare module 'fastify' {
@@ -71,7 +74,9 @@ export interface GatewayOptions {
   /** false: apply no rate limits, whatever the plan says (baton dev without --rate-limits). */
   rateLimits?: boolean
   /** Gives the plan of a reload (`baton serve` reads and compiles the config file again); also enables POST /admin/reload. */
-  reloader?: () => Promise<GatewayPlan>
+  reloader?: () => Promise<GatewayPlan | Release>
+  /** The canary's candidate plan, when the plan names one (`canary.config`, compiled by whoever reads files). */
+  candidate?: GatewayPlan
   /**
    * Where the metrics path gets its text, given this gateway's registry once: `baton serve
    * --workers` answers with the sum over every worker. Default: this gateway's own registry.
@@ -100,7 +105,11 @@ export interface Gateway {
    * rate limits and the authenticator are kept where their settings are unchanged. Rejects (and
    * the previous plan keeps serving) when the reloader throws, e.g. a ConfigError.
    */
-  reload(plan?: GatewayPlan): Promise<ReloadReport>
+  reload(next?: GatewayPlan | Release): Promise<ReloadReport>
+  /** The canary being run, or null. */
+  readonly canary: Canary | null
+  /** Ends the canary: `promote` serves the candidate to everyone, `abort` the stable version; false when none runs. */
+  endCanary(how: 'promote' | 'abort'): boolean
   readonly server: FastifyInstance
   /** Resolves with the bound address; port 0 picks a free port. */
   listen(options?: {
@@ -292,9 +301,63 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     clock: options.clock,
     rateLimits: options.rateLimits !== false,
     fixedRoutes: () => served,
+    cacheStores: cacheStores(),
   }
   let number = 1
   current = new Generation(number, first, context, null)
+  let canary: Canary | null = null
+
+  /** Runs `candidate` beside `stable` as the latter's canary says (or none). */
+  const startCanary = (stable: Generation, candidate: GatewayPlan | null | undefined): Canary | null => {
+    if (stable.plan.canary === null || candidate == null) return null
+    const generation = new Generation(stable.number, candidate, context, stable, 'share')
+    const started = new Canary(stable.plan.canary, generation, options.clock ?? systemClock, logger, {
+      onWeight: (weight) => metrics?.canaryWeight(weight),
+      onRollback: () => metrics?.canaryRolledBack(),
+      onRequest: (version, failed) => metrics?.canaryRequest(version, failed),
+    })
+    stable.onFinished = (run, answer) => started.record('stable', run, answer)
+    generation.onFinished = (run, answer) => started.record('candidate', run, answer)
+    logger?.info(
+      {
+        event: 'canary',
+        stable: stable.plan.release,
+        candidate: candidate.release,
+        weight: started.weight,
+        sticky: stable.plan.canary.sticky !== null,
+      },
+      `canary: ${candidate.release} serves ${(started.weight * 100).toFixed(1)}% beside ${stable.plan.release}`,
+    )
+    return started
+  }
+  const endCanary = (how: 'promote' | 'abort'): boolean => {
+    const ending = canary
+    if (ending === null) return false
+    canary = null
+    ending.end()
+    current.onFinished = null
+    const previous = current
+    const figures = ending.figures()
+    if (how === 'promote') {
+      // The candidate becomes the one version, and what it shared with the stable one becomes its own.
+      ending.candidate.adopt(previous)
+      current = ending.candidate
+      current.onFinished = null
+    }
+    logger?.warn(
+      { event: `canary_${how}d`, release: ending.candidate.plan.release, ...figures },
+      how === 'promote'
+        ? `canary ${ending.candidate.plan.release} promoted: it serves every request until the next reload (make it the config to keep it)`
+        : `canary ${ending.candidate.plan.release} aborted: ${previous.plan.release} serves every request`,
+    )
+    const retired = how === 'promote' ? previous : ending.candidate
+    void retired.retire().then(
+      () => undefined,
+      (err: unknown) => logger?.error({ event: 'retire_failed', err }, 'closing a generation failed'),
+    )
+    return true
+  }
+  canary = startCanary(current, options.candidate)
 
   // The admin endpoints: always on the admin port (it is private), on the main port only behind a token.
   const invalidationToken = first.cache.invalidation.token ?? first.adminToken
@@ -306,6 +369,11 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     if (admin !== null) admin.route(reloads(null))
     if (first.adminToken !== null) routes.push(reloads(first.adminToken))
   }
+  for (const how of ['promote', 'abort'] as const) {
+    const route = canaryRoute(`/admin/canary/${how}`, () => endCanary(how))
+    if (admin !== null) admin.route(route(null))
+    if (first.adminToken !== null) routes.push(route(first.adminToken))
+  }
 
   // The endpoints: one route for every path, dispatched by the current generation's router (so that a reload can add
   // and remove endpoints). CORS answers OPTIONS preflights on its own '*' route.
@@ -316,7 +384,9 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     method: edge.cors === null ? [...DISPATCHED, 'OPTIONS'] : DISPATCHED,
     url: '*',
     onRequest: async (req, reply) => {
-      const generation = current
+      const generation = canary === null ? current : await canary.choose(req, current)
+      // While a canary runs, every answer says which version made it.
+      if (canary !== null) reply.header('baton-version', generation.plan.release)
       const match = generation.match(req.method, req.url)
       if (match === null) return notFound(req, reply)
       req.matched = match
@@ -344,20 +414,27 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
 
   /** Reloads run one at a time, in the order asked. */
   let reloading: Promise<unknown> = Promise.resolve()
-  const reload = async (next?: GatewayPlan): Promise<ReloadReport> => {
+  const reload = async (next?: GatewayPlan | Release): Promise<ReloadReport> => {
     const run = reloading.then(async () => {
-      let plan: GatewayPlan
+      let release: Release
       try {
-        plan = next ?? (await (options.reloader as () => Promise<GatewayPlan>)())
+        const given = next ?? (await (options.reloader as () => Promise<GatewayPlan | Release>)())
+        release = 'plan' in given ? given : { plan: given }
       } catch (err) {
         metrics?.reloaded(false, number)
         throw err
       }
       const previous = current
-      const generation = new Generation(number + 1, plan, context, previous)
+      const previousCanary = canary
+      const generation = new Generation(number + 1, release.plan, context, previous)
       await generation.prepare()
       number++
       current = generation
+      // A reload starts the canary again from its config (a rollback or a promotion lasts until the next reload).
+      previousCanary?.end()
+      canary = startCanary(generation, release.candidate)
+      await canary?.candidate.prepare()
+      if (previousCanary !== null) previous.onFinished = null
       metrics?.reloaded(true, number)
       if (stopProbes !== null) {
         stopProbes()
@@ -373,8 +450,13 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
           { event: 'reload_restart_needed', key },
           `gateway.${key} changed: it takes effect on the next start, not on a reload`,
         )
-      // In the background: the old generation serves its requests to the end, then closes what was not kept.
-      previous.retire().catch((err: unknown) => {
+      // In the background: the old generation (and its canary, which shares its parts) serves its requests to the
+      // end, then closes what was not kept.
+      const retiring = async (): Promise<void> => {
+        await previousCanary?.candidate.retire()
+        await previous.retire()
+      }
+      retiring().catch((err: unknown) => {
         logger?.error({ event: 'retire_failed', err }, 'closing the previous generation failed')
       })
       return report
@@ -396,9 +478,14 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       return drain.inFlight
     },
     reload,
+    get canary() {
+      return canary
+    },
+    endCanary,
     async listen({ host = first.host, port = first.port } = {}) {
       // The first requests must be counted: a shared store is connected before the port opens.
       await current.prepare()
+      await canary?.candidate.prepare()
       await server.listen({ host, port })
       if (admin !== null && first.metrics?.port !== undefined) await admin.listen({ host, port: first.metrics.port })
       stopProbes ??= startProbes(current.clients, probes, options.logger)
@@ -424,7 +511,9 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
         await admin?.close()
         // A reload under way finishes first; then every generation still open closes.
         await reloading
+        await canary?.candidate.close()
         await current.close()
+        await closeCacheStores(context.cacheStores)
         // Last: the requests that were still being answered have ended their spans.
         await tracing?.close()
         return report
@@ -438,6 +527,12 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
 const DISPATCHED: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']
 
 const TOO_LONG = 'A path segment is longer than 100 characters'
+
+/** What a reload serves: the config, and its canary's candidate when it names one. */
+export interface Release {
+  readonly plan: GatewayPlan
+  readonly candidate?: GatewayPlan | null
+}
 
 /** What a reload did. */
 export interface ReloadReport {

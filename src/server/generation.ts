@@ -14,7 +14,7 @@
 import Router, { type HTTPMethod } from 'find-my-way'
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
 import type { Logger } from 'pino'
-import { GatewayCaches } from '../cache/caches.ts'
+import { type CacheStores, GatewayCaches } from '../cache/caches.ts'
 import type { ResponseCache, StartRun } from '../cache/response.ts'
 import { admissionFor, type EdgeObserver, type Rejection } from '../edge/admission.ts'
 import { Authenticator } from '../edge/auth.ts'
@@ -28,7 +28,7 @@ import type { EndpointPlan, GatewayPlan, ServicePlan } from '../plan/types.ts'
 import type { RequestParts } from '../plan/validation.ts'
 import type { Clock } from '../policies/clock.ts'
 import { type BoundEndpoint, execute } from '../runtime/execute.ts'
-import { resolveObservers, type RunObserver } from '../runtime/observer.ts'
+import { type GatewayAnswer, resolveObservers, type RunObserver, type RunView } from '../runtime/observer.ts'
 import { createServiceClient, type PoolRegistry, type ServiceClient, type ServiceStage } from '../upstream/client.ts'
 import { LOGGED, RECORDED, requestIdOf, send, sendError, sendText } from './answers.ts'
 import type { Drain } from './drain.ts'
@@ -51,6 +51,8 @@ export interface GenerationContext {
   readonly observers: readonly RunObserver[]
   readonly clock: Clock | undefined
   readonly rateLimits: boolean
+  /** The cache stores (memory, Redis, the event subscription): the gateway's, used by every generation that caches. */
+  readonly cacheStores: CacheStores
   /** The server's routes that are not endpoints (health, metrics, the webhook), for 405's Allow. */
   readonly fixedRoutes: () => readonly ServedRoute[]
 }
@@ -82,45 +84,65 @@ export class Generation {
   readonly #served: ServedRoute[] = []
   readonly #router: Router.Instance<Router.HTTPVersion.V1>
   readonly #context: GenerationContext
+  /** Told about each run's answer while a canary compares this generation with another (its guard). */
+  onFinished: ((run: RunView, answer: GatewayAnswer) => void) | null = null
   #inFlight = 0
   #released: (() => void) | null = null
-  /** What the next generation took over, and so must not be closed with this one. */
-  readonly #handedOver = new Set<object>()
+  /** What this generation closes when it goes: what it made or took over, less what it handed on. */
+  readonly #owns = new Set<object>()
+  /** succeed: the previous generation's parts become this one's (a reload); share: they stay its (a canary). */
+  readonly #mode: 'succeed' | 'share'
 
-  constructor(number: number, plan: GatewayPlan, context: GenerationContext, previous: Generation | null) {
+  constructor(
+    number: number,
+    plan: GatewayPlan,
+    context: GenerationContext,
+    previous: Generation | null,
+    mode: 'succeed' | 'share' = 'succeed',
+  ) {
+    this.#mode = mode
     this.number = number
     this.plan = plan
     this.#context = context
     const { metrics, logger } = context
     this.clients = this.#clients(plan, previous)
-    this.authenticator = previous?.handOver(previous.authenticator, sameAuth(previous.plan, plan)) ?? null
+    this.authenticator = this.#take(
+      previous,
+      previous?.authenticator ?? null,
+      previous !== null && sameAuth(previous.plan, plan),
+    )
     if (this.authenticator === null && plan.edge.auth !== null) this.authenticator = new Authenticator(plan.edge.auth)
 
     const limitsOn = plan.edge.rateLimit !== null && context.rateLimits
-    const kept = previous?.handOver(previous.limits, limitsOn && sameLimits(previous.plan, plan)) ?? null
+    const kept = this.#take(
+      previous,
+      previous?.limits ?? null,
+      previous !== null && limitsOn && sameLimits(previous.plan, plan),
+    )
     if (kept !== null) kept.update(plan.endpoints)
     if (kept === null && limitsOn && plan.edge.rateLimit?.store === 'redis') metrics?.storeCreated('rate_limit')
     this.limits =
       kept ??
       (limitsOn && plan.edge.rateLimit !== null
-        ? new RateLimits(plan.edge.rateLimit, plan.endpoints, {
-            logger: logger ?? undefined,
-            clock: context.clock,
-            onStoreError: () => metrics?.rateLimitStoreFailed(),
-            onStoreFailure: () => metrics?.storeFailed('rate_limit'),
-            onStoreChange: (up) => metrics?.storeChanged('rate_limit', up),
-          })
+        ? this.#made(
+            new RateLimits(plan.edge.rateLimit, plan.endpoints, {
+              logger: logger ?? undefined,
+              clock: context.clock,
+              onStoreError: () => metrics?.rateLimitStoreFailed(),
+              onStoreFailure: () => metrics?.storeFailed('rate_limit'),
+              onStoreChange: (up) => metrics?.storeChanged('rate_limit', up),
+            }),
+          )
         : null)
 
     const cached = plan.endpoints.some((e) => e.cache !== null)
-    const previousCaches = previous?.handOver(previous.caches, cached) ?? null
     this.caches = !cached
       ? null
       : new GatewayCaches(plan, {
           redis: plan.redis,
           logger,
           serverTiming: context.serverTiming,
-          previous: previousCaches,
+          stores: context.cacheStores,
           ...(context.clock === undefined ? {} : { clock: context.clock }),
           onStoreFailure: () => metrics?.storeFailed('cache'),
           onStoreChange: (up) => metrics?.storeChanged('cache', up),
@@ -180,27 +202,36 @@ export class Generation {
    */
   async retire(): Promise<void> {
     if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#released = resolve))
-    await this.#close(false)
+    await this.#close()
   }
 
   /** Closes everything (the gateway is closing). */
   async close(): Promise<void> {
-    await this.#close(true)
+    await this.#close()
   }
 
-  async #close(all: boolean): Promise<void> {
-    const mine = <T extends object>(part: T | null): T | null =>
-      part === null || (!all && this.#handedOver.has(part)) ? null : part
+  async #close(): Promise<void> {
+    const mine = <T extends object>(part: T | null): T | null => (part !== null && this.#owns.has(part) ? part : null)
     await Promise.all([...this.clients.values()].map(async (c) => await mine(c)?.close()))
     await mine(this.limits)?.close()
-    // The stores go with the last generation that caches: kept while a later one still uses them.
-    if (this.caches !== null) await this.caches.close(all || !this.#handedOver.has(this.caches))
   }
 
-  /** Hands `part` to the next generation when `same` (it is then not closed with this one); returns it, or null. */
-  handOver<T extends object>(part: T | null, same: boolean): T | null {
-    if (part === null || !same) return null
-    this.#handedOver.add(part)
+  /** Promoted from a canary: the parts it shares with `stable` become its own (they are not closed with `stable`). */
+  adopt(stable: Generation): void {
+    const shared = [...this.clients.values(), this.limits]
+    for (const part of shared) if (part !== null && stable.#owns.delete(part)) this.#owns.add(part)
+  }
+
+  /** `previous`'s part when `same` (taken over, or shared: see #mode), else null. */
+  #take<T extends object>(previous: Generation | null, part: T | null, same: boolean): T | null {
+    if (previous === null || part === null || !same) return null
+    if (this.#mode === 'succeed' && previous.#owns.delete(part)) this.#owns.add(part)
+    return part
+  }
+
+  /** A part this generation made: it closes it, unless a later generation takes it over. */
+  #made<T extends object>(part: T): T {
+    this.#owns.add(part)
     return part
   }
 
@@ -213,8 +244,7 @@ export class Generation {
       const coalesce = plan.endpoints.some((e) => e.calls.some((c) => c.coalesce && c.service.name === service.name))
       const cache = plan.endpoints.some((e) => e.calls.some((c) => c.cache !== null && c.service.name === service.name))
       const old = previous?.clients.get(service.name)
-      const kept =
-        previous?.handOver(old ?? null, old !== undefined && sameClient(old, service, coalesce, cache)) ?? null
+      const kept = this.#take(previous, old ?? null, old !== undefined && sameClient(old, service, coalesce, cache))
       if (kept !== null) {
         clients.set(service.name, kept)
         continue
@@ -224,22 +254,24 @@ export class Generation {
       const clock = this.#context.clock
       clients.set(
         service.name,
-        createServiceClient(service, {
-          pools: this.#context.pools,
-          ...(origin === undefined ? {} : { origin }),
-          ...(stages === undefined ? {} : { stages }),
-          ...(clock === undefined ? {} : { clock }),
-          // Tracing is the observer that watches tries: without it, the observe stage is not in the chain.
-          observeTries,
-          coalesce,
-          onCoalesced: (name) => metrics?.coalesced(name),
-          cache,
-          onCacheLookup: (name, call, result) => metrics?.cacheLookup(name, call, result),
-          onBreakerChange: (name, from, to) => {
-            metrics?.breakerChanged(name, from, to)
-            logger?.warn({ event: 'breaker', service: name, from, to }, `circuit breaker of ${name}: ${from} → ${to}`)
-          },
-        }),
+        this.#made(
+          createServiceClient(service, {
+            pools: this.#context.pools,
+            ...(origin === undefined ? {} : { origin }),
+            ...(stages === undefined ? {} : { stages }),
+            ...(clock === undefined ? {} : { clock }),
+            // Tracing is the observer that watches tries: without it, the observe stage is not in the chain.
+            observeTries,
+            coalesce,
+            onCoalesced: (name) => metrics?.coalesced(name),
+            cache,
+            onCacheLookup: (name, call, result) => metrics?.cacheLookup(name, call, result),
+            onBreakerChange: (name, from, to) => {
+              metrics?.breakerChanged(name, from, to)
+              logger?.warn({ event: 'breaker', service: name, from, to }, `circuit breaker of ${name}: ${from} → ${to}`)
+            },
+          }),
+        ),
       )
     }
     return clients
@@ -255,6 +287,9 @@ export class Generation {
     if (log !== null) observers.push(log)
     if (this.#context.serverTiming) observers.push(serverTimingObserver)
     observers.push(...this.#context.observers)
+    // A canary's stable version and its candidate: the guard sees their answers.
+    if (this.plan.canary !== null || this.#mode === 'share')
+      observers.push({ runFinished: (_state, run, answer) => this.onFinished?.(run, answer) })
     const bound: BoundEndpoint = {
       plan: endpoint,
       clients: endpointClients,

@@ -1,0 +1,215 @@
+/**
+ * Canary releases: the candidate config serves its weight of the requests (by chance, or by a
+ * sticky key's hash), a header forces a version, every answer names its version, and the guard
+ * rolls the candidate back by itself when it answers worse than the stable version — and not
+ * when it answers as well. Promotion and abort by hand.
+ */
+import assert from 'node:assert/strict'
+import { describe, test, type TestContext } from 'node:test'
+import pino from 'pino'
+import { compileText } from '../src/plan/compile.ts'
+import { bucketOf } from '../src/server/canary.ts'
+import { createGateway } from '../src/server/gateway.ts'
+import { get, post, stubFor } from './helpers/gateway.ts'
+import { fakeClock, type FakeClock } from './helpers/resilience.ts'
+import { json, type Stub } from './helpers/stub.ts'
+
+function stable(stub: Stub, canary: string): string {
+  return `
+version: 1
+gateway: { name: Shop, logLevel: silent, release: v1, metrics: { port: 0 } }
+canary: ${canary}
+services:
+  catalog: { url: "${stub.url}", coalesce: false }
+endpoints:
+  GET /product:
+    calls:
+      product: { request: "GET catalog /v1/product" }
+`
+}
+
+function candidate(stub: Stub, path = '/v2/product'): string {
+  return `
+version: 1
+gateway: { name: Shop, logLevel: silent, release: v2, metrics: { port: 0 } }
+services:
+  catalog: { url: "${stub.url}", coalesce: false }
+endpoints:
+  GET /product:
+    calls:
+      product: { request: "GET catalog ${path}" }
+`
+}
+
+interface Started {
+  url: string
+  admin: string
+  lines: { event?: string; msg: string }[]
+  clock: FakeClock
+}
+
+async function start(t: TestContext, base: string, next: string): Promise<Started> {
+  const lines: { event?: string; msg: string }[] = []
+  const logger = pino({ base: null, level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) })
+  const clock = fakeClock()
+  const gateway = createGateway(compileText('base.yaml', base, { env: {} }).plan, {
+    candidate: compileText('next.yaml', next, { env: {} }).plan,
+    logger,
+    clock,
+  })
+  t.after(() => gateway.close())
+  const { url, metricsUrl } = await gateway.listen({ port: 0, host: '127.0.0.1' })
+  return { url, admin: (metricsUrl as string).replace(/\/metrics$/, ''), lines, clock }
+}
+
+/** `n` requests, `concurrency` at a time; the versions that answered, counted. */
+async function versions(
+  url: string,
+  n: number,
+  headers: (i: number) => Record<string, string> = () => ({}),
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>()
+  let next = 0
+  await Promise.all(
+    Array.from({ length: 20 }, async () => {
+      while (next < n) {
+        const i = next++
+        const res = await get(`${url}/product`, headers(i))
+        assert.equal(res.status, 200)
+        const version = res.headers['baton-version'] ?? 'none'
+        counts.set(version, (counts.get(version) ?? 0) + 1)
+      }
+    }),
+  )
+  return counts
+}
+
+function routes(stub: Stub, v2: 'ok' | 'broken' = 'ok'): void {
+  stub.route('GET /v1/product', json({ version: 1 }))
+  stub.route('GET /v2/product', v2 === 'ok' ? json({ version: 2 }) : json({ error: 'bad' }, { status: 502 }))
+}
+
+async function metric(admin: string, line: string): Promise<number> {
+  const text = await (await fetch(`${admin}/metrics`)).text()
+  const found = text.split('\n').find((l) => l.startsWith(line + ' '))
+  return Number(found?.slice(line.length + 1) ?? NaN)
+}
+
+describe('routing', () => {
+  test('a sticky key hashes to the same place every time, and 10,000 keys spread evenly', () => {
+    assert.equal(bucketOf('alice'), bucketOf('alice'))
+    let below = 0
+    for (let i = 0; i < 10_000; i++) if (bucketOf(`user-${i}`) < 0.1) below++
+    // Binomial(10,000, 0.1): mean 1,000, sd 30; five sd either way.
+    assert.ok(below > 850 && below < 1150, `${below} of 10,000 below 0.1`)
+  })
+
+  test('weight 10%: over 10,000 requests the candidate answers about 1,000; each answer names its version', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const { url } = await start(t, stable(stub, '{ config: next.yaml, weight: 10% }'), candidate(stub))
+    const counts = await versions(url, 10_000)
+    const v2 = counts.get('v2') ?? 0
+    assert.equal((counts.get('v1') ?? 0) + v2, 10_000, 'every answer says baton-version v1 or v2')
+    assert.ok(v2 > 850 && v2 < 1150, `candidate answered ${v2} of 10,000`)
+    assert.equal(stub.requestsTo('GET /v2/product').length, v2)
+  })
+
+  test('sticky: the same key always gets the same version', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const { url } = await start(
+      t,
+      stable(stub, `{ config: next.yaml, weight: 50%, sticky: "\${request.headers['x-user']}" }`),
+      candidate(stub),
+    )
+    const seen = new Map<string, Set<string>>()
+    for (let round = 0; round < 4; round++) {
+      for (let u = 0; u < 40; u++) {
+        const res = await get(`${url}/product`, { 'x-user': `user-${u}` })
+        const versionsOf = seen.get(`user-${u}`) ?? new Set<string>()
+        versionsOf.add(res.headers['baton-version'] as string)
+        seen.set(`user-${u}`, versionsOf)
+      }
+    }
+    for (const [user, versionsOf] of seen) assert.equal(versionsOf.size, 1, `${user} saw ${[...versionsOf].join(', ')}`)
+    for (let u = 0; u < 40; u++) {
+      const expected = bucketOf(`user-${u}`) < 0.5 ? 'v2' : 'v1'
+      assert.deepEqual([...(seen.get(`user-${u}`) as Set<string>)], [expected])
+    }
+  })
+
+  test('the header forces a version: always (the candidate), never (the stable one)', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const { url } = await start(t, stable(stub, '{ config: next.yaml, weight: 50% }'), candidate(stub))
+    const always = await versions(url, 50, () => ({ 'x-baton-canary': 'always' }))
+    const never = await versions(url, 50, () => ({ 'x-baton-canary': 'never' }))
+    assert.deepEqual([...always], [['v2', 50]])
+    assert.deepEqual([...never], [['v1', 50]])
+  })
+})
+
+describe('the guard', () => {
+  const guarded = (stub: Stub): string =>
+    stable(stub, '{ config: next.yaml, weight: 50%, guard: { minRequests: 20, window: 1m, errorRate: 5% } }')
+
+  test('a candidate that starts answering 502: rolled back by itself (weight 0), logged with the figures, counted', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub, 'broken')
+    const { url, admin, lines, clock } = await start(t, guarded(stub), candidate(stub))
+    let rolledBack = false
+    for (let round = 0; round < 20 && !rolledBack; round++) {
+      clock.advance(1000)
+      for (let i = 0; i < 20; i++) await get(`${url}/product`)
+      rolledBack = lines.some((l) => l.event === 'canary_rolled_back')
+    }
+    assert.ok(rolledBack, 'the guard rolled the candidate back')
+    const line = lines.find((l) => l.event === 'canary_rolled_back') as { msg: string }
+    assert.match(
+      line.msg,
+      /^canary v2 rolled back \(weight 0\): error rate 100\.0% against 0\.0% \(margin 5\.0% points\)/,
+    )
+    assert.equal(await metric(admin, 'baton_canary_rollbacks_total'), 1)
+    assert.equal(await metric(admin, 'baton_canary_weight'), 0)
+    // From now on the stable version answers everything (the header can still ask for the candidate).
+    const after = await versions(url, 100)
+    assert.deepEqual([...after], [['v1', 100]])
+  })
+
+  test('a candidate as good as the stable version keeps its weight', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const { url, admin, lines, clock } = await start(t, guarded(stub), candidate(stub))
+    for (let round = 0; round < 10; round++) {
+      clock.advance(1000)
+      for (let i = 0; i < 30; i++) await get(`${url}/product`)
+    }
+    assert.equal(lines.filter((l) => l.event === 'canary_rolled_back').length, 0, lines.map((l) => l.msg).join('\n'))
+    assert.equal(await metric(admin, 'baton_canary_weight'), 0.5)
+    assert.equal(await metric(admin, 'baton_canary_rollbacks_total'), 0)
+    assert.ok((await metric(admin, 'baton_canary_requests_total{version="candidate",result="ok"}')) > 50)
+  })
+})
+
+describe('ending a canary by hand', () => {
+  test('promote: the candidate serves everyone; abort: the stable one does; 409 once none runs', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const promoted = await start(t, stable(stub, '{ config: next.yaml, weight: 10% }'), candidate(stub))
+    const done = await post(`${promoted.admin}/admin/canary/promote`, {})
+    assert.equal(done.status, 200)
+    assert.deepEqual(done.body, { ended: 'promote' })
+    const after = await versions(promoted.url, 30)
+    // No canary any more: no baton-version header, and the candidate's calls answer.
+    assert.deepEqual([...after], [['none', 30]])
+    assert.equal(stub.requestsTo('GET /v2/product').length >= 30, true)
+    assert.equal((await post(`${promoted.admin}/admin/canary/promote`, {})).status, 409)
+
+    const aborted = await start(t, stable(stub, '{ config: next.yaml, weight: 90% }'), candidate(stub))
+    const before = stub.requestsTo('GET /v1/product').length
+    assert.equal((await post(`${aborted.admin}/admin/canary/abort`, {})).status, 200)
+    await versions(aborted.url, 30)
+    assert.equal(stub.requestsTo('GET /v1/product').length - before, 30)
+  })
+})
