@@ -5,12 +5,17 @@
  * when it answers as well. Promotion and abort by hand.
  */
 import assert from 'node:assert/strict'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import pino from 'pino'
 import { compileText } from '../src/plan/compile.ts'
 import { bucketOf } from '../src/server/canary.ts'
 import { createGateway } from '../src/server/gateway.ts'
+import { spawnCli, startCli } from './helpers/cli.ts'
 import { get, post, stubFor } from './helpers/gateway.ts'
+import { freePort } from './helpers/redis.ts'
 import { fakeClock, type FakeClock } from './helpers/resilience.ts'
 import { json, type Stub } from './helpers/stub.ts'
 
@@ -211,5 +216,43 @@ describe('ending a canary by hand', () => {
     assert.equal((await post(`${aborted.admin}/admin/canary/abort`, {})).status, 200)
     await versions(aborted.url, 30)
     assert.equal(stub.requestsTo('GET /v1/product').length - before, 30)
+  })
+})
+
+describe('the real CLI', () => {
+  test('baton serve runs the canary its config names; baton canary promote ends it; alerts has its rule', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const dir = mkdtempSync(join(tmpdir(), 'baton-canary-'))
+    const adminPort = await freePort()
+    const withPorts = (text: string): string =>
+      text
+        .replace('metrics: { port: 0 }', `metrics: { port: ${adminPort} }, host: 127.0.0.1, port: 0`)
+        .replace('logLevel: silent', 'logLevel: info')
+    writeFileSync(join(dir, 'base.yaml'), withPorts(stable(stub, '{ config: next.yaml, weight: 10% }')))
+    writeFileSync(join(dir, 'next.yaml'), withPorts(candidate(stub)))
+    const { cli, url } = await startCli(t, ['serve', join(dir, 'base.yaml'), '--no-watch'])
+    const forced = await get(`${url}/product`, { 'x-baton-canary': 'always' })
+    assert.equal(forced.headers['baton-version'], 'v2')
+    assert.deepEqual(forced.body, { product: { version: 2 } })
+
+    const promote = spawnCli(t, ['canary', 'promote', join(dir, 'base.yaml')])
+    assert.equal((await promote.exited).code, 0, promote.stderr)
+    assert.match(promote.stdout, /^canary promoted at http:\/\/127\.0\.0\.1:\d+\n$/)
+    const after = await get(`${url}/product`)
+    assert.deepEqual(after.body, { product: { version: 2 } })
+    assert.equal(after.headers['baton-version'], undefined)
+    const again = spawnCli(t, ['canary', 'abort', join(dir, 'base.yaml')])
+    assert.equal((await again.exited).code, 1)
+    assert.match(again.stderr, /409 .*NO_CANARY/)
+
+    const alerts = spawnCli(t, ['alerts', join(dir, 'base.yaml')])
+    assert.equal((await alerts.exited).code, 0, alerts.stderr)
+    assert.match(
+      alerts.stdout,
+      /alert: BatonCanaryRolledBack\n\s+expr: increase\(baton_canary_rollbacks_total\[10m\]\) > 0/,
+    )
+    cli.kill('SIGTERM')
+    assert.equal((await cli.exited).code, 0)
   })
 })

@@ -72,5 +72,17 @@ export function alertRules(plan: GatewayPlan): string {
       },
     })
   }
+  if (plan.canary !== null) {
+    rules.push({
+      alert: 'BatonCanaryRolledBack',
+      expr: 'increase(baton_canary_rollbacks_total[10m]) > 0',
+      labels: { severity: 'warning', channel: plan.breakerAlert ?? 'slack' },
+      annotations: {
+        summary: `${gateway}: the canary was rolled back by its guard`,
+        description:
+          'The candidate config answered worse than the stable one (error rate or p99 over its margins): its weight is 0. The log line canary_rolled_back has the figures.',
+      },
+    })
+  }
   return stringify({ groups: [{ name: `baton: ${gateway}`, rules }] }, { lineWidth: 0 })
 }

@@ -137,7 +137,7 @@ export async function main(argv: readonly string[]): Promise<number> {
           return
         }
         const reload = reloaderOf(file, 'dev', devSecret)
-        let candidate: GatewayPlan | null = null
+        let candidate: GatewayPlan | null
         try {
           candidate = (await reload()).candidate ?? null
         } catch (err) {
@@ -184,6 +184,51 @@ export async function main(argv: readonly string[]): Promise<number> {
       const rules = alertRules(result.plan)
       if (opts.output === undefined) process.stdout.write(rules)
       else await writeFile(opts.output, rules)
+    })
+
+  program
+    .command('canary')
+    .argument('<action>', 'promote (the candidate serves everyone) or abort (the stable version does)', canaryAction)
+    .argument('<file>', 'config file (for the admin port, or the main port and gateway.admin.token)')
+    .option('--url <url>', 'base URL of the gateway to tell (default: 127.0.0.1 on the port the config says)')
+    .description('end the running canary of a gateway: promote it or abort it (its admin endpoint)')
+    .action(async (action: 'promote' | 'abort', file: string, opts: { url?: string }) => {
+      const result = await check(file, 'serve')
+      if (result.plan === undefined) {
+        console.error(renderDiagnostics(result.diagnostics, process.stderr))
+        code = 1
+        return
+      }
+      const plan = result.plan
+      const port = plan.metrics?.port ?? plan.port
+      const base = opts.url ?? `http://127.0.0.1:${port}`
+      const viaAdminPort = opts.url === undefined && plan.metrics?.port !== undefined
+      if (!viaAdminPort && plan.adminToken === null && opts.url === undefined) {
+        console.error(
+          'baton canary: the config has no admin port (gateway.metrics.port) and no gateway.admin.token: the gateway serves no admin endpoint to call',
+        )
+        code = 1
+        return
+      }
+      try {
+        const res = await fetch(`${base.replace(/\/$/, '')}/admin/canary/${action}`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            ...(plan.adminToken === null || viaAdminPort ? {} : { authorization: `Bearer ${plan.adminToken}` }),
+          },
+          body: '{}',
+          signal: AbortSignal.timeout(5000),
+        })
+        if (res.status === 200) console.log(`canary ${action === 'promote' ? 'promoted' : 'aborted'} at ${base}`)
+        else {
+          console.error(`baton canary: ${res.status} from ${base}: ${await res.text()}`)
+          code = 1
+        }
+      } catch (err) {
+        console.error(`baton canary: cannot reach ${base}: ${(err as Error).message}`)
+        code = 1
+      }
     })
 
   program
@@ -275,6 +320,11 @@ export function devMisuse(plan: GatewayPlan, down: readonly string[], slowed: re
     }
   }
   return problems.length === 0 ? null : problems.join('; ')
+}
+
+function canaryAction(value: string): 'promote' | 'abort' {
+  if (value !== 'promote' && value !== 'abort') throw new InvalidArgumentError('promote or abort')
+  return value
 }
 
 function port(value: string): number {
