@@ -31,6 +31,8 @@ const SAMPLES = 2000
 const SLICES = 10
 /** ms a candidate's p99 may exceed the stable one's whatever the margin says (a p99 of 2 ms against 1 ms is not a regression). */
 const P99_SLACK = 10
+/** Answers each version needs in the window before their p99s are compared. */
+const P99_SAMPLES = 200
 
 /** One version's figures over the window. */
 export interface Figures {
@@ -172,8 +174,14 @@ export class Canary {
       reasons.push(
         `error rate ${pct(candidate.errorRate)} against ${pct(stable.errorRate)} (margin ${pct(errorRate)} points)`,
       )
-    // Below a few milliseconds a p99 is noise: the candidate must also be slower by P99_SLACK.
-    if (candidate.p99 > stable.p99 * (1 + p99) && candidate.p99 - stable.p99 > P99_SLACK)
+    // A p99 of a few answers is their slowest one (a GC pause): compared once each version has P99_SAMPLES; and below a
+    // few milliseconds it is noise: the candidate must also be slower by P99_SLACK.
+    if (
+      stable.requests >= P99_SAMPLES &&
+      candidate.requests >= P99_SAMPLES &&
+      candidate.p99 > stable.p99 * (1 + p99) &&
+      candidate.p99 - stable.p99 > P99_SLACK
+    )
       reasons.push(`p99 ${candidate.p99.toFixed(1)}ms against ${stable.p99.toFixed(1)}ms (margin ${pct(p99)})`)
     if (reasons.length === 0) return
     this.#weight = 0
