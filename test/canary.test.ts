@@ -22,7 +22,7 @@ import { json, type Stub } from './helpers/stub.ts'
 function stable(stub: Stub, canary: string): string {
   return `
 version: 1
-gateway: { name: Shop, logLevel: silent, release: v1, metrics: { port: 0 } }
+gateway: { name: Shop, logLevel: info, release: v1, metrics: { port: 0 } }
 canary: ${canary}
 services:
   catalog: { url: "${stub.url}", coalesce: false }
@@ -36,7 +36,7 @@ endpoints:
 function candidate(stub: Stub, path = '/v2/product'): string {
   return `
 version: 1
-gateway: { name: Shop, logLevel: silent, release: v2, metrics: { port: 0 } }
+gateway: { name: Shop, logLevel: info, release: v2, metrics: { port: 0 } }
 services:
   catalog: { url: "${stub.url}", coalesce: false }
 endpoints:
@@ -147,11 +147,16 @@ describe('routing', () => {
   test('the header forces a version: always (the candidate), never (the stable one)', async (t) => {
     const stub = await stubFor(t)
     routes(stub)
-    const { url } = await start(t, stable(stub, '{ config: next.yaml, weight: 50% }'), candidate(stub))
+    const { url, lines } = await start(t, stable(stub, '{ config: next.yaml, weight: 50% }'), candidate(stub))
     const always = await versions(url, 50, () => ({ 'x-baton-canary': 'always' }))
     const never = await versions(url, 50, () => ({ 'x-baton-canary': 'never' }))
     assert.deepEqual([...always], [['v2', 50]])
     assert.deepEqual([...never], [['v1', 50]])
+    // The access log says which version served each request.
+    const logged = lines.filter((l) => l.event === 'request') as unknown as { version?: string }[]
+    assert.equal(logged.length, 100)
+    assert.deepEqual([...new Set(logged.map((l) => l.version))].sort(), ['v1', 'v2'])
+    assert.equal(logged.filter((l) => l.version === 'v2').length, 50)
   })
 })
 
@@ -226,9 +231,8 @@ describe('the real CLI', () => {
     const dir = mkdtempSync(join(tmpdir(), 'baton-canary-'))
     const adminPort = await freePort()
     const withPorts = (text: string): string =>
-      text
-        .replace('metrics: { port: 0 }', `metrics: { port: ${adminPort} }, host: 127.0.0.1, port: 0`)
-        .replace('logLevel: silent', 'logLevel: info')
+      text.replace('metrics: { port: 0 }', `metrics: { port: ${adminPort} }, host: 127.0.0.1, port: 0`)
+
     writeFileSync(join(dir, 'base.yaml'), withPorts(stable(stub, '{ config: next.yaml, weight: 10% }')))
     writeFileSync(join(dir, 'next.yaml'), withPorts(candidate(stub)))
     const { cli, url } = await startCli(t, ['serve', join(dir, 'base.yaml'), '--no-watch'])

@@ -15,6 +15,12 @@ import type {
 export function renderPlan(plan: GatewayPlan): string {
   const out: string[] = [`# ${plan.name}${plan.owner === undefined ? '' : ` (${plan.owner})`}`, '']
   out.push(`Authentication: ${authentication(plan.edge.auth)}`, '')
+  const canary = plan.canary
+  if (canary !== null)
+    out.push(
+      `Canary: ${canary.config} serves ${(canary.weight * 100).toFixed(1)}% (${canary.sticky === null ? 'by chance' : 'sticky'}; header ${canary.header}), rolled back when its error rate is ${(canary.guard.errorRate * 100).toFixed(1)} points above this release's (${plan.release}) or its p99 ${(canary.guard.p99 * 100).toFixed(0)}% slower, over ${formatDuration(canary.guard.window)}.`,
+      '',
+    )
   if (plan.services.length > 0) out.push('Downstream services.', '', ...renderServices(plan), '')
   if (plan.edge.rateLimit !== null) out.push(...renderLimits(plan.edge.rateLimit), '')
   out.push(...renderCaching(plan), '')

@@ -83,8 +83,12 @@ export class GatewayTracing {
   }
 
   /** The endpoint's observer: a server span per request, a client span per try. */
-  observerFor(endpoint: EndpointPlan, clients: readonly ServiceClient[]): RunObserver<RequestTrace | null> {
-    const spans = new EndpointSpans(this, endpoint, clients)
+  observerFor(
+    endpoint: EndpointPlan,
+    clients: readonly ServiceClient[],
+    version: string | null = null,
+  ): RunObserver<RequestTrace | null> {
+    const spans = new EndpointSpans(this, endpoint, clients, version)
     return {
       runStarted(run) {
         const trace = spans.startRequest(run)
@@ -152,7 +156,12 @@ class EndpointSpans {
   /** calls[i] describes plan.calls[i]. */
   readonly calls: readonly CallTracing[]
 
-  constructor(tracing: GatewayTracing, endpoint: EndpointPlan, clients: readonly ServiceClient[]) {
+  constructor(
+    tracing: GatewayTracing,
+    endpoint: EndpointPlan,
+    clients: readonly ServiceClient[],
+    version: string | null,
+  ) {
     const name = endpoint.label
     this.tracing = tracing
     // HTTP semantic conventions: a server span is named "{method} {route}"; the endpoint's label is exactly that.
@@ -161,6 +170,7 @@ class EndpointSpans {
       'http.request.method': endpoint.method,
       'http.route': endpoint.route === '' ? '/' : endpoint.route,
       'baton.endpoint': name,
+      ...(version === null ? {} : { 'baton.version': version }),
     }
     this.calls = endpoint.calls.map((call, i) => {
       const origin = (clients[i] as ServiceClient).origin

@@ -28,6 +28,8 @@ export interface BoundEndpoint {
   readonly clients: readonly ServiceClient[]
   readonly retryAfterSeconds: number
   readonly observers: Observers | null
+  /** The config version (release) that serves it, while a canary runs; null otherwise. */
+  readonly version: string | null
 }
 
 /** Name of the response header that lists the calls whose section is a fallback. */
@@ -68,6 +70,7 @@ class Execution implements RunView, ForEachHost, TryListener {
   readonly startedAt: number
   readonly deadlineAt: number
   traceId: string | null = null
+  readonly version: string | null
   /** Per call: how many of its dependencies have not finished yet. */
   readonly waitingOn: number[]
   /** Per call: 0 not started, RUNNING, FINISHED. */
@@ -99,6 +102,7 @@ class Execution implements RunView, ForEachHost, TryListener {
     this.request = request
     this.scope = new Scope(request, plan.calls.length, plan.readsCallMeta)
     this.requestId = requestId
+    this.version = bound.version
     this.startedAt = performance.now()
     // Calls end a little before the deadline, leaving time to assemble and write the answer.
     this.deadlineAt = this.startedAt + plan.callWindow

@@ -34,6 +34,8 @@ export interface RunView extends RunReport {
   readonly endpoint: EndpointPlan
   readonly request: RequestView
   readonly requestId: string
+  /** The config version (release) serving the run while a canary runs (README "Canary releases"); null otherwise. */
+  readonly version: string | null
   /** performance.now() when the run started. */
   readonly startedAt: number
   /** The request's trace id, when an observer (tracing) gave it one; observers later in the list see it. */

@@ -282,7 +282,9 @@ export class Generation {
     const endpointClients = endpoint.calls.map((c) => this.clients.get(c.service.name) as ServiceClient)
     // In this order: tracing first, so that the others see the run's trace id.
     const observers: RunObserver[] = []
-    if (tracing !== null) observers.push(tracing.observerFor(endpoint, endpointClients) as RunObserver)
+    // While a canary runs, each run says which version served it (logs, traces).
+    const version = this.plan.canary !== null || this.#mode === 'share' ? this.plan.release : null
+    if (tracing !== null) observers.push(tracing.observerFor(endpoint, endpointClients, version) as RunObserver)
     if (metrics !== null) observers.push(metrics.observerFor(endpoint))
     if (log !== null) observers.push(log)
     if (this.#context.serverTiming) observers.push(serverTimingObserver)
@@ -294,6 +296,7 @@ export class Generation {
       plan: endpoint,
       clients: endpointClients,
       retryAfterSeconds: this.plan.retryAfterSeconds,
+      version,
       observers: resolveObservers(observers),
     }
     return {
