@@ -260,3 +260,31 @@ describe('the real CLI', () => {
     assert.equal((await cli.exited).code, 0)
   })
 })
+
+describe('baton serve --canary FILE --weight N', () => {
+  test('serves the candidate at that weight without a canary in the config; --weight alone is a usage error', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const dir = mkdtempSync(join(tmpdir(), 'baton-canary-flags-'))
+    const local = (text: string): string =>
+      text.replace('metrics: { port: 0 }', 'host: 127.0.0.1, port: 0').replace(/^canary: .*$/m, '')
+    writeFileSync(join(dir, 'base.yaml'), local(stable(stub, '')))
+    writeFileSync(join(dir, 'next.yaml'), local(candidate(stub)))
+    const { cli, url } = await startCli(t, [
+      'serve',
+      join(dir, 'base.yaml'),
+      '--canary',
+      join(dir, 'next.yaml'),
+      '--weight',
+      '100',
+      '--no-watch',
+    ])
+    const counts = await versions(url, 20)
+    assert.deepEqual([...counts], [['v2', 20]])
+    cli.kill('SIGTERM')
+    assert.equal((await cli.exited).code, 0)
+    const alone = spawnCli(t, ['serve', join(dir, 'base.yaml'), '--weight', '5'])
+    assert.equal((await alone.exited).code, 2)
+    assert.match(alone.stderr, /--weight goes with --canary FILE/)
+  })
+})

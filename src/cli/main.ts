@@ -16,7 +16,8 @@ import { EXIT, serve } from './serve.ts'
 import { serveWorkers } from './cluster.ts'
 import { availableParallelism } from 'node:os'
 import { closest } from '../util/suggest.ts'
-import type { GatewayPlan } from '../plan/types.ts'
+import type { CanaryPlan, GatewayPlan } from '../plan/types.ts'
+import { resolve } from 'node:path'
 
 export async function main(argv: readonly string[]): Promise<number> {
   let code = 0
@@ -70,6 +71,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--no-access-log', 'no log line per request (overrides gateway.accessLog)')
     .option('--no-watch', 'do not reload when the config file (or a file it names) changes')
     .option('--workers <n>', 'processes sharing the port: a number, or auto (one per core); default 1', workers)
+    .option('--canary <file>', "a candidate config served beside this one (instead of the config's canary.config)")
+    .option('--weight <percent>', "the candidate's share of the requests, e.g. 10 (instead of canary.weight)", weight)
     .action(
       async (
         file: string,
@@ -80,9 +83,17 @@ export async function main(argv: readonly string[]): Promise<number> {
           accessLog: boolean
           watch: boolean
           workers?: number
+          canary?: string
+          weight?: number
         },
       ) => {
-        const reload = reloaderOf(file, 'serve')
+        if (opts.weight !== undefined && opts.canary === undefined) {
+          console.error("baton serve: --weight goes with --canary FILE (or the config's canary.weight)")
+          code = EXIT.USAGE
+          return
+        }
+        const { canary: candidateFile, weight: share, ...given } = opts
+        const reload = reloaderOf(file, 'serve', undefined, candidateFile, share)
         let release: Release
         try {
           release = await reload()
@@ -93,7 +104,7 @@ export async function main(argv: readonly string[]): Promise<number> {
           return
         }
         const result = { plan: release.plan }
-        const { workers: n = 1, ...rest } = opts
+        const { workers: n = 1, ...rest } = given
         const serving = { ...rest, reload, candidate: release.candidate ?? null }
         code = n === 1 ? await serve(result.plan, serving) : await serveWorkers(result.plan, serving, n)
       },
@@ -280,16 +291,49 @@ export async function main(argv: readonly string[]): Promise<number> {
  * Reads and compiles the config file (at start, and again for a reload), and the candidate its
  * canary names; throws a ConfigError when either has errors.
  */
-function reloaderOf(file: string, mode: 'serve' | 'dev', devSecret?: string): () => Promise<Release> {
+function reloaderOf(
+  file: string,
+  mode: 'serve' | 'dev',
+  devSecret?: string,
+  candidateFile?: string,
+  share?: number,
+): () => Promise<Release> {
   return async () => {
     const result = await check(file, mode, devSecret)
     if (result.plan === undefined) throw new ConfigError(result.diagnostics)
-    const canary = result.plan.canary
-    if (canary === null) return { plan: result.plan }
+    let plan = result.plan
+    // --canary / --weight: as if the config said so (its other canary settings, or the defaults, apply).
+    if (candidateFile !== undefined) {
+      plan = {
+        ...plan,
+        canary: {
+          ...(plan.canary ?? DEFAULT_CANARY),
+          config: resolve(candidateFile),
+          ...(share === undefined ? {} : { weight: share / 100 }),
+        },
+      }
+    }
+    const canary = plan.canary
+    if (canary === null) return { plan }
     const candidate = await check(canary.config, mode, devSecret)
     if (candidate.plan === undefined) throw new ConfigError(candidate.diagnostics)
-    return { plan: result.plan, candidate: candidate.plan }
+    return { plan, candidate: candidate.plan }
   }
+}
+
+/** A canary given by --canary alone: the config's defaults (README "Canary releases"), 10 % by chance. */
+const DEFAULT_CANARY: CanaryPlan = {
+  config: '',
+  weight: 0.1,
+  sticky: null,
+  header: 'x-baton-canary',
+  guard: { window: 60_000, minRequests: 50, errorRate: 0.05, p99: 0.5 },
+}
+
+function weight(value: string): number {
+  const n = Number(value.replace(/%$/, ''))
+  if (!Number.isFinite(n) || n < 0 || n > 100) throw new InvalidArgumentError('a percentage from 0 to 100, e.g. 10')
+  return n
 }
 
 /**
