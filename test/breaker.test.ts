@@ -269,12 +269,13 @@ describe('what does not count against the breaker', () => {
   })
 
   test('a call cut short by the endpoint deadline, which an earlier call used up, long before its own timeout', async (t) => {
-    // first takes 120ms of the 200ms deadline; second (timeout 1s, answers in 150ms) gets the 80ms
+    // first takes 250ms of the 500ms deadline; second (timeout 2s, answers in 600ms) gets the 250ms
     // left and is cut at the deadline. That says nothing about second: counted, two slow answers
-    // from first would open second's breaker (failures: 2) for every endpoint that calls it.
+    // from first would open second's breaker (failures: 2) for every endpoint that calls it. (The
+    // margins are wide so that a loaded machine cannot make first itself miss the deadline.)
     const stub = await stubFor(t)
-    stub.route('GET /first', json({ id: 1 }, { delay: 120 }))
-    stub.route('GET /second', json({ ok: true }, { delay: 150 }))
+    stub.route('GET /first', json({ id: 1 }, { delay: 250 }))
+    stub.route('GET /second', json({ ok: true }, { delay: 600 }))
     const { url } = await startGateway(
       t,
       `
@@ -282,10 +283,10 @@ version: 1
 gateway: { name: Chain }
 services:
   first: { url: "${stub.url}" }
-  second: { url: "${stub.url}", timeout: 1s, circuitBreaker: { failures: 2, window: 60s, openFor: 30s } }
+  second: { url: "${stub.url}", timeout: 2s, circuitBreaker: { failures: 2, window: 60s, openFor: 30s } }
 endpoints:
   GET /chain:
-    timeout: 200ms
+    timeout: 500ms
     calls:
       first: { request: GET first /first }
       second: { request: "GET second /second?id=\${first.id}" }
@@ -295,7 +296,7 @@ endpoints:
 `,
     )
     for (const res of await inSequence(2, async () => await get(`${url}/chain`))) {
-      assertError(res, 504, 'GATEWAY_TIMEOUT', "the endpoint's 200ms deadline passed", ['second'])
+      assertError(res, 504, 'GATEWAY_TIMEOUT', "the endpoint's 500ms deadline passed", ['second'])
     }
     assert.equal(stub.requestsTo('GET /second').length, 2, 'second was called, and cut, twice')
     const res = await get(`${url}/second`)
