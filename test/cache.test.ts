@@ -10,6 +10,7 @@ import { errorsOf } from './helpers/config.ts'
 import { get, post, startGateway, stubFor } from './helpers/gateway.ts'
 import { gate, inTurn } from './helpers/resilience.ts'
 import { eventually, json, type Stub } from './helpers/stub.ts'
+import { metricValue } from './helpers/metrics.ts'
 
 function config(stub: Stub, cache: string, extra = ''): string {
   return `
@@ -34,11 +35,7 @@ function product(stub: Stub): void {
   stub.route('GET /products/:id', (req) => json({ id: req.params.id, version: ++n }))
 }
 
-async function metric(url: string, line: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text()
-  const found = text.split('\n').find((l) => l.startsWith(line + ' '))
-  return Number(found?.slice(line.length + 1) ?? NaN)
-}
+const metric = metricValue
 
 describe('a fresh entry is served without a call', () => {
   test('miss then hit: one upstream request, the same body, the caching headers', async (t) => {

@@ -18,6 +18,7 @@ import { get, post, stubFor } from './helpers/gateway.ts'
 import { freePort } from './helpers/redis.ts'
 import { fakeClock, type FakeClock } from './helpers/resilience.ts'
 import { json, type Stub } from './helpers/stub.ts'
+import { metricValue } from './helpers/metrics.ts'
 
 function stable(stub: Stub, canary: string): string {
   return `
@@ -94,11 +95,7 @@ function routes(stub: Stub, v2: 'ok' | 'broken' = 'ok'): void {
   stub.route('GET /v2/product', v2 === 'ok' ? json({ version: 2 }) : json({ error: 'bad' }, { status: 502 }))
 }
 
-async function metric(admin: string, line: string): Promise<number> {
-  const text = await (await fetch(`${admin}/metrics`)).text()
-  const found = text.split('\n').find((l) => l.startsWith(line + ' '))
-  return Number(found?.slice(line.length + 1) ?? NaN)
-}
+const metric = metricValue
 
 describe('routing', () => {
   test('a sticky key hashes to the same place every time, and 10,000 keys spread evenly', () => {

@@ -18,6 +18,7 @@ import { startCli } from './helpers/cli.ts'
 import { get, post, stubFor } from './helpers/gateway.ts'
 import { gate } from './helpers/resilience.ts'
 import { eventually, json, type Stub } from './helpers/stub.ts'
+import { metricValue } from './helpers/metrics.ts'
 import type { TestContext } from 'node:test'
 
 function yaml(stub: Stub, version: string, extra = '', service = ''): string {
@@ -45,11 +46,7 @@ async function start(t: TestContext, first: GatewayPlan, options: GatewayOptions
 
 const codeOf = (res: { body: unknown }): string | undefined => (res.body as { error?: { code: string } }).error?.code
 
-async function metric(url: string, line: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text()
-  const found = text.split('\n').find((l) => l.startsWith(line + ' '))
-  return Number(found?.slice(line.length + 1) ?? NaN)
-}
+const metric = metricValue
 
 describe('reload', () => {
   test('new requests get the new plan; endpoints appear and disappear; the report says what changed', async (t) => {

@@ -30,95 +30,90 @@ function authorized(req: FastifyRequest, reply: FastifyReply, token: string | nu
   return false
 }
 
-export function invalidationRoute(path: string, caches: () => GatewayCaches | null): AdminRoute {
+/** A POST admin route: the token checked (on the main port), then `handle` with the request id. */
+function adminRoute(
+  path: string,
+  handle: (req: FastifyRequest, reply: FastifyReply, requestId: string) => Promise<FastifyReply>,
+): AdminRoute {
   return (token) => ({
     method: 'POST',
     url: path,
     config: { label: `POST ${path}` },
     handler: async (req, reply) => {
       if (!authorized(req, reply, token)) return reply
-      const requestId = requestIdOf(req)
-      const tags = (req.body as { tags?: unknown } | null)?.tags
-      if (
-        !Array.isArray(tags) ||
-        tags.length === 0 ||
-        tags.length > MAX_TAGS ||
-        !tags.every((t) => typeof t === 'string' && t.length > 0 && t.length <= 1024)
-      ) {
-        return sendError(
-          reply,
-          'BAD_REQUEST',
-          requestId,
-          `Send {"tags": [...]}: 1 to ${MAX_TAGS} non-empty strings, e.g. {"tags": ["product:42"]}`,
-        )
-      }
-      const now = caches()
-      const result = now === null ? { dropped: 0, published: false } : await now.invalidate(tags as string[])
-      return send(reply, { status: 200, body: { tags, ...result }, headers: null }, requestId)
+      return await handle(req, reply, requestIdOf(req))
     },
   })
 }
 
+export function invalidationRoute(path: string, caches: () => GatewayCaches | null): AdminRoute {
+  return adminRoute(path, async (req, reply, requestId) => {
+    const tags = (req.body as { tags?: unknown } | null)?.tags
+    if (
+      !Array.isArray(tags) ||
+      tags.length === 0 ||
+      tags.length > MAX_TAGS ||
+      !tags.every((t) => typeof t === 'string' && t.length > 0 && t.length <= 1024)
+    ) {
+      return sendError(
+        reply,
+        'BAD_REQUEST',
+        requestId,
+        `Send {"tags": [...]}: 1 to ${MAX_TAGS} non-empty strings, e.g. {"tags": ["product:42"]}`,
+      )
+    }
+    const now = caches()
+    const result = now === null ? { dropped: 0, published: false } : await now.invalidate(tags as string[])
+    return send(reply, { status: 200, body: { tags, ...result }, headers: null }, requestId)
+  })
+}
+
 export function reloadRoute(path: string, reload: () => Promise<unknown>): AdminRoute {
-  return (token) => ({
-    method: 'POST',
-    url: path,
-    config: { label: `POST ${path}` },
-    handler: async (req, reply) => {
-      if (!authorized(req, reply, token)) return reply
-      const requestId = requestIdOf(req)
-      try {
-        const report = await reload()
-        return send(reply, { status: 200, body: report, headers: null }, requestId)
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err
-        // The config as it is now on disk does not compile: the running one keeps serving.
-        const errors = err.diagnostics.filter((d) => d.severity === 'error')
-        return send(
-          reply,
-          {
-            status: 422,
-            body: {
-              error: {
-                code: 'CONFIG_INVALID',
-                message: `The config has ${errors.length} error${errors.length === 1 ? '' : 's'}; the running one keeps serving`,
-                diagnostics: errors.map((d) => ({
-                  code: d.code,
-                  message: d.message,
-                  at: `${d.file ?? ''}:${d.line ?? 0}:${d.col ?? 0}`,
-                  ...(d.hint === undefined ? {} : { hint: d.hint }),
-                })),
-              },
+  return adminRoute(path, async (_req, reply, requestId) => {
+    try {
+      const report = await reload()
+      return send(reply, { status: 200, body: report, headers: null }, requestId)
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      // The config as it is now on disk does not compile: the running one keeps serving.
+      const errors = err.diagnostics.filter((d) => d.severity === 'error')
+      return send(
+        reply,
+        {
+          status: 422,
+          body: {
+            error: {
+              code: 'CONFIG_INVALID',
+              message: `The config has ${errors.length} error${errors.length === 1 ? '' : 's'}; the running one keeps serving`,
+              diagnostics: errors.map((d) => ({
+                code: d.code,
+                message: d.message,
+                at: `${d.file ?? ''}:${d.line ?? 0}:${d.col ?? 0}`,
+                ...(d.hint === undefined ? {} : { hint: d.hint }),
+              })),
             },
-            headers: null,
           },
-          requestId,
-        )
-      }
-    },
+          headers: null,
+        },
+        requestId,
+      )
+    }
   })
 }
 
 /** `POST /admin/canary/promote` or `/abort`: 200 with what happened, or 409 when no canary runs. */
 export function canaryRoute(path: string, end: () => boolean): AdminRoute {
-  return (token) => ({
-    method: 'POST',
-    url: path,
-    config: { label: `POST ${path}` },
-    handler: async (req, reply) => {
-      if (!authorized(req, reply, token)) return reply
-      const requestId = requestIdOf(req)
-      if (!end())
-        return send(
-          reply,
-          { status: 409, body: { error: { code: 'NO_CANARY', message: 'No canary is running' } }, headers: null },
-          requestId,
-        )
+  return adminRoute(path, async (_req, reply, requestId) => {
+    if (!end())
       return send(
         reply,
-        { status: 200, body: { ended: path.slice(path.lastIndexOf('/') + 1) }, headers: null },
+        { status: 409, body: { error: { code: 'NO_CANARY', message: 'No canary is running' } }, headers: null },
         requestId,
       )
-    },
+    return send(
+      reply,
+      { status: 200, body: { ended: path.slice(path.lastIndexOf('/') + 1) }, headers: null },
+      requestId,
+    )
   })
 }
