@@ -30,7 +30,16 @@ export function coalesceStage(onJoined: (() => void) | null): Stage {
     let flight = flights.get(key)
     if (flight === undefined) {
       const controller = new AbortController()
-      const shared: Try = { ...attempt, signal: controller.signal }
+      const shared: Try = {
+        call: attempt.call,
+        method: attempt.method,
+        path: attempt.path,
+        body: attempt.body,
+        headers: attempt.headers,
+        number: attempt.number,
+        owner: attempt.owner,
+        signal: controller.signal,
+      }
       const answer = next(shared)
       const done = (): void => {
         if (flights.get(key) === started) flights.delete(key)
