@@ -179,10 +179,10 @@ function batonServe(bin: string, ...flags: string[]): Target['command'] {
 }
 
 // `baton` (metrics on, no access log) with one of the scenario's variant configs.
-function batonVariant(variant: keyof NonNullable<Scenario['batonVariants']>): Target['command'] {
+function batonVariant(variant: keyof NonNullable<Scenario['batonVariants']>, bin = 'bin/baton.js'): Target['command'] {
   return (scenario) => [
     ...node,
-    'bin/baton.js',
+    bin,
     'serve',
     scenario.batonVariants?.[variant] ?? scenario.batonConfig,
     ...listen,
@@ -278,6 +278,14 @@ export const targets: Target[] = [
     command: batonServe(`${process.env.BENCH_BATON_AT ?? '.'}/bin/baton.js`, '--no-access-log'),
     env: {},
     optional: true,
+  },
+  // baton-at with coalescing off (the scenario's solo variant): BENCH_TARGETS=baton-at-solo,baton-solo.
+  {
+    name: 'baton-at-solo',
+    command: batonVariant('solo', `${process.env.BENCH_BATON_AT ?? '.'}/bin/baton.js`),
+    env: {},
+    optional: true,
+    appliesTo: (scenario) => scenario.batonVariants?.solo !== undefined,
   },
   // A second copy of the baseline, to see how far apart two identical servers land on
   // this machine: BENCH_TARGETS=baseline,baseline-again npm run bench

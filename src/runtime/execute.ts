@@ -8,6 +8,7 @@
 import { ErrorCodes, type ErrorCode, errorEnvelope } from '../errors.ts'
 import { type CallMeta, type RequestView, Scope } from '../plan/scope.ts'
 import type { CallPlan, EndpointPlan } from '../plan/types.ts'
+import { InFlight, type TryCancel } from '../upstream/cancel.ts'
 import type { ServiceClient } from '../upstream/client.ts'
 import { CallError, toCallError } from '../upstream/failure.ts'
 import type { CallResponse, Try, TryListener } from '../upstream/pipeline.ts'
@@ -75,8 +76,8 @@ class Execution implements RunView, ForEachHost, TryListener {
   readonly waitingOn: number[]
   /** Per call: 0 not started, RUNNING, FINISHED. */
   readonly state: number[]
-  /** AbortControllers of tries (and backoffs) in flight, to cancel them when the answer is decided. */
-  readonly inFlight: AbortController[] = []
+  /** Tries (and backoffs) in flight: aborted when their time is up, or all at once when the answer is decided. */
+  readonly inFlight = new InFlight()
   readonly settle: (answer: GatewayAnswer) => void
   /** Each observer's state for this run; null without observers. */
   readonly observed: unknown[] | null
@@ -144,12 +145,12 @@ class Execution implements RunView, ForEachHost, TryListener {
 
   // --- what tries need of the run (TryOwner, RetryHost, ForEachHost) ---
 
-  hold(controller: AbortController): void {
-    this.inFlight.push(controller)
+  hold(cancel: TryCancel): void {
+    this.inFlight.hold(cancel)
   }
 
-  drop(controller: AbortController): void {
-    removeItem(this.inFlight, controller)
+  drop(cancel: TryCancel): void {
+    this.inFlight.drop(cancel)
   }
 
   retried(call: CallPlan): void {
@@ -276,7 +277,7 @@ class Execution implements RunView, ForEachHost, TryListener {
     }
     if (error.kind === 'timeout') (this.timedOut ??= []).push(call.service.name)
     if (call.required) {
-      if (error.kind === 'timeout' && this.timedOut?.length === this.started && this.inFlight.length === 0) {
+      if (error.kind === 'timeout' && this.timedOut?.length === this.started && this.inFlight.size === 0) {
         // Every call started has timed out (the optional ones before this one too): name them all.
         this.fail(504, 'GATEWAY_TIMEOUT', `${call.service.name} timed out`, [...new Set(this.timedOut)])
         return
@@ -353,7 +354,7 @@ class Execution implements RunView, ForEachHost, TryListener {
     retryAfter: string | null = null,
   ): void {
     this.done = true
-    for (const controller of this.inFlight.splice(0)) controller.abort(CANCELLED)
+    this.inFlight.abortAll(CANCELLED)
     this.answer({
       status,
       body: errorEnvelope(code, text, failedServices),
@@ -363,6 +364,8 @@ class Execution implements RunView, ForEachHost, TryListener {
 
   /** Tells the observers, then hands the answer to the server. */
   answer(answer: GatewayAnswer): void {
+    // Nothing of the run is in flight any more: its timer goes.
+    this.inFlight.end()
     const observers = this.bound.observers
     if (observers !== null) {
       const observed = this.observed as unknown[]
@@ -384,13 +387,6 @@ const notMade = (): number => NaN
 /** Truthiness of the expression language: false, null, 0 and "" are false. */
 function truthy(value: unknown): boolean {
   return value !== false && value !== null && value !== undefined && value !== 0 && value !== ''
-}
-
-function removeItem<T>(list: T[], item: T): void {
-  const at = list.indexOf(item)
-  if (at === -1) return
-  list[at] = list[list.length - 1] as T
-  list.pop()
 }
 
 function meta(res: CallResponse | null, error: CallError | null, skipped: boolean): CallMeta {

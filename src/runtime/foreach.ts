@@ -7,6 +7,7 @@
  * share are here.
  */
 import type { CallPlan, ForEachPlan } from '../plan/types.ts'
+import type { TryCancel } from '../upstream/cancel.ts'
 import type { ServiceClient } from '../upstream/client.ts'
 import { CallError, toCallError } from '../upstream/failure.ts'
 import type { CallRequest, CallResponse, TryListener, TryOwner } from '../upstream/pipeline.ts'
@@ -24,7 +25,7 @@ export interface ForEachHost extends RetryHost, RequestState {
 /** The tries of one forEach call: held by the request, and by the group so that a failed item can abort its siblings. */
 export class Group implements TryOwner {
   readonly #host: ForEachHost
-  readonly #held = new Set<AbortController>()
+  readonly #held = new Set<TryCancel>()
   readonly deadlineAt: number
   readonly listener: TryListener | null
 
@@ -34,18 +35,18 @@ export class Group implements TryOwner {
     this.listener = host.listener
   }
 
-  hold(controller: AbortController): void {
-    this.#host.hold(controller)
-    this.#held.add(controller)
+  hold(cancel: TryCancel): void {
+    this.#host.hold(cancel)
+    this.#held.add(cancel)
   }
 
-  drop(controller: AbortController): void {
-    this.#host.drop(controller)
-    this.#held.delete(controller)
+  drop(cancel: TryCancel): void {
+    this.#host.drop(cancel)
+    this.#held.delete(cancel)
   }
 
   abort(): void {
-    for (const controller of this.#held) controller.abort(CANCELLED)
+    for (const cancel of this.#held) cancel.abort(CANCELLED)
   }
 }
 

@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { backoffCeiling, type RetryPlan } from '../plan/resilience.ts'
 import type { CallPlan } from '../plan/types.ts'
+import { TryCancel } from '../upstream/cancel.ts'
 import type { ServiceClient } from '../upstream/client.ts'
 import type { CallError } from '../upstream/failure.ts'
 import { toCallError } from '../upstream/failure.ts'
@@ -64,14 +65,14 @@ function fits(host: TryOwner, wait: number, timeout: number): boolean {
 
 /** Waits out a backoff; cut short (with CANCELLED) when the request is decided meanwhile. */
 async function pause(owner: TryOwner, ms: number): Promise<void> {
-  const controller = new AbortController()
-  owner.hold(controller)
+  const cancel = new TryCancel(Infinity, null)
+  owner.hold(cancel)
   try {
-    await sleep(ms, undefined, { signal: controller.signal })
+    await sleep(ms, undefined, { signal: cancel.signal })
   } catch {
     throw CANCELLED
   } finally {
-    owner.drop(controller)
+    owner.drop(cancel)
   }
 }
 

@@ -10,7 +10,8 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib'
 import type { Dispatcher, Pool } from 'undici'
 import type { ServicePlan } from '../plan/types.ts'
 import { CallError, statusError } from './failure.ts'
-import type { Transport } from './pipeline.ts'
+import type { TryCancel } from './cancel.ts'
+import { cancelOf, type Transport } from './pipeline.ts'
 
 /** What every call asks for (runtime/request.ts and the health probes send it): what readDecoded decodes. */
 export const ACCEPT_ENCODING = 'gzip, deflate, br'
@@ -25,7 +26,10 @@ const DECODERS: Readonly<Record<string, () => Transform>> = {
 export function httpSend(pool: Pool, service: ServicePlan): Transport {
   const limit = service.maxResponseSize
   return async (request) => {
-    const signal = request.signal
+    // A try's TryCancel goes to undici as it is (an EventEmitter signal, no listener to register); anything else, its signal.
+    const cancel = cancelOf(request)
+    if (cancel?.reason != null) throw cancel.reason
+    const signal = cancel ?? request.signal
     let res: Dispatcher.ResponseData
     try {
       res = await pool.request({
@@ -33,7 +37,8 @@ export function httpSend(pool: Pool, service: ServicePlan): Transport {
         path: request.path,
         headers: request.headers,
         body: request.body,
-        signal,
+        // undici documents an EventEmitter that emits 'abort' as a signal too; a TryCancel is its smallest form.
+        signal: signal as AbortSignal,
       })
     } catch (err) {
       throw transportError(err, signal)
@@ -166,9 +171,10 @@ async function readDecoded(res: Dispatcher.ResponseData, encoding: string | stri
 }
 
 /** What undici threw, as a CallError: the abort's reason when the try was aborted, else connect or network. */
-function transportError(err: unknown, signal: AbortSignal): CallError {
+function transportError(err: unknown, signal: AbortSignal | TryCancel): CallError {
   if (err instanceof CallError) return err
-  if (signal.aborted) {
+  const aborted = 'aborted' in signal ? signal.aborted : signal.reason !== null
+  if (aborted) {
     const reason: unknown = signal.reason
     return reason instanceof CallError ? reason : new CallError('aborted', 'call aborted', { cause: err })
   }

@@ -12,6 +12,7 @@
  * one kind of failure and the answer of a try that succeeded.
  */
 import type { CallPlan } from '../plan/types.ts'
+import type { TryCancel } from './cancel.ts'
 import type { CallError } from './failure.ts'
 
 /** A call's request as the runtime built it; retries of the call send the same one. */
@@ -35,9 +36,9 @@ export interface CallResponse {
 export interface TryOwner {
   /** performance.now() ms by which the request must be answered. */
   readonly deadlineAt: number
-  /** Keeps a try's controller so that the try is aborted when the request's answer is decided. */
-  hold(controller: AbortController): void
-  drop(controller: AbortController): void
+  /** Keeps a try (or a backoff) in flight: aborted when its time is up, or when the request's answer is decided. */
+  hold(cancel: TryCancel): void
+  drop(cancel: TryCancel): void
   /** Told when a try starts and ends (the observe stage); null when nothing observes tries. */
   readonly listener: TryListener | null
 }
@@ -55,7 +56,10 @@ export interface Outgoing {
   readonly body: string | null
   /** As sent; a stage that adds a header (trace context, a token) replaces it with a copy, since tries share it. */
   headers: Record<string, string>
-  /** Aborts the request; for a try, set by the deadline stage (its timeout, the deadline, or the answer decided without it). */
+  /**
+   * Aborts the request; for a try, the deadline stage's (its timeout, the deadline, or the answer
+   * decided without it). A stage that copies a try (`{ ...attempt }`) passes `signal: attempt.signal`.
+   */
   signal: AbortSignal
 }
 
@@ -91,15 +95,61 @@ export function compose<T extends Outgoing>(
 /** A signal that never aborts: what a try carries before the deadline stage gives it its own. */
 export const NEVER: AbortSignal = new AbortController().signal
 
-export function newTry(call: CallPlan, request: CallRequest, number: number, owner: TryOwner): Try {
-  return {
-    call,
-    method: request.method,
-    path: request.path,
-    body: request.body,
-    headers: request.headers,
-    number,
-    owner,
-    signal: NEVER,
+/**
+ * A try as the runtime makes it. Its `signal` is its TryCancel's, made only when a stage reads
+ * it; the HTTP transport takes the TryCancel itself (`cancelOf`), which costs no listener.
+ */
+class Attempt implements Try {
+  readonly call: CallPlan
+  readonly method: string
+  readonly path: string
+  readonly body: string | null
+  headers: Record<string, string>
+  readonly number: number
+  readonly owner: TryOwner
+  #cancel: TryCancel | null = null
+  #signal: AbortSignal = NEVER
+
+  constructor(call: CallPlan, request: CallRequest, number: number, owner: TryOwner) {
+    this.call = call
+    this.method = request.method
+    this.path = request.path
+    this.body = request.body
+    this.headers = request.headers
+    this.number = number
+    this.owner = owner
   }
+
+  get signal(): AbortSignal {
+    return this.#cancel === null ? this.#signal : this.#cancel.signal
+  }
+
+  /** A stage that gives the try a signal of its own: that signal is what aborts it from now on. */
+  set signal(signal: AbortSignal) {
+    this.#signal = signal
+    this.#cancel = null
+  }
+
+  static cancel(attempt: Try, cancel: TryCancel): void {
+    if (#cancel in attempt) attempt.#cancel = cancel
+    else attempt.signal = cancel.signal
+  }
+
+  static cancelOf(request: Outgoing): TryCancel | null {
+    return #cancel in request ? request.#cancel : null
+  }
+}
+
+export function newTry(call: CallPlan, request: CallRequest, number: number, owner: TryOwner): Try {
+  return new Attempt(call, request, number, owner)
+}
+
+/** Gives a try the TryCancel that aborts it (the deadline stage). */
+export function cancelWith(attempt: Try, cancel: TryCancel): void {
+  Attempt.cancel(attempt, cancel)
+}
+
+/** The TryCancel that aborts this request, when it is a try as the runtime made it (else use its `signal`). */
+export function cancelOf(request: Outgoing): TryCancel | null {
+  return Attempt.cancelOf(request)
 }

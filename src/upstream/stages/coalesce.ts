@@ -9,8 +9,9 @@
  * stages below once: one bulkhead slot, one breaker outcome, one client span (the first
  * waiter's), one x-request-id (the first waiter's).
  */
+import { TryCancel } from '../cancel.ts'
 import type { CallError } from '../failure.ts'
-import type { CallResponse, Stage, Try } from '../pipeline.ts'
+import { type CallResponse, cancelOf, cancelWith, newTry, type Stage } from '../pipeline.ts'
 import { requestKey } from '../request-key.ts'
 import { CANCELLED } from './deadline.ts'
 
@@ -29,8 +30,10 @@ export function coalesceStage(onJoined: (() => void) | null): Stage {
     const key = requestKey(attempt)
     let flight = flights.get(key)
     if (flight === undefined) {
-      const controller = new AbortController()
-      const shared: Try = { ...attempt, signal: controller.signal }
+      // The shared request's own cancellation: aborted only when its last waiter leaves.
+      const cancel = new TryCancel(Infinity, null)
+      const shared = newTry(attempt.call, attempt, attempt.number, attempt.owner)
+      cancelWith(shared, cancel)
       const answer = next(shared)
       const done = (): void => {
         if (flights.get(key) === started) flights.delete(key)
@@ -42,7 +45,7 @@ export function coalesceStage(onJoined: (() => void) | null): Stage {
           done()
           // The last waiter's reason (its timeout, the deadline, its client gone) is the request's: a timeout
           // still counts against the service below, a client gone still does not.
-          controller.abort(reason ?? CANCELLED)
+          cancel.abort((reason ?? CANCELLED) as CallError)
         },
       }
       // Also handles the rejection of a request nobody waits for any more.
@@ -52,19 +55,22 @@ export function coalesceStage(onJoined: (() => void) | null): Stage {
     } else {
       onJoined?.()
     }
-    return wait(flight, attempt.signal)
+    // A try as the runtime made it is left through its TryCancel (no AbortSignal made for it); a copy through its signal.
+    const cancel = cancelOf(attempt)
+    return cancel === null ? wait(flight, attempt.signal) : wait(flight, cancel)
   }
 }
 
 /** The flight's answer for one waiter, or its own abort's reason if it leaves first. */
-function wait(flight: Flight, signal: AbortSignal): Promise<CallResponse> {
-  if (signal.aborted) return Promise.reject(signal.reason as CallError)
+function wait(flight: Flight, signal: AbortSignal | TryCancel): Promise<CallResponse> {
+  const listens = signal instanceof TryCancel
+  if (listens ? signal.reason !== null : signal.aborted) return Promise.reject(signal.reason as CallError)
   flight.waiters++
   return new Promise<CallResponse>((resolve, reject) => {
     let waiting = true
     const leave = (): void => {
       waiting = false
-      signal.removeEventListener('abort', onAbort)
+      unlisten()
       // Nobody wants the answer any more: let the request go.
       if (--flight.waiters === 0) flight.abandon(signal.reason)
     }
@@ -73,20 +79,24 @@ function wait(flight: Flight, signal: AbortSignal): Promise<CallResponse> {
       leave()
       reject(signal.reason as CallError)
     }
-    signal.addEventListener('abort', onAbort, { once: true })
+    const unlisten = listens
+      ? (): void => void signal.removeListener('abort', onAbort)
+      : (): void => signal.removeEventListener('abort', onAbort)
+    if (listens) signal.on('abort', onAbort)
+    else signal.addEventListener('abort', onAbort, { once: true })
     flight.answer.then(
       (res) => {
         if (!waiting) return
         waiting = false
         flight.waiters--
-        signal.removeEventListener('abort', onAbort)
+        unlisten()
         resolve(res)
       },
       (err: unknown) => {
         if (!waiting) return
         waiting = false
         flight.waiters--
-        signal.removeEventListener('abort', onAbort)
+        unlisten()
         reject(err as CallError)
       },
     )
