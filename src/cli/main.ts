@@ -1,7 +1,8 @@
 /** The `baton` command line. Each command returns its exit code; nothing here calls process.exit. */
-import { Command, InvalidArgumentError } from 'commander'
+import { Command, InvalidArgumentError, Option } from 'commander'
 import { jsonSchema } from '../config/schema.ts'
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { ConfigError } from '../errors.ts'
 import type { Release } from '../server/gateway.ts'
@@ -19,11 +20,16 @@ import { closest } from '../util/suggest.ts'
 import type { CanaryPlan, GatewayPlan } from '../plan/types.ts'
 import { resolve } from 'node:path'
 
+/** This package's version, read from its package.json (beside src/ in a checkout, beside dist/ when installed). */
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
+
 export async function main(argv: readonly string[]): Promise<number> {
   let code = 0
   const program = new Command('baton')
     .description('Declarative API orchestration: one config file becomes a Backend-for-Frontend.')
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError()
     .exitOverride()
 
@@ -61,12 +67,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('serve')
     .argument('<file>', 'config file')
     .description('run the gateway against the real services')
-    .option('-p, --port <port>', 'port (overrides gateway.port)', port)
-    .option('-H, --host <host>', 'interface (overrides gateway.host)')
-    .option(
-      '--log-level <level>',
-      'debug, info (a line per request), warn, error or silent (overrides gateway.logLevel)',
-      level,
+    .addOption(new Option('-p, --port <port>', 'port (overrides gateway.port)').env('PORT').argParser(port))
+    .addOption(new Option('-H, --host <host>', 'interface (overrides gateway.host)').env('BATON_HOST'))
+    .addOption(
+      new Option(
+        '--log-level <level>',
+        'debug, info (a line per request), warn, error or silent (overrides gateway.logLevel)',
+      )
+        .env('BATON_LOG_LEVEL')
+        .argParser(level),
     )
     .option('--no-access-log', 'no log line per request (overrides gateway.accessLog)')
     .option('--no-watch', 'do not reload when the config file (or a file it names) changes')
@@ -114,10 +123,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('dev')
     .argument('<file>', 'config file')
     .description("run the gateway with every service's mock: routes, no backend needed")
-    .option('-p, --port <port>', 'port (overrides gateway.port)', port)
-    .option('-H, --host <host>', 'interface', '127.0.0.1')
+    .addOption(new Option('-p, --port <port>', 'port (overrides gateway.port)').env('PORT').argParser(port))
+    .addOption(new Option('-H, --host <host>', 'interface').env('BATON_HOST').default('127.0.0.1'))
     .option('--down <services>', 'comma-separated services that answer 503', list, [])
-    .option('--log-level <level>', 'debug, info, warn, error or silent', level)
+    .addOption(
+      new Option('--log-level <level>', 'debug, info, warn, error or silent').env('BATON_LOG_LEVEL').argParser(level),
+    )
     .option(
       '--slow <service=ms...>',
       'delay a service that has mock: routes, e.g. --slow cart=3000 (repeatable, or comma-separated)',

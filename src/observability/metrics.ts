@@ -3,7 +3,8 @@
  * paths or ids, so cardinality is bounded by the config. Each endpoint gets an observer with its
  * series resolved when the gateway is built; a request only records into them.
  */
-import { Counter, Gauge, Registry } from 'prom-client'
+import { readFileSync } from 'node:fs'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { EdgeObserver, Rejection } from '../edge/admission.ts'
 import type { EndpointPlan } from '../plan/types.ts'
 import type { BreakerState } from '../policies/breaker.ts'
@@ -17,6 +18,11 @@ export const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 
 /** Keys per batch of a batched forEach (size defaults to 100). */
 export const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+
+/** This package's version (its package.json, beside src/ in a checkout and beside dist/ when installed). */
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 }
 
@@ -54,6 +60,18 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
 
   constructor(clientsNow: () => ReadonlyMap<string, ServiceClient>, buckets: readonly number[] = DEFAULT_BUCKETS) {
     const registers = [this.registry]
+    // The process_* and nodejs_* series every Node service exposes (CPU, memory, event loop lag, GC, handles).
+    collectDefaultMetrics({ register: this.registry })
+    // Gauges that prom-client names *_total, which Prometheus keeps for counters (promtool refuses them); their
+    // values are also in nodejs_active_handles, nodejs_active_requests and nodejs_active_resources.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'])
+      this.registry.removeSingleMetric(name)
+    new Gauge({
+      name: 'baton_build_info',
+      help: 'Always 1; its labels say which Baton and which Node.js serve.',
+      labelNames: ['version', 'node'],
+      registers,
+    }).set({ version: VERSION, node: process.version }, 1)
     this.#requestDuration = new SeriesHistogram({
       name: 'baton_request_duration_seconds',
       help: 'Duration of orchestrated requests, by endpoint and outcome (complete, partial, failed).',

@@ -1,0 +1,83 @@
+/**
+ * The command line and the environment (12-factor): PORT, BATON_HOST and BATON_LOG_LEVEL set
+ * what the config says unless a flag says otherwise; a bad value is a usage error (exit 2).
+ * Also the standard series every Node service exposes, and baton_build_info.
+ */
+import assert from 'node:assert/strict'
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, test } from 'node:test'
+import { ROOT, spawnCli, startCli } from './helpers/cli.ts'
+import { get } from './helpers/gateway.ts'
+import { freePort } from './helpers/redis.ts'
+
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
+
+function configFile(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-env-'))
+  const file = join(dir, 'baton.yaml')
+  writeFileSync(
+    file,
+    `version: 1
+gateway: { name: Env, port: 1, logLevel: error }
+endpoints:
+  GET /hello:
+    response: { hello: world }
+`,
+  )
+  return file
+}
+
+describe('the environment', () => {
+  test('PORT and BATON_HOST replace the config; a flag replaces BATON_LOG_LEVEL', async (t) => {
+    const port = await freePort()
+    const env = { ...process.env, PORT: String(port), BATON_HOST: '127.0.0.1', BATON_LOG_LEVEL: 'error' }
+    // The config says port 1 and logLevel error, the environment says error: the flag's info wins, so it logs "listening".
+    const { cli, url } = await startCli(t, ['serve', configFile(), '--log-level', 'info'], { env })
+    assert.equal(url, `http://127.0.0.1:${port}`)
+    assert.deepEqual((await get(`${url}/hello`)).body, { hello: 'world' })
+    cli.kill('SIGTERM')
+    assert.equal((await cli.exited).code, 0)
+  })
+
+  test('a PORT that is no port: exit 2, saying where it came from', async (t) => {
+    const cli = spawnCli(t, ['serve', configFile()], { env: { ...process.env, PORT: 'eighty' } })
+    assert.equal((await cli.exited).code, 2)
+    assert.match(cli.stderr, /value 'eighty' from env 'PORT' is invalid\. a port is a number from 0 to 65535/)
+  })
+
+  test('baton --version is the package version', async (t) => {
+    const cli = spawnCli(t, ['--version'])
+    assert.equal((await cli.exited).code, 0)
+    assert.equal(cli.stdout, `${VERSION}\n`)
+  })
+})
+
+describe('standard series', () => {
+  test('process_* and nodejs_* from prom-client, and baton_build_info with the version', async (t) => {
+    const port = await freePort()
+    const { cli, url } = await startCli(t, [
+      'serve',
+      configFile(),
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      '--log-level',
+      'info',
+    ])
+    const text = await (await fetch(`${url}/metrics`)).text()
+    assert.ok(text.includes(`baton_build_info{version="${VERSION}",node="${process.version}"} 1`), 'baton_build_info')
+    for (const name of [
+      'process_cpu_user_seconds_total',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_heap_size_used_bytes',
+    ])
+      assert.match(text, new RegExp(`^${name}(\\{[^}]*\\})? `, 'm'), name)
+    assert.doesNotMatch(text, /^nodejs_active_handles_total/m)
+    cli.kill('SIGTERM')
+    assert.equal((await cli.exited).code, 0)
+  })
+})
