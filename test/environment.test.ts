@@ -81,3 +81,41 @@ describe('standard series', () => {
     assert.equal((await cli.exited).code, 0)
   })
 })
+
+describe('baton init', () => {
+  test('writes a starter that checks clean and that baton dev serves at once, partial when the optional service is down', async (t) => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'baton-init-')), 'my-bff')
+    const init = spawnCli(t, ['init', dir])
+    assert.equal((await init.exited).code, 0, init.stderr)
+    assert.match(init.stdout, /^wrote .*my-bff\/baton\.yaml: one screen/)
+    const file = join(dir, 'baton.yaml')
+    assert.match(readFileSync(file, 'utf8'), /^# yaml-language-server: \$schema=/)
+    const check = spawnCli(t, ['check', file])
+    assert.equal((await check.exited).code, 0, check.stderr)
+    assert.equal(check.stderr, '', 'no warnings')
+
+    const { cli, url } = await startCli(t, ['dev', file, '--port', '0'])
+    const home = await get(`${url}/home/42`)
+    assert.equal(home.status, 200)
+    assert.deepEqual(home.body, {
+      user: { id: '42', name: 'Ada Lovelace' },
+      recommendations: [
+        { sku: 'LAMP-1', title: 'Desk lamp' },
+        { sku: 'CHAIR-2', title: 'Chair' },
+      ],
+    })
+    cli.kill('SIGTERM')
+    await cli.exited
+    const down = await startCli(t, ['dev', file, '--port', '0', '--down', 'recommendations'])
+    const partial = await get(`${down.url}/home/42`)
+    assert.equal(partial.status, 200)
+    assert.equal(partial.headers['baton-degraded'], 'recommendations')
+    assert.deepEqual((partial.body as { recommendations: unknown }).recommendations, [])
+    down.cli.kill('SIGTERM')
+    await down.cli.exited
+
+    const again = spawnCli(t, ['init', dir])
+    assert.equal((await again.exited).code, 1)
+    assert.match(again.stderr, /already exists; it was left as it is/)
+  })
+})

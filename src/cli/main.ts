@@ -10,6 +10,7 @@ import { loadConfig } from '../config/load.ts'
 import { compileConfig } from '../plan/compile.ts'
 import { invalidateEverywhere } from '../cache/caches.ts'
 import { alertRules } from './alerts.ts'
+import { init } from './init.ts'
 import { devToken } from './devtoken.ts'
 import { check, renderDiagnostics, summary } from './check.ts'
 import { renderPlan } from './plan.ts'
@@ -32,6 +33,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     .version(VERSION)
     .showHelpAfterError()
     .exitOverride()
+
+  program
+    .command('init')
+    .argument('[dir]', 'folder to write baton.yaml in', '.')
+    .description('write a starter config that baton dev serves at once')
+    .action(async (dir: string) => {
+      try {
+        console.log(await init(dir))
+      } catch (err) {
+        console.error(`baton init: ${(err as Error).message}`)
+        code = 1
+      }
+    })
 
   program
     .command('check')
