@@ -119,3 +119,59 @@ describe('baton init', () => {
     assert.match(again.stderr, /already exists; it was left as it is/)
   })
 })
+
+describe('--format for programs and CI', () => {
+  const broken = (): string => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-format-'))
+    const file = join(dir, 'baton.yaml')
+    writeFileSync(
+      file,
+      'version: 1\ngateway: { name: X }\nendpoints:\n  GET /a:\n    calls:\n      a: { request: "GET nope /x" }\n',
+    )
+    return file
+  }
+
+  test('baton check --format json: one object with every diagnostic and its place; exit 1 on errors', async (t) => {
+    const file = broken()
+    const cli = spawnCli(t, ['check', file, '--format', 'json'])
+    assert.equal((await cli.exited).code, 1)
+    const out = JSON.parse(cli.stdout) as { ok: boolean; errors: number; diagnostics: Record<string, unknown>[] }
+    assert.equal(out.ok, false)
+    assert.equal(out.errors, 1)
+    assert.deepEqual(
+      { ...out.diagnostics[0], hint: undefined },
+      {
+        severity: 'error',
+        code: 'BATON_UNKNOWN_SERVICE',
+        message: "no service named 'nope'",
+        path: ['endpoints', 'GET /a', 'calls', 'a', 'request'],
+        file,
+        line: 6,
+        col: 26,
+        hint: undefined,
+      },
+    )
+  })
+
+  test('baton check --format github: a workflow annotation per diagnostic', async (t) => {
+    const file = broken()
+    const cli = spawnCli(t, ['check', file, '--format', 'github'])
+    assert.equal((await cli.exited).code, 1)
+    assert.match(
+      cli.stdout,
+      new RegExp(
+        `^::error file=${file.replaceAll(':', '%3A')},line=6,col=26,title=BATON_UNKNOWN_SERVICE::no service named 'nope'`,
+      ),
+    )
+  })
+
+  test('baton plan --format json: the template tables as data', async (t) => {
+    const cli = spawnCli(t, ['plan', configFile(), '--format', 'json'])
+    assert.equal((await cli.exited).code, 0, cli.stderr)
+    const out = JSON.parse(cli.stdout) as { name: string; tables: { table: string; rows: Record<string, string>[] }[] }
+    assert.equal(out.name, 'Env')
+    assert.deepEqual(out.tables.find((x) => x.table === 'Caching strategy')?.rows, [
+      { Endpoint: 'GET /hello', 'Cache Layer': 'No cache', TTL: 'N/A', Invalidation: 'N/A' },
+    ])
+  })
+})

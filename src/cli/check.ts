@@ -30,3 +30,57 @@ export function summary(file: string, plan: GatewayPlan, warnings: number): stri
   const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`
   return `${file}: ok — ${plural(plan.services.length, 'service')}, ${plural(plan.endpoints.length, 'endpoint')}, ${plural(calls, 'call')}${warnings > 0 ? `, ${plural(warnings, 'warning')}` : ''}`
 }
+
+/** How `baton check` and `baton plan` print: for people, for programs, for GitHub Actions annotations. */
+export type Format = 'text' | 'json' | 'github'
+
+/** `baton check --format json`: one object on stdout. */
+export function checkJson(file: string, result: CheckResult): string {
+  const errors = result.diagnostics.filter((d) => d.severity === 'error').length
+  const plan = result.plan
+  return JSON.stringify(
+    {
+      file,
+      ok: plan !== undefined,
+      errors,
+      warnings: result.diagnostics.length - errors,
+      diagnostics: result.diagnostics.map((d) => ({
+        severity: d.severity,
+        code: d.code,
+        message: d.message,
+        path: d.path,
+        file: d.file ?? file,
+        line: d.line ?? null,
+        col: d.col ?? null,
+        hint: d.hint ?? null,
+      })),
+      ...(plan === undefined
+        ? {}
+        : {
+            summary: {
+              services: plan.services.length,
+              endpoints: plan.endpoints.length,
+              calls: plan.endpoints.reduce((n, e) => n + e.calls.length, 0),
+            },
+          }),
+    },
+    null,
+    2,
+  )
+}
+
+/** `baton check --format github`: a workflow command per diagnostic, which GitHub shows on the line. */
+export function checkGithub(file: string, result: CheckResult): string {
+  const escape = (text: string): string => text.replaceAll('%', '%25').replaceAll('\r', '%0D').replaceAll('\n', '%0A')
+  const property = (text: string): string => escape(text).replaceAll(':', '%3A').replaceAll(',', '%2C')
+  return result.diagnostics
+    .map((d) => {
+      const where = [`file=${property(d.file ?? file)}`]
+      if (d.line !== undefined) where.push(`line=${d.line}`)
+      if (d.col !== undefined) where.push(`col=${d.col}`)
+      where.push(`title=${property(d.code)}`)
+      const message = d.hint === undefined ? d.message : `${d.message}\n${d.hint}`
+      return `::${d.severity === 'error' ? 'error' : 'warning'} ${where.join(',')}::${escape(message)}`
+    })
+    .join('\n')
+}

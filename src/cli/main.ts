@@ -12,8 +12,8 @@ import { invalidateEverywhere } from '../cache/caches.ts'
 import { alertRules } from './alerts.ts'
 import { init } from './init.ts'
 import { devToken } from './devtoken.ts'
-import { check, renderDiagnostics, summary } from './check.ts'
-import { renderPlan } from './plan.ts'
+import { check, checkGithub, checkJson, type Format, renderDiagnostics, summary } from './check.ts'
+import { planJson, renderPlan } from './plan.ts'
 import { EXIT, serve } from './serve.ts'
 import { serveWorkers } from './cluster.ts'
 import { availableParallelism } from 'node:os'
@@ -51,8 +51,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('check')
     .argument('<file>', 'config file (YAML or JSON)')
     .description('validate a config: every error at once, with file:line:col and a hint')
-    .action(async (file: string) => {
+    .addOption(
+      new Option('--format <format>', 'text (for people), json (one object on stdout), github (annotations)')
+        .choices(['text', 'json', 'github'])
+        .default('text'),
+    )
+    .action(async (file: string, opts: { format: Format }) => {
       const result = await check(file, 'check')
+      if (opts.format !== 'text') {
+        const out = opts.format === 'json' ? checkJson(file, result) : checkGithub(file, result)
+        if (out !== '') console.log(out)
+        if (result.plan === undefined) code = 1
+        return
+      }
       if (result.diagnostics.length > 0) console.error(renderDiagnostics(result.diagnostics, process.stderr))
       if (result.plan === undefined) {
         const errors = result.diagnostics.filter((d) => d.severity === 'error').length
@@ -67,14 +78,20 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('plan')
     .argument('<file>', 'config file')
     .description("print each endpoint's call sequence: order, service call, required, timeout, fallback")
-    .action(async (file: string) => {
+    .addOption(
+      new Option('--format <format>', 'text (the template tables), json (the same tables as data)')
+        .choices(['text', 'json'])
+        .default('text'),
+    )
+    .action(async (file: string, opts: { format: 'text' | 'json' }) => {
       const result = await check(file, 'check')
       if (result.plan === undefined) {
-        console.error(renderDiagnostics(result.diagnostics, process.stderr))
+        if (opts.format === 'json') console.log(checkJson(file, result))
+        else console.error(renderDiagnostics(result.diagnostics, process.stderr))
         code = 1
         return
       }
-      console.log(renderPlan(result.plan))
+      console.log(opts.format === 'json' ? planJson(result.plan) : renderPlan(result.plan))
     })
 
   program

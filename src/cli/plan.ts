@@ -21,10 +21,16 @@ export function renderPlan(plan: GatewayPlan): string {
       `Canary: ${canary.config} serves ${(canary.weight * 100).toFixed(1)}% (${canary.sticky === null ? 'by chance' : 'sticky'}; header ${canary.header}), rolled back when its error rate is ${(canary.guard.errorRate * 100).toFixed(1)} points above this release's (${plan.release}) or its p99 ${(canary.guard.p99 * 100).toFixed(0)}% slower, over ${formatDuration(canary.guard.window)}.`,
       '',
     )
+  titled = 'Downstream services'
   if (plan.services.length > 0) out.push('Downstream services.', '', ...renderServices(plan), '')
+  titled = 'Rate limiting'
   if (plan.edge.rateLimit !== null) out.push(...renderLimits(plan.edge.rateLimit), '')
+  titled = 'Caching strategy'
   out.push(...renderCaching(plan), '')
-  for (const endpoint of plan.endpoints) out.push(...renderEndpoint(endpoint, plan.edge.auth !== null), '')
+  for (const endpoint of plan.endpoints) {
+    titled = `Call sequence: ${endpoint.label}`
+    out.push(...renderEndpoint(endpoint, plan.edge.auth !== null), '')
+  }
   return out.join('\n')
 }
 
@@ -187,7 +193,44 @@ function fallback(call: CallPlan): string {
   return call.required ? 'Fail request' : call.display.fallback
 }
 
+/** While planJson renders: every table, as rows of objects keyed by their column's header. */
+let collected: { table: string; rows: Record<string, string>[] }[] | null = null
+/** The title of the tables drawn next (planJson's keys). */
+let titled = ''
+
+/**
+ * `baton plan --format json`: the same tables as the text, as data: `{ name, release,
+ * authentication, canary, tables: [{ table, rows: [{ <column>: <cell> }] }] }`.
+ */
+export function planJson(plan: GatewayPlan): string {
+  collected = []
+  try {
+    renderPlan(plan)
+    return JSON.stringify(
+      {
+        name: plan.name,
+        owner: plan.owner ?? null,
+        release: plan.release,
+        authentication: authentication(plan.edge.auth),
+        canary:
+          plan.canary === null
+            ? null
+            : { config: plan.canary.config, weight: plan.canary.weight, sticky: plan.canary.sticky !== null },
+        tables: collected,
+      },
+      null,
+      2,
+    )
+  } finally {
+    collected = null
+  }
+}
+
 function table(header: string[], rows: string[][]): string[] {
+  collected?.push({
+    table: titled,
+    rows: rows.map((r) => Object.fromEntries(header.map((h, i) => [h, r[i] ?? '']))),
+  })
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`
   return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)]
