@@ -175,13 +175,14 @@ describe('Retry-After and the deadline', () => {
     assert.equal(hits(), 1)
   })
 
-  test('a retry is started only if its backoff and a whole try fit before the deadline: exactly 5 tries of 60ms + 30ms in 470ms', async (t) => {
-    // Try k starts at 90(k-1) ms and times out 60ms later; retry k+1 fits if 90(k-1) + 60 + 30 + 60 <= 470,
-    // i.e. k <= 4: tries 1-5 start at 0, 90, 180, 270, 360 and the 6th (at 450, ending at 510) is not started.
-    // attempts: 10 is not what stops it.
+  test('a retry is started only if its backoff and a whole try fit before the deadline: exactly 5 tries of 180ms + 90ms in 1410ms', async (t) => {
+    // The calls may use the deadline less its reserve (50ms): 1360ms. Try k starts at 270(k-1) ms and times out
+    // 180ms later; retry k+1 fits if 270(k-1) + 180 + 90 + 180 <= 1360, i.e. k <= 4: tries 1-5 start at 0, 270,
+    // 540, 810, 1080, and the 6th (at 1350, ending at 1530) is not started. attempts: 10 is not what stops it.
+    // (The 5th fits with 100ms to spare, the 6th misses by 170ms: a loaded machine's late timers change neither.)
     const { stub, a, hits } = await oneService(t, {
-      deadline: '470ms',
-      service: 'timeout: 60ms, retry: { attempts: 10, backoff: fixed, delay: 30ms }',
+      deadline: '1410ms',
+      service: 'timeout: 180ms, retry: { attempts: 10, backoff: fixed, delay: 90ms }',
     })
     stub.route('GET /a', hang())
     assertError(await get(a), 504, 'GATEWAY_TIMEOUT', 'svc timed out', ['svc'])
