@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict'
 import { connect } from 'node:net'
 import { describe, test, type TestContext } from 'node:test'
-import { pino } from 'pino'
 import { compileText } from '../src/plan/compile.ts'
 import { createGateway } from '../src/server/gateway.ts'
 import { type ClientResponse, get, post, rawRequest, stubFor } from './helpers/gateway.ts'
 import { json, type Stub } from './helpers/stub.ts'
+import { captureLog } from './helpers/log.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
@@ -38,8 +38,7 @@ interface Running {
 }
 
 async function start(t: TestContext, text: string, env: Record<string, string> = {}): Promise<Running> {
-  const lines: Line[] = []
-  const logger = pino({ base: null, level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as Line) })
+  const { logger, lines } = captureLog()
   const { plan } = compileText('test.yaml', text, { env })
   const gateway = createGateway(plan, { logger })
   t.after(() => gateway.close())
@@ -78,7 +77,7 @@ describe('answers fastify writes before an endpoint runs are counted and logged'
     assert.deepEqual([invalid.status, large.status, media.status], [400, 413, 415])
     assert.equal(invalid.headers['x-request-id'], 'bad-json-1')
     const base = {
-      level: 30,
+      level: 'info',
       time: 0,
       event: 'request',
       endpoint: 'POST /v1/carts/:id',
@@ -123,7 +122,7 @@ describe('answers fastify writes before an endpoint runs are counted and logged'
     assert.deepEqual(
       { ...lineOf(lines, first), time: 0, msg: '' },
       {
-        level: 30,
+        level: 'info',
         time: 0,
         event: 'request',
         requestId: first.headers['x-request-id'],
@@ -218,7 +217,7 @@ describe('answers fastify writes before an endpoint runs are counted and logged'
       lines.filter((l) => l.requestId === id).map((l) => ({ ...l, time: 0 })),
       [
         {
-          level: 30,
+          level: 'info',
           time: 0,
           event: 'request',
           requestId: id,

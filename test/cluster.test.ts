@@ -95,7 +95,7 @@ describe('baton serve --workers 2', () => {
     const warned = events(cli, 'rate_limits_per_worker')
     assert.deepEqual(
       warned.map((l) => [l.level, l.workers]),
-      [[40, 2]],
+      [['warn', 2]],
     )
 
     for (let i = 0; i < 100; i++) {
@@ -182,7 +182,7 @@ describe('baton serve --workers 2', () => {
     const died = events(cli, 'worker_died')
     assert.deepEqual(
       died.map((l) => [l.level, l.pid, l.signal, l.code]),
-      [[40, victim, 'SIGKILL', null]],
+      [['warn', victim, 'SIGKILL', null]],
     )
     const restarted = events(cli, 'worker_listening')[0]?.pid as number
     assert.notEqual(restarted, victim)
@@ -256,16 +256,16 @@ describe('baton serve --workers 2', () => {
     assert.deepEqual(
       died.map((l) => [l.level, l.code, l.restartInMs]),
       [
-        [40, 1, 100],
-        [40, 1, 200],
-        [40, 1, 400],
-        [40, 1, 800],
+        ['warn', 1, 100],
+        ['warn', 1, 200],
+        ['warn', 1, 400],
+        ['warn', 1, 800],
       ],
     )
     const loop = events(cli, 'crash_loop')
     assert.deepEqual(
       loop.map((l) => [l.level, l.deaths]),
-      [[50, 5]],
+      [['error', 5]],
     )
     assert.equal(events(cli, 'listening').length, 0)
     assert.equal(cli.json().at(-1)?.event, 'stopped')

@@ -17,6 +17,7 @@ import { assertError, type ClientResponse, get, startGateway, stubFor } from './
 import { freePort, ownRedisFor, redisFor, redisProxyFor, uniquePrefix } from './helpers/redis.ts'
 import { fakeClock } from './helpers/resilience.ts'
 import { eventually, json, type Stub } from './helpers/stub.ts'
+import { logOptions } from '../src/observability/log.ts'
 
 const SECRET = 'baton-rate-limit-tests-hs256-secret-0123456789'
 const env = { JWT_SECRET: SECRET }
@@ -55,7 +56,7 @@ async function limitedStub(t: TestContext): Promise<Stub> {
 const callsTo = (stub: Stub, path: string): number => stub.requests.filter((r) => r.url === path).length
 
 interface LogLine {
-  level: number
+  level: string
   msg: string
   event?: string
   ip?: string
@@ -66,14 +67,11 @@ interface LogLine {
 /** A pino logger writing every line, parsed, into `lines`. */
 function capture(): { logger: Logger; lines: LogLine[] } {
   const lines: LogLine[] = []
-  const logger = pino(
-    { base: null, level: 'info' },
-    {
-      write: (line: string) => {
-        lines.push(JSON.parse(line) as LogLine)
-      },
+  const logger = pino(logOptions({ format: 'baton', time: 'epoch', level: 'info', service: 'test' }), {
+    write: (line: string) => {
+      lines.push(JSON.parse(line) as LogLine)
     },
-  )
+  })
   return { logger, lines }
 }
 
@@ -822,7 +820,7 @@ describe('redis store', () => {
     )
     const warnings = lines.filter((l) => l.event === 'rate_limit_store')
     assert.equal(warnings.length, 1, JSON.stringify(warnings))
-    assert.equal(warnings[0]?.level, 40)
+    assert.equal(warnings[0]?.level, 'warn')
     assert.match(
       warnings[0]?.msg ?? '',
       /^rate limit store unavailable \(.+\): requests are let through unlimited until it is back$/,

@@ -14,9 +14,10 @@ import { type RedisSettings, RedisStore, type RedisStoreOptions, UNAVAILABLE } f
 import { freePort, ownRedisFor, redisFor, redisProxyFor, uniquePrefix } from './helpers/redis.ts'
 import { type FakeClock, fakeClock } from './helpers/resilience.ts'
 import { eventually } from './helpers/stub.ts'
+import { logOptions } from '../src/observability/log.ts'
 
 interface LogLine {
-  level: number
+  level: string
   msg: string
   event?: string
   [key: string]: unknown
@@ -24,10 +25,9 @@ interface LogLine {
 
 function capture(): { logger: Logger; lines: LogLine[] } {
   const lines: LogLine[] = []
-  const logger = pino(
-    { base: null, level: 'info' },
-    { write: (line: string) => lines.push(JSON.parse(line) as LogLine) },
-  )
+  const logger = pino(logOptions({ format: 'baton', time: 'epoch', level: 'info', service: 'test' }), {
+    write: (line: string) => lines.push(JSON.parse(line) as LogLine),
+  })
   return { logger, lines }
 }
 
@@ -145,7 +145,7 @@ describe('run', () => {
       messages[0] ?? '',
       /^rate limit store unavailable \(.*ECONNREFUSED.*\): serving without it until it is back$/,
     )
-    assert.equal(w.lines[0]?.level, 40)
+    assert.equal(w.lines[0]?.level, 'warn')
     await w.store.close()
     assert.deepEqual(unexpected, [])
   })
@@ -179,7 +179,7 @@ describe('a frozen Redis', () => {
     assert.deepEqual(f.messages(), [
       'cache store unavailable (3 commands failed in a row, the last: Command timed out): serving without it until it is back',
     ])
-    assert.equal(f.lines[0]?.level, 40)
+    assert.equal(f.lines[0]?.level, 'warn')
   })
 
   test('after openFor one probe goes through at a time; a failed probe keeps it skipped; a good one brings it back', async (t) => {

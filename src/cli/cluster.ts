@@ -53,7 +53,7 @@ async function worker(plan: GatewayPlan, options: ServeOptions): Promise<number>
   for (const signal of SIGNALS) process.on(signal, ignore)
   const metrics = new Map<number, PromiseWithResolvers<string>>()
   let next = 0
-  const logger = createLogger(false, options.logLevel ?? plan.logLevel, self.id)
+  const logger = createLogger(plan, { level: options.logLevel, worker: self.id })
   process.on('message', (message: unknown) => {
     if (!isMessage(message)) return
     if (message.type === 'baton:signal') {
@@ -104,7 +104,7 @@ function send(message: Message): void {
 }
 
 async function primary(plan: GatewayPlan, options: ServeOptions, count: number): Promise<number> {
-  const logger = createLogger(false, options.logLevel ?? plan.logLevel)
+  const logger = createLogger(plan, { level: options.logLevel })
   const aggregator = plan.metrics === null ? null : new AggregatorRegistry()
   /** When each live worker was forked, and whether it listens. */
   const live = new Map<Worker, { forkedAt: number; listening: boolean }>()

@@ -15,6 +15,7 @@ import type { GatewayPlan } from '../plan/types.ts'
 import { ConfigError, formatDiagnostic } from '../errors.ts'
 import { relative } from 'node:path'
 import { FileWatcher } from './watch.ts'
+import { logOptions, prettyStream, type LogSchema } from '../observability/log.ts'
 
 /** Exit codes of `baton serve` and `baton dev` (README "The command line"). */
 export const EXIT = {
@@ -65,26 +66,37 @@ export interface WorkerLink {
   metricsSource(registry: Registry): () => Promise<string>
 }
 
-export function createLogger(pretty: boolean, level: string = 'info', worker?: number): Logger {
+/** How `baton serve`/`dev` log: the plan's schema (README "Logs and Server-Timing"), pretty for a person under `baton dev`. */
+export function createLogger(
+  plan: GatewayPlan,
+  options: { pretty?: boolean; level?: string | undefined; worker?: number } = {},
+): Logger {
+  const pretty = options.pretty === true && options.worker === undefined
+  const schema: LogSchema = {
+    format: plan.logFormat,
+    time: plan.logTime,
+    level: options.level ?? plan.logLevel,
+    service: plan.name,
+    ...(options.worker === undefined ? {} : { worker: options.worker }),
+  }
+  if (pretty) return pino(logOptions(schema), prettyStream())
   // Workers share stdout: each write is whole lines and at most PIPE_BUF bytes, so that a pipe never interleaves them.
-  if (worker !== undefined)
-    return pino({ base: { worker }, level }, pino.destination({ fd: 1, sync: false, maxWrite: 4096 }))
   // Asynchronous writes keep a line per request off the request path; stop() flushes them.
-  if (!pretty) return pino({ base: null, level }, pino.destination({ fd: 1, sync: false }))
-  return pino(
-    { base: null, level },
-    {
-      write(line: string) {
-        const { msg, level } = JSON.parse(line) as { msg: string; level: number }
-        process.stdout.write(`${level >= 50 ? 'error: ' : ''}${msg}\n`)
-      },
-    },
-  )
+  const destination = pino.destination({
+    fd: 1,
+    sync: false,
+    ...(options.worker === undefined ? {} : { maxWrite: 4096 }),
+  })
+  return pino(logOptions(schema), destination)
 }
 
 /** Runs until SIGINT/SIGTERM; resolves with the exit code. */
 export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<number> {
-  const logger = createLogger(options.pretty === true, options.logLevel ?? plan.logLevel, options.worker?.id)
+  const logger = createLogger(plan, {
+    pretty: options.pretty === true,
+    level: options.logLevel,
+    ...(options.worker === undefined ? {} : { worker: options.worker.id }),
+  })
   const mocks = options.mocks === undefined ? null : await startMocks(plan, options.mocks)
   const reloader =
     options.reload === undefined

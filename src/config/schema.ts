@@ -955,6 +955,16 @@ export const gatewaySchema = z.strictObject({
     .enum(['debug', 'info', 'warn', 'error', 'silent'])
     .default('info')
     .describe('info: one line per request; warn: failed calls and breaker changes only.'),
+  logFormat: z
+    .enum(['baton', 'ecs'])
+    .default('baton')
+    .describe(
+      "The JSON lines of `baton serve`: baton's own fields, or ecs (Elastic Common Schema: @timestamp, log.level, message, event.action, trace.id…) for log shippers.",
+    ),
+  logTime: z
+    .enum(['epoch', 'iso'])
+    .default('epoch')
+    .describe('The `time` of a baton line: epoch ms, or an ISO 8601 string. ECS lines always carry an ISO @timestamp.'),
   health: z
     .union([
       z.strictObject({

@@ -20,8 +20,8 @@ export function accessLogObserver(logger: Logger, accessLog = true): RunObserver
     runFinished(_state, run, answer) {
       const endpoint = run.endpoint
       const label = endpoint.label
-      const { requestId, traceId } = run
-      const trace = traceId === null ? {} : { traceId }
+      const { requestId, traceId, spanId } = run
+      const trace = traceId === null ? {} : { traceId, spanId }
       const errors = run.errors
       if (warn && errors !== null) {
         for (const call of endpoint.calls) {

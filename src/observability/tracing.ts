@@ -92,7 +92,7 @@ export class GatewayTracing {
     return {
       runStarted(run) {
         const trace = spans.startRequest(run)
-        if (trace !== null) run.traceId = trace.traceId
+        if (trace !== null) ({ traceId: run.traceId, spanId: run.spanId } = trace.span.spanContext())
         return trace
       },
       tryStarted(trace, _run, attempt) {

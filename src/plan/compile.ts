@@ -134,6 +134,8 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
         ? null
         : { path: gateway.metrics.path, port: gateway.metrics.port, buckets: gateway.metrics.buckets },
     logLevel: gateway.logLevel,
+    logFormat: gateway.logFormat,
+    logTime: gateway.logTime,
     accessLog: gateway.accessLog,
     tracing,
     owner: gateway.owner,

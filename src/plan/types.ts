@@ -19,6 +19,9 @@ export interface GatewayPlan {
   /** Answers compressed for clients that accept it, at or above `threshold` bytes; null when off. */
   readonly compression: { readonly threshold: number; readonly encodings: readonly string[] } | null
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
+  /** The JSON lines' schema (src/observability/log.ts). */
+  readonly logFormat: 'baton' | 'ecs'
+  readonly logTime: 'epoch' | 'iso'
   /** OpenTelemetry traces, or null when off (the config's, else the OTEL_* environment's). */
   readonly tracing: TracingPlan | null
   /** Liveness and readiness, or null when turned off. */

@@ -71,6 +71,7 @@ class Execution implements RunView, ForEachHost, TryListener {
   readonly startedAt: number
   readonly deadlineAt: number
   traceId: string | null = null
+  spanId: string | null = null
   readonly version: string | null
   /** Per call: how many of its dependencies have not finished yet. */
   readonly waitingOn: number[]

@@ -40,6 +40,8 @@ export interface RunView extends RunReport {
   readonly startedAt: number
   /** The request's trace id, when an observer (tracing) gave it one; observers later in the list see it. */
   traceId: string | null
+  /** The id of the request's own span in that trace (the server span), set with traceId. */
+  spanId: string | null
 }
 
 /**

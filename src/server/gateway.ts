@@ -250,7 +250,12 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   server.setErrorHandler((err: FastifyError, req, reply) => {
     const code = errorCodeOf(err)
     // The path only: a query string may carry an API key.
-    if (code === 'INTERNAL_ERROR') options.logger?.error({ err, path: req.url.split('?')[0] }, 'unexpected error')
+    if (code === 'INTERNAL_ERROR' && options.logger !== undefined) {
+      // Named as every other line names its request: the endpoint's label (method and path only when unmatched).
+      const { requestId, endpoint, method, path } = answerOf(req, reply)
+      const asked = method === null ? {} : { method, path }
+      options.logger.error({ event: 'unexpected_error', requestId, endpoint, ...asked, err }, 'unexpected error')
+    }
     return sendError(reply, code, requestIdOf(req))
   })
 
@@ -580,6 +585,7 @@ const RESTART_KEYS: readonly (readonly [string, (plan: GatewayPlan) => unknown])
   ['health', (p) => p.health && [p.health.path, p.health.readyPath]],
   ['tracing', (p) => p.tracing],
   ['logLevel', (p) => p.logLevel],
+  ['logFormat', (p) => [p.logFormat, p.logTime]],
   ['accessLog', (p) => p.accessLog],
   ['redis', (p) => p.redis],
   ['cache', (p) => [p.cache.maxSize, p.cache.invalidation]],
