@@ -55,13 +55,13 @@ export function compileOAuth2(o: OAuth2Config, at: ConfigPath, ctx: OAuth2Contex
   let signingKey: OAuth2Plan['signingKey'] = null
   if (authMethod === 'private_key_jwt') {
     if (o.clientSecret !== undefined) misplaced('clientSecret', 'private_key_jwt signs an assertion instead; remove it')
-    if (o.privateKey !== undefined && o.privateKeyFile !== undefined)
+    let pem: string | null = null
+    let keyAt: ConfigPath = at
+    if (o.privateKey !== undefined && o.privateKeyFile !== undefined) {
       diagnostics.error('BATON_AUTH_CONFIG', 'give privateKey or privateKeyFile, not both', [...at, 'privateKeyFile'], {
         key: true,
       })
-    let pem: string | null = null
-    let keyAt: ConfigPath = at
-    if (o.privateKey !== undefined) {
+    } else if (o.privateKey !== undefined) {
       keyAt = [...at, 'privateKey']
       pem = ctx.secret(o.privateKey, keyAt)
     } else if (o.privateKeyFile !== undefined) {
