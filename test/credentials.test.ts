@@ -15,6 +15,9 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { TLSSocket } from 'node:tls'
 import { after, before, describe, test, type TestContext } from 'node:test'
+import { compileText } from '../src/plan/compile.ts'
+import { createServiceClient } from '../src/upstream/client.ts'
+import { CallError } from '../src/upstream/failure.ts'
 import { diagnosticsOf } from './helpers/config.ts'
 import { assertError, get, startGateway, stubFor } from './helpers/gateway.ts'
 import { eventually, hang, json, type Stub } from './helpers/stub.ts'
@@ -662,6 +665,150 @@ describe('mTLS', { skip: OPENSSL ? false : 'openssl is not installed: cannot mak
     const gateway = await startGateway(t, oneService(`url: "${url}", tls: ${tls}`))
     return gateway.url
   }
+
+  interface TlsRequest {
+    readonly line: string
+    /** CN of the client certificate. */
+    readonly cn: string
+    readonly authorization: string | undefined
+    /** The client's port: the same for two requests on one connection. */
+    readonly port: number
+  }
+
+  /**
+   * An https server with a certificate of the test CA that demands a client certificate of it,
+   * and answers by `METHOD /path`; `origin` is its URL, for answers that name it.
+   */
+  async function tlsServer(
+    t: TestContext,
+    routes: Record<string, (origin: string) => unknown>,
+  ): Promise<{ url: string; seen: TlsRequest[] }> {
+    const seen: TlsRequest[] = []
+    let url = ''
+    const server = createHttpsServer(
+      {
+        key: readFileSync(file('server.key')),
+        cert: readFileSync(file('server.crt')),
+        ca: readFileSync(file('ca.crt')),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
+      (req, res) => {
+        req.resume()
+        req.on('end', () => {
+          const line = `${req.method} ${req.url}`
+          const socket = req.socket as TLSSocket
+          seen.push({
+            line,
+            cn: String(socket.getPeerCertificate().subject.CN),
+            authorization: req.headers.authorization,
+            port: socket.remotePort ?? 0,
+          })
+          const route = routes[line]
+          res.statusCode = route === undefined ? 404 : 200
+          res.setHeader('content-type', 'application/json')
+          res.end(JSON.stringify(route === undefined ? { error: 'not_found' } : route(url)))
+        })
+      },
+    )
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    t.after(async () => {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    })
+    url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`
+    return { url, seen }
+  }
+
+  const TOKEN = { 'POST /oauth/token': () => ({ access_token: 'tok-1', token_type: 'Bearer', expires_in: 3600 }) }
+  const METADATA = {
+    'GET /.well-known/openid-configuration': (origin: string) => ({
+      issuer: origin,
+      token_endpoint: `${origin}/oauth/token`,
+    }),
+  }
+  /** The service: answers with the token it got. */
+  const SERVICE = { 'GET /x': () => ({ ok: true }) }
+
+  const allTls = (): string => `{ cert: ${file('client.crt')}, key: ${file('client.key')}, ca: ${file('ca.crt')} }`
+
+  test("oauth2 over the service's TLS: discovery and token requests to an authorization server behind the private CA, with the client certificate", async (t) => {
+    const auth = await tlsServer(t, { ...METADATA, ...TOKEN })
+    const service = await tlsServer(t, SERVICE)
+    const gateway = await startGateway(
+      t,
+      oneService(
+        `url: "${service.url}", tls: ${allTls()}, auth: { oauth2: { issuer: "${auth.url}", clientId: bff, clientSecret: s } }`,
+      ),
+    )
+    for (let i = 0; i < 2; i++) {
+      const res = await get(`${gateway.url}/x`)
+      assert.equal(res.status, 200)
+      assert.deepEqual(res.body, { x: { ok: true } })
+    }
+    assert.deepEqual(
+      auth.seen.map((r) => [r.line, r.cn]),
+      [
+        ['GET /.well-known/openid-configuration', 'baton-client'],
+        ['POST /oauth/token', 'baton-client'],
+      ],
+    )
+    assert.deepEqual(
+      service.seen.map((r) => [r.line, r.cn, r.authorization]),
+      Array(2).fill(['GET /x', 'baton-client', 'Bearer tok-1']),
+    )
+  })
+
+  test("a token endpoint on the service's own origin: the token request goes through the service's pool (one connection for both)", async (t) => {
+    const both = await tlsServer(t, { ...TOKEN, ...SERVICE })
+    const gateway = await startGateway(
+      t,
+      oneService(
+        `url: "${both.url}", connections: 1, tls: ${allTls()}, auth: { oauth2: { tokenUrl: "${both.url}/oauth/token", clientId: bff, clientSecret: s } }`,
+      ),
+    )
+    const res = await get(`${gateway.url}/x`)
+    assert.equal(res.status, 200)
+    assert.deepEqual(
+      both.seen.map((r) => [r.line, r.authorization?.split(' ')[0]]),
+      [
+        ['POST /oauth/token', 'Basic'],
+        ['GET /x', 'Bearer'],
+      ],
+    )
+    const [token, call] = both.seen
+    assert.equal(token?.port, call?.port)
+  })
+
+  test('without tls.ca the token endpoint behind the private CA is not trusted: no token (502), and the error says why', async (t) => {
+    const auth = await tlsServer(t, TOKEN)
+    const service = await tlsServer(t, SERVICE)
+    const yaml = oneService(
+      `url: "${service.url}", tls: { cert: ${file('client.crt')}, key: ${file('client.key')} }, auth: { oauth2: { tokenUrl: "${auth.url}/oauth/token", clientId: bff, clientSecret: s } }`,
+    )
+    const gateway = await startGateway(t, yaml)
+    assertError(await get(`${gateway.url}/x`), 502, 'DOWNSTREAM_FAILURE', 'svc failed: no credentials for it', ['svc'])
+    // The reason, as the client's transport reports it (to logs and traces).
+    const { plan } = compileText('test.yaml', yaml)
+    const [svc] = plan.services
+    assert.ok(svc !== undefined)
+    const client = createServiceClient(svc)
+    t.after(() => client.close())
+    await assert.rejects(
+      client.transport({ method: 'GET', path: '/x', body: null, headers: {}, signal: AbortSignal.timeout(5000) }),
+      (err: Error) => {
+        assert.ok(err instanceof CallError)
+        assert.equal(err.kind, 'credentials')
+        assert.equal(
+          err.message,
+          'no OAuth2 token for svc: the token endpoint cannot be reached: self-signed certificate in certificate chain (SELF_SIGNED_CERT_IN_CHAIN)',
+        )
+        return true
+      },
+    )
+    assert.deepEqual(auth.seen, [])
+    assert.deepEqual(service.seen, [])
+  })
 
   test("cert, key and ca: 200, and the service saw the client certificate's CN", async (t) => {
     const service = await mtlsService(t)
