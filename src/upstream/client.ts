@@ -3,6 +3,7 @@
  * bulkhead, retry budget, stats), and the pipeline every try of a call to it goes through,
  * composed once here.
  */
+import { rootCertificates } from 'node:tls'
 import { Agent, Pool } from 'undici'
 import type { CallPlan, ServicePlan, TlsPlan } from '../plan/types.ts'
 import { type BreakerState, CircuitBreaker } from '../policies/breaker.ts'
@@ -123,11 +124,10 @@ export function createServiceClient(service: ServicePlan, options: ClientOptions
   const bulkhead =
     resilience.bulkhead === null ? null : new Bulkhead(resilience.bulkhead.maxConcurrent, resilience.bulkhead.maxQueued)
   const stats = new ServiceStats()
-  const tokenRequests = service.oauth2 === null ? null : tokenDispatchers(pool, origin, service.tls)
+  // Token requests go through the service's TLS settings (see tokenDispatchers; nothing is opened until one is sent).
+  const tokenRequests = tokenDispatchers(pool, origin, service.tls)
   const tokens =
-    service.oauth2 === null || tokenRequests === null
-      ? null
-      : new OAuth2Tokens(service.oauth2, service.name, clock, tokenRequests.dispatcherFor)
+    service.oauth2 === null ? null : new OAuth2Tokens(service.oauth2, service.name, clock, tokenRequests.dispatcherFor)
   // The transport (what health probes use too): same-origin redirects when the service opts in, its credentials, HTTP.
   const transport = compose<Outgoing>(
     [redirectStage(service, origin), credentialsStage(tokens)],
@@ -160,7 +160,7 @@ export function createServiceClient(service: ServicePlan, options: ClientOptions
     caches: options.cache === true,
     close: async () => {
       await release()
-      await tokenRequests?.close()
+      await tokenRequests.close()
     },
   }
 }
@@ -181,7 +181,7 @@ function tokenDispatchers(
   return {
     dispatcherFor: (url) => {
       if (url.origin === own) return pool
-      agent ??= new Agent(tls === null ? {} : { connect: tlsOptions({ ...tls, servername: null }) })
+      agent ??= new Agent(tls === null ? {} : { connect: tokenTls(tls) })
       return agent
     },
     close: async () => {
@@ -208,5 +208,16 @@ function tlsOptions(tls: TlsPlan): Record<string, string> {
   if (tls.passphrase !== null) options.passphrase = tls.passphrase
   if (tls.ca !== null) options.ca = tls.ca
   if (tls.servername !== null) options.servername = tls.servername
+  return options
+}
+
+/**
+ * The service's TLS settings for an authorization server on another origin: its private CA is
+ * trusted besides the public ones, not instead of them, since that server is often a public
+ * identity provider; the client certificate is presented if it asks for one.
+ */
+function tokenTls(tls: TlsPlan): Record<string, string | string[]> {
+  const options: Record<string, string | string[]> = tlsOptions({ ...tls, servername: null })
+  if (tls.ca !== null) options.ca = [...rootCertificates, tls.ca]
   return options
 }
