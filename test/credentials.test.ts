@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
+import { generateKeyPairSync, type KeyObject, verify } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createTcpServer, type AddressInfo } from 'node:net'
@@ -14,6 +15,9 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { TLSSocket } from 'node:tls'
 import { after, before, describe, test, type TestContext } from 'node:test'
+import { compileText } from '../src/plan/compile.ts'
+import { createServiceClient } from '../src/upstream/client.ts'
+import { CallError } from '../src/upstream/failure.ts'
 import { diagnosticsOf } from './helpers/config.ts'
 import { assertError, get, startGateway, stubFor } from './helpers/gateway.ts'
 import { eventually, hang, json, type Stub } from './helpers/stub.ts'
@@ -197,18 +201,15 @@ endpoints:
     assert.ok(fetch !== undefined)
     assert.equal(fetch.method, 'POST')
     assert.equal(fetch.url, '/oauth/token')
-    assert.equal(fetch.headers['content-type'], 'application/x-www-form-urlencoded')
+    assert.equal(fetch.headers['content-type'], 'application/x-www-form-urlencoded;charset=UTF-8')
     assert.equal(fetch.headers.accept, 'application/json')
     // The id and secret are form-encoded before Basic, so a colon in the secret survives.
     assert.deepEqual(basic(fetch.headers.authorization), [CLIENT_ID, CLIENT_SECRET])
-    assert.deepEqual(
-      [...new URLSearchParams(String(fetch.body))],
-      [
-        ['grant_type', 'client_credentials'],
-        ['scope', 'orders:read orders:write'],
-        ['audience', 'https://orders.example'],
-      ],
-    )
+    assert.deepEqual([...new URLSearchParams(String(fetch.body))].sort(), [
+      ['audience', 'https://orders.example'],
+      ['grant_type', 'client_credentials'],
+      ['scope', 'orders:read orders:write'],
+    ])
     assert.deepEqual(tokensSeen(r), Array(20).fill('Bearer tok-1'))
 
     for (let i = 0; i < 3; i++) assert.equal((await get(`${r.url}/orders`)).status, 200)
@@ -322,6 +323,262 @@ endpoints:
   })
 })
 
+describe('OAuth2 client authentication and discovery', () => {
+  interface TokenRig {
+    readonly url: string
+    /** The authorization server: POST /oauth/token (tokens tok-1, tok-2, …), and what a test adds. */
+    readonly server: Stub
+    readonly orders: Stub
+    /** Authorization values the service answers 401 to. */
+    readonly refused: Set<string>
+  }
+
+  /** A gateway whose service `orders` gets tokens as `oauth2` says (ISSUER in it: the server stub's URL). */
+  async function tokenRig(t: TestContext, oauth2: string, env: Record<string, string> = {}): Promise<TokenRig> {
+    const server = await stubFor(t)
+    const orders = await stubFor(t)
+    const refused = new Set<string>()
+    let issued = 0
+    server.route('POST /oauth/token', () =>
+      json({ access_token: `tok-${++issued}`, token_type: 'Bearer', expires_in: 3600 }),
+    )
+    orders.route('GET /x', (req) =>
+      refused.has(String(req.headers.authorization)) ? json({}, { status: 401 }) : json({ orders: [] }),
+    )
+    const gateway = await startGateway(
+      t,
+      oneService(
+        `url: "${orders.url}", coalesce: false, auth: { oauth2: { ${oauth2.replaceAll('ISSUER', server.url)} } }`,
+      ),
+      { env },
+    )
+    return { url: gateway.url, server, orders, refused }
+  }
+
+  const form = (body: unknown): Record<string, string> => Object.fromEntries(new URLSearchParams(String(body)))
+
+  /** The JWT's header and claims, once its signature checks out against `publicKey`. */
+  function verifiedJwt(jwt: string, publicKey: KeyObject): { header: unknown; claims: Record<string, unknown> } {
+    const [header = '', claims = '', signature = ''] = jwt.split('.')
+    const decode = (part: string): Record<string, unknown> =>
+      JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as Record<string, unknown>
+    const ok = verify(
+      'sha256',
+      Buffer.from(`${header}.${claims}`),
+      { key: publicKey, dsaEncoding: 'ieee-p1363' },
+      Buffer.from(signature, 'base64url'),
+    )
+    assert.ok(ok, 'the assertion is signed by the configured key')
+    return { header: decode(header), claims: decode(claims) }
+  }
+
+  test('client_secret_post: id and secret in the form, no Authorization header', async (t) => {
+    const r = await tokenRig(
+      t,
+      'tokenUrl: "ISSUER/oauth/token", authMethod: client_secret_post, clientId: bff, clientSecret: "${env.S}", scope: a b',
+      { S: 's3cr:et&=' },
+    )
+    const res = await get(`${r.url}/x`)
+    assert.equal(res.status, 200)
+    assert.deepEqual(res.body, { x: { orders: [] } })
+    assert.equal(r.server.requests.length, 1)
+    const fetch = r.server.requests[0]
+    assert.equal(fetch?.headers.authorization, undefined)
+    assert.deepEqual(form(fetch?.body), {
+      grant_type: 'client_credentials',
+      client_id: 'bff',
+      client_secret: 's3cr:et&=',
+      scope: 'a b',
+    })
+    assert.deepEqual(
+      r.orders.requests.map((q) => q.headers.authorization),
+      ['Bearer tok-1'],
+    )
+  })
+
+  for (const [kind, keys, alg] of [
+    ['EC P-256 key from a file, with a kid', generateKeyPairSync('ec', { namedCurve: 'P-256' }), 'ES256'],
+    ['RSA key from the environment', generateKeyPairSync('rsa', { modulusLength: 2048 }), 'RS256'],
+  ] as const) {
+    test(`private_key_jwt (${kind}): a signed client assertion (${alg}), no secret; a new one for each token`, async (t) => {
+      const pem = keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+      let settings: string
+      let env: Record<string, string> = {}
+      if (alg === 'ES256') {
+        const dir = mkdtempSync(join(tmpdir(), 'baton-pkjwt-'))
+        t.after(() => rmSync(dir, { recursive: true, force: true }))
+        writeFileSync(join(dir, 'client.pem'), pem)
+        settings = `privateKeyFile: ${join(dir, 'client.pem')}, keyId: key-1`
+      } else {
+        settings = 'privateKey: "${env.KEY}", authMethod: private_key_jwt'
+        env = { KEY: pem }
+      }
+      const r = await tokenRig(t, `tokenUrl: "ISSUER/oauth/token", clientId: bff, ${settings}`, env)
+      assert.equal((await get(`${r.url}/x`)).status, 200)
+      r.refused.add('Bearer tok-1')
+      assert.equal((await get(`${r.url}/x`)).status, 401)
+      assert.equal((await get(`${r.url}/x`)).status, 200)
+      assert.equal(r.server.requests.length, 2)
+      const ids = new Set<unknown>()
+      for (const fetch of r.server.requests) {
+        assert.equal(fetch.headers.authorization, undefined)
+        const { client_assertion: assertion = '', ...rest } = form(fetch.body)
+        assert.deepEqual(rest, {
+          grant_type: 'client_credentials',
+          client_id: 'bff',
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        })
+        const { header, claims } = verifiedJwt(assertion, keys.publicKey)
+        assert.deepEqual(header, alg === 'ES256' ? { alg, kid: 'key-1' } : { alg })
+        // Without discovery, the token endpoint is the audience (RFC 7523 §3).
+        assert.deepEqual(
+          { iss: claims.iss, sub: claims.sub, aud: claims.aud, life: Number(claims.exp) - Number(claims.iat) },
+          { iss: 'bff', sub: 'bff', aud: `${r.server.url}/oauth/token`, life: 60 },
+        )
+        ids.add(claims.jti)
+      }
+      assert.equal(ids.size, 2, 'each assertion has its own jti')
+      assert.deepEqual(
+        r.orders.requests.map((q) => q.headers.authorization),
+        ['Bearer tok-1', 'Bearer tok-1', 'Bearer tok-2'],
+      )
+    })
+  }
+
+  test('issuer: the token endpoint comes from /.well-known/openid-configuration, read once for every token', async (t) => {
+    const r = await tokenRig(t, 'issuer: ISSUER, clientId: bff, clientSecret: s')
+    r.server.route('GET /.well-known/openid-configuration', () =>
+      json({ issuer: r.server.url, token_endpoint: `${r.server.url}/oauth/token` }),
+    )
+    assert.equal((await get(`${r.url}/x`)).status, 200)
+    r.refused.add('Bearer tok-1')
+    assert.equal((await get(`${r.url}/x`)).status, 401)
+    assert.equal((await get(`${r.url}/x`)).status, 200)
+    assert.deepEqual(
+      r.server.requests.map((q) => `${q.method} ${q.url}`),
+      ['GET /.well-known/openid-configuration', 'POST /oauth/token', 'POST /oauth/token'],
+    )
+    assert.deepEqual(
+      r.orders.requests.map((q) => q.headers.authorization),
+      ['Bearer tok-1', 'Bearer tok-1', 'Bearer tok-2'],
+    )
+  })
+
+  test('issuer without OpenID metadata: RFC 8414 /.well-known/oauth-authorization-server instead', async (t) => {
+    const r = await tokenRig(t, 'issuer: ISSUER, clientId: bff, clientSecret: s')
+    r.server.route('GET /.well-known/oauth-authorization-server', () =>
+      json({ issuer: r.server.url, token_endpoint: `${r.server.url}/oauth/token` }),
+    )
+    assert.equal((await get(`${r.url}/x`)).status, 200)
+    assert.deepEqual(
+      r.server.requests.map((q) => `${q.method} ${q.url} ${q.route === null ? 404 : 200}`),
+      [
+        'GET /.well-known/openid-configuration 404',
+        'GET /.well-known/oauth-authorization-server 200',
+        'POST /oauth/token 200',
+      ],
+    )
+  })
+
+  test('metadata that cannot be had (none, or for another issuer) is no token, and is asked for again next time', async (t) => {
+    const r = await tokenRig(t, 'issuer: ISSUER, clientId: bff, clientSecret: s')
+    assertError(await get(`${r.url}/x`), 502, 'DOWNSTREAM_FAILURE', 'svc failed: no credentials for it', ['svc'])
+    let issuer = 'https://someone-else.example'
+    r.server.route('GET /.well-known/openid-configuration', () =>
+      json({ issuer, token_endpoint: `${r.server.url}/oauth/token` }),
+    )
+    assertError(await get(`${r.url}/x`), 502, 'DOWNSTREAM_FAILURE', 'svc failed: no credentials for it', ['svc'])
+    issuer = r.server.url
+    assert.equal((await get(`${r.url}/x`)).status, 200)
+    assert.deepEqual(
+      r.server.requests.map((q) => `${q.method} ${q.url}`),
+      [
+        'GET /.well-known/openid-configuration',
+        'GET /.well-known/oauth-authorization-server',
+        'GET /.well-known/openid-configuration',
+        'GET /.well-known/openid-configuration',
+        'POST /oauth/token',
+      ],
+    )
+    assert.equal(r.orders.requests.length, 1)
+  })
+
+  test('config errors: tokenUrl and issuer (neither, both), a secret or key the method does not use, a key that cannot sign', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-pkjwt-'))
+    try {
+      const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' })
+      const k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey.export({
+        type: 'pkcs8',
+        format: 'pem',
+      })
+      writeFileSync(join(dir, 'ec.pem'), ec)
+      writeFileSync(join(dir, 'k1.pem'), k1)
+      writeFileSync(join(dir, 'garbage.pem'), '-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n')
+      const errors = (oauth2: string): string[] =>
+        errorsOf(oneService(`url: "http://127.0.0.1:1", auth: { oauth2: { clientId: bff, ${oauth2} } }`))
+      const at = 'services.svc.auth.oauth2'
+      const ecFile = `privateKeyFile: ${join(dir, 'ec.pem')}`
+      // The baseline: each of these is fine.
+      for (const ok of [
+        'tokenUrl: "http://a/t", clientSecret: s',
+        'issuer: "https://a", clientSecret: s, authMethod: client_secret_post',
+        `tokenUrl: "http://a/t", ${ecFile}`,
+        `issuer: "https://a", ${ecFile}, authMethod: private_key_jwt, keyId: k`,
+      ])
+        assert.deepEqual(errors(ok), [], ok)
+      const cases: [string, string][] = [
+        ['clientSecret: s', `BATON_AUTH_CONFIG at ${at}: oauth2 needs tokenUrl or issuer`],
+        [
+          'tokenUrl: "http://a/t", issuer: "http://a", clientSecret: s',
+          `BATON_AUTH_CONFIG at ${at}: oauth2 takes tokenUrl or issuer, not both`,
+        ],
+        [
+          'issuer: "auth.example.com", clientSecret: s',
+          `BATON_INVALID_URL at ${at}.issuer: 'auth.example.com' is not an http(s) URL`,
+        ],
+        ['tokenUrl: "http://a/t"', `BATON_AUTH_CONFIG at ${at}: client_secret_basic needs clientSecret`],
+        [
+          'tokenUrl: "http://a/t", authMethod: client_secret_post',
+          `BATON_AUTH_CONFIG at ${at}: client_secret_post needs clientSecret`,
+        ],
+        [
+          `tokenUrl: "http://a/t", clientSecret: s, ${ecFile}`,
+          `BATON_AUTH_CONFIG at ${at}.clientSecret: clientSecret is not used with authMethod private_key_jwt`,
+        ],
+        [
+          `tokenUrl: "http://a/t", clientSecret: s, ${ecFile}, authMethod: client_secret_basic`,
+          `BATON_AUTH_CONFIG at ${at}.privateKeyFile: privateKeyFile is not used with authMethod client_secret_basic`,
+        ],
+        [
+          'tokenUrl: "http://a/t", authMethod: private_key_jwt',
+          `BATON_AUTH_CONFIG at ${at}.authMethod: private_key_jwt needs privateKey or privateKeyFile`,
+        ],
+        [
+          `tokenUrl: "http://a/t", ${ecFile}, privateKey: "\${env.K}"`,
+          `BATON_AUTH_CONFIG at ${at}.privateKeyFile: give privateKey or privateKeyFile, not both`,
+        ],
+        [
+          `tokenUrl: "http://a/t", privateKeyFile: ${join(dir, 'missing.pem')}`,
+          `BATON_FILE at ${at}.privateKeyFile: cannot read ${join(dir, 'missing.pem')}: ENOENT`,
+        ],
+        [
+          `tokenUrl: "http://a/t", privateKeyFile: ${join(dir, 'k1.pem')}`,
+          `BATON_INVALID_KEY at ${at}.privateKeyFile: an EC key on secp256k1 cannot sign a private_key_jwt assertion`,
+        ],
+      ]
+      for (const [settings, expected] of cases) assert.deepEqual(errors(settings), [expected], settings)
+      const garbage = errors(`tokenUrl: "http://a/t", privateKeyFile: ${join(dir, 'garbage.pem')}`)
+      assert.equal(garbage.length, 1, String(garbage))
+      assert.match(
+        garbage[0] ?? '',
+        /^BATON_INVALID_KEY at services\.svc\.auth\.oauth2\.privateKeyFile: the private key does not parse: /,
+      )
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 const OPENSSL = spawnSync('openssl', ['version']).status === 0
 
 describe('mTLS', { skip: OPENSSL ? false : 'openssl is not installed: cannot make the test certificates' }, () => {
@@ -408,6 +665,150 @@ describe('mTLS', { skip: OPENSSL ? false : 'openssl is not installed: cannot mak
     const gateway = await startGateway(t, oneService(`url: "${url}", tls: ${tls}`))
     return gateway.url
   }
+
+  interface TlsRequest {
+    readonly line: string
+    /** CN of the client certificate. */
+    readonly cn: string
+    readonly authorization: string | undefined
+    /** The client's port: the same for two requests on one connection. */
+    readonly port: number
+  }
+
+  /**
+   * An https server with a certificate of the test CA that demands a client certificate of it,
+   * and answers by `METHOD /path`; `origin` is its URL, for answers that name it.
+   */
+  async function tlsServer(
+    t: TestContext,
+    routes: Record<string, (origin: string) => unknown>,
+  ): Promise<{ url: string; seen: TlsRequest[] }> {
+    const seen: TlsRequest[] = []
+    let url = ''
+    const server = createHttpsServer(
+      {
+        key: readFileSync(file('server.key')),
+        cert: readFileSync(file('server.crt')),
+        ca: readFileSync(file('ca.crt')),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
+      (req, res) => {
+        req.resume()
+        req.on('end', () => {
+          const line = `${req.method} ${req.url}`
+          const socket = req.socket as TLSSocket
+          seen.push({
+            line,
+            cn: String(socket.getPeerCertificate().subject.CN),
+            authorization: req.headers.authorization,
+            port: socket.remotePort ?? 0,
+          })
+          const route = routes[line]
+          res.statusCode = route === undefined ? 404 : 200
+          res.setHeader('content-type', 'application/json')
+          res.end(JSON.stringify(route === undefined ? { error: 'not_found' } : route(url)))
+        })
+      },
+    )
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    t.after(async () => {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    })
+    url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`
+    return { url, seen }
+  }
+
+  const TOKEN = { 'POST /oauth/token': () => ({ access_token: 'tok-1', token_type: 'Bearer', expires_in: 3600 }) }
+  const METADATA = {
+    'GET /.well-known/openid-configuration': (origin: string) => ({
+      issuer: origin,
+      token_endpoint: `${origin}/oauth/token`,
+    }),
+  }
+  /** The service: answers with the token it got. */
+  const SERVICE = { 'GET /x': () => ({ ok: true }) }
+
+  const allTls = (): string => `{ cert: ${file('client.crt')}, key: ${file('client.key')}, ca: ${file('ca.crt')} }`
+
+  test("oauth2 over the service's TLS: discovery and token requests to an authorization server behind the private CA, with the client certificate", async (t) => {
+    const auth = await tlsServer(t, { ...METADATA, ...TOKEN })
+    const service = await tlsServer(t, SERVICE)
+    const gateway = await startGateway(
+      t,
+      oneService(
+        `url: "${service.url}", tls: ${allTls()}, auth: { oauth2: { issuer: "${auth.url}", clientId: bff, clientSecret: s } }`,
+      ),
+    )
+    for (let i = 0; i < 2; i++) {
+      const res = await get(`${gateway.url}/x`)
+      assert.equal(res.status, 200)
+      assert.deepEqual(res.body, { x: { ok: true } })
+    }
+    assert.deepEqual(
+      auth.seen.map((r) => [r.line, r.cn]),
+      [
+        ['GET /.well-known/openid-configuration', 'baton-client'],
+        ['POST /oauth/token', 'baton-client'],
+      ],
+    )
+    assert.deepEqual(
+      service.seen.map((r) => [r.line, r.cn, r.authorization]),
+      Array(2).fill(['GET /x', 'baton-client', 'Bearer tok-1']),
+    )
+  })
+
+  test("a token endpoint on the service's own origin: the token request goes through the service's pool (one connection for both)", async (t) => {
+    const both = await tlsServer(t, { ...TOKEN, ...SERVICE })
+    const gateway = await startGateway(
+      t,
+      oneService(
+        `url: "${both.url}", connections: 1, tls: ${allTls()}, auth: { oauth2: { tokenUrl: "${both.url}/oauth/token", clientId: bff, clientSecret: s } }`,
+      ),
+    )
+    const res = await get(`${gateway.url}/x`)
+    assert.equal(res.status, 200)
+    assert.deepEqual(
+      both.seen.map((r) => [r.line, r.authorization?.split(' ')[0]]),
+      [
+        ['POST /oauth/token', 'Basic'],
+        ['GET /x', 'Bearer'],
+      ],
+    )
+    const [token, call] = both.seen
+    assert.equal(token?.port, call?.port)
+  })
+
+  test('without tls.ca the token endpoint behind the private CA is not trusted: no token (502), and the error says why', async (t) => {
+    const auth = await tlsServer(t, TOKEN)
+    const service = await tlsServer(t, SERVICE)
+    const yaml = oneService(
+      `url: "${service.url}", tls: { cert: ${file('client.crt')}, key: ${file('client.key')} }, auth: { oauth2: { tokenUrl: "${auth.url}/oauth/token", clientId: bff, clientSecret: s } }`,
+    )
+    const gateway = await startGateway(t, yaml)
+    assertError(await get(`${gateway.url}/x`), 502, 'DOWNSTREAM_FAILURE', 'svc failed: no credentials for it', ['svc'])
+    // The reason, as the client's transport reports it (to logs and traces).
+    const { plan } = compileText('test.yaml', yaml)
+    const [svc] = plan.services
+    assert.ok(svc !== undefined)
+    const client = createServiceClient(svc)
+    t.after(() => client.close())
+    await assert.rejects(
+      client.transport({ method: 'GET', path: '/x', body: null, headers: {}, signal: AbortSignal.timeout(5000) }),
+      (err: Error) => {
+        assert.ok(err instanceof CallError)
+        assert.equal(err.kind, 'credentials')
+        assert.equal(
+          err.message,
+          'no OAuth2 token for svc: the token endpoint cannot be reached: self-signed certificate in certificate chain (SELF_SIGNED_CERT_IN_CHAIN)',
+        )
+        return true
+      },
+    )
+    assert.deepEqual(auth.seen, [])
+    assert.deepEqual(service.seen, [])
+  })
 
   test("cert, key and ca: 200, and the service saw the client certificate's CN", async (t) => {
     const service = await mtlsService(t)

@@ -430,9 +430,33 @@ export const serviceAuthSchema = z
     }),
     z.strictObject({
       oauth2: z.strictObject({
-        tokenUrl: z.string().describe('Token endpoint (client credentials grant).'),
+        tokenUrl: z.string().optional().describe('Token endpoint (client credentials grant); or give issuer.'),
+        issuer: z
+          .string()
+          .optional()
+          .describe(
+            'Issuer URL: the token endpoint is read once from its /.well-known metadata (instead of tokenUrl).',
+          ),
         clientId: z.string(),
-        clientSecret: z.string().describe('Use ${env.NAME}.'),
+        authMethod: z
+          .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt'])
+          .optional()
+          .describe(
+            'How the client authenticates to the token endpoint (default: private_key_jwt with a private key, else client_secret_basic).',
+          ),
+        clientSecret: z
+          .string()
+          .optional()
+          .describe('For client_secret_basic and client_secret_post; use ${env.NAME}.'),
+        privateKey: z
+          .string()
+          .optional()
+          .describe('PEM private key that signs the private_key_jwt assertion; use ${env.NAME}.'),
+        privateKeyFile: z.string().optional().describe('The same, from a PEM file (relative to the config file).'),
+        keyId: z
+          .string()
+          .optional()
+          .describe('kid put in the assertion header, when the server needs it to pick the key.'),
         scope: z.string().optional().describe('Space-separated scopes asked for.'),
         audience: z.string().optional().describe('audience parameter (Auth0 and others).'),
         refreshBefore: durationOrZero

@@ -11,6 +11,7 @@ import type { Evaluator, Reference } from '../expr/index.ts'
 import { didYouMean } from '../util/suggest.ts'
 import { readConfigFile, resolveEnv } from './edge.ts'
 import { AUTH_FIELDS, type Scope } from './scope.ts'
+import { compileOAuth2 } from './oauth2.ts'
 
 /** Service-level strings (url, headers) may read environment variables only; they are resolved once. */
 export function envScope(env: Readonly<Record<string, string | undefined>>, diagnostics: Diagnostics): TemplateScope {
@@ -125,7 +126,7 @@ function compileService(
     const ctx = { env: scope, diagnostics }
     const auth = service.auth
     /** A secret the environment leaves empty: an error when serving (the service would get an empty credential). */
-    const secret = (value: string, path: (string | number)[]): string => {
+    const secret = (value: string, path: ConfigPath): string => {
       const text = resolveEnv(value, path, ctx) ?? ''
       if (text === '' && mode === 'serve')
         diagnostics.error('BATON_AUTH_CONFIG', `the credential of ${name} is empty`, path, {
@@ -142,22 +143,7 @@ function compileService(
       headers.push([header, secret(auth.apiKey.value, [...at, 'auth', 'apiKey', 'value'])])
     } else {
       header = 'authorization'
-      const o = auth.oauth2
-      const oat = [...at, 'auth', 'oauth2']
-      const tokenUrl = resolveEnv(o.tokenUrl, [...oat, 'tokenUrl'], ctx) ?? ''
-      if (!/^https?:\/\/[^/]/.test(tokenUrl))
-        diagnostics.error('BATON_INVALID_URL', `'${tokenUrl}' is not an http(s) URL`, [...oat, 'tokenUrl'], {
-          hint: 'the token endpoint, e.g. https://auth.example.com/oauth/token',
-        })
-      oauth2 = {
-        tokenUrl,
-        clientId: resolveEnv(o.clientId, [...oat, 'clientId'], ctx) ?? '',
-        clientSecret: secret(o.clientSecret, [...oat, 'clientSecret']),
-        scope: o.scope ?? null,
-        audience: o.audience ?? null,
-        refreshBefore: o.refreshBefore,
-        timeout: o.timeout,
-      }
+      oauth2 = compileOAuth2(auth.oauth2, [...at, 'auth', 'oauth2'], { ...ctx, baseDir, secret })
     }
     credentialHeader = header
     const clash = forwardHeaders.includes(header)

@@ -377,14 +377,24 @@ export interface CorsPlan {
 }
 
 export interface OAuth2Plan {
-  readonly tokenUrl: string
+  /** The token endpoint; null when it is discovered from `issuer`. */
+  readonly tokenUrl: string | null
+  /** Issuer whose /.well-known metadata names the token endpoint; null with `tokenUrl`. */
+  readonly issuer: string | null
+  readonly authMethod: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt'
   readonly clientId: string
+  /** '' with private_key_jwt. */
   readonly clientSecret: string
+  /** private_key_jwt: the PEM key and the JWS algorithm its type implies; null otherwise. */
+  readonly signingKey: { readonly pem: string; readonly alg: SigningAlg; readonly keyId: string | null } | null
   readonly scope: string | null
   readonly audience: string | null
   readonly refreshBefore: number
   readonly timeout: number
 }
+
+/** The JWS algorithms of private_key_jwt assertions, one per supported key type. */
+export type SigningAlg = 'RS256' | 'ES256' | 'ES384' | 'ES512' | 'Ed25519'
 
 export interface TlsPlan {
   readonly cert: string | null

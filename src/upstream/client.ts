@@ -3,13 +3,14 @@
  * bulkhead, retry budget, stats), and the pipeline every try of a call to it goes through,
  * composed once here.
  */
-import { Pool } from 'undici'
+import { rootCertificates } from 'node:tls'
+import { Agent, Pool } from 'undici'
 import type { CallPlan, ServicePlan, TlsPlan } from '../plan/types.ts'
 import { type BreakerState, CircuitBreaker } from '../policies/breaker.ts'
 import { Bulkhead } from '../policies/bulkhead.ts'
 import { type Clock, systemClock } from '../policies/clock.ts'
 import { RetryBudget, ServiceStats } from '../policies/stats.ts'
-import { OAuth2Tokens } from './credentials.ts'
+import { type DispatcherFor, OAuth2Tokens } from './credentials.ts'
 import { httpSend } from './http.ts'
 import { compose, type Send, type Stage, type Transport, type Outgoing, type Try } from './pipeline.ts'
 import { breakerStage } from './stages/breaker.ts'
@@ -123,7 +124,10 @@ export function createServiceClient(service: ServicePlan, options: ClientOptions
   const bulkhead =
     resilience.bulkhead === null ? null : new Bulkhead(resilience.bulkhead.maxConcurrent, resilience.bulkhead.maxQueued)
   const stats = new ServiceStats()
-  const tokens = service.oauth2 === null ? null : new OAuth2Tokens(service.oauth2, service.name, clock)
+  // Token requests go through the service's TLS settings (see tokenDispatchers; nothing is opened until one is sent).
+  const tokenRequests = tokenDispatchers(pool, origin, service.tls)
+  const tokens =
+    service.oauth2 === null ? null : new OAuth2Tokens(service.oauth2, service.name, clock, tokenRequests.dispatcherFor)
   // The transport (what health probes use too): same-origin redirects when the service opts in, its credentials, HTTP.
   const transport = compose<Outgoing>(
     [redirectStage(service, origin), credentialsStage(tokens)],
@@ -154,7 +158,35 @@ export function createServiceClient(service: ServicePlan, options: ClientOptions
     stats,
     coalesces: options.coalesce === true,
     caches: options.cache === true,
-    close: release,
+    close: async () => {
+      await release()
+      await tokenRequests.close()
+    },
+  }
+}
+
+/**
+ * What the service's token requests go through, so that its TLS settings (a private CA, a client
+ * certificate) reach its token endpoint too: the service's own pool when the endpoint is on the
+ * service's origin, else an agent of its own (made on first use) with the same TLS settings but
+ * the token host's own name (tls.servername names the service).
+ */
+function tokenDispatchers(
+  pool: Pool,
+  origin: string,
+  tls: TlsPlan | null,
+): { dispatcherFor: DispatcherFor; close: () => Promise<void> } {
+  const own = new URL(origin).origin
+  let agent: Agent | null = null
+  return {
+    dispatcherFor: (url) => {
+      if (url.origin === own) return pool
+      agent ??= new Agent(tls === null ? {} : { connect: tokenTls(tls) })
+      return agent
+    },
+    close: async () => {
+      await agent?.close()
+    },
   }
 }
 
@@ -176,5 +208,16 @@ function tlsOptions(tls: TlsPlan): Record<string, string> {
   if (tls.passphrase !== null) options.passphrase = tls.passphrase
   if (tls.ca !== null) options.ca = tls.ca
   if (tls.servername !== null) options.servername = tls.servername
+  return options
+}
+
+/**
+ * The service's TLS settings for an authorization server on another origin: its private CA is
+ * trusted besides the public ones, not instead of them, since that server is often a public
+ * identity provider; the client certificate is presented if it asks for one.
+ */
+function tokenTls(tls: TlsPlan): Record<string, string | string[]> {
+  const options: Record<string, string | string[]> = tlsOptions({ ...tls, servername: null })
+  if (tls.ca !== null) options.ca = [...rootCertificates, tls.ca]
   return options
 }
