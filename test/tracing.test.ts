@@ -8,11 +8,21 @@ import assert from 'node:assert/strict'
 import { describe, test, type TestContext } from 'node:test'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
+import { readFileSync } from 'node:fs'
 import { pino } from 'pino'
 import { ConfigError } from '../src/errors.ts'
+import { redactQuery } from '../src/observability/tracing.ts'
 import { compileText } from '../src/plan/compile.ts'
+import { REDACTED_QUERY } from '../src/plan/tracing.ts'
 import { get, type RunningGateway, startGateway, stubFor } from './helpers/gateway.ts'
-import { type Collector, type ReceivedSpan, SPAN_KIND, STATUS, startCollector } from './helpers/otlp.ts'
+import {
+  type Collector,
+  type ReceivedSpan,
+  SPAN_KIND,
+  STATUS,
+  startCollector,
+  startGrpcCollector,
+} from './helpers/otlp.ts'
 import { hang, json, type Stub } from './helpers/stub.ts'
 
 const run = promisify(execFile)
@@ -21,6 +31,8 @@ const TRACE_ID = '0af7651916cd43dd8448eb211c80319c'
 const CLIENT_SPAN_ID = 'b7ad6b7169203331'
 const CLIENT_TRACEPARENT = `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
+  .version
 
 /** users answers, orders fails once with a 503 and is retried, extra hangs past its timeout (optional). */
 function routes(stub: Stub): void {
@@ -95,9 +107,11 @@ function assertPropagated(stub: Stub, spans: ReceivedSpan[], traceId: string, fl
 describe('tracing on', () => {
   test("a server span under the client's span, a client span per try, traceparent per try downstream", async (t) => {
     const { stub, collector, gateway } = await traced(t)
-    const res = await get(`${gateway.url}/users/42`, {
+    const res = await get(`${gateway.url}/users/42?lang=fr&token=s3cret&Api_Key=k%201&flag`, {
       traceparent: CLIENT_TRACEPARENT,
       tracestate: 'vendor=opaque',
+      baggage: 'tenant=acme,plan=gold',
+      'user-agent': 'shop-app/3.1',
       'x-request-id': 'req-7',
     })
     assert.equal(res.status, 200)
@@ -114,7 +128,11 @@ describe('tracing on', () => {
     assert.deepEqual(server.attributes, {
       'http.request.method': 'GET',
       'http.route': '/users/:id',
+      'url.scheme': 'http',
       'url.path': '/users/42',
+      'url.query': 'lang=fr&token=REDACTED&Api_Key=REDACTED&flag',
+      'client.address': '127.0.0.1',
+      'user_agent.original': 'shop-app/3.1',
       'http.response.status_code': 200,
       'baton.endpoint': 'GET /users/:id',
       'baton.request_id': 'req-7',
@@ -180,9 +198,117 @@ describe('tracing on', () => {
     ])
 
     assertPropagated(stub, spans, TRACE_ID)
-    for (const req of stub.requests)
+    for (const req of stub.requests) {
       assert.equal(req.headers.tracestate, 'vendor=opaque', `${req.url}: the client's tracestate goes on`)
-    assert.ok(collector.exports.every((e) => e.path === '/v1/traces' && e.contentType === 'application/json'))
+      assert.equal(req.headers.baggage, 'tenant=acme,plan=gold', `${req.url}: the client's baggage goes on`)
+    }
+    // http/protobuf by default, the spec's default.
+    assert.ok(collector.exports.length > 0)
+    assert.ok(collector.exports.every((e) => e.path === '/v1/traces' && e.contentType === 'application/x-protobuf'))
+    for (const span of spans) {
+      assert.deepEqual(span.scope, { name: 'baton', version: VERSION })
+      assert.equal(span.resource['service.version'], VERSION)
+      assert.equal(span.resource['telemetry.sdk.language'], 'nodejs')
+    }
+  })
+
+  test('http/json and grpc, as OTEL_EXPORTER_OTLP_PROTOCOL says; the export headers go as gRPC metadata', async (t) => {
+    for (const protocol of ['http/json', 'grpc'] as const) {
+      const stub = await stubFor(t)
+      routes(stub)
+      const collector = protocol === 'grpc' ? await startGrpcCollector(t) : await startCollector(t)
+      const tracing = `, tracing: { endpoint: "${collector.url}", headers: { x-api-key: k-2 } }`
+      const gateway = await startGateway(t, config(stub, tracing), { env: { OTEL_EXPORTER_OTLP_PROTOCOL: protocol } })
+      assert.equal(gateway.plan.tracing?.protocol, protocol)
+      await get(`${gateway.url}/users/1`, { traceparent: CLIENT_TRACEPARENT })
+      await gateway.close()
+      assert.ok(collector.encodings.length > 0, protocol)
+      assert.deepEqual(new Set(collector.encodings), new Set([protocol === 'grpc' ? 'grpc' : 'json']))
+      for (const e of collector.exports) assert.equal(e.headers['x-api-key'], 'k-2')
+      assert.equal(serverSpan(collector.spans).traceId, TRACE_ID)
+      assertPropagated(stub, collector.spans, TRACE_ID)
+    }
+  })
+
+  test('OTEL_EXPORTER_OTLP_ENDPOINT is taken as is over gRPC', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const collector = await startGrpcCollector(t)
+    const gateway = await startGateway(t, config(stub, ''), {
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.base, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' },
+    })
+    await get(`${gateway.url}/users/1`)
+    await gateway.close()
+    assert.deepEqual(new Set(collector.encodings), new Set(['grpc']))
+    serverSpan(collector.spans)
+  })
+
+  test('OTEL_TRACES_EXPORTER=none: nothing exported, the trace context and baggage still go on', async (t) => {
+    const { stub, collector, gateway } = await traced(t, '', { OTEL_TRACES_EXPORTER: 'none' })
+    await get(`${gateway.url}/users/1`, { traceparent: CLIENT_TRACEPARENT, baggage: 'tenant=acme' })
+    await gateway.close()
+    assert.ok(stub.requests.length >= 3)
+    for (const req of stub.requests) {
+      const match = TRACEPARENT.exec(String(req.headers.traceparent))
+      assert.equal(match?.[1], TRACE_ID, req.url)
+      assert.equal(req.headers.baggage, 'tenant=acme')
+    }
+    assert.deepEqual(collector.exports, [])
+  })
+
+  test('OTEL_RESOURCE_ATTRIBUTES (read by the SDK) is on the resource; OTEL_SERVICE_VERSION wins for service.version', async (t) => {
+    // The SDK's detector reads the process's environment, as the exporter reads its own variables.
+    const saved = process.env.OTEL_RESOURCE_ATTRIBUTES
+    process.env.OTEL_RESOURCE_ATTRIBUTES = 'deployment.environment.name=staging,service.version=2.3.4,team=web%20shop'
+    t.after(() => {
+      if (saved === undefined) delete process.env.OTEL_RESOURCE_ATTRIBUTES
+      else process.env.OTEL_RESOURCE_ATTRIBUTES = saved
+    })
+    for (const [env, version] of [
+      [{}, '2.3.4'],
+      [{ OTEL_SERVICE_VERSION: '9.9.9' }, '9.9.9'],
+    ] as const) {
+      const { collector, gateway } = await traced(t, '', env)
+      await get(`${gateway.url}/users/1`)
+      await gateway.close()
+      const server = serverSpan(collector.spans)
+      assert.equal(server.resource['deployment.environment.name'], 'staging')
+      assert.equal(server.resource['team'], 'web shop')
+      assert.equal(server.resource['service.version'], version)
+      assert.equal(server.serviceName, 'Traced')
+    }
+  })
+
+  test('credentials in query strings are redacted in url.query and url.full', async (t) => {
+    const stub = await stubFor(t)
+    stub.route('GET /search', () => json([]))
+    const collector = await startCollector(t)
+    const gateway = await startGateway(
+      t,
+      `
+version: 1
+gateway: { name: G, tracing: { endpoint: "${collector.url}" }, auth: { apiKey: { query: my_key, keys: { app: k1 } } } }
+services:
+  search: { url: "${stub.url}" }
+endpoints:
+  GET /search:
+    calls:
+      hits: { request: GET search /search, query: { q: "\${request.query.q}", access_token: t0k, my_key: k1 } }
+`,
+    )
+    const res = await get(`${gateway.url}/search?q=shoes&my_key=k1`)
+    assert.equal(res.status, 200)
+    await gateway.close()
+    assert.equal(stub.requests.length, 1)
+    assert.equal(stub.requests[0]?.url, '/search?q=shoes&access_token=t0k&my_key=k1')
+    const server = serverSpan(collector.spans)
+    assert.equal(server.attributes['url.query'], 'q=shoes&my_key=REDACTED')
+    const [call] = clients(collector.spans)
+    assert.equal(call?.attributes['url.full'], `${stub.url}/search?q=shoes&access_token=REDACTED&my_key=REDACTED`)
+    assert.equal(
+      redactQuery('a=1&PassWord=x&pass+word=y&p%61ssword=z&=v&token&sig=', new Set(['password', 'sig'])),
+      'a=1&PassWord=REDACTED&pass+word=y&p%61ssword=REDACTED&=v&token&sig=REDACTED',
+    )
   })
 
   test('without a traceparent from the client, a new trace starts at the gateway', async (t) => {
@@ -282,7 +408,7 @@ describe('tracing on', () => {
       import { createRequire } from 'node:module'
       import { compileText } from '${src('plan/compile.ts')}'
       import { createGateway } from '${src('server/gateway.ts')}'
-      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((m) => /@opentelemetry\\/(sdk-trace|exporter-trace-otlp-http)\\//.test(m))
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((m) => /@opentelemetry\\/(sdk-trace|exporter-trace-otlp-(http|proto))\\//.test(m))
       const report = []
       for (const tracing of ['false', '{ endpoint: "http://127.0.0.1:9/v1/traces" }']) {
         const { plan } = compileText('t.yaml', 'version: 1\\ngateway: { name: G, tracing: ' + tracing + ' }', { env: {} })
@@ -309,6 +435,7 @@ describe('tracing on', () => {
     await gateway.close()
     assert.ok(collector.exports.length > 0)
     for (const e of collector.exports) assert.equal(e.headers['x-api-key'], 'k-1')
+    assert.ok(collector.spans.length > 0)
     assert.ok(collector.spans.every((s) => s.serviceName === 'checkout-bff'))
   })
 
@@ -369,11 +496,18 @@ describe('tracing off', () => {
 })
 
 describe('tracing config', () => {
+  const DEFAULTS = {
+    exporters: ['otlp'],
+    protocol: 'http/protobuf',
+    serviceVersion: null,
+    redactedQuery: [...REDACTED_QUERY],
+  }
   const plan = (gateway: string, env: Record<string, string> = {}): unknown =>
     compileText('test.yaml', `version: 1\ngateway: { name: G${gateway} }\n`, { env }).plan.tracing
 
   test('the file wins over the environment; the environment over the defaults', () => {
     assert.deepEqual(plan(', tracing: {}'), {
+      ...DEFAULTS,
       endpoint: 'http://localhost:4318/v1/traces',
       serviceName: 'G',
       headers: {},
@@ -381,6 +515,7 @@ describe('tracing config', () => {
       parentBased: true,
     })
     assert.deepEqual(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }), {
+      ...DEFAULTS,
       endpoint: 'http://collector:4318/v1/traces',
       serviceName: 'G',
       headers: {},
@@ -396,6 +531,7 @@ describe('tracing config', () => {
         OTEL_TRACES_SAMPLER_ARG: '0.25',
       }),
       {
+        ...DEFAULTS,
         endpoint: 'https://traces.example/otlp',
         serviceName: 'bff',
         headers: {},
@@ -410,15 +546,105 @@ describe('tracing config', () => {
         OTEL_TRACES_SAMPLER: 'traceidratio',
         OTEL_TRACES_SAMPLER_ARG: '0.25',
       }),
-      { endpoint: 'http://mine:4318/v1/traces', serviceName: 'mine', headers: {}, sampleRatio: 0.5, parentBased: true },
+      {
+        ...DEFAULTS,
+        endpoint: 'http://mine:4318/v1/traces',
+        serviceName: 'mine',
+        headers: {},
+        sampleRatio: 0.5,
+        parentBased: true,
+      },
     )
     assert.deepEqual(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER: 'always_off' }), {
+      ...DEFAULTS,
       endpoint: 'http://c:4318/v1/traces',
       serviceName: 'G',
       headers: {},
       sampleRatio: 0,
       parentBased: false,
     })
+  })
+
+  test('the OTLP protocol and the exporters from the environment', () => {
+    const only = (tracing: unknown): unknown => {
+      const { exporters, protocol, endpoint } = tracing as Record<string, unknown>
+      return { exporters, protocol, endpoint }
+    }
+    assert.deepEqual(
+      only(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' })),
+      {
+        exporters: ['otlp'],
+        protocol: 'http/json',
+        endpoint: 'http://c:4318/v1/traces',
+      },
+    )
+    // Over gRPC the base URL is the endpoint, and the default is port 4317; the …_TRACES_ form wins.
+    assert.deepEqual(
+      only(
+        plan('', {
+          OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317',
+          OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+          OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc',
+        }),
+      ),
+      { exporters: ['otlp'], protocol: 'grpc', endpoint: 'http://c:4317' },
+    )
+    assert.deepEqual(only(plan(', tracing: {}', { OTEL_EXPORTER_OTLP_PROTOCOL: 'GRPC' })), {
+      exporters: ['otlp'],
+      protocol: 'grpc',
+      endpoint: 'http://localhost:4317',
+    })
+    assert.deepEqual(only(plan('', { OTEL_TRACES_EXPORTER: 'console' })), {
+      exporters: ['console'],
+      protocol: 'http/protobuf',
+      endpoint: 'http://localhost:4318/v1/traces',
+    })
+    assert.deepEqual(only(plan(', tracing: {}', { OTEL_TRACES_EXPORTER: 'otlp, console,otlp' })), {
+      exporters: ['otlp', 'console'],
+      protocol: 'http/protobuf',
+      endpoint: 'http://localhost:4318/v1/traces',
+    })
+    assert.deepEqual((plan(', tracing: {}', { OTEL_TRACES_EXPORTER: 'none' }) as Record<string, unknown>).exporters, [])
+    // Nothing asks for traces: an endpoint with OTEL_TRACES_EXPORTER=none, and no tracing key.
+    assert.equal(plan('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'none' }), null)
+  })
+
+  test('a protocol or an exporter Baton does not have is a warning, and the default is used', () => {
+    const { plan: compiled, diagnostics } = compileText(
+      'test.yaml',
+      'version: 1\ngateway: { name: G, tracing: {} }\n',
+      {
+        env: { OTEL_EXPORTER_OTLP_PROTOCOL: 'http', OTEL_TRACES_EXPORTER: 'zipkin,console' },
+      },
+    )
+    assert.deepEqual(
+      diagnostics.map((d) => [d.severity, d.code, d.path.join('.'), d.message]),
+      [
+        [
+          'warning',
+          'BATON_INVALID_ENV',
+          'gateway.tracing',
+          'OTEL_TRACES_EXPORTER=zipkin,console: zipkin is not an exporter Baton has; otlp is used',
+        ],
+        [
+          'warning',
+          'BATON_INVALID_ENV',
+          'gateway.tracing',
+          'OTEL_EXPORTER_OTLP_PROTOCOL=http is not an OTLP protocol Baton speaks; http/protobuf is used',
+        ],
+      ],
+    )
+    assert.equal(compiled.tracing?.protocol, 'http/protobuf')
+    assert.deepEqual(compiled.tracing?.exporters, ['otlp'])
+  })
+
+  test("the API key's query parameter is redacted too", () => {
+    const tracing = plan(', tracing: {}, auth: { apiKey: { query: X-Key, keys: { app: k1 } } }') as {
+      redactedQuery: string[]
+    }
+    assert.ok(tracing.redactedQuery.includes('x-key'))
+    assert.ok(tracing.redactedQuery.includes('access_token'))
+    assert.equal((plan(', tracing: {}') as { redactedQuery: string[] }).redactedQuery.includes('x-key'), false)
   })
 
   test('off: no key and no endpoint in the environment, tracing: false, or OTEL_SDK_DISABLED', () => {

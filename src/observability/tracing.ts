@@ -1,7 +1,9 @@
 /**
  * OpenTelemetry traces: one server span per request, one client span per try of each
- * downstream call, the W3C trace context taken from the client (or a new trace started) and
- * passed on to every service; spans go out in batches over OTLP/HTTP (JSON).
+ * downstream call, the W3C trace context and baggage taken from the client (or a new trace
+ * started) and passed on to every service; spans go out in batches over OTLP (protobuf or JSON
+ * over HTTP, or gRPC, with the OpenTelemetry exporters), to stdout, or nowhere. Attributes follow
+ * the HTTP semantic conventions; credentials in query strings are redacted.
  *
  * Each gateway has its own tracer provider and nothing is registered globally, so two gateways
  * in one process keep their spans apart. The SDK is imported when a gateway that traces gets
@@ -11,6 +13,7 @@
 import type * as OtelApi from '@opentelemetry/api'
 import type { Attributes, Context, Span, TextMapPropagator, Tracer } from '@opentelemetry/api'
 import type { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base'
+import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { EndpointPlan, TracingPlan } from '../plan/types.ts'
 import type { GatewayAnswer, RunObserver, RunReport, RunView } from '../runtime/observer.ts'
@@ -26,6 +29,31 @@ interface Otel {
 
 /** Loaded by the first gateway that traces. Stateless, so gateways share it; their providers stay apart. */
 let otel: Otel | null = null
+
+/** The OTLP exporter of the plan's protocol; each reads the OTEL_EXPORTER_OTLP_* variables Baton leaves to it. */
+async function otlpExporter(plan: TracingPlan): Promise<SpanExporter> {
+  const { protocol, endpoint: url, headers } = plan
+  if (protocol === 'grpc') {
+    const [grpc, base] = await Promise.all([
+      import('@opentelemetry/exporter-trace-otlp-grpc'),
+      import('@opentelemetry/otlp-grpc-exporter-base'),
+    ])
+    const metadata = base.createEmptyMetadata()
+    for (const [name, value] of Object.entries(headers)) metadata.set(name, value)
+    return new grpc.OTLPTraceExporter({ url, metadata })
+  }
+  const http =
+    protocol === 'http/json'
+      ? await import('@opentelemetry/exporter-trace-otlp-http')
+      : await import('@opentelemetry/exporter-trace-otlp-proto')
+  return new http.OTLPTraceExporter({ url, headers: { ...headers } })
+}
+
+/** service.version and the instrumentation scope's version: this package's (beside src/ in a checkout, beside dist/ installed). */
+async function batonVersion(): Promise<string> {
+  const text = await readFile(new URL('../../package.json', import.meta.url), 'utf8')
+  return (JSON.parse(text) as { version: string }).version
+}
 
 /** A gateway's tracer provider: started when the gateway gets ready, flushed and shut down when it closes. */
 export class GatewayTracing {
@@ -43,42 +71,69 @@ export class GatewayTracing {
 
   async start(): Promise<void> {
     if (this.#provider !== null) return
-    const [api, core, sdk, otlp, resources] = await Promise.all([
+    const { exporters, protocol, endpoint, serviceName, serviceVersion, sampleRatio, parentBased } = this.plan
+    const [api, core, sdk, resources, otlp, version] = await Promise.all([
       import('@opentelemetry/api'),
       import('@opentelemetry/core'),
       import('@opentelemetry/sdk-trace-base'),
-      import('@opentelemetry/exporter-trace-otlp-http'),
       import('@opentelemetry/resources'),
+      exporters.includes('otlp') ? otlpExporter(this.plan) : null,
+      batonVersion(),
     ])
-    otel ??= { api, propagator: new core.W3CTraceContextPropagator() }
-    const { endpoint, serviceName, headers, sampleRatio, parentBased } = this.plan
+    otel ??= {
+      api,
+      propagator: new core.CompositePropagator({
+        propagators: [new core.W3CTraceContextPropagator(), new core.W3CBaggagePropagator()],
+      }),
+    }
     const root =
       sampleRatio >= 1
         ? new sdk.AlwaysOnSampler()
         : sampleRatio <= 0
           ? new sdk.AlwaysOffSampler()
           : new sdk.TraceIdRatioBasedSampler(sampleRatio)
-    const exporter = new otlp.OTLPTraceExporter({ url: endpoint, headers: { ...headers } })
-    // The SDK reports failed exports to a global handler that is silent by default; the log should hear of them.
-    const reporting: SpanExporter = {
-      export: (spans, done) => {
-        exporter.export(spans, (result) => {
-          this.#exported(result.code === core.ExportResultCode.SUCCESS, result.error)
-          done(result)
-        })
-      },
-      shutdown: () => exporter.shutdown(),
-      forceFlush: () => exporter.forceFlush(),
+    const spanExporters: SpanExporter[] = []
+    if (otlp !== null) {
+      // The SDK reports failed exports to a global handler that is silent by default; the log should hear of them.
+      spanExporters.push({
+        export: (spans, done) => {
+          otlp.export(spans, (result) => {
+            this.#exported(result.code === core.ExportResultCode.SUCCESS, result.error)
+            done(result)
+          })
+        },
+        shutdown: () => otlp.shutdown(),
+        forceFlush: () => otlp.forceFlush?.() ?? Promise.resolve(),
+      })
     }
+    if (exporters.includes('console')) spanExporters.push(new sdk.ConsoleSpanExporter())
+    // Baton's version, under what OTEL_RESOURCE_ATTRIBUTES says (read by the SDK's detector), under the plan's names.
+    const detected = resources.detectResources({ detectors: [resources.envDetector] })
+    const resource = resources
+      .defaultResource()
+      .merge(resources.resourceFromAttributes({ 'service.version': version }))
+      .merge(detected)
+      .merge(
+        resources.resourceFromAttributes({
+          'service.name': serviceName,
+          ...(serviceVersion === null ? {} : { 'service.version': serviceVersion }),
+        }),
+      )
     this.#provider = new sdk.BasicTracerProvider({
-      resource: resources.defaultResource().merge(resources.resourceFromAttributes({ 'service.name': serviceName })),
+      resource,
       sampler: parentBased ? new sdk.ParentBasedSampler({ root }) : root,
-      spanProcessors: [new sdk.BatchSpanProcessor(reporting)],
+      spanProcessors: spanExporters.map((e) => new sdk.BatchSpanProcessor(e)),
     })
-    this.tracer = this.#provider.getTracer('baton')
+    this.tracer = this.#provider.getTracer('baton', version)
+    const where = [
+      ...(otlp === null ? [] : [`${endpoint} (OTLP ${protocol})`]),
+      ...(exporters.includes('console') ? ['stdout'] : []),
+    ]
     this.#logger?.info(
-      { event: 'tracing', endpoint, serviceName, sampleRatio },
-      `traces of ${serviceName} go to ${endpoint}`,
+      { event: 'tracing', exporters, protocol, endpoint, serviceName, sampleRatio },
+      where.length === 0
+        ? `traces of ${serviceName} are propagated but not exported (OTEL_TRACES_EXPORTER=none)`
+        : `traces of ${serviceName} go to ${where.join(' and ')}`,
     )
   }
 
@@ -98,7 +153,7 @@ export class GatewayTracing {
       tryStarted(trace, _run, attempt) {
         if (trace === null) return null
         const span = trace.startTry(attempt)
-        attempt.headers = withTraceContext(span, attempt.headers)
+        attempt.headers = withTraceContext(trace.context, span, attempt.headers)
         return span
       },
       tryEnded(_trace, _attempt, span, response, error) {
@@ -155,6 +210,8 @@ class EndpointSpans {
   readonly attributes: Attributes
   /** calls[i] describes plan.calls[i]. */
   readonly calls: readonly CallTracing[]
+  /** Query parameters whose values are REDACTED in url.query and url.full. */
+  readonly redacted: ReadonlySet<string>
 
   constructor(
     tracing: GatewayTracing,
@@ -164,6 +221,7 @@ class EndpointSpans {
   ) {
     const name = endpoint.label
     this.tracing = tracing
+    this.redacted = new Set(tracing.plan.redactedQuery)
     // HTTP semantic conventions: a server span is named "{method} {route}"; the endpoint's label is exactly that.
     this.name = name
     this.attributes = {
@@ -195,19 +253,23 @@ class EndpointSpans {
     const tracer = this.tracing.tracer
     if (tracer === null) return null
     const { api, propagator } = otel as Otel
-    const headers = run.request.headers
+    const { headers, url, client } = run.request
     const parent =
-      headers.traceparent === undefined
+      headers.traceparent === undefined && headers.baggage === undefined
         ? api.ROOT_CONTEXT
         : propagator.extract(api.ROOT_CONTEXT, headers, api.defaultTextMapGetter)
-    const span = tracer.startSpan(
-      this.name,
-      {
-        kind: api.SpanKind.SERVER,
-        attributes: { ...this.attributes, 'url.path': run.request.path, 'baton.request_id': run.requestId },
-      },
-      parent,
-    )
+    const attributes: Attributes = {
+      ...this.attributes,
+      'url.scheme': client.protocol,
+      'url.path': run.request.path,
+      'client.address': client.ip,
+      'baton.request_id': run.requestId,
+    }
+    const q = url.indexOf('?')
+    if (q !== -1 && q < url.length - 1) attributes['url.query'] = redactQuery(url.slice(q + 1), this.redacted)
+    const agent = headers['user-agent']
+    if (typeof agent === 'string') attributes['user_agent.original'] = agent
+    const span = tracer.startSpan(this.name, { kind: api.SpanKind.SERVER, attributes }, parent)
     return new RequestTrace(this, tracer, span, api.trace.setSpan(parent, span))
   }
 }
@@ -236,7 +298,11 @@ class RequestTrace {
     const { api } = otel as Otel
     const c = this.endpoint.calls[attempt.call.index] as CallTracing
     const tries = attempt.number
-    const attributes: Attributes = { ...c.attributes, 'url.full': c.origin + attempt.path, 'baton.try': tries }
+    const path = attempt.path
+    const q = path.indexOf('?')
+    const full =
+      c.origin + (q === -1 ? path : path.slice(0, q + 1) + redactQuery(path.slice(q + 1), this.endpoint.redacted))
+    const attributes: Attributes = { ...c.attributes, 'url.full': full, 'baton.try': tries }
     if (tries > 1) attributes['http.request.resend_count'] = tries - 1
     return this.tracer.startSpan(c.name, { kind: api.SpanKind.CLIENT, attributes }, this.context)
   }
@@ -255,12 +321,39 @@ class RequestTrace {
   }
 }
 
-/** The try's request headers with a traceparent (and tracestate) naming its span. A copy: the tries of a call share one headers object. */
-function withTraceContext(span: Span, headers: Readonly<Record<string, string>>): Record<string, string> {
+/**
+ * The try's request headers with a traceparent (and tracestate) naming its span, and the client's
+ * baggage. A copy: the tries of a call share one headers object.
+ */
+function withTraceContext(
+  request: Context,
+  span: Span,
+  headers: Readonly<Record<string, string>>,
+): Record<string, string> {
   const { api, propagator } = otel as Otel
   const out = { ...headers }
-  propagator.inject(api.trace.setSpan(api.ROOT_CONTEXT, span), out, api.defaultTextMapSetter)
+  propagator.inject(api.trace.setSpan(request, span), out, api.defaultTextMapSetter)
   return out
+}
+
+/** A query string with the values of credential parameters replaced by REDACTED; the rest as sent. */
+export function redactQuery(query: string, names: ReadonlySet<string>): string {
+  let out = ''
+  for (const part of query.split('&')) {
+    const eq = part.indexOf('=')
+    const name = eq === -1 ? null : part.slice(0, eq)
+    if (out !== '') out += '&'
+    out += name !== null && names.has(decodeName(name).toLowerCase()) ? `${name}=REDACTED` : part
+  }
+  return out
+}
+
+function decodeName(raw: string): string {
+  try {
+    return decodeURIComponent(raw.replaceAll('+', ' '))
+  } catch {
+    return raw
+  }
 }
 
 /** Ends a try's span with its outcome: the status the service answered (4xx and 5xx are errors), or why there was none. */

@@ -42,6 +42,10 @@ export interface RequestView {
   readonly body: unknown
   /** null on public endpoints. */
   readonly auth: Principal | null
+  /** The target as the client sent it, path and query (traces show the query, credentials redacted). */
+  readonly url: string
+  /** Who sent it: the client's address and scheme, behind trusted proxies as they forward them. Getters: read only by those who need them (tracing). */
+  readonly client: { readonly ip: string; readonly protocol: string }
 }
 
 /** Status and headers of a finished call, for `calls.<name>.status` and friends. */

@@ -2,18 +2,56 @@
  * gateway.tracing and the standard OTEL_* variables → the tracing plan, resolved once. What the
  * file says wins over the environment, as settings given in code win over it in the
  * OpenTelemetry SDKs; without a `tracing` key, tracing is on when an OTLP endpoint is set in
- * the environment.
+ * the environment (or OTEL_TRACES_EXPORTER=console). A value Baton does not understand is a
+ * warning and the default is used, as for every OTEL_* variable.
  */
 import type { Config } from '../config/schema.ts'
 import type { Diagnostics } from './diagnostics.ts'
 import { envScope } from './services.ts'
 import { compileString, type TemplateScope } from './templates.ts'
-import type { TracingPlan } from './types.ts'
+import type { OtlpProtocol, TracingPlan } from './types.ts'
 
 type Env = Readonly<Record<string, string | undefined>>
 
-/** The OTLP/HTTP default: a collector on this host. */
-const DEFAULT_ENDPOINT = 'http://localhost:4318/v1/traces'
+/** The OTLP exporter spec's defaults: a collector on this host. */
+const DEFAULT_ENDPOINT = { http: 'http://localhost:4318/v1/traces', grpc: 'http://localhost:4317' }
+
+const PROTOCOLS: readonly OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc']
+/** The spec's default, and what every collector and OTLP backend takes. */
+const DEFAULT_PROTOCOL: OtlpProtocol = 'http/protobuf'
+
+const EXPORTERS = ['otlp', 'console', 'none'] as const
+
+/**
+ * Query parameters that carry credentials, as services and clients name them; url.query and
+ * url.full show their values as REDACTED (HTTP semantic conventions). The API key parameter
+ * of gateway.auth is added.
+ */
+export const REDACTED_QUERY = [
+  'access_token',
+  'api_key',
+  'api-key',
+  'apikey',
+  'auth',
+  'authorization',
+  'client_secret',
+  'code',
+  'id_token',
+  'key',
+  'password',
+  'passwd',
+  'refresh_token',
+  'secret',
+  'sig',
+  'signature',
+  'token',
+  'awsaccesskeyid',
+  'x-amz-credential',
+  'x-amz-security-token',
+  'x-amz-signature',
+  'x-goog-credential',
+  'x-goog-signature',
+] as const
 
 const SAMPLERS: Record<string, { ratio: number | null; parentBased: boolean }> = {
   always_on: { ratio: 1, parentBased: false },
@@ -27,14 +65,18 @@ const SAMPLERS: Record<string, { ratio: number | null; parentBased: boolean }> =
 export function compileTracing(config: Config, env: Env, diagnostics: Diagnostics): TracingPlan | null {
   const tracing = config.gateway.tracing
   if (tracing === false || valueOf(env, 'OTEL_SDK_DISABLED')?.toLowerCase() === 'true') return null
-  const envEndpoint = fromEnv(env)
-  if (tracing === undefined && envEndpoint === null) return null
   const at = ['gateway', 'tracing']
+  const exporters = exportersFromEnv(env, diagnostics, at)
+  const protocol = protocolFromEnv(env, diagnostics, at)
+  const envEndpoint = fromEnv(env, protocol)
+  if (tracing === undefined && envEndpoint === null && !exporters.includes('console')) return null
+  // Nothing to make spans for: without a tracing key, OTEL_TRACES_EXPORTER=none leaves tracing off.
+  if (tracing === undefined && exporters.length === 0) return null
   const scope = envScope(env, diagnostics)
 
   let endpoint: string
   if (tracing?.endpoint === undefined) {
-    endpoint = envEndpoint?.url ?? DEFAULT_ENDPOINT
+    endpoint = envEndpoint?.url ?? (protocol === 'grpc' ? DEFAULT_ENDPOINT.grpc : DEFAULT_ENDPOINT.http)
     if (!isHttpUrl(endpoint)) {
       diagnostics.error(
         'BATON_INVALID_URL',
@@ -80,22 +122,74 @@ export function compileTracing(config: Config, env: Env, diagnostics: Diagnostic
     sampleRatio = tracing.sampleRatio
   }
 
+  const apiKeyParam = config.gateway.auth?.apiKey?.query?.toLowerCase()
   return {
+    exporters,
+    protocol,
     endpoint,
     serviceName: tracing?.serviceName ?? valueOf(env, 'OTEL_SERVICE_NAME') ?? config.gateway.name,
     headers,
     sampleRatio,
     parentBased,
+    serviceVersion: valueOf(env, 'OTEL_SERVICE_VERSION') ?? null,
+    redactedQuery:
+      apiKeyParam === undefined || (REDACTED_QUERY as readonly string[]).includes(apiKeyParam)
+        ? REDACTED_QUERY
+        : [...REDACTED_QUERY, apiKeyParam],
   }
 }
 
-/** OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as is, else OTEL_EXPORTER_OTLP_ENDPOINT with the signal's path appended (the OTLP exporter spec). */
-function fromEnv(env: Env): { name: string; url: string } | null {
+/**
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as is, else OTEL_EXPORTER_OTLP_ENDPOINT with the signal's
+ * path appended over HTTP, as is over gRPC (the OTLP exporter spec).
+ */
+function fromEnv(env: Env, protocol: OtlpProtocol): { name: string; url: string } | null {
   const traces = valueOf(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT')
   if (traces !== undefined) return { name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', url: traces }
   const base = valueOf(env, 'OTEL_EXPORTER_OTLP_ENDPOINT')
   if (base === undefined) return null
+  if (protocol === 'grpc') return { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', url: base }
   return { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', url: `${base}${base.endsWith('/') ? '' : '/'}v1/traces` }
+}
+
+/** OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf. */
+function protocolFromEnv(env: Env, diagnostics: Diagnostics, at: string[]): OtlpProtocol {
+  for (const name of ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'OTEL_EXPORTER_OTLP_PROTOCOL']) {
+    const value = valueOf(env, name)
+    if (value === undefined) continue
+    const protocol = PROTOCOLS.find((p) => p === value.toLowerCase())
+    if (protocol !== undefined) return protocol
+    diagnostics.warn(
+      'BATON_INVALID_ENV',
+      `${name}=${value} is not an OTLP protocol Baton speaks; ${DEFAULT_PROTOCOL} is used`,
+      at,
+      { key: true, hint: `one of ${PROTOCOLS.join(', ')}` },
+    )
+    return DEFAULT_PROTOCOL
+  }
+  return DEFAULT_PROTOCOL
+}
+
+/** OTEL_TRACES_EXPORTER: a comma-separated list of otlp (the default) and console, or none. */
+function exportersFromEnv(env: Env, diagnostics: Diagnostics, at: string[]): ('otlp' | 'console')[] {
+  const value = valueOf(env, 'OTEL_TRACES_EXPORTER')
+  if (value === undefined) return ['otlp']
+  const names = value
+    .split(',')
+    .map((n) => n.trim().toLowerCase())
+    .filter((n) => n !== '')
+  const unknown = names.filter((n) => !(EXPORTERS as readonly string[]).includes(n))
+  if (unknown.length > 0) {
+    diagnostics.warn(
+      'BATON_INVALID_ENV',
+      `OTEL_TRACES_EXPORTER=${value}: ${unknown.join(', ')} is not an exporter Baton has; otlp is used`,
+      at,
+      { key: true, hint: 'otlp, console (or both, comma-separated), or none' },
+    )
+    return ['otlp']
+  }
+  if (names.includes('none')) return []
+  return [...new Set(names as ('otlp' | 'console')[])]
 }
 
 function ratioFromEnv(env: Env, diagnostics: Diagnostics, at: string[]): number {

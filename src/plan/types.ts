@@ -61,7 +61,11 @@ export interface GatewayPlan {
 }
 
 export interface TracingPlan {
-  /** OTLP/HTTP traces URL. */
+  /** Where spans go (OTEL_TRACES_EXPORTER): over OTLP, to stdout, or nowhere (spans still made and propagated). */
+  readonly exporters: readonly ('otlp' | 'console')[]
+  /** OTLP encoding and transport (OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL). */
+  readonly protocol: OtlpProtocol
+  /** OTLP traces URL (http/*), or the collector's http(s)://host:port (grpc). */
   readonly endpoint: string
   /** service.name of the spans. */
   readonly serviceName: string
@@ -71,7 +75,13 @@ export interface TracingPlan {
   readonly sampleRatio: number
   /** Follow the sampled flag of a client's traceparent instead of the ratio (parentbased_* samplers). */
   readonly parentBased: boolean
+  /** service.version when OTEL_SERVICE_VERSION sets it; else OTEL_RESOURCE_ATTRIBUTES', else Baton's version. */
+  readonly serviceVersion: string | null
+  /** Lower-case query parameter names whose values url.query and url.full show as REDACTED. */
+  readonly redactedQuery: readonly string[]
 }
+
+export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc'
 
 export interface ServicePlan {
   readonly name: string

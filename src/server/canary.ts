@@ -221,6 +221,8 @@ export class Canary {
       headers: req.headers,
       body: null,
       auth: verdict?.ok === true ? verdict.principal : null,
+      url,
+      client: req,
     }
     try {
       const value = sticky({ request } satisfies StickyScope)

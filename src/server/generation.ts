@@ -367,6 +367,8 @@ function handlerFor(
       headers: req.headers,
       body,
       auth: req.principal,
+      url,
+      client: req,
     }
     if (cache !== null) {
       const res = reply.raw
