@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import pino from 'pino'
 import { compileText } from '../src/plan/compile.ts'
+import { errorsOf } from './helpers/config.ts'
 import { bucketOf } from '../src/server/canary.ts'
 import { createGateway } from '../src/server/gateway.ts'
 import { spawnCli, startCli } from './helpers/cli.ts'
@@ -283,5 +284,24 @@ describe('baton serve --canary FILE --weight N', () => {
     const alone = spawnCli(t, ['serve', join(dir, 'base.yaml'), '--weight', '5'])
     assert.equal((await alone.exited).code, 2)
     assert.match(alone.stderr, /--weight goes with --canary FILE/)
+  })
+})
+
+describe('the canary block in baton check', () => {
+  test('a sticky key that reads more than the request and the caller is refused, at its place', () => {
+    const errors = errorsOf(
+      'version: 1\ngateway: { name: X }\ncanary: { config: next.yaml, weight: 5%, sticky: "${request.params.id}" }\n',
+    )
+    assert.deepEqual(
+      errors.map((e) => [e.code, e.message, e.line, e.hint]),
+      [
+        [
+          'BATON_UNKNOWN_FIELD',
+          'a sticky key cannot read request.params',
+          3,
+          'it can read request.method, request.path, request.query, request.headers and auth',
+        ],
+      ],
+    )
   })
 })

@@ -12,6 +12,9 @@ import type { RequestView } from './scope.ts'
 import { compileString, type TemplateScope } from './templates.ts'
 import type { CanaryPlan } from './types.ts'
 
+/** The request's parts a sticky key may read. */
+const STICKY_FIELDS = ['method', 'path', 'query', 'headers']
+
 /** What a sticky key reads. */
 export interface StickyScope {
   readonly request: RequestView
@@ -33,7 +36,16 @@ export function compileCanary(
         if (name === 'auth') return (s) => (s as StickyScope).request.auth
         return env.resolveRoot(name)
       },
-      onReference: (ref, path, source) => env.onReference(ref, path, source),
+      onReference: (ref, path, source) => {
+        const field = ref.path[0]
+        // What a sticky key can read before any endpoint is matched: no path parameters, nothing but the request's parts.
+        if (ref.root === 'request' && field !== undefined && !STICKY_FIELDS.includes(field))
+          diagnostics.error('BATON_UNKNOWN_FIELD', `a sticky key cannot read request.${field}`, path, {
+            offset: ref.offset,
+            hint: `it can read ${STICKY_FIELDS.map((f) => `request.${f}`).join(', ')} and auth`,
+          })
+        env.onReference(ref, path, source)
+      },
     }
     sticky = compileString(canary.sticky, [...at, 'sticky'], scope, diagnostics, undefined)?.evaluate ?? null
   }

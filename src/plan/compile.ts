@@ -109,6 +109,28 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
       })
   }
 
+  // Read before the diagnostics are gathered: they may add some (an unset variable, a sticky key that reads too much).
+  const adminToken =
+    config.gateway.admin.token === undefined
+      ? null
+      : emptyToNull(
+          resolveEnv(config.gateway.admin.token, ['gateway', 'admin', 'token'], {
+            env: envScope(env, diagnostics),
+            diagnostics,
+          }) ?? undefined,
+        )
+  const invalidationToken =
+    config.gateway.cache.invalidation.token === undefined
+      ? null
+      : emptyToNull(
+          resolveEnv(config.gateway.cache.invalidation.token, ['gateway', 'cache', 'invalidation', 'token'], {
+            env: envScope(env, diagnostics),
+            diagnostics,
+          }) ?? undefined,
+        )
+  const canary =
+    config.canary === undefined ? null : compileCanary(config.canary, baseDir, envScope(env, diagnostics), diagnostics)
+
   const all = [...loaded.diagnostics, ...diagnostics.list]
   all.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0))
   if (diagnostics.failed || !loaded.valid) return { diagnostics: all }
@@ -153,35 +175,16 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
     services: [...services.values()],
     endpoints,
     breakerAlert: gateway.alerts.breakerOpen === false ? null : gateway.alerts.breakerOpen,
-    adminToken:
-      gateway.admin.token === undefined
-        ? null
-        : emptyToNull(
-            resolveEnv(gateway.admin.token, ['gateway', 'admin', 'token'], {
-              env: envScope(env, diagnostics),
-              diagnostics,
-            }) ?? undefined,
-          ),
+    adminToken,
     files: referencedFiles(config, source.file, baseDir),
     release: gateway.release ?? createHash('sha256').update(source.text).digest('hex').slice(0, 8),
-    canary:
-      config.canary === undefined
-        ? null
-        : compileCanary(config.canary, baseDir, envScope(env, diagnostics), diagnostics),
+    canary,
     cache: {
       maxSize: gateway.cache.maxSize,
       tagHeader: gateway.cache.tagHeader?.toLowerCase() ?? null,
       invalidation: {
         path: gateway.cache.invalidation.path,
-        token:
-          gateway.cache.invalidation.token === undefined
-            ? null
-            : emptyToNull(
-                resolveEnv(gateway.cache.invalidation.token, ['gateway', 'cache', 'invalidation', 'token'], {
-                  env: envScope(env, diagnostics),
-                  diagnostics,
-                }) ?? undefined,
-              ),
+        token: invalidationToken,
       },
     },
   }
