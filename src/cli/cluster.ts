@@ -168,7 +168,8 @@ async function primary(plan: GatewayPlan, options: ServeOptions, count: number):
     const exitCode = code ?? 128 + ((signal === null ? 0 : constants.signals[signal]) ?? 0)
     if (stopping !== null) {
       worst = Math.max(worst, exitCode)
-      if (live.size === 0) done.resolve(stopping === 'crash loop' ? Math.max(worst, 1) : worst)
+      // A crash loop is exit 1: the workers it stopped exit 143 because it stopped them, which says nothing more.
+      if (live.size === 0) done.resolve(stopping === 'crash loop' ? 1 : worst)
       return
     }
     const quick = state === undefined || performance.now() - state.forkedAt < STARTUP_MS
@@ -180,8 +181,7 @@ async function primary(plan: GatewayPlan, options: ServeOptions, count: number):
         `worker ${w.id} died (${how}), the ${crashes}th worker in a row to die within ${STARTUP_MS / 1000}s of starting: giving up`,
       )
       stop('crash loop')
-      worst = Math.max(worst, exitCode, 1)
-      if (live.size === 0) return done.resolve(worst)
+      if (live.size === 0) return done.resolve(1)
       return pass('SIGTERM')
     }
     const delay = quick ? Math.min(BACKOFF_MS * 2 ** (crashes - 1), BACKOFF_MAX_MS) : 0
