@@ -3,6 +3,7 @@
  * (schema/baton.schema.json, via z.toJSONSchema) both come from these declarations, and a
  * test checks the committed schema file against them.
  */
+import { readFileSync } from 'node:fs'
 import { z } from 'zod'
 import { DURATION_HINT, DURATION_PATTERN, parseDuration, parseSize, SIZE_HINT, SIZE_PATTERN } from './units.ts'
 
@@ -1085,7 +1086,13 @@ export type RetryConfig = z.output<typeof retrySchema>
 export type GatewayAuthConfig = z.output<typeof gatewayAuthSchema>
 export type EndpointAuthConfig = z.output<typeof endpointAuthSchema>
 
+/** The package's version: the schema's $id names it, so an editor can tell one schema from the next. */
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
+
 export function jsonSchema(): Record<string, unknown> {
   const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>
-  return { ...schema, title: 'Baton config' }
+  const { $schema, ...rest } = schema
+  return { $schema, $id: `urn:baton:config-schema:${VERSION}`, title: 'Baton config', ...rest }
 }

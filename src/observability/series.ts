@@ -4,6 +4,11 @@
  * labels on every inc/observe; measured on the checkout benchmark at one connection, that was
  * ~35 µs of a ~540 µs request (bench/RESULTS.md). Here a series is resolved once, and
  * recording into it is a bucket search and two additions.
+ *
+ * The registry reads these metrics through prom-client's internal `get()` shape (name, help,
+ * type, aggregator, values with labels and, for histograms, `le`): package.json pins prom-client
+ * to ~15.1 for that reason, and series.test.ts checks the contract against the installed
+ * prom-client (the exposition, and AggregatorRegistry's sums across workers).
  */
 import type { Registry } from 'prom-client'
 
