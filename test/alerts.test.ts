@@ -26,7 +26,7 @@ describe('baton alerts', () => {
       [...out.matchAll(/- alert: (\w+)/g)].map((m) => m[1]),
       ['BatonEndpointLatencyP99', 'BatonDownstreamErrorRate', 'BatonCircuitBreakerOpen'],
     )
-    assert.match(out, /endpoint="POST \/v1\/checkout\/summary"\}\[5m\]\)\)\) > 1\.5/)
+    assert.match(out, /method="POST",route="\/v1\/checkout\/summary"\}\[5m\]\)\)\) > 1\.5/)
     assert.match(out, /channel: pagerduty/)
   })
 
@@ -49,15 +49,15 @@ tests:
     input_series:
       - series: 'baton_circuit_breaker_state{service="cart"}'
         values: '0 0 2 2 2 2'
-      - series: 'baton_call_outcomes_total{endpoint="${endpoint}",call="cart",service="cart",outcome="success"}'
+      - series: 'baton_call_outcomes_total{method="POST",route="/v1/checkout/summary",call="cart",service="cart",outcome="success"}'
         values: '0+90x12'
-      - series: 'baton_call_outcomes_total{endpoint="${endpoint}",call="cart",service="cart",outcome="timeout"}'
+      - series: 'baton_call_outcomes_total{method="POST",route="/v1/checkout/summary",call="cart",service="cart",outcome="timeout"}'
         values: '0+10x12'
-      - series: 'baton_request_duration_seconds_bucket{endpoint="${endpoint}",outcome="complete",le="1"}'
+      - series: 'baton_request_duration_seconds_bucket{method="POST",route="/v1/checkout/summary",outcome="complete",le="1"}'
         values: '0+0x12'
-      - series: 'baton_request_duration_seconds_bucket{endpoint="${endpoint}",outcome="complete",le="2.5"}'
+      - series: 'baton_request_duration_seconds_bucket{method="POST",route="/v1/checkout/summary",outcome="complete",le="2.5"}'
         values: '0+100x12'
-      - series: 'baton_request_duration_seconds_bucket{endpoint="${endpoint}",outcome="complete",le="+Inf"}'
+      - series: 'baton_request_duration_seconds_bucket{method="POST",route="/v1/checkout/summary",outcome="complete",le="+Inf"}'
         values: '0+100x12'
     alert_rule_test:
       - eval_time: 1m

@@ -102,11 +102,14 @@ describe('answers fastify writes before an endpoint runs are counted and logged'
     )
     const text = await scrape(metricsUrl)
     assert.equal(
-      value(text, 'baton_requests_total{endpoint="POST /v1/carts/:id",status_class="4xx",outcome="failed"}'),
+      value(text, 'baton_requests_total{method="POST",route="/v1/carts/:id",status_class="4xx",outcome="failed"}'),
       3,
     )
     // Not runs: the histogram of orchestrated requests does not see them.
-    assert.equal(value(text, 'baton_request_duration_seconds_count{endpoint="POST /v1/carts/:id",outcome="failed"}'), 0)
+    assert.equal(
+      value(text, 'baton_request_duration_seconds_count{method="POST",route="/v1/carts/:id",outcome="failed"}'),
+      0,
+    )
     assert.equal(stub.requests.length, 0)
   })
 
@@ -142,7 +145,10 @@ describe('answers fastify writes before an endpoint runs are counted and logged'
     )
     assert.ok(!lines.some((l) => JSON.stringify(l).includes('secret')), 'the query string is never logged')
     const text = await scrape(metricsUrl)
-    assert.equal(value(text, 'baton_requests_total{endpoint="unmatched",status_class="4xx",outcome="failed"}'), 20)
+    assert.equal(
+      value(text, 'baton_requests_total{method="",route="unmatched",status_class="4xx",outcome="failed"}'),
+      20,
+    )
     assert.ok(!text.includes('/v1/nope'), 'no raw path becomes a label value')
   })
 
@@ -172,7 +178,10 @@ describe('answers fastify writes before an endpoint runs are counted and logged'
       assert.deepEqual([line.endpoint, line.status, line.code], ['unmatched', 400, 'BAD_REQUEST'])
     }
     const text = await scrape(metricsUrl)
-    assert.equal(value(text, 'baton_requests_total{endpoint="unmatched",status_class="4xx",outcome="failed"}'), 2)
+    assert.equal(
+      value(text, 'baton_requests_total{method="",route="unmatched",status_class="4xx",outcome="failed"}'),
+      2,
+    )
     assert.equal(stub.requests.length, 0)
   })
 
@@ -193,10 +202,13 @@ describe('answers fastify writes before an endpoint runs are counted and logged'
     )
     const text = await scrape(metricsUrl)
     assert.equal(
-      value(text, 'baton_requests_total{endpoint="GET /v1/carts/:id",status_class="4xx",outcome="failed"}'),
+      value(text, 'baton_requests_total{method="GET",route="/v1/carts/:id",status_class="4xx",outcome="failed"}'),
       1,
     )
-    assert.equal(value(text, 'baton_requests_rejected_total{endpoint="GET /v1/carts/:id",reason="unauthenticated"}'), 1)
+    assert.equal(
+      value(text, 'baton_requests_rejected_total{method="GET",route="/v1/carts/:id",reason="unauthenticated"}'),
+      1,
+    )
   })
 
   test('an error before a request exists (a head over maxHeaderSize): a fresh x-request-id on the socket, counted and logged', async (t) => {
@@ -230,7 +242,10 @@ describe('answers fastify writes before an endpoint runs are counted and logged'
       ],
     )
     const text = await scrape(metricsUrl)
-    assert.equal(value(text, 'baton_requests_total{endpoint="unmatched",status_class="4xx",outcome="failed"}'), 1)
+    assert.equal(
+      value(text, 'baton_requests_total{method="",route="unmatched",status_class="4xx",outcome="failed"}'),
+      1,
+    )
   })
 })
 
@@ -258,7 +273,10 @@ describe('x-request-id on every answer', () => {
       )
       const text = await scrape(metricsUrl)
       // A scrape is counted once written: this one sees the three before it, not itself.
-      assert.equal(value(text, `baton_requests_total{endpoint="GET ${path}",status_class="2xx",outcome="complete"}`), 3)
+      assert.equal(
+        value(text, `baton_requests_total{method="GET",route="${path}",status_class="2xx",outcome="complete"}`),
+        3,
+      )
     })
   }
 
@@ -271,7 +289,10 @@ describe('x-request-id on every answer', () => {
     assert.equal(given.headers['x-request-id'], 'scrape-1')
     assert.match(none.headers['x-request-id'] ?? '', UUID)
     assert.equal(
-      value(String(none.body), 'baton_requests_total{endpoint="GET /metrics",status_class="2xx",outcome="complete"}'),
+      value(
+        String(none.body),
+        'baton_requests_total{method="GET",route="/metrics",status_class="2xx",outcome="complete"}',
+      ),
       1,
     )
   })
@@ -298,7 +319,10 @@ describe('x-request-id on every answer', () => {
     assert.deepEqual([line.endpoint, line.status, line.outcome], ['preflight', 204, 'complete'])
     assert.deepEqual([lineOf(lines, notOne).endpoint, lineOf(lines, notOne).status], ['unmatched', 404])
     const text = await scrape(metricsUrl)
-    assert.equal(value(text, 'baton_requests_total{endpoint="preflight",status_class="2xx",outcome="complete"}'), 2)
+    assert.equal(
+      value(text, 'baton_requests_total{method="",route="preflight",status_class="2xx",outcome="complete"}'),
+      2,
+    )
     assert.equal(stub.requests.length, 0)
   })
 
@@ -314,7 +338,7 @@ describe('x-request-id on every answer', () => {
     )
     const text = await scrape(metricsUrl)
     assert.equal(
-      value(text, 'baton_requests_total{endpoint="GET /v1/carts/:id",status_class="2xx",outcome="complete"}'),
+      value(text, 'baton_requests_total{method="GET",route="/v1/carts/:id",status_class="2xx",outcome="complete"}'),
       1,
     )
   })

@@ -1304,8 +1304,8 @@ test('metrics: requests turned away are counted by endpoint and reason', async (
   assert.equal(res.status, 200)
   const lines = (await res.text()).split('\n').filter((l) => l.startsWith('baton_requests_rejected_total{'))
   assert.deepEqual(lines.sort(), [
-    'baton_requests_rejected_total{endpoint="GET /x",reason="forbidden"} 1',
-    'baton_requests_rejected_total{endpoint="GET /x",reason="unauthenticated"} 1',
+    'baton_requests_rejected_total{method="GET",route="/x",reason="forbidden"} 1',
+    'baton_requests_rejected_total{method="GET",route="/x",reason="unauthenticated"} 1',
   ])
 })
 

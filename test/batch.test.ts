@@ -114,20 +114,20 @@ describe('batch: one request per batch of distinct keys', () => {
     const series = (suffix: string): string | undefined =>
       metrics.split('\n').find((l) => l.startsWith(`baton_batch_size_${suffix}`))
     assert.equal(
-      series('bucket{le="2",endpoint="GET /posts",call="authors"}'),
-      'baton_batch_size_bucket{le="2",endpoint="GET /posts",call="authors"} 1',
+      series('bucket{le="2",method="GET",route="/posts",call="authors"}'),
+      'baton_batch_size_bucket{le="2",method="GET",route="/posts",call="authors"} 1',
     )
     assert.equal(
-      series('bucket{le="5",endpoint="GET /posts",call="authors"}'),
-      'baton_batch_size_bucket{le="5",endpoint="GET /posts",call="authors"} 3',
+      series('bucket{le="5",method="GET",route="/posts",call="authors"}'),
+      'baton_batch_size_bucket{le="5",method="GET",route="/posts",call="authors"} 3',
     )
     assert.equal(
-      series('sum{endpoint="GET /posts",call="authors"}'),
-      'baton_batch_size_sum{endpoint="GET /posts",call="authors"} 10',
+      series('sum{method="GET",route="/posts",call="authors"}'),
+      'baton_batch_size_sum{method="GET",route="/posts",call="authors"} 10',
     )
     assert.equal(
-      series('count{endpoint="GET /posts",call="authors"}'),
-      'baton_batch_size_count{endpoint="GET /posts",call="authors"} 3',
+      series('count{method="GET",route="/posts",call="authors"}'),
+      'baton_batch_size_count{method="GET",route="/posts",call="authors"} 3',
     )
   })
 

@@ -57,11 +57,14 @@ describe('a fresh entry is served without a call', () => {
     assert.equal(second.headers.age, '0')
     assert.equal(second.headers['cache-control'], 'public, max-age=60')
     assert.notEqual(second.headers['x-request-id'], first.headers['x-request-id'])
-    assert.equal(await metric(url, 'baton_cache_lookups_total{endpoint="GET /products/:id",result="hit"}'), 1)
-    assert.equal(await metric(url, 'baton_cache_lookups_total{endpoint="GET /products/:id",result="miss"}'), 1)
+    assert.equal(await metric(url, 'baton_cache_lookups_total{method="GET",route="/products/:id",result="hit"}'), 1)
+    assert.equal(await metric(url, 'baton_cache_lookups_total{method="GET",route="/products/:id",result="miss"}'), 1)
     // A hit is an answer like any other: counted with the endpoint's label.
     assert.equal(
-      await metric(url, 'baton_requests_total{endpoint="GET /products/:id",status_class="2xx",outcome="complete"}'),
+      await metric(
+        url,
+        'baton_requests_total{method="GET",route="/products/:id",status_class="2xx",outcome="complete"}',
+      ),
       2,
     )
   })
@@ -370,7 +373,7 @@ describe('collapsing', () => {
     await eventually(() => stub.requestsTo('GET /products/:id').length === 1, 'the first request reached the service')
     let collapsed = 0
     for (let i = 0; i < 500 && collapsed < 29; i++) {
-      collapsed = await metric(url, 'baton_cache_lookups_total{endpoint="GET /products/:id",result="collapsed"}')
+      collapsed = await metric(url, 'baton_cache_lookups_total{method="GET",route="/products/:id",result="collapsed"}')
       if (collapsed < 29) await sleep(10)
     }
     assert.equal(collapsed, 29)
@@ -395,7 +398,8 @@ describe('collapsing', () => {
     await eventually(() => stub.requestsTo('GET /products/:id').length === 1, 'the run reached the service')
     const second = get(`${url}/products/1`)
     for (let i = 0; i < 500; i++) {
-      if ((await metric(url, 'baton_cache_lookups_total{endpoint="GET /products/:id",result="collapsed"}')) === 1) break
+      if ((await metric(url, 'baton_cache_lookups_total{method="GET",route="/products/:id",result="collapsed"}')) === 1)
+        break
       await sleep(10)
     }
     leaving.abort()

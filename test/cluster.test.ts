@@ -62,13 +62,13 @@ async function getAlone(port: number, path: string): Promise<{ status: number; b
   })
 }
 
-/** The value of one series in an exposition, e.g. `baton_requests_total{endpoint="GET /items/:id",…}`. */
+/** The value of one series in an exposition, e.g. `baton_requests_total{method="GET",route="/items/:id",…}`. */
 function valueOf(exposition: string, series: string): number | undefined {
   const line = exposition.split('\n').find((l) => l.startsWith(`${series} `))
   return line === undefined ? undefined : Number(line.slice(series.length + 1))
 }
 
-const ITEMS_OK = 'baton_requests_total{endpoint="GET /items/:id",status_class="2xx",outcome="complete"}'
+const ITEMS_OK = 'baton_requests_total{method="GET",route="/items/:id",status_class="2xx",outcome="complete"}'
 
 const events = (cli: Cli, name: string): Record<string, unknown>[] => cli.json().filter((l) => l.event === name)
 
@@ -131,13 +131,16 @@ describe('baton serve --workers 2', () => {
       assert.equal(metrics.status, 200)
       assert.equal(valueOf(metrics.body, ITEMS_OK), 100)
       assert.equal(
-        valueOf(metrics.body, 'baton_request_duration_seconds_count{endpoint="GET /items/:id",outcome="complete"}'),
+        valueOf(
+          metrics.body,
+          'baton_request_duration_seconds_count{method="GET",route="/items/:id",outcome="complete"}',
+        ),
         100,
       )
       assert.equal(
         valueOf(
           metrics.body,
-          'baton_call_outcomes_total{endpoint="GET /items/:id",call="item",service="items",outcome="success"}',
+          'baton_call_outcomes_total{method="GET",route="/items/:id",call="item",service="items",outcome="success"}',
         ),
         100,
       )

@@ -82,7 +82,10 @@ describe('answers services compress', () => {
     const { url } = await startGateway(t, downstream(stub))
     assertError(await get(`${url}/x`), 502, 'DOWNSTREAM_FAILURE', 's failed: answer too large', ['s'])
     const metrics = await (await fetch(`${url}/metrics`)).text()
-    assert.match(metrics, /baton_call_outcomes_total\{endpoint="GET \/x",call="x",service="s",outcome="too_large"\} 1/)
+    assert.match(
+      metrics,
+      /baton_call_outcomes_total\{method="GET",route="\/x",call="x",service="s",outcome="too_large"\} 1/,
+    )
   })
 
   test('a zip bomb is not inflated: reading stops past the limit, while the service is still sending', async (t) => {

@@ -344,9 +344,9 @@ describe('metrics: a fallback is counted only when one was served', () => {
       .filter((l) => l.startsWith('baton_call_outcomes_total{') && l.includes('call="recs"'))
       .sort()
     assert.deepEqual(outcomes, [
-      'baton_call_outcomes_total{endpoint="GET /partial",call="recs",service="extra",outcome="fallback"} 1',
-      'baton_call_outcomes_total{endpoint="GET /partial",call="recs",service="extra",outcome="status_5xx"} 1',
-      'baton_call_outcomes_total{endpoint="GET /screen",call="recs",service="extra",outcome="status_5xx"} 1',
+      'baton_call_outcomes_total{method="GET",route="/partial",call="recs",service="extra",outcome="fallback"} 1',
+      'baton_call_outcomes_total{method="GET",route="/partial",call="recs",service="extra",outcome="status_5xx"} 1',
+      'baton_call_outcomes_total{method="GET",route="/screen",call="recs",service="extra",outcome="status_5xx"} 1',
     ])
   })
 })

@@ -154,7 +154,10 @@ describe('redirects from a service', () => {
     assert.equal(elsewhere.requests.length, 0)
     assert.equal(stub.requests.length, 1)
     const metrics = await (await fetch(`${url}/metrics`)).text()
-    assert.match(metrics, /baton_call_outcomes_total\{endpoint="GET \/get",call="x",service="s",outcome="redirect"\} 1/)
+    assert.match(
+      metrics,
+      /baton_call_outcomes_total\{method="GET",route="\/get",call="x",service="s",outcome="redirect"\} 1/,
+    )
   })
 
   test('another scheme or host name is another origin', async (t) => {

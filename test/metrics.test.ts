@@ -54,32 +54,41 @@ describe('metrics', () => {
     assert.equal(metricsUrl, `${url}/metrics`)
     assert.equal((await post(`${url}/summary`, { cartId: 'c1' })).status, 200)
     const text = await scrape(metricsUrl as string)
-    assert.equal(value(text, 'baton_requests_total{endpoint="POST /summary",status_class="2xx",outcome="partial"}'), 1)
-    assert.equal(value(text, 'baton_request_duration_seconds_count{endpoint="POST /summary",outcome="partial"}'), 1)
     assert.equal(
-      value(text, 'baton_call_duration_seconds_count{endpoint="POST /summary",call="cart",service="cart"}'),
+      value(text, 'baton_requests_total{method="POST",route="/summary",status_class="2xx",outcome="partial"}'),
       1,
     )
     assert.equal(
-      value(text, 'baton_call_outcomes_total{endpoint="POST /summary",call="cart",service="cart",outcome="success"}'),
+      value(text, 'baton_request_duration_seconds_count{method="POST",route="/summary",outcome="partial"}'),
+      1,
+    )
+    assert.equal(
+      value(text, 'baton_call_duration_seconds_count{method="POST",route="/summary",call="cart",service="cart"}'),
       1,
     )
     assert.equal(
       value(
         text,
-        'baton_call_outcomes_total{endpoint="POST /summary",call="shipping",service="shipping",outcome="status_5xx"}',
+        'baton_call_outcomes_total{method="POST",route="/summary",call="cart",service="cart",outcome="success"}',
       ),
       1,
     )
     assert.equal(
       value(
         text,
-        'baton_call_outcomes_total{endpoint="POST /summary",call="shipping",service="shipping",outcome="fallback"}',
+        'baton_call_outcomes_total{method="POST",route="/summary",call="shipping",service="shipping",outcome="status_5xx"}',
       ),
       1,
     )
     assert.equal(
-      value(text, 'baton_call_retries_total{endpoint="POST /summary",call="shipping",service="shipping"}'),
+      value(
+        text,
+        'baton_call_outcomes_total{method="POST",route="/summary",call="shipping",service="shipping",outcome="fallback"}',
+      ),
+      1,
+    )
+    assert.equal(
+      value(text, 'baton_call_retries_total{method="POST",route="/summary",call="shipping",service="shipping"}'),
       2,
     )
     assert.equal(stub.requestsTo('POST /estimate').length, 3)
@@ -99,11 +108,14 @@ describe('metrics', () => {
     assert.equal(
       value(
         text,
-        'baton_call_outcomes_total{endpoint="GET /users/:id",call="cart",service="cart",outcome="circuit_open"}',
+        'baton_call_outcomes_total{method="GET",route="/users/:id",call="cart",service="cart",outcome="circuit_open"}',
       ),
       1,
     )
-    assert.equal(value(text, 'baton_requests_total{endpoint="GET /users/:id",status_class="5xx",outcome="failed"}'), 3)
+    assert.equal(
+      value(text, 'baton_requests_total{method="GET",route="/users/:id",status_class="5xx",outcome="failed"}'),
+      3,
+    )
   })
 
   test('labels are route templates and config names: random paths and ids add no series', async (t) => {
@@ -119,7 +131,7 @@ describe('metrics', () => {
     const text = await scrape(metricsUrl as string)
     assert.equal(seriesCount(text), before)
     assert.equal(
-      value(text, 'baton_requests_total{endpoint="GET /users/:id",status_class="2xx",outcome="complete"}'),
+      value(text, 'baton_requests_total{method="GET",route="/users/:id",status_class="2xx",outcome="complete"}'),
       101,
     )
   })

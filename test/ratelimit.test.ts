@@ -848,7 +848,7 @@ describe('redis store', () => {
     assert.equal(
       metric(
         await scrape(strict.url),
-        'baton_requests_rejected_total{endpoint="GET /x",reason="rate_limit_unavailable"}',
+        'baton_requests_rejected_total{method="GET",route="/x",reason="rate_limit_unavailable"}',
       ),
       3,
     )
@@ -1033,20 +1033,29 @@ describe('metrics', () => {
     const perIp = await startGateway(t, config(stub, '{ perIp: 2/min }', { endpoints }))
     for (let i = 0; i < 5; i++) await get(`${perIp.url}/x`)
     const ipText = await scrape(perIp.url)
-    assert.equal(metric(ipText, 'baton_requests_rejected_total{endpoint="GET /x",reason="rate_limited"}'), 3)
-    assert.equal(metric(ipText, 'baton_requests_rejected_total{endpoint="GET /y",reason="rate_limited"}'), undefined)
-    assert.equal(metric(ipText, 'baton_requests_rejected_total{endpoint="GET /x",reason="overloaded"}'), undefined)
-    assert.equal(metric(ipText, 'baton_requests_total{endpoint="GET /x",status_class="2xx",outcome="complete"}'), 2)
+    assert.equal(metric(ipText, 'baton_requests_rejected_total{method="GET",route="/x",reason="rate_limited"}'), 3)
+    assert.equal(
+      metric(ipText, 'baton_requests_rejected_total{method="GET",route="/y",reason="rate_limited"}'),
+      undefined,
+    )
+    assert.equal(
+      metric(ipText, 'baton_requests_rejected_total{method="GET",route="/x",reason="overloaded"}'),
+      undefined,
+    )
+    assert.equal(
+      metric(ipText, 'baton_requests_total{method="GET",route="/x",status_class="2xx",outcome="complete"}'),
+      2,
+    )
 
     const global = await startGateway(t, config(stub, '{ global: 1/min }', { endpoints }))
     await get(`${global.url}/x`)
     await get(`${global.url}/x`)
     await get(`${global.url}/y`)
     const globalText = await scrape(global.url)
-    assert.equal(metric(globalText, 'baton_requests_rejected_total{endpoint="GET /x",reason="overloaded"}'), 1)
-    assert.equal(metric(globalText, 'baton_requests_rejected_total{endpoint="GET /y",reason="overloaded"}'), 1)
+    assert.equal(metric(globalText, 'baton_requests_rejected_total{method="GET",route="/x",reason="overloaded"}'), 1)
+    assert.equal(metric(globalText, 'baton_requests_rejected_total{method="GET",route="/y",reason="overloaded"}'), 1)
     assert.equal(
-      metric(globalText, 'baton_requests_rejected_total{endpoint="GET /x",reason="rate_limited"}'),
+      metric(globalText, 'baton_requests_rejected_total{method="GET",route="/x",reason="rate_limited"}'),
       undefined,
     )
     assert.equal(stub.requests.length, 3)

@@ -210,7 +210,10 @@ describe('where validation runs', () => {
     await post(`${url}/summary`, {})
     await post(`${url}/summary`, { cartId: '' })
     const text = (await get(metricsUrl)).body as string
-    assert.match(text, /^baton_requests_rejected_total\{endpoint="POST \/v1\/summary",reason="validation_failed"\} 2$/m)
+    assert.match(
+      text,
+      /^baton_requests_rejected_total\{method="POST",route="\/v1\/summary",reason="validation_failed"\} 2$/m,
+    )
   })
 
   test('compiled once into the plan; null for an endpoint that declares none', () => {

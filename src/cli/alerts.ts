@@ -5,6 +5,7 @@
  */
 import { stringify } from 'yaml'
 import { formatDuration } from '../config/units.ts'
+import { routeLabels } from '../observability/metrics.ts'
 import type { GatewayPlan } from '../plan/types.ts'
 
 interface Rule {
@@ -34,7 +35,7 @@ export function alertRules(plan: GatewayPlan): string {
     const window = promDuration(alerts.window)
     rules.push({
       alert: 'BatonEndpointLatencyP99',
-      expr: `histogram_quantile(0.99, sum by (le) (rate(baton_request_duration_seconds_bucket{endpoint=${quote(name)}}[${window}]))) > ${alerts.p99 / 1000}`,
+      expr: `histogram_quantile(0.99, sum by (le) (rate(baton_request_duration_seconds_bucket{method=${quote(endpoint.method)},route=${quote(routeLabels(name).route)}}[${window}]))) > ${alerts.p99 / 1000}`,
       for: window,
       labels: { severity: 'warning', channel: alerts.channel, endpoint: name },
       annotations: {

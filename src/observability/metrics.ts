@@ -24,6 +24,16 @@ const VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version
 
+/**
+ * An endpoint's label (`GET /v1/products/:id`) as the `method` and `route` labels Prometheus users
+ * expect (HTTP semantic conventions); the gateway's own names (`unmatched`, `preflight`) are a
+ * route with no method.
+ */
+export function routeLabels(label: string): { method: string; route: string } {
+  const space = label.indexOf(' ')
+  return space === -1 ? { method: '', route: label } : { method: label.slice(0, space), route: label.slice(space + 1) }
+}
+
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 }
 
 interface CallSeries {
@@ -45,7 +55,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   readonly #batchSize: SeriesHistogram
   readonly #breakerTransitions: Counter<'service' | 'from' | 'to'>
   #inFlight = 0
-  readonly #rejected: Counter<'endpoint' | 'reason'>
+  readonly #rejected: Counter<'method' | 'route' | 'reason'>
   readonly #storeErrors: Counter
   readonly #storeUp: Gauge<'store'>
   readonly #storeFailures: Counter<'store'>
@@ -75,39 +85,39 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     this.#requestDuration = new SeriesHistogram({
       name: 'baton_request_duration_seconds',
       help: 'Duration of orchestrated requests, by endpoint and outcome (complete, partial, failed).',
-      labelNames: ['endpoint', 'outcome'],
+      labelNames: ['method', 'route', 'outcome'],
       buckets: [...buckets],
       registers,
     })
     this.#requests = new SeriesCounter({
       name: 'baton_requests_total',
-      help: 'Answers, by endpoint, status class and outcome: every one, including those written before or instead of a run (404, 400, 413, 415, rejections, health, metrics, preflights; endpoint="unmatched" when no route matched).',
-      labelNames: ['endpoint', 'status_class', 'outcome'],
+      help: 'Answers, by endpoint, status class and outcome: every one, including those written before or instead of a run (404, 400, 413, 415, rejections, health, metrics, preflights; route="unmatched" when no route matched).',
+      labelNames: ['method', 'route', 'status_class', 'outcome'],
       registers,
     })
     this.#callDuration = new SeriesHistogram({
       name: 'baton_call_duration_seconds',
       help: "Duration of downstream calls (all tries), separate from the request's.",
-      labelNames: ['endpoint', 'call', 'service'],
+      labelNames: ['method', 'route', 'call', 'service'],
       buckets: [...buckets],
       registers,
     })
     this.#callOutcomes = new SeriesCounter({
       name: 'baton_call_outcomes_total',
       help: 'Downstream call outcomes: success, fallback, or the failure kind (timeout, connect, network, status_5xx, status_4xx, circuit_open, bulkhead_full, bad_body, too_large, redirect, deadline, expression, no_match).',
-      labelNames: ['endpoint', 'call', 'service', 'outcome'],
+      labelNames: ['method', 'route', 'call', 'service', 'outcome'],
       registers,
     })
     this.#retries = new SeriesCounter({
       name: 'baton_call_retries_total',
       help: 'Retries of downstream calls (tries after the first).',
-      labelNames: ['endpoint', 'call', 'service'],
+      labelNames: ['method', 'route', 'call', 'service'],
       registers,
     })
     this.#batchSize = new SeriesHistogram({
       name: 'baton_batch_size',
       help: 'Keys per upstream request of a batched forEach call.',
-      labelNames: ['endpoint', 'call'],
+      labelNames: ['method', 'route', 'call'],
       buckets: BATCH_SIZE_BUCKETS,
       registers,
     })
@@ -120,7 +130,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     this.#rejected = new Counter({
       name: 'baton_requests_rejected_total',
       help: 'Requests turned away at the edge, by endpoint and reason (unauthenticated, forbidden, auth_unavailable, rate_limited, overloaded, rate_limit_unavailable, validation_failed).',
-      labelNames: ['endpoint', 'reason'],
+      labelNames: ['method', 'route', 'reason'],
       registers,
     })
     this.#storeErrors = new Counter({
@@ -151,7 +161,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     this.#cacheLookups = new SeriesCounter({
       name: 'baton_cache_lookups_total',
       help: 'Response cache lookups by endpoint and result: hit (fresh), stale (served while refreshed), miss (ran), collapsed (waited for a run already computing the entry).',
-      labelNames: ['endpoint', 'result'],
+      labelNames: ['method', 'route', 'result'],
       registers,
     })
     this.#callCacheLookups = new SeriesCounter({
@@ -228,9 +238,9 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
 
   /** Creates the endpoint's series (so that dashboards see zeros rather than gaps) and the observer that records into them. */
   observerFor(endpoint: EndpointPlan): RunObserver {
-    const name = endpoint.label
+    const name = routeLabels(endpoint.label)
     const calls: CallSeries[] = endpoint.calls.map((call) => {
-      const labels = { endpoint: name, call: call.name, service: call.service.name }
+      const labels = { ...name, call: call.name, service: call.service.name }
       const outcomes = new Map<string, CounterSeries>()
       return {
         duration: this.#callDuration.labels(labels),
@@ -240,12 +250,12 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
           return child
         },
         retries: this.#retries.labels(labels),
-        batchSize: call.forEach?.batch == null ? null : this.#batchSize.labels({ endpoint: name, call: call.name }),
+        batchSize: call.forEach?.batch == null ? null : this.#batchSize.labels({ ...name, call: call.name }),
       }
     })
     const duration: Record<string, HistogramSeries> = {}
     for (const outcome of ['complete', 'partial', 'failed'])
-      duration[outcome] = this.#requestDuration.labels({ endpoint: name, outcome })
+      duration[outcome] = this.#requestDuration.labels({ ...name, outcome })
     /** By `${status_class} ${outcome}`, created on first use. */
     const requests = new Map<string, CounterSeries>()
     return {
@@ -260,7 +270,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
         const key = `${statusClass} ${outcome}`
         let counter = requests.get(key)
         if (counter === undefined)
-          requests.set(key, (counter = this.#requests.labels({ endpoint: name, status_class: statusClass, outcome })))
+          requests.set(key, (counter = this.#requests.labels({ ...name, status_class: statusClass, outcome })))
         counter.inc()
         for (const call of endpoint.calls) {
           const ms = run.durations[call.index] as number
@@ -296,16 +306,19 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     this.#answers(endpoint, status)
   }
 
+  /** An answer no route matched has route "unmatched" and no method: its method is in its log line, never a label. */
   #answers(endpoint: string, status: number): CounterSeries {
+    const labels = routeLabels(endpoint)
     return this.#requests.labels({
-      endpoint,
+      method: labels.method,
+      route: labels.route,
       status_class: `${Math.floor(status / 100)}xx`,
       outcome: answerOutcome(status),
     })
   }
 
   rejected(endpoint: EndpointPlan, rejection: Rejection): void {
-    this.#rejected.inc({ endpoint: endpoint.label, reason: rejection.reason })
+    this.#rejected.inc({ ...routeLabels(endpoint.label), reason: rejection.reason })
   }
 
   canaryWeight(weight: number): void {
@@ -328,11 +341,12 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
 
   /** An endpoint's cache lookups, its series resolved now (zeros from the start, not gaps). */
   cacheLookupsOf(endpoint: string): (result: 'hit' | 'stale' | 'miss' | 'collapsed') => void {
+    const labels = routeLabels(endpoint)
     const series = {
-      hit: this.#cacheLookups.labels({ endpoint, result: 'hit' }),
-      stale: this.#cacheLookups.labels({ endpoint, result: 'stale' }),
-      miss: this.#cacheLookups.labels({ endpoint, result: 'miss' }),
-      collapsed: this.#cacheLookups.labels({ endpoint, result: 'collapsed' }),
+      hit: this.#cacheLookups.labels({ ...labels, result: 'hit' }),
+      stale: this.#cacheLookups.labels({ ...labels, result: 'stale' }),
+      miss: this.#cacheLookups.labels({ ...labels, result: 'miss' }),
+      collapsed: this.#cacheLookups.labels({ ...labels, result: 'collapsed' }),
     }
     return (result) => series[result].inc()
   }

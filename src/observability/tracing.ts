@@ -130,7 +130,7 @@ export class GatewayTracing {
       ...(exporters.includes('console') ? ['stdout'] : []),
     ]
     this.#logger?.info(
-      { event: 'tracing', exporters, protocol, endpoint, serviceName, sampleRatio },
+      { event: 'tracing', exporters, protocol, collector: endpoint, serviceName, sampleRatio },
       where.length === 0
         ? `traces of ${serviceName} are propagated but not exported (OTEL_TRACES_EXPORTER=none)`
         : `traces of ${serviceName} go to ${where.join(' and ')}`,
@@ -188,10 +188,11 @@ export class GatewayTracing {
     if (ok !== this.#exportFailing) return
     this.#exportFailing = !ok
     const { endpoint } = this.plan
-    if (ok) this.#logger?.info({ event: 'tracing', endpoint }, `traces are exported to ${endpoint} again`)
+    // `collector`, not `endpoint`: in every log line, `endpoint` is an endpoint's label.
+    if (ok) this.#logger?.info({ event: 'tracing', collector: endpoint }, `traces are exported to ${endpoint} again`)
     else
       this.#logger?.warn(
-        { event: 'tracing', endpoint, err: message(error) },
+        { event: 'tracing', collector: endpoint, err: message(error) },
         `traces cannot be exported to ${endpoint}: ${message(error)}`,
       )
   }
