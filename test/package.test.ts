@@ -161,6 +161,7 @@ describe('the npm package, installed into an empty project', { timeout: 600_000 
       'bin/baton.js',
       'schema/baton.schema.json',
       'README.md',
+      'docs/first-bff.md',
       'LICENSE',
     ])
       assert.ok(list.includes(file), `${file} is missing from the tarball: ${list.join(', ')}`)
@@ -172,10 +173,21 @@ describe('the npm package, installed into an empty project', { timeout: 600_000 
       )
     const other = list.filter(
       (f) =>
-        !['package.json', 'README.md', 'LICENSE', 'bin/baton.js', 'schema/baton.schema.json'].includes(f) &&
-        !/^dist\/.+(?<!\.test)\.(js|d\.ts)$/.test(f),
+        ![
+          'package.json',
+          'README.md',
+          'LICENSE',
+          'bin/baton.js',
+          'schema/baton.schema.json',
+          // The README links it: a reader of the installed package finds it too.
+          'docs/first-bff.md',
+        ].includes(f) && !/^dist\/.+(?<!\.test)\.(js|d\.ts)$/.test(f),
     )
-    assert.deepEqual(other, [], 'only dist/ (no tests), bin/baton.js, the schema, README.md, LICENSE and package.json')
+    assert.deepEqual(
+      other,
+      [],
+      'only dist/ (no tests), bin/baton.js, the schema, README.md, docs/first-bff.md, LICENSE and package.json',
+    )
   })
 
   it("`import { createGateway, compileFile } from 'baton'` compiles a config and serves it", async () => {
