@@ -32,8 +32,8 @@ export interface Scenario {
   headers?: Record<string, string>
   /** Baton's config for this scenario. */
   batonConfig: string
-  /** Variants of that config: with a response cache (baton-cached), with coalescing off (baton-solo). */
-  batonVariants?: { cached?: string; solo?: string }
+  /** Variants of that config: with a response cache (baton-cached), with coalescing off (baton-solo), with endpoint coalescing off (baton-fresh). */
+  batonVariants?: { cached?: string; solo?: string; fresh?: string }
 }
 
 export interface Context {
@@ -145,7 +145,7 @@ export const scenarios: Scenario[] = [
     method: 'GET',
     path: '/posts-with-users',
     batonConfig: 'bench/posts-users.yaml',
-    batonVariants: { cached: 'bench/posts-users-cached.yaml' },
+    batonVariants: { cached: 'bench/posts-users-cached.yaml', fresh: 'bench/posts-users-fresh.yaml' },
   },
 ]
 
@@ -222,6 +222,13 @@ export const targets: Target[] = [
     unavailable: (scenario, ctx) => refusedBy(scenario.batonVariants?.cached ?? scenario.batonConfig, ctx),
   },
   {
+    // `baton` with endpoint coalescing off: every client request is assembled afresh (its calls still coalesce).
+    name: 'baton-fresh',
+    command: batonVariant('fresh'),
+    env: {},
+    appliesTo: (scenario) => scenario.batonVariants?.fresh !== undefined,
+  },
+  {
     // `baton` with coalescing off: every request makes all its calls, as the baselines do.
     name: 'baton-solo',
     command: batonVariant('solo'),
@@ -231,7 +238,10 @@ export const targets: Target[] = [
   },
   {
     // Tailcall 1.6 (Rust), the posts screen as a GraphQL query, dedupe on: it coalesces
-    // identical upstream requests in flight, as Baton does by default.
+    // identical upstream requests in flight, as Baton does by default; and since every field
+    // of the query dedupes, identical queries in flight share one execution and its serialised
+    // answer (its src/core/jit/graphql_executor.rs, dedupe_and_exec), as Baton's endpoint
+    // coalescing does.
     name: 'tailcall',
     command: (_scenario, ctx) => [
       join(anchors ?? '.', 'tailcall.sh'),

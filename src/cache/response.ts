@@ -12,6 +12,7 @@
 import { createHash, randomUUID } from 'node:crypto'
 import type { RequestView } from '../plan/scope.ts'
 import type { EndpointCachePlan, EndpointPlan } from '../plan/types.ts'
+import { type ClientHandle, Flights } from '../util/flights.ts'
 import type { Entry, EntryStore } from './entries.ts'
 
 /** An answer as a run gives it (runtime's GatewayAnswer). */
@@ -42,13 +43,6 @@ export interface Served {
   readonly unserialisable?: boolean
 }
 
-/** A run in progress for a key, and the requests waiting for it. */
-interface Flight {
-  readonly run: CacheRun
-  readonly result: Promise<Computed>
-  waiters: number
-}
-
 /** A run's answer, serialised, and the entry made of it (null when it is not to be stored). */
 interface Computed {
   readonly answer: RunAnswer
@@ -77,7 +71,7 @@ export class ResponseCache {
   readonly #plan: EndpointCachePlan
   readonly #store: EntryStore
   readonly #options: ResponseCacheOptions
-  readonly #flights = new Map<string, Flight>()
+  readonly #flights = new Flights<Computed>()
   /** `endpoint:<label>` — every entry of the endpoint carries it. */
   readonly #endpointTag: string
   readonly #vary: string | null
@@ -117,7 +111,7 @@ export class ResponseCache {
     const joined = flight !== undefined
     if (flight === undefined) flight = this.#compute(key, request, requestId, start)
     this.#options.onLookup?.(joined ? 'collapsed' : 'miss')
-    const computed = await this.#wait(flight, client)
+    const computed = await this.#flights.wait(flight, client)
     if (computed === null) return GONE
     const { answer, text } = computed
     if (text === null) {
@@ -176,16 +170,8 @@ export class ResponseCache {
     return tags
   }
 
-  #compute(key: string, request: RequestView, requestId: string, start: StartRun): Flight {
-    const run = start(request, requestId)
-    const result = run.answer.then((answer) => this.#settle(key, request, answer))
-    const flight: Flight = { run, result, waiters: 0 }
-    this.#flights.set(key, flight)
-    const done = (): void => {
-      if (this.#flights.get(key) === flight) this.#flights.delete(key)
-    }
-    result.then(done, done)
-    return flight
+  #compute(key: string, request: RequestView, requestId: string, start: StartRun) {
+    return this.#flights.start(key, start(request, requestId), (answer) => this.#settle(key, request, answer))
   }
 
   /** Serialises the answer and stores it when it may be stored. */
@@ -232,34 +218,6 @@ export class ResponseCache {
     flight.result.catch((err: unknown) => this.#options.onError?.(err))
   }
 
-  /** The flight's result for one client, or null if the client left first (the run ends when its last waiter has left). */
-  #wait(flight: Flight, client: ClientHandle): Promise<Computed | null> {
-    flight.waiters++
-    return new Promise<Computed | null>((resolve, reject) => {
-      let waiting = true
-      client.onGone(() => {
-        if (!waiting) return
-        waiting = false
-        if (--flight.waiters === 0) flight.run.abandon()
-        resolve(null)
-      })
-      flight.result.then(
-        (computed) => {
-          if (!waiting) return
-          waiting = false
-          flight.waiters--
-          resolve(computed)
-        },
-        (err: unknown) => {
-          if (!waiting) return
-          waiting = false
-          flight.waiters--
-          reject(err as Error)
-        },
-      )
-    })
-  }
-
   #fromEntry(request: RequestView, entry: Entry, now: number, how: string, fwdStatus = 0): Served {
     const headers = this.#headersOf(entry, now, how)
     const left = Math.floor((entry.storedAt + entry.ttl - now) / 1000)
@@ -302,11 +260,6 @@ export class ResponseCache {
     }
     return false
   }
-}
-
-/** The client of one request, as the cache sees it: told when it goes away. */
-export interface ClientHandle {
-  onGone(listener: () => void): void
 }
 
 /** What a request whose client has gone gets (nobody reads it). */

@@ -781,6 +781,12 @@ export const endpointSchema = z.strictObject({
     .describe(
       'Response cache (GET and HEAD; a POST only when it declares one, keyed by its body). Errors are never cached.',
     ),
+  coalesce: z
+    .boolean()
+    .optional()
+    .describe(
+      'Identical requests in flight at the same moment (same method, path, query, caller and headers, less the request id and trace context) share one run and its answer. Default: on for a GET endpoint without a response cache whose every call coalesces; false turns it off.',
+    ),
 })
 
 export const gatewaySchema = z.strictObject({

@@ -10,6 +10,7 @@ import type { EndpointPlan } from '../plan/types.ts'
 import type { BreakerState } from '../policies/breaker.ts'
 import type { RunObserver } from '../runtime/observer.ts'
 import type { ServiceClient } from '../upstream/client.ts'
+import type { WaiterObserver } from '../util/flights.ts'
 import { type Answered, type AnswerObserver, answerOutcome, outcomeOf } from './outcome.ts'
 import { type CounterSeries, type HistogramSeries, SeriesCounter, SeriesHistogram } from './series.ts'
 
@@ -60,6 +61,7 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   readonly #storeUp: Gauge<'store'>
   readonly #storeFailures: Counter<'store'>
   readonly #coalesced: Counter<'service'>
+  readonly #coalescedRequests: SeriesCounter
   readonly #cacheLookups: SeriesCounter
   readonly #generation: Gauge
   readonly #canaryWeight: Gauge
@@ -156,6 +158,12 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       name: 'baton_coalesced_calls_total',
       help: 'Tries that joined an identical request already in flight to the service instead of making their own.',
       labelNames: ['service'],
+      registers,
+    })
+    this.#coalescedRequests = new SeriesCounter({
+      name: 'baton_coalesced_requests_total',
+      help: 'Requests that waited for the run of an identical request already in flight (endpoint coalescing) instead of running their own.',
+      labelNames: ['method', 'route'],
       registers,
     })
     this.#cacheLookups = new SeriesCounter({
@@ -349,6 +357,20 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
       collapsed: this.#cacheLookups.labels({ ...labels, result: 'collapsed' }),
     }
     return (result) => series[result].inc()
+  }
+
+  /** A request waiting for an identical request's run: counted, and in flight until it has its answer. */
+  sharedRunsOf(endpoint: string): WaiterObserver {
+    const joins = this.#coalescedRequests.labels(routeLabels(endpoint))
+    return {
+      joined: () => {
+        joins.inc()
+        this.#inFlight++
+      },
+      left: () => {
+        this.#inFlight--
+      },
+    }
   }
 
   coalesced(service: string): void {

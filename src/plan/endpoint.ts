@@ -214,6 +214,7 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
     level: level[p.index] as number,
     bodySlot: slots.of.get(p.index) ?? -1,
   }))
+  const coalesce = coalescing(endpoint.coalesce, method, cache !== null, calls, [...at, 'coalesce'], diagnostics)
   const timeout = endpoint.timeout ?? ctx.defaultTimeout
   const route = ctx.basePath + routeToServerPath(path === '/' && ctx.basePath !== '' ? '' : path)
   return {
@@ -242,7 +243,38 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
     response,
     readsCallMeta,
     cache,
+    coalesce,
   }
+}
+
+/** Whether identical requests in flight share one run: by default when nothing can tell them apart but what the key holds. */
+function coalescing(
+  declared: boolean | undefined,
+  method: string,
+  cached: boolean,
+  calls: readonly CallPlan[],
+  at: readonly (string | number)[],
+  diagnostics: Diagnostics,
+): boolean {
+  if (declared === false) return false
+  const loner = calls.find((c) => !c.coalesce)
+  const why =
+    method !== 'GET'
+      ? `a ${method} endpoint may change what services hold: each request runs on its own`
+      : cached
+        ? 'its response cache collapses identical requests already'
+        : loner !== undefined
+          ? `its call ${loner.name} does not coalesce`
+          : null
+  if (why !== null && declared === true) {
+    diagnostics.error('BATON_COALESCE', `coalesce: true, but ${why}`, [...at], {
+      hint:
+        loner !== undefined && method === 'GET' && !cached
+          ? `remove coalesce here, or let ${loner.name} coalesce (its service's or its own coalesce: true)`
+          : 'remove coalesce here',
+    })
+  }
+  return why === null && calls.length > 0
 }
 
 function compileCall(

@@ -192,6 +192,8 @@ export interface EndpointPlan {
   readonly readsCallMeta: boolean
   /** The response cache, or null when the endpoint has none. */
   readonly cache: EndpointCachePlan | null
+  /** Identical requests in flight share one run (src/server/coalesce.ts). */
+  readonly coalesce: boolean
 }
 
 export type CacheStoreKind = 'memory' | 'redis' | 'tiered'

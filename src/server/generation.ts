@@ -27,9 +27,10 @@ import type { RequestView } from '../plan/scope.ts'
 import type { EndpointPlan, GatewayPlan, ServicePlan } from '../plan/types.ts'
 import type { RequestParts } from '../plan/validation.ts'
 import type { Clock } from '../policies/clock.ts'
-import { type BoundEndpoint, execute } from '../runtime/execute.ts'
+import { type BoundEndpoint, execute, type Run } from '../runtime/execute.ts'
 import { type GatewayAnswer, resolveObservers, type RunObserver, type RunView } from '../runtime/observer.ts'
 import { createServiceClient, type PoolRegistry, type ServiceClient, type ServiceStage } from '../upstream/client.ts'
+import { EndpointCoalescing } from './coalesce.ts'
 import { LOGGED, RECORDED, requestIdOf, send, sendError, sendText } from './answers.ts'
 import type { Drain } from './drain.ts'
 import { guardFor } from './guard.ts'
@@ -302,7 +303,13 @@ export class Generation {
     return {
       plan: endpoint,
       guard: guardFor(endpoint, admissionFor(endpoint, this.authenticator, this.limits), edgeObservers),
-      handler: handlerFor(bound, edgeObservers, this.#context.drain, this.caches?.for(endpoint) ?? null),
+      handler: handlerFor(
+        bound,
+        edgeObservers,
+        this.#context.drain,
+        this.caches?.for(endpoint) ?? null,
+        endpoint.coalesce ? new EndpointCoalescing<Run>(metrics?.sharedRunsOf(endpoint.label) ?? null) : null,
+      ),
     }
   }
 }
@@ -334,6 +341,7 @@ function handlerFor(
   edgeObservers: readonly EdgeObserver[],
   drain: Drain,
   cache: ResponseCache | null,
+  coalescing: EndpointCoalescing<Run> | null,
 ): EndpointRoute['handler'] {
   const method = endpoint.plan.method
   const validate = endpoint.plan.validate
@@ -383,6 +391,22 @@ function handlerFor(
       if (served.ran) req.recorded = RECORDED
       if (served.unserialisable === true) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
       return sendText(reply, served.status, served.text, served.headers, requestId)
+    }
+    if (coalescing !== null) {
+      const res = reply.raw
+      const shared = await coalescing.serve(
+        coalescing.keyOf(req.raw, request.auth),
+        () => execute(endpoint, request, requestId),
+        { onGone: (gone) => res.on('close', gone) },
+        // Should the drain time out while it runs, the shared run answers 503 SHUTTING_DOWN to every request waiting for it.
+        (run) => drain.track(res, run),
+      )
+      if (shared === null) return reply
+      // This request's own run has counted and logged its answer; the others are counted by onSend.
+      if (shared.ran) req.recorded = RECORDED
+      const { answer } = shared
+      if (answer.text === null) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
+      return sendText(reply, answer.status, answer.text, answer.headers, requestId)
     }
     const run = execute(endpoint, request, requestId)
     // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.

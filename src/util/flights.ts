@@ -1,0 +1,81 @@
+/**
+ * Runs shared by identical requests in flight at the same moment (singleflight): the first
+ * request of a key starts a run, the ones that arrive before it ends wait for its result. A
+ * waiter whose client goes leaves without ending the run for the others; the run is abandoned
+ * when its last waiter has gone. Used by the response cache (collapsing: one run per entry being
+ * computed) and by endpoint coalescing (one run per identical request in flight).
+ */
+
+/** A run as the flights drive it (runtime's Run). */
+export interface SharedRun<A> {
+  readonly answer: Promise<A>
+  readonly abandon: () => void
+}
+
+/** The client of one request: told when it goes away. */
+export interface ClientHandle {
+  onGone(listener: () => void): void
+}
+
+/** Told about the requests that wait for another's run (metrics: they are in flight too). */
+export interface WaiterObserver {
+  joined(): void
+  left(): void
+}
+
+export interface Flight<T, R extends SharedRun<unknown> = SharedRun<unknown>> {
+  readonly run: R
+  readonly result: Promise<T>
+  waiters: number
+}
+
+export class Flights<T, R extends SharedRun<unknown> = SharedRun<unknown>> {
+  readonly #flights = new Map<string, Flight<T, R>>()
+
+  get(key: string): Flight<T, R> | undefined {
+    return this.#flights.get(key)
+  }
+
+  has(key: string): boolean {
+    return this.#flights.has(key)
+  }
+
+  /** The flight of `run` under `key`: its result is `settle` of the run's answer; forgotten once settled. */
+  start<A>(key: string, run: R & SharedRun<A>, settle: (answer: A) => T): Flight<T, R> {
+    const flight: Flight<T, R> = { run, result: run.answer.then(settle), waiters: 0 }
+    this.#flights.set(key, flight)
+    const done = (): void => {
+      if (this.#flights.get(key) === flight) this.#flights.delete(key)
+    }
+    flight.result.then(done, done)
+    return flight
+  }
+
+  /** The flight's result for one client, or null if the client left first (the run ends when its last waiter has left). */
+  wait(flight: Flight<T, R>, client: ClientHandle): Promise<T | null> {
+    flight.waiters++
+    return new Promise<T | null>((resolve, reject) => {
+      let waiting = true
+      client.onGone(() => {
+        if (!waiting) return
+        waiting = false
+        if (--flight.waiters === 0) flight.run.abandon()
+        resolve(null)
+      })
+      flight.result.then(
+        (value) => {
+          if (!waiting) return
+          waiting = false
+          flight.waiters--
+          resolve(value)
+        },
+        (err: unknown) => {
+          if (!waiting) return
+          waiting = false
+          flight.waiters--
+          reject(err as Error)
+        },
+      )
+    })
+  }
+}
