@@ -34,8 +34,8 @@ export type LookupResult = 'hit' | 'stale' | 'miss' | 'collapsed'
 /** What to write: a body (JSON text), or none for a 304. */
 export interface Served {
   readonly status: number
-  /** JSON text; null for a 304. */
-  readonly text: string | null
+  /** JSON, as bytes encoded once per entry (not once per hit); null for a 304. */
+  readonly text: Buffer | null
   readonly headers: Record<string, string>
   /** The answer of this request's own run (its observers have counted and logged it). */
   readonly ran: boolean
@@ -46,7 +46,8 @@ export interface Served {
 /** A run's answer, serialised, and the entry made of it (null when it is not to be stored). */
 interface Computed {
   readonly answer: RunAnswer
-  readonly text: string | null
+  /** The JSON as bytes, shared by every waiter; null when unserialisable. */
+  readonly bytes: Buffer | null
   readonly entry: Entry | null
 }
 
@@ -72,6 +73,8 @@ export class ResponseCache {
   readonly #store: EntryStore
   readonly #options: ResponseCacheOptions
   readonly #flights = new Flights<Computed>()
+  /** An entry's text as bytes, made on its first hit (an entry read from Redis is a new object each time). */
+  readonly #bytes = new WeakMap<Entry, Buffer>()
   /** `endpoint:<label>` — every entry of the endpoint carries it. */
   readonly #endpointTag: string
   readonly #vary: string | null
@@ -113,7 +116,7 @@ export class ResponseCache {
     this.#options.onLookup?.(joined ? 'collapsed' : 'miss')
     const computed = await this.#flights.wait(flight, client)
     if (computed === null) return GONE
-    const { answer, text } = computed
+    const { answer, bytes: text } = computed
     if (text === null) {
       return { status: 502, text: null, headers: {}, ran: !joined, unserialisable: true }
     }
@@ -176,14 +179,15 @@ export class ResponseCache {
 
   /** Serialises the answer and stores it when it may be stored. */
   #settle(key: string, request: RequestView, answer: RunAnswer): Computed {
-    let text: string | null
+    let text: string
     try {
       text = JSON.stringify(answer.body)
     } catch {
-      return { answer, text: null, entry: null }
+      return { answer, bytes: null, entry: null }
     }
+    const bytes = Buffer.from(text)
     const ttl = this.#ttlOf(answer)
-    if (ttl === 0) return { answer, text, entry: null }
+    if (ttl === 0) return { answer, bytes, entry: null }
     const plan = this.#plan
     const entry: Entry = {
       status: answer.status,
@@ -201,7 +205,8 @@ export class ResponseCache {
     } catch (err) {
       this.#options.onError?.(err)
     }
-    return { answer, text, entry }
+    this.#bytes.set(entry, bytes)
+    return { answer, bytes, entry }
   }
 
   /** 0: not stored. Errors never are; a partial answer only for partialTtl. */
@@ -229,7 +234,9 @@ export class ResponseCache {
           : `${NAME}; fwd=stale; fwd-status=${fwdStatus}; ttl=${left}; detail=stale-if-error`
     if (this.#options.serverTiming) headers['server-timing'] = `cache;desc="${how}"`
     if (this.#notModified(request, entry)) return { status: 304, text: null, headers, ran: false }
-    return { status: entry.status, text: entry.text, headers, ran: false }
+    let bytes = this.#bytes.get(entry)
+    if (bytes === undefined) this.#bytes.set(entry, (bytes = Buffer.from(entry.text)))
+    return { status: entry.status, text: bytes, headers, ran: false }
   }
 
   #headersOf(entry: Entry, now: number, how: string | null): Record<string, string> {

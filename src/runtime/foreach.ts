@@ -12,7 +12,7 @@ import type { ServiceClient } from '../upstream/client.ts'
 import { CallError, toCallError } from '../upstream/failure.ts'
 import type { CallRequest, CallResponse, TryListener, TryOwner } from '../upstream/pipeline.ts'
 import { CANCELLED } from '../upstream/stages/deadline.ts'
-import { buildRequest, type RequestState } from './request.ts'
+import { buildRequest, type RequestState, requestBody, requestPath } from './request.ts'
 import { type RetryHost, send } from './retry.ts'
 
 export interface ForEachHost extends RetryHost, RequestState {
@@ -59,13 +59,15 @@ export async function sendEach(host: ForEachHost, call: CallPlan, client: Servic
   const slot = new Int32Array(items.length)
   for (let i = 0; i < items.length; i++) {
     scope.item = items[i]
-    const req = buildRequest(call, host)
-    const key = `${req.method} ${req.path} ${req.body ?? ''}`
+    // Items are told apart by path and body (the method is the call's): the rest of a request is made once per distinct one.
+    const path = requestPath(call, scope)
+    const body = requestBody(call, host)
+    const key = body === null ? path : `${path} ${body}`
     let at = unique.get(key)
     if (at === undefined) {
       at = requests.length
       unique.set(key, at)
-      requests.push(req)
+      requests.push(buildRequest(call, host, path, body))
     }
     slot[i] = at
   }

@@ -21,10 +21,29 @@ export interface RequestState {
   sharedBodies(): SharedBodies
 }
 
-export function buildRequest(call: CallPlan, request: RequestState): CallRequest {
+/** The path, with its query string, that the call's request goes to. */
+export function requestPath(call: CallPlan, scope: Scope): string {
+  const path = call.path(scope) as string
+  return call.query === null ? path : path + queryString(call.query, scope)
+}
+
+/** The call's JSON body, or null when it sends none. */
+export function requestBody(call: CallPlan, request: RequestState): string | null {
+  if (call.body === null) return null
   const scope = request.scope
-  let path = call.path(scope) as string
-  if (call.query !== null) path += queryString(call.query, scope)
+  if (call.bodySlot === -1) return JSON.stringify(call.body(scope))
+  const shared = request.sharedBodies()
+  return (shared[call.bodySlot] ??= JSON.stringify(call.body(scope)))
+}
+
+/** The call's request; `path` and `body` when the caller has already made them (a forEach tells its items apart by them). */
+export function buildRequest(
+  call: CallPlan,
+  request: RequestState,
+  path: string = requestPath(call, request.scope),
+  body: string | null = requestBody(call, request),
+): CallRequest {
+  const scope = request.scope
   // Services may compress their answers: the transport decodes what this names (a service's `headers` may override it).
   const headers: Record<string, string> = { 'x-request-id': request.requestId, 'accept-encoding': ACCEPT_ENCODING }
   const service = call.service
@@ -32,16 +51,7 @@ export function buildRequest(call: CallPlan, request: RequestState): CallRequest
   if (service.forwardHeaders.length > 0) forwardHeaders(service.forwardHeaders, scope.request.headers, headers)
   if (service.authHeaders.length > 0) setHeaders(service.authHeaders, scope, call.name, headers)
   if (call.headers !== null) setHeaders(call.headers, scope, call.name, headers)
-  let body: string | null = null
-  if (call.body !== null) {
-    if (call.bodySlot === -1) {
-      body = JSON.stringify(call.body(scope))
-    } else {
-      const shared = request.sharedBodies()
-      body = shared[call.bodySlot] ??= JSON.stringify(call.body(scope))
-    }
-    headers['content-type'] = 'application/json'
-  }
+  if (body !== null) headers['content-type'] = 'application/json'
   return { method: call.method, path, headers, body }
 }
 

@@ -45,11 +45,11 @@ export function send(reply: FastifyReply, answer: GatewayAnswer, requestId: stri
   return reply.send(text)
 }
 
-/** An answer already serialised (a cached one); `text` null for a 304. */
+/** An answer already serialised (a cached or shared one: as bytes, encoded once for every client); `text` null for a 304. */
 export function sendText(
   reply: FastifyReply,
   status: number,
-  text: string | null,
+  text: string | Buffer | null,
   headers: Readonly<Record<string, string>>,
   requestId: string,
 ): FastifyReply {

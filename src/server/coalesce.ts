@@ -24,8 +24,8 @@ export interface RunAnswer {
 /** A run's answer, serialised once for every request that shares it. */
 export interface SharedAnswer {
   readonly status: number
-  /** JSON text; null when the answer could not be serialised (the caller answers 502 RESPONSE_ASSEMBLY_FAILED). */
-  readonly text: string | null
+  /** JSON, encoded once for every request that shares it; null when the answer could not be serialised (the caller answers 502 RESPONSE_ASSEMBLY_FAILED). */
+  readonly bytes: Buffer | null
   readonly headers: Readonly<Record<string, string>>
 }
 
@@ -84,15 +84,15 @@ export class EndpointCoalescing<R extends CoalescedRun = CoalescedRun> {
 }
 
 function serialise(answer: RunAnswer): SharedAnswer {
-  let text: string | null
+  let bytes: Buffer | null
   try {
-    text = JSON.stringify(answer.body)
+    bytes = Buffer.from(JSON.stringify(answer.body))
   } catch {
-    text = null
+    bytes = null
   }
   // Answers are made per request (an endpoint with a response cache does not coalesce).
   const headers = answer.headers === null ? NO_STORE : { ...answer.headers, 'cache-control': 'no-store' }
-  return { status: answer.status, text, headers }
+  return { status: answer.status, bytes, headers }
 }
 
 const NO_STORE: Readonly<Record<string, string>> = Object.freeze({ 'cache-control': 'no-store' })

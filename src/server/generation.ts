@@ -405,8 +405,8 @@ function handlerFor(
       // This request's own run has counted and logged its answer; the others are counted by onSend.
       if (shared.ran) req.recorded = RECORDED
       const { answer } = shared
-      if (answer.text === null) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
-      return sendText(reply, answer.status, answer.text, answer.headers, requestId)
+      if (answer.bytes === null) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
+      return sendText(reply, answer.status, answer.bytes, answer.headers, requestId)
     }
     const run = execute(endpoint, request, requestId)
     // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.
