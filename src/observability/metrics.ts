@@ -314,8 +314,17 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     this.#answers(endpoint, status)
   }
 
+  /** Per endpoint label, its answers' series by status (found once, then read without building labels). */
+  readonly #answerSeries = new Map<string, CounterSeries[]>()
+
   /** An answer no route matched has route "unmatched" and no method: its method is in its log line, never a label. */
   #answers(endpoint: string, status: number): CounterSeries {
+    let byStatus = this.#answerSeries.get(endpoint)
+    if (byStatus === undefined) this.#answerSeries.set(endpoint, (byStatus = []))
+    return (byStatus[status] ??= this.#answersSeries(endpoint, status))
+  }
+
+  #answersSeries(endpoint: string, status: number): CounterSeries {
     const labels = routeLabels(endpoint)
     return this.#requests.labels({
       method: labels.method,
