@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { renderPlan } from '../src/cli/plan.ts'
 import { compileText } from '../src/plan/compile.ts'
 import { diagnosticsOf } from './helpers/config.ts'
 import { get, startGateway, stubFor, type ClientResponse } from './helpers/gateway.ts'
@@ -321,9 +322,7 @@ endpoints:
       ],
     )
     assert.match(errors[1]?.hint ?? '', /let user coalesce/)
-    const plan = (yaml: string): boolean[] => compileText('t.yaml', yaml).plan.endpoints.map((e) => e.coalesce)
-    assert.deepEqual(
-      plan(`version: 1
+    const four = `version: 1
 gateway: { name: C }
 services:
   users: { url: "http://127.0.0.1:1" }
@@ -332,8 +331,18 @@ endpoints:
   GET /b: { coalesce: false, calls: { user: { request: GET users /users } } }
   POST /c: { calls: { user: { request: GET users /users } } }
   GET /d: { response: { ok: true } }
-`),
+`
+    assert.deepEqual(
+      compileText('t.yaml', four).plan.endpoints.map((e) => e.coalesce),
       [true, false, false, false],
+    )
+    // baton plan says so in its caching table.
+    const rows = renderPlan(compileText('t.yaml', four).plan)
+      .split('\n')
+      .filter((line) => line.includes('No cache'))
+    assert.deepEqual(
+      rows.map((line) => line.split('|')[2]?.trim()),
+      ['No cache (in flight: coalesced)', 'No cache', 'No cache', 'No cache'],
     )
   })
 })

@@ -367,6 +367,26 @@ endpoints:
     assert.equal(await gateway.close(), report)
   })
 
+  test('the drain timeout cuts a run shared by identical requests: each of them is answered 503 SHUTTING_DOWN', async (t) => {
+    const stub = await stubFor(t)
+    stub.route('GET /items/:id', hang())
+    const { plan } = compileText('baton.yaml', yaml(stub.url, '300ms'), { env: {} })
+    const gateway = createGateway(plan)
+    t.after(() => gateway.close({ force: true }))
+    const { port } = await gateway.listen({ host: '127.0.0.1', port: 0 })
+    const answers = [getAlone(port, '/items/7'), getAlone(port, '/items/7'), getAlone(port, '/items/7')]
+    await eventually(() => gateway.inFlight === 3, 'three requests in flight')
+    // One run for the three (endpoint coalescing): one call.
+    assert.equal(stub.requests.length, 1)
+    const report = await gateway.close()
+    for (const res of await Promise.all(answers)) {
+      assert.equal(res.status, 503)
+      assert.equal((JSON.parse(res.body) as { error: { code: string } }).error.code, 'SHUTTING_DOWN')
+    }
+    await eventually(() => stub.requests.every((r) => r.aborted), 'the call aborted')
+    assert.deepEqual([report.cut, report.answered, report.timedOut, report.forced], [3, 3, true, false])
+  })
+
   test('close({ force: true }) destroys the connections at once; a second, forced close cuts a drain under way', async (t) => {
     const stub = await stubFor(t)
     stub.route('GET /items/:id', hang())

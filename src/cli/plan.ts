@@ -102,7 +102,8 @@ function renderLimits(rl: RateLimitPlan): string[] {
 function renderCaching(plan: GatewayPlan): string[] {
   const rows = plan.endpoints.map((e) => {
     const cache = e.cache
-    if (cache === null) return [e.label, 'No cache', 'N/A', 'N/A']
+    // Not a cache, but what a reader of this table wants to know: identical requests in flight share one run.
+    if (cache === null) return [e.label, e.coalesce ? 'No cache (in flight: coalesced)' : 'No cache', 'N/A', 'N/A']
     const layer = {
       memory: 'Memory (per instance)',
       redis: 'Redis',

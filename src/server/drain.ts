@@ -204,7 +204,16 @@ export class Drain {
     this.#timedOut = true
     this.#s.state = CUTTING
     this.#cut = this.#s.inFlight
-    for (const res of this.#responses()) if (res[RUN]?.cut() === true) this.#answered++
+    // A run shared by identical requests (endpoint coalescing) answers each of them.
+    const cut = new Set<Cuttable>()
+    for (const res of this.#responses()) {
+      const run = res[RUN]
+      if (run == null) continue
+      if (cut.has(run) || run.cut()) {
+        cut.add(run)
+        this.#answered++
+      }
+    }
     // Their 503s leave with Connection: close; what is still open after a moment is destroyed.
     const grace = new AbortController()
     await Promise.race([closed, sleep(CUT_GRACE, undefined, { signal: grace.signal }).catch(() => undefined)])
