@@ -33,7 +33,7 @@ export interface Scenario {
   /** Baton's config for this scenario. */
   batonConfig: string
   /** Variants of that config: with a response cache (baton-cached), with coalescing off (baton-solo), with endpoint coalescing off (baton-fresh). */
-  batonVariants?: { cached?: string; solo?: string; fresh?: string }
+  batonVariants?: { cached?: string; solo?: string; fresh?: string; bare?: string }
 }
 
 export interface Context {
@@ -132,7 +132,7 @@ export const scenarios: Scenario[] = [
     path: '/v1/checkout-fast/summary',
     body: { cartId: 'cart-123' },
     batonConfig: 'bench/checkout-fast.yaml',
-    batonVariants: { solo: 'bench/checkout-fast-solo.yaml' },
+    batonVariants: { solo: 'bench/checkout-fast-solo.yaml', bare: 'bench/checkout-fast-bare.yaml' },
   },
   {
     name: 'posts',
@@ -227,6 +227,14 @@ export const targets: Target[] = [
     command: batonVariant('fresh'),
     env: {},
     appliesTo: (scenario) => scenario.batonVariants?.fresh !== undefined,
+  },
+  {
+    // `baton-solo` with metrics off: the resilience machinery alone, against the naive BFF (which has no metrics).
+    name: 'baton-bare',
+    command: batonVariant('bare'),
+    env: {},
+    optional: true,
+    appliesTo: (scenario) => scenario.batonVariants?.bare !== undefined,
   },
   {
     // `baton` with coalescing off: every request makes all its calls, as the baselines do.
