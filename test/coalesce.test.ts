@@ -9,6 +9,7 @@ import { renderPlan } from '../src/cli/plan.ts'
 import { compileText } from '../src/plan/compile.ts'
 import { diagnosticsOf } from './helpers/config.ts'
 import { get, startGateway, stubFor, type ClientResponse } from './helpers/gateway.ts'
+import { captureLog } from './helpers/log.ts'
 import { gate } from './helpers/resilience.ts'
 import { eventually, json, type Stub } from './helpers/stub.ts'
 
@@ -175,7 +176,8 @@ describe('identical requests in flight share one run (endpoint coalescing)', () 
     const stub = await stubFor(t)
     const release = gate()
     stub.route('GET /users/:id', release.hold(json({ id: 7, name: 'Ada' })))
-    const { url } = await startGateway(t, config(stub))
+    const { logger, lines } = captureLog()
+    const { url } = await startGateway(t, config(stub), { logger })
     const answers = Array.from(
       { length: 20 },
       async (_, i) => await get(`${url}/profile/7`, { 'x-request-id': `client-${i}`, traceparent: traceparent(i) }),
@@ -193,6 +195,18 @@ describe('identical requests in flight share one run (endpoint coalescing)', () 
     assert.deepEqual(await metric(url, 'baton_coalesced_requests_total{method="GET",route="/profile/:id"}'), [
       'baton_coalesced_requests_total{method="GET",route="/profile/:id"} 19',
     ])
+    // One log line per request: the run's own (its calls, its outcome), and 19 naming the run they got their answer from.
+    // (The gauge's scrapes of /metrics have lines of their own.)
+    const logged = lines.filter((l) => l.event === 'request' && String(l.requestId).startsWith('client-'))
+    assert.deepEqual(logged.map((l) => l.requestId).sort(), got.map((_, i) => `client-${i}`).sort())
+    const ran = logged.filter((l) => l.sharedRun === undefined)
+    assert.equal(ran.length, 1)
+    const waited = logged.filter((l) => l.sharedRun !== undefined)
+    assert.deepEqual(
+      waited.map((l) => [l.sharedRun, l.status]),
+      waited.map(() => [ran[0]?.requestId, 200]),
+    )
+    assert.match(String(waited[0]?.msg), / \(run of client-\d+\)$/)
     // The calls did not need to coalesce: there was one run.
     assert.deepEqual(await metric(url, 'baton_coalesced_calls_total'), [])
     // Every request is counted, the 19 that waited as well.

@@ -94,7 +94,7 @@ export function answerLog(logger: Logger, accessLog = true): AnswerObserver | nu
   return {
     answered(answer) {
       if (answer.logged) return
-      const { endpoint, status, durationMs, code, method, path } = answer
+      const { endpoint, status, durationMs, code, method, path, sharedRun } = answer
       const where = method === null ? endpoint : `${endpoint} ${method} ${path ?? ''}`
       logger.info(
         {
@@ -106,8 +106,9 @@ export function answerLog(logger: Logger, accessLog = true): AnswerObserver | nu
           outcome: answerOutcome(status),
           ...(durationMs === null ? {} : { durationMs: Math.round(durationMs * 10) / 10 }),
           ...(code === null ? {} : { code }),
+          ...(sharedRun === null ? {} : { sharedRun }),
         },
-        `${where} ${status}${durationMs === null ? '' : ` ${durationMs.toFixed(1)}ms`}${code === null ? '' : ` ${code}`}`,
+        `${where} ${status}${durationMs === null ? '' : ` ${durationMs.toFixed(1)}ms`}${code === null ? '' : ` ${code}`}${sharedRun === null ? '' : ` (run of ${sharedRun})`}`,
       )
     },
   }

@@ -36,6 +36,8 @@ export interface Answered {
   readonly path: string | null
   /** Already logged (an edge rejection has its own `rejected` line): count it only. */
   readonly logged: boolean
+  /** The request id of the request whose run answered this one (endpoint coalescing); null when it ran its own, or none. */
+  readonly sharedRun: string | null
 }
 
 /** Told about every answer written outside a run (the run's own observers see the others). */

@@ -17,6 +17,8 @@ declare module 'fastify' {
     answerCode: ErrorCode | null
     /** How much of this request's answer is already counted and logged: 0, LOGGED or RECORDED. */
     recorded: number
+    /** The request id of another request whose run answered this one (endpoint coalescing); null otherwise. */
+    sharedRun: string | null
   }
 }
 

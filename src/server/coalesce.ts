@@ -27,6 +27,8 @@ export interface SharedAnswer {
   /** JSON, encoded once for every request that shares it; null when the answer could not be serialised (the caller answers 502 RESPONSE_ASSEMBLY_FAILED). */
   readonly bytes: Buffer | null
   readonly headers: Readonly<Record<string, string>>
+  /** The request id of the request whose run made it (its log line and trace hold the run's details). */
+  readonly requestId: string
 }
 
 export interface Shared {
@@ -63,10 +65,16 @@ export class EndpointCoalescing<R extends CoalescedRun = CoalescedRun> {
    * The answer of the run in flight for `key`, or of one `start` begins; null when the client left
    * first. `using` is told the run this request waits for (the drain cuts it when it times out).
    */
-  async serve(key: string, start: () => R, client: ClientHandle, using: (run: R) => void): Promise<Shared | null> {
+  async serve(
+    key: string,
+    requestId: string,
+    start: () => R,
+    client: ClientHandle,
+    using: (run: R) => void,
+  ): Promise<Shared | null> {
     let flight = this.#flights.get(key)
     const joined = flight !== undefined
-    flight ??= this.#flights.start(key, start(), serialise)
+    flight ??= this.#flights.start(key, start(), (answer: RunAnswer) => serialise(answer, requestId))
     using(flight.run)
     if (!joined) {
       const answer = await this.#flights.wait(flight, client)
@@ -83,7 +91,7 @@ export class EndpointCoalescing<R extends CoalescedRun = CoalescedRun> {
   }
 }
 
-function serialise(answer: RunAnswer): SharedAnswer {
+function serialise(answer: RunAnswer, requestId: string): SharedAnswer {
   let bytes: Buffer | null
   try {
     bytes = Buffer.from(JSON.stringify(answer.body))
@@ -92,7 +100,7 @@ function serialise(answer: RunAnswer): SharedAnswer {
   }
   // Answers are made per request (an endpoint with a response cache does not coalesce).
   const headers = answer.headers === null ? NO_STORE : { ...answer.headers, 'cache-control': 'no-store' }
-  return { status: answer.status, bytes, headers }
+  return { status: answer.status, bytes, headers, requestId }
 }
 
 const NO_STORE: Readonly<Record<string, string>> = Object.freeze({ 'cache-control': 'no-store' })

@@ -213,6 +213,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   server.decorateRequest('principal', null)
   server.decorateRequest('answerCode', null)
   server.decorateRequest('recorded', 0)
+  server.decorateRequest('sharedRun', null)
   server.decorateRequest('matched', null)
   // Every answer carries x-request-id and is counted and logged: a run's by its observers, every other one here.
   server.addHook('onSend', finish)
@@ -627,6 +628,7 @@ function answerOf(req: FastifyRequest, reply: FastifyReply): Answered {
     // The path only: a query string may carry an API key. Cut short: it is the client's text.
     path: unmatched ? (req.url.split('?')[0] as string).slice(0, 256) : null,
     logged: req.recorded === LOGGED,
+    sharedRun: req.sharedRun ?? null,
   }
 }
 
@@ -641,5 +643,6 @@ function socketAnswer(answer: SocketAnswer): Answered {
     method: null,
     path: null,
     logged: false,
+    sharedRun: null,
   }
 }

@@ -396,6 +396,7 @@ function handlerFor(
       const res = reply.raw
       const shared = await coalescing.serve(
         coalescing.keyOf(req.raw, request.auth),
+        requestId,
         () => execute(endpoint, request, requestId),
         { onGone: (gone) => res.on('close', gone) },
         // Should the drain time out while it runs, the shared run answers 503 SHUTTING_DOWN to every request waiting for it.
@@ -403,8 +404,9 @@ function handlerFor(
       )
       if (shared === null) return reply
       // This request's own run has counted and logged its answer; the others are counted by onSend.
-      if (shared.ran) req.recorded = RECORDED
       const { answer } = shared
+      if (shared.ran) req.recorded = RECORDED
+      else req.sharedRun = answer.requestId
       if (answer.bytes === null) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
       return sendText(reply, answer.status, answer.bytes, answer.headers, requestId)
     }
