@@ -24,6 +24,7 @@ export interface WaiterObserver {
 }
 
 export interface Flight<T, R extends SharedRun<unknown> = SharedRun<unknown>> {
+  readonly key: string
   readonly run: R
   readonly result: Promise<T>
   waiters: number
@@ -42,7 +43,7 @@ export class Flights<T, R extends SharedRun<unknown> = SharedRun<unknown>> {
 
   /** The flight of `run` under `key`: its result is `settle` of the run's answer; forgotten once settled. */
   start<A>(key: string, run: R & SharedRun<A>, settle: (answer: A) => T): Flight<T, R> {
-    const flight: Flight<T, R> = { run, result: run.answer.then(settle), waiters: 0 }
+    const flight: Flight<T, R> = { key, run, result: run.answer.then(settle), waiters: 0 }
     this.#flights.set(key, flight)
     const done = (): void => {
       if (this.#flights.get(key) === flight) this.#flights.delete(key)
@@ -59,7 +60,11 @@ export class Flights<T, R extends SharedRun<unknown> = SharedRun<unknown>> {
       client.onGone(() => {
         if (!waiting) return
         waiting = false
-        if (--flight.waiters === 0) flight.run.abandon()
+        if (--flight.waiters === 0) {
+          // Abandoned: no request may join it any more (it would get the answer of a run nobody wanted).
+          if (this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key)
+          flight.run.abandon()
+        }
         resolve(null)
       })
       flight.result.then(
