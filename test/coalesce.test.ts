@@ -207,6 +207,8 @@ describe('identical requests in flight share one run (endpoint coalescing)', () 
       waited.map(() => [ran[0]?.requestId, 200]),
     )
     assert.match(String(waited[0]?.msg), / \(run of client-\d+\)$/)
+    // Each timed from its own arrival: they all waited for the service.
+    for (const l of waited) assert.ok(Number(l.durationMs) > 1, `durationMs ${String(l.durationMs)}`)
     // The calls did not need to coalesce: there was one run.
     assert.deepEqual(await metric(url, 'baton_coalesced_calls_total'), [])
     // Every request is counted, the 19 that waited as well.

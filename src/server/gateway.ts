@@ -30,7 +30,7 @@ import type { RunObserver } from '../runtime/observer.ts'
 import { PoolRegistry, type ServiceStage } from '../upstream/client.ts'
 import { clientError, errorCodeOf, LOGGED, RECORDED, requestIdOf, sendError, type SocketAnswer } from './answers.ts'
 import { isPreflight, registerCors } from './cors.ts'
-import { Drain, type DrainReport } from './drain.ts'
+import { Drain, type DrainReport, sinceArrival } from './drain.ts'
 import { Generation, type GenerationContext, type Match, MAX_PARAM_LENGTH } from './generation.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
 import { canaryRoute, invalidationRoute, reloadRoute } from './admin.ts'
@@ -622,7 +622,7 @@ function answerOf(req: FastifyRequest, reply: FastifyReply): Answered {
     endpoint: label,
     status: reply.statusCode,
     requestId: requestIdOf(req),
-    durationMs: reply.elapsedTime,
+    durationMs: sinceArrival(req.raw) ?? reply.elapsedTime,
     code: req.answerCode,
     method: unmatched ? req.method : null,
     // The path only: a query string may carry an API key. Cut short: it is the client's text.
