@@ -255,18 +255,46 @@ async function verify(scenario: Scenario, gateways: Gateway[], upstreamUrl: stri
 
 // --- measuring -----------------------------------------------------------------------
 
-// A POST body needs a wrk Lua script; a long bracket quotes any JSON without escaping.
+// A POST body needs a wrk Lua script; a long bracket quotes any JSON without escaping. A
+// distinct scenario's script gives every request a header of its own.
 function luaScript(dir: string, scenario: Scenario): string | undefined {
-  if (scenario.method === 'GET' && scenario.body === undefined && scenario.headers === undefined) return undefined
-  const body = scenario.body === undefined ? '' : JSON.stringify(scenario.body)
-  let level = '='
-  while (body.includes(`]${level}]`)) level += '='
-  const lines = [`wrk.method = "${scenario.method}"`]
-  if (scenario.body !== undefined) {
-    lines.push(`wrk.body = [${level}[${body}]${level}]`, 'wrk.headers["Content-Type"] = "application/json"')
+  if (
+    scenario.method === 'GET' &&
+    scenario.body === undefined &&
+    scenario.headers === undefined &&
+    scenario.distinct !== true
+  )
+    return undefined
+  const body = scenario.body === undefined ? undefined : JSON.stringify(scenario.body)
+  return writeLua(join(dir, `${scenario.name}-${scenario.upstream}.lua`), {
+    method: scenario.method,
+    ...(body === undefined ? {} : { body }),
+    headers: { ...(body === undefined ? {} : { 'Content-Type': 'application/json' }), ...scenario.headers },
+    distinct: scenario.distinct === true,
+  })
+}
+
+function writeLua(
+  file: string,
+  request: { method: string; body?: string; headers: Record<string, string>; distinct: boolean },
+): string {
+  const lines = [`wrk.method = "${request.method}"`]
+  if (request.body !== undefined) {
+    let level = '='
+    while (request.body.includes(`]${level}]`)) level += '='
+    lines.push(`wrk.body = [${level}[${request.body}]${level}]`)
   }
-  for (const [name, value] of Object.entries(scenario.headers ?? {})) lines.push(`wrk.headers["${name}"] = "${value}"`)
-  const file = join(dir, `${scenario.name}-${scenario.upstream}.lua`)
+  for (const [name, value] of Object.entries(request.headers)) lines.push(`wrk.headers["${name}"] = "${value}"`)
+  if (request.distinct) {
+    lines.push(
+      'local n = 0',
+      'request = function()',
+      '  n = n + 1',
+      '  wrk.headers["x-n"] = tostring(n)',
+      '  return wrk.format()',
+      'end',
+    )
+  }
   writeFileSync(file, lines.join('\n') + '\n')
   return file
 }
@@ -319,7 +347,12 @@ async function benchScenario(
     const scenarioScript = luaScript(scriptDir, scenario)
     const measure = async ({ server, target }: Gateway, durationSeconds: number): Promise<Round> => {
       const request: TargetRequest | undefined = target.request
-      const script = request === undefined ? scenarioScript : request.script
+      const script =
+        request === undefined
+          ? scenarioScript
+          : scenario.distinct === true
+            ? writeLua(join(scriptDir, `${target.name}-${scenario.name}.lua`), { ...request, distinct: true })
+            : request.script
       const machineBefore = cpuTimes()
       const cpuBefore = server.cpuSeconds()
       const result = await runWrk(wrk, {

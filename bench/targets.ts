@@ -30,6 +30,12 @@ export interface Scenario {
   body?: unknown
   /** Extra request headers (the edge scenario's bearer token). */
   headers?: Record<string, string>
+  /**
+   * Every request carries a header of its own (`x-n`, a counter), so that no two are identical
+   * and no gateway may answer one with another's run (Baton's endpoint coalescing, Tailcall's
+   * shared execution of identical queries): each is assembled afresh; upstream calls still coalesce.
+   */
+  distinct?: boolean
   /** Baton's config for this scenario. */
   batonConfig: string
   /** Variants of that config: with a response cache (baton-cached), with coalescing off (baton-solo), with endpoint coalescing off (baton-fresh). */
@@ -147,6 +153,19 @@ export const scenarios: Scenario[] = [
     batonConfig: 'bench/posts-users.yaml',
     batonVariants: { cached: 'bench/posts-users-cached.yaml', fresh: 'bench/posts-users-fresh.yaml' },
   },
+  {
+    name: 'posts-distinct',
+    upstream: 'nginx',
+    title: "Posts with authors, Tailcall's fields, every request distinct, fast upstream (nginx)",
+    description:
+      'The posts scenario with a header of its own on every request (x-n: a counter): no two requests are ' +
+      'identical, so every gateway assembles each one (Tailcall executes each query; Baton runs each request), ' +
+      'while their upstream calls still coalesce.',
+    method: 'GET',
+    path: '/posts-with-users',
+    batonConfig: 'bench/posts-users.yaml',
+    distinct: true,
+  },
 ]
 
 // Baton refuses a config it does not understand (a key from a branch not merged yet).
@@ -261,7 +280,7 @@ export const targets: Target[] = [
     ],
     env: {},
     givenPort: true,
-    appliesTo: (scenario) => scenario.name === 'posts' && scenario.upstream === 'nginx',
+    appliesTo: (scenario) => scenario.name.startsWith('posts') && scenario.upstream === 'nginx',
     unavailable: () => tailcallMissing() ?? (tailcall === undefined ? `no posts.lua in ${anchors}` : undefined),
     ...(tailcall === undefined ? {} : { request: tailcall }),
     answer: (body) => (body as { data?: { posts?: unknown } } | null)?.data?.posts,
