@@ -54,6 +54,12 @@ describe('safety', () => {
     assert.equal(evaluate('items.push', data), undefined)
     assert.equal(evaluate('text.length', data), undefined, 'strings have no fields')
     assert.equal(evaluate('has(x.toString)', data), false)
+    // Names no map or list inherits are read without the ownership check: strings and numbers still have no fields.
+    assert.equal(evaluate('x.name.big', data), undefined, "String.prototype's, on a string")
+    assert.equal(evaluate('x.a.toFixed', data), undefined, "Number.prototype's, on a number")
+    assert.equal(evaluate('items.sku', data), undefined, 'a list has no named fields')
+    assert.equal(evaluate('x.a.b', data), undefined)
+    assert.deepEqual(evaluate('items.map(i, has(i.sku.at))', data), [false, false], "a macro variable's chain too")
   })
 
   it('hides the length of lists: lists have no named fields, use size()', () => {
@@ -61,6 +67,12 @@ describe('safety', () => {
     assert.equal(evaluate('has(items.length)', data), false)
     assert.equal(evaluate('size(items)', data), 2)
     assert.equal(evaluate('{"length": 3}.length'), 3, 'a map may have a length field')
+  })
+
+  it('builds a map with any keys as data: quotes, backslashes, line separators are keys, never code', () => {
+    const map = evaluate('{"}); throw 1; ({": 1, "a\\"b": 2, "c\\\\": 3, "d\\u2028e": 4, "1": 5, "x": x.a}', data)
+    assert.deepEqual(map, { '}); throw 1; ({': 1, 'a"b': 2, 'c\\': 3, 'd\u2028e': 4, '1': 5, x: 1 })
+    notPolluted()
   })
 
   it('has no way to call a JavaScript function', () => {

@@ -43,6 +43,25 @@ export function isPrimitive(value: unknown): boolean {
   return value === null || (typeof value !== 'object' && typeof value !== 'function')
 }
 
+/** Every name a JSON value can inherit (Object.prototype's and Array.prototype's, `length` among them). */
+const INHERITED: ReadonlySet<string> = new Set([
+  ...Object.getOwnPropertyNames(Object.prototype),
+  ...Object.getOwnPropertyNames(Array.prototype),
+])
+
+/** True when no JSON value inherits `name`: `ownField` may read it. */
+export function isOwnOnlyName(name: string): boolean {
+  return !INHERITED.has(name)
+}
+
+/**
+ * `field` for a name no JSON value inherits (`isOwnOnlyName`): a plain read finds an own
+ * property or nothing, so the ownership check is left out (it costs as much as the read).
+ */
+export function ownField(value: unknown, name: string): unknown {
+  return typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[name] : undefined
+}
+
 /**
  * A statically written field. Lists have no named fields: their only own non-index property
  * is `length`, which is hidden so that `items.length` is undefined like any other missing
