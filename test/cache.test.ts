@@ -377,6 +377,8 @@ describe('collapsing', () => {
       if (collapsed < 29) await sleep(10)
     }
     assert.equal(collapsed, 29)
+    // The 29 waiting are in flight as much as the one whose run they wait for.
+    assert.equal(await metric(url, 'baton_requests_in_flight'), 30)
     held.open()
     const all = await Promise.all(answers)
     for (const res of all) assert.deepEqual(res.body, { product: { id: 1 } })

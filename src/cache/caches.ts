@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import type { EndpointPlan, GatewayPlan } from '../plan/types.ts'
 import type { Clock } from '../policies/clock.ts'
 import { RedisStore, type RedisSettings } from '../store/redis.ts'
+import type { WaiterObserver } from '../util/flights.ts'
 import { type EntryStore, MemoryEntries, RedisEntries, TieredEntries } from './entries.ts'
 import { type LookupResult, ResponseCache } from './response.ts'
 
@@ -17,6 +18,8 @@ export interface CachesOptions {
   readonly serverTiming: boolean
   /** The recorder of an endpoint's lookups (metrics), resolved once per endpoint. */
   readonly lookupsOf?: (endpoint: string) => (result: LookupResult) => void
+  /** Told about the requests that wait for a run another request started (metrics: they are in flight). */
+  readonly waiters?: WaiterObserver
   /** The gateway's stores (memory, Redis, the event subscription), shared by the caches of every generation. */
   readonly stores: CacheStores
   /** Told when this gateway's Redis cache store is created (for metrics). */
@@ -85,6 +88,7 @@ export class GatewayCaches {
           tagHeader: plan.cache.tagHeader,
           serverTiming: options.serverTiming,
           ...(onLookup === undefined ? {} : { onLookup }),
+          ...(options.waiters === undefined ? {} : { waiters: options.waiters }),
           onError: (err) =>
             this.#logger?.warn(
               { event: 'cache', endpoint: endpoint.label, err: (err as Error).message },

@@ -12,7 +12,7 @@
 import { createHash, randomUUID } from 'node:crypto'
 import type { RequestView } from '../plan/scope.ts'
 import type { EndpointCachePlan, EndpointPlan } from '../plan/types.ts'
-import { type ClientHandle, Flights } from '../util/flights.ts'
+import { type ClientHandle, Flights, type WaiterObserver } from '../util/flights.ts'
 import type { Entry, EntryStore } from './entries.ts'
 
 /** An answer as a run gives it (runtime's GatewayAnswer). */
@@ -31,11 +31,11 @@ export interface CacheRun {
 /** What the cache tells about each lookup (for metrics). */
 export type LookupResult = 'hit' | 'stale' | 'miss' | 'collapsed'
 
-/** What to write: a body (JSON text), or none for a 304. */
+/** What to write: a body (JSON as bytes), or none for a 304. */
 export interface Served {
   readonly status: number
   /** JSON, as bytes encoded once per entry (not once per hit); null for a 304. */
-  readonly text: Buffer | null
+  readonly bytes: Buffer | null
   readonly headers: Record<string, string>
   /** The answer of this request's own run (its observers have counted and logged it). */
   readonly ran: boolean
@@ -61,6 +61,8 @@ export interface ResponseCacheOptions {
   /** Add `cache;desc=…` to Server-Timing. */
   readonly serverTiming: boolean
   readonly onLookup?: (result: LookupResult) => void
+  /** Told about the requests that wait for a run another request started (metrics: they are in flight). */
+  readonly waiters?: WaiterObserver
   /** Told when a background refresh fails or a stored entry cannot be written (for the log). */
   readonly onError?: (err: unknown) => void
 }
@@ -72,7 +74,7 @@ export class ResponseCache {
   readonly #plan: EndpointCachePlan
   readonly #store: EntryStore
   readonly #options: ResponseCacheOptions
-  readonly #flights = new Flights<Computed>()
+  readonly #flights: Flights<Computed>
   /** An entry's text as bytes, made on its first hit (an entry read from Redis is a new object each time). */
   readonly #bytes = new WeakMap<Entry, Buffer>()
   /** `endpoint:<label>` — every entry of the endpoint carries it. */
@@ -84,6 +86,7 @@ export class ResponseCache {
     this.#plan = endpoint.cache as EndpointCachePlan
     this.#store = options.store
     this.#options = options
+    this.#flights = new Flights(options.waiters ?? null)
     this.#endpointTag = `endpoint:${endpoint.label}`
     this.#vary = this.#plan.headers.length === 0 ? null : this.#plan.headers.join(', ')
   }
@@ -114,11 +117,11 @@ export class ResponseCache {
     const joined = flight !== undefined
     if (flight === undefined) flight = this.#compute(key, request, requestId, start)
     this.#options.onLookup?.(joined ? 'collapsed' : 'miss')
-    const computed = await this.#flights.wait(flight, client)
+    const computed = await this.#flights.wait(flight, client, joined)
     if (computed === null) return GONE
-    const { answer, bytes: text } = computed
-    if (text === null) {
-      return { status: 502, text: null, headers: {}, ran: !joined, unserialisable: true }
+    const { answer, bytes } = computed
+    if (bytes === null) {
+      return { status: 502, bytes: null, headers: {}, ran: !joined, unserialisable: true }
     }
     if (stale !== null && answer.status >= 500) {
       // stale-if-error: the run failed; the stored answer is better than its error.
@@ -128,12 +131,12 @@ export class ResponseCache {
     if (entry === null) {
       const headers: Record<string, string> = { ...answer.headers, 'cache-control': 'no-store' }
       headers['cache-status'] = `${NAME}; fwd=miss; fwd-status=${answer.status}${joined ? '; collapsed' : ''}`
-      return { status: answer.status, text, headers, ran: !joined }
+      return { status: answer.status, bytes, headers, ran: !joined }
     }
     const headers = this.#headersOf(entry, Date.now(), null)
     headers['cache-status'] = `${NAME}; fwd=miss; stored${joined ? '; collapsed' : ''}`
-    if (this.#notModified(request, entry)) return { status: 304, text: null, headers, ran: !joined }
-    return { status: entry.status, text, headers, ran: !joined }
+    if (this.#notModified(request, entry)) return { status: 304, bytes: null, headers, ran: !joined }
+    return { status: entry.status, bytes, headers, ran: !joined }
   }
 
   /** The entry's key: endpoint, path, the key's query parameters and headers, the caller (scope user), a POST's body. */
@@ -233,10 +236,10 @@ export class ResponseCache {
           ? `${NAME}; hit; ttl=${left}; detail=stale-while-revalidate`
           : `${NAME}; fwd=stale; fwd-status=${fwdStatus}; ttl=${left}; detail=stale-if-error`
     if (this.#options.serverTiming) headers['server-timing'] = `cache;desc="${how}"`
-    if (this.#notModified(request, entry)) return { status: 304, text: null, headers, ran: false }
+    if (this.#notModified(request, entry)) return { status: 304, bytes: null, headers, ran: false }
     let bytes = this.#bytes.get(entry)
     if (bytes === undefined) this.#bytes.set(entry, (bytes = Buffer.from(entry.text)))
-    return { status: entry.status, text: bytes, headers, ran: false }
+    return { status: entry.status, bytes, headers, ran: false }
   }
 
   #headersOf(entry: Entry, now: number, how: string | null): Record<string, string> {
@@ -270,4 +273,4 @@ export class ResponseCache {
 }
 
 /** What a request whose client has gone gets (nobody reads it). */
-const GONE: Served = { status: 499, text: null, headers: {}, ran: false }
+const GONE: Served = { status: 499, bytes: null, headers: {}, ran: false }

@@ -368,17 +368,25 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
     return (result) => series[result].inc()
   }
 
-  /** A request waiting for an identical request's run: counted, and in flight until it has its answer. */
+  /** A request waiting for a run another request started (the response cache's collapsing): in flight until it has its answer. */
+  readonly waiting: WaiterObserver = {
+    joined: () => {
+      this.#inFlight++
+    },
+    left: () => {
+      this.#inFlight--
+    },
+  }
+
+  /** A request waiting for an identical request's run (endpoint coalescing): counted, and in flight until it has its answer. */
   sharedRunsOf(endpoint: string): WaiterObserver {
     const joins = this.#coalescedRequests.labels(routeLabels(endpoint))
     return {
       joined: () => {
         joins.inc()
-        this.#inFlight++
+        this.waiting.joined()
       },
-      left: () => {
-        this.#inFlight--
-      },
+      left: this.waiting.left,
     }
   }
 

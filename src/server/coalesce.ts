@@ -43,11 +43,11 @@ export interface CoalescedRun extends SharedRun<RunAnswer> {
 }
 
 export class EndpointCoalescing<R extends CoalescedRun = CoalescedRun> {
-  readonly #flights = new Flights<SharedAnswer, R>()
-  readonly #observer: WaiterObserver | null
+  readonly #flights: Flights<SharedAnswer, R>
 
+  /** `observer` is told about the requests that wait for another's run (metrics). */
   constructor(observer: WaiterObserver | null = null) {
-    this.#observer = observer
+    this.#flights = new Flights(observer)
   }
 
   /** What makes two requests the same: method, target, caller, and the headers that may change the answer. */
@@ -76,18 +76,8 @@ export class EndpointCoalescing<R extends CoalescedRun = CoalescedRun> {
     const joined = flight !== undefined
     flight ??= this.#flights.start(key, start(), (answer: RunAnswer) => serialise(answer, requestId))
     using(flight.run)
-    if (!joined) {
-      const answer = await this.#flights.wait(flight, client)
-      return answer === null ? null : { answer, ran: true }
-    }
-    const observer = this.#observer
-    observer?.joined()
-    try {
-      const answer = await this.#flights.wait(flight, client)
-      return answer === null ? null : { answer, ran: false }
-    } finally {
-      observer?.left()
-    }
+    const answer = await this.#flights.wait(flight, client, joined)
+    return answer === null ? null : { answer, ran: !joined }
   }
 }
 

@@ -148,7 +148,9 @@ export class Generation {
           onStoreFailure: () => metrics?.storeFailed('cache'),
           onStoreChange: (up) => metrics?.storeChanged('cache', up),
           onStoreCreated: () => metrics?.storeCreated('cache'),
-          ...(metrics === null ? {} : { lookupsOf: (label: string) => metrics.cacheLookupsOf(label) }),
+          ...(metrics === null
+            ? {}
+            : { lookupsOf: (label: string) => metrics.cacheLookupsOf(label), waiters: metrics.waiting }),
         })
 
     // As the server's router: ignoreTrailingSlash, and fastify's defaults for the rest.
@@ -390,7 +392,7 @@ function handlerFor(
       // This request's own run has counted and logged its answer; the others (hits, waiters) are counted by onSend.
       if (served.ran) req.recorded = RECORDED
       if (served.unserialisable === true) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
-      return sendText(reply, served.status, served.text, served.headers, requestId)
+      return sendText(reply, served.status, served.bytes, served.headers, requestId)
     }
     if (coalescing !== null) {
       const res = reply.raw

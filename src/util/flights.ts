@@ -32,6 +32,12 @@ export interface Flight<T, R extends SharedRun<unknown> = SharedRun<unknown>> {
 
 export class Flights<T, R extends SharedRun<unknown> = SharedRun<unknown>> {
   readonly #flights = new Map<string, Flight<T, R>>()
+  readonly #observer: WaiterObserver | null
+
+  /** `observer` is told about each request that joins a flight another started (not the starter, whose run is observed). */
+  constructor(observer: WaiterObserver | null = null) {
+    this.#observer = observer
+  }
 
   get(key: string): Flight<T, R> | undefined {
     return this.#flights.get(key)
@@ -52,14 +58,24 @@ export class Flights<T, R extends SharedRun<unknown> = SharedRun<unknown>> {
     return flight
   }
 
-  /** The flight's result for one client, or null if the client left first (the run ends when its last waiter has left). */
-  wait(flight: Flight<T, R>, client: ClientHandle): Promise<T | null> {
+  /**
+   * The flight's result for one client, or null if the client left first (the run ends when its
+   * last waiter has left). `joined`: the client did not start the flight (the observer sees it).
+   */
+  wait(flight: Flight<T, R>, client: ClientHandle, joined: boolean): Promise<T | null> {
     flight.waiters++
+    const observer = joined ? this.#observer : null
+    observer?.joined()
     return new Promise<T | null>((resolve, reject) => {
       let waiting = true
-      client.onGone(() => {
-        if (!waiting) return
+      const leave = (): boolean => {
+        if (!waiting) return false
         waiting = false
+        observer?.left()
+        return true
+      }
+      client.onGone(() => {
+        if (!leave()) return
         if (--flight.waiters === 0) {
           // Abandoned: no request may join it any more (it would get the answer of a run nobody wanted).
           if (this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key)
@@ -69,14 +85,12 @@ export class Flights<T, R extends SharedRun<unknown> = SharedRun<unknown>> {
       })
       flight.result.then(
         (value) => {
-          if (!waiting) return
-          waiting = false
+          if (!leave()) return
           flight.waiters--
           resolve(value)
         },
         (err: unknown) => {
-          if (!waiting) return
-          waiting = false
+          if (!leave()) return
           flight.waiters--
           reject(err as Error)
         },
