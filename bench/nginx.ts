@@ -12,6 +12,7 @@ import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, rmSync, write
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { checkoutPaths } from './checkout-paths.ts'
+import { pinned } from './pin.ts'
 import { freePort, startServer } from './processes.ts'
 import type { Server } from './processes.ts'
 import {
@@ -84,7 +85,7 @@ http {
 }
 
 /** Starts nginx on a free port of 127.0.0.1; stopping the server removes its directory. */
-export async function startNginx(): Promise<Server> {
+export async function startNginx(cores?: string): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-nginx-'))
   // nginx's worker may run as another user (nobody, when started as root): let it read.
   chmodSync(dir, 0o755)
@@ -100,7 +101,7 @@ export async function startNginx(): Promise<Server> {
   try {
     server = await startServer(
       'nginx',
-      [nginxBinary, '-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')],
+      pinned(cores, [nginxBinary, '-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')]),
       process.env,
       { knownPort: port },
     )

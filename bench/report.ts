@@ -2,6 +2,7 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { totalmem } from 'node:os'
+import type { Pinning } from './pin.ts'
 import type { Scenario } from './targets.ts'
 import type { WrkResult } from './wrk.ts'
 
@@ -12,6 +13,8 @@ export interface Settings {
   connections: number
   threads: number
   timeoutSeconds: number
+  /** BENCH_PIN: the gateways' cores and everything else's; null when the scheduler decides. */
+  pin: Pinning | null
 }
 
 /** One wrk run, with what the machine and the gateway did meanwhile. */
@@ -302,9 +305,13 @@ export function renderResults(m: Machine, settings: Settings, results: ScenarioR
     '',
     '## Method',
     '',
-    "- Separate processes on 127.0.0.1, all sharing the machine's CPUs: the fake upstream",
+    settings.pin === null
+      ? "- Separate processes on 127.0.0.1, all sharing the machine's CPUs: the fake upstream"
+      : `- Separate processes on 127.0.0.1, pinned (BENCH_PIN, taskset): each gateway on CPU ${settings.pin.gateway}, alone; the fake upstream`,
     '  (bench/upstream.ts: node:http, every body serialised at start-up; in the fast regime',
-    '  nginx, bench/nginx.ts: the same bodies as static files, one worker), wrk, and one process',
+    settings.pin === null
+      ? '  nginx, bench/nginx.ts: the same bodies as static files, one worker), wrk, and one process'
+      : `  nginx, bench/nginx.ts: the same bodies as static files, one worker) and wrk on CPU ${settings.pin.load}; one process`,
     '  per gateway:',
     ...targetLines,
     '- Before measuring, every gateway must answer each scenario with 200 and the same JSON as',

@@ -14,7 +14,9 @@
 // BENCH_UPSTREAM (node, nginx or both: the default), BENCH_SCENARIOS (e.g. "checkout"),
 // BENCH_TARGETS (default: the targets not marked optional; the first one is the reference;
 // "baseline,baseline-again" measures the noise of the machine), BENCH_OUTPUT
-// (bench/RESULTS.md), BENCH_NODE_FLAGS (extra flags for the Node gateways, e.g. --cpu-prof).
+// (bench/RESULTS.md), BENCH_NODE_FLAGS (extra flags for the Node gateways, e.g. --cpu-prof),
+// BENCH_PIN (cores for the gateways, e.g. 1: they run there alone, the upstream and wrk on the
+// others; see bench/pin.ts).
 // A target that does not apply to a scenario, or cannot run here
 // (Tailcall not installed, a config Baton refuses), is skipped with a line saying why.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -28,6 +30,7 @@ import type { Server } from './processes.ts'
 import { comparisons, machine, pairedRatios, ratios, renderResults, summarise } from './report.ts'
 import type { Round, ScenarioResult, Settings, TargetResult } from './report.ts'
 import { nginxMissing, startNginx } from './nginx.ts'
+import { pinned, pinningFromEnv } from './pin.ts'
 import { scenarios as allScenarios, targets as allTargets } from './targets.ts'
 import type { Scenario, Target, TargetRequest, Upstream } from './targets.ts'
 import { findWrk, runWrk } from './wrk.ts'
@@ -334,7 +337,7 @@ async function benchScenario(
       commands.set(target, argv)
       const server = await startServer(
         `${target.name} (${scenario.name})`,
-        argv,
+        pinned(settings.pin?.gateway, argv),
         { ...process.env, ...withUpstream(target.env, upstreamUrl), UPSTREAM_URL: upstreamUrl },
         target.givenPort === true ? { knownPort: ctx.port } : {},
       )
@@ -362,6 +365,7 @@ async function benchScenario(
         threads: settings.threads,
         timeoutSeconds: settings.timeoutSeconds,
         ...(script === undefined ? {} : { script }),
+        ...(settings.pin === null ? {} : { cores: settings.pin.load }),
       })
       const cpuAfter = server.cpuSeconds()
       const round: Round = {
@@ -424,6 +428,7 @@ async function main(): Promise<number> {
     connections: numberFromEnv('BENCH_CONNECTIONS', 50, 1, 1000),
     threads: numberFromEnv('BENCH_THREADS', 1, 1, 16),
     timeoutSeconds: numberFromEnv('BENCH_TIMEOUT', 2, 1, 60),
+    pin: pinningFromEnv(),
   }
   if (settings.connections < settings.threads) throw new Error('BENCH_CONNECTIONS must be at least BENCH_THREADS')
   const upstreams = selectedUpstreams()
@@ -452,8 +457,12 @@ async function main(): Promise<number> {
       if (inRegime.length === 0) continue
       const upstream =
         regime === 'node'
-          ? await startServer('upstream', [process.execPath, 'bench/upstream.ts', '--port', '0'], process.env)
-          : await startNginx()
+          ? await startServer(
+              'upstream',
+              pinned(settings.pin?.load, [process.execPath, 'bench/upstream.ts', '--port', '0']),
+              process.env,
+            )
+          : await startNginx(settings.pin?.load)
       const upstreamUrl = `http://127.0.0.1:${upstream.port}`
       log(`\nupstream (${regime}): pid ${upstream.pid}, ${upstreamUrl}`)
       try {

@@ -1,5 +1,6 @@
 // Runs wrk and reads its report.
 import { spawn } from 'node:child_process'
+import { pinned } from './pin.ts'
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { trackChild } from './processes.ts'
@@ -13,6 +14,8 @@ export interface WrkOptions {
   timeoutSeconds: number
   /** A Lua script, e.g. to send a POST body. */
   script?: string
+  /** Cores to run wrk on (taskset's list), from BENCH_PIN. */
+  cores?: string
 }
 
 export interface WrkResult {
@@ -95,7 +98,8 @@ export async function runWrk(wrk: string, options: WrkOptions): Promise<WrkResul
     ...(options.script === undefined ? [] : ['-s', options.script]),
     options.url,
   ]
-  const child = spawn(wrk, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  const [command, ...argv] = pinned(options.cores, [wrk, ...args])
+  const child = spawn(command as string, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
   trackChild(child)
   let stdout = ''
   let stderr = ''
