@@ -68,6 +68,9 @@ export interface ResponseCacheOptions {
 }
 
 const NAME = 'baton'
+/** Keys up to this length have their digest remembered, up to this many at a time. */
+const MEMO_KEY_LENGTH = 1024
+const MEMO_KEYS = 4096
 
 export class ResponseCache {
   readonly #endpoint: EndpointPlan
@@ -77,6 +80,10 @@ export class ResponseCache {
   readonly #flights: Flights<Computed>
   /** An entry's text as bytes, made on its first hit (an entry read from Redis is a new object each time). */
   readonly #bytes = new WeakMap<Entry, Buffer>()
+  /** The headers every answer from an entry carries (all but Age and Cache-Status), made once per entry. */
+  readonly #fixed = new WeakMap<Entry, Readonly<Record<string, string>>>()
+  /** Digests of recent keys: a hit costs a Map lookup, not a SHA-256 (cleared when it holds MEMO_KEYS). */
+  readonly #digests = new Map<string, string>()
   /** `endpoint:<label>` — every entry of the endpoint carries it. */
   readonly #endpointTag: string
   readonly #vary: string | null
@@ -158,7 +165,16 @@ export class ResponseCache {
     }
     if (plan.scope === 'user') key += `\nu:${request.auth?.method ?? ''}:${request.auth?.sub ?? ''}`
     if (plan.body) key += `\nb:${JSON.stringify(request.body ?? null)}`
-    return createHash('sha256').update(key).digest('base64url')
+    // Stored under a digest: a key of any length (a POST's body) is a short name in memory and in Redis.
+    let digest = this.#digests.get(key)
+    if (digest === undefined) {
+      digest = createHash('sha256').update(key).digest('base64url')
+      if (key.length <= MEMO_KEY_LENGTH) {
+        if (this.#digests.size >= MEMO_KEYS) this.#digests.clear()
+        this.#digests.set(key, digest)
+      }
+    }
+    return digest
   }
 
   /** The entry's tags: the configured ones, and `path:<path>` and `endpoint:<label>`. */
@@ -243,6 +259,14 @@ export class ResponseCache {
   }
 
   #headersOf(entry: Entry, now: number, how: string | null): Record<string, string> {
+    let fixed = this.#fixed.get(entry)
+    if (fixed === undefined) this.#fixed.set(entry, (fixed = this.#fixedHeaders(entry)))
+    const headers: Record<string, string> = { ...fixed }
+    if (how !== null) headers.age = String(Math.max(0, Math.floor((now - entry.storedAt) / 1000)))
+    return headers
+  }
+
+  #fixedHeaders(entry: Entry): Readonly<Record<string, string>> {
     const plan = this.#plan
     const headers: Record<string, string> = entry.headers === null ? {} : { ...entry.headers }
     const maxAge = Math.floor(entry.ttl / 1000)
@@ -252,7 +276,6 @@ export class ResponseCache {
     if (plan.staleIfError > 0) control += `, stale-if-error=${Math.floor(plan.staleIfError / 1000)}`
     headers['cache-control'] = control
     headers.etag = entry.etag
-    if (how !== null) headers.age = String(Math.max(0, Math.floor((now - entry.storedAt) / 1000)))
     if (this.#vary !== null) headers.vary = this.#vary
     if (this.#options.tagHeader !== null) headers[this.#options.tagHeader] = entry.tags.join(',')
     return headers
