@@ -266,6 +266,14 @@ export const targets: Target[] = [
     appliesTo: (scenario) => scenario.batonVariants?.solo !== undefined,
   },
   {
+    // `baton` keeping V8's parallel GC threads however many cores it has (BATON_GC=parallel): on one
+    // core (BENCH_PIN) `baton` restarts itself with --single-threaded-gc (bin/baton.js); this measures that choice.
+    name: 'baton-parallel-gc',
+    command: batonServe('bin/baton.js', '--no-access-log'),
+    env: { BATON_GC: 'parallel' },
+    optional: true,
+  },
+  {
     // Tailcall 1.6 (Rust), the posts screen as a GraphQL query, dedupe on: it coalesces
     // identical upstream requests in flight, as Baton does by default; and since every field
     // of the query dedupes, identical queries in flight share one execution and its serialised
