@@ -17,7 +17,11 @@ if (major < 22 || (major === 22 && minor < 19)) {
 // BATON_GC=single asks for it on any machine; a GC flag given to node explicitly is left alone.
 const command = process.argv[2]
 if ((command === 'serve' || command === 'dev') && typeof process.execve === 'function') {
-  const gc = process.env.BATON_GC ?? 'auto'
+  const gc = process.env.BATON_GC || 'auto'
+  if (gc !== 'auto' && gc !== 'single' && gc !== 'parallel') {
+    console.error(`baton ${command}: BATON_GC=${gc}: expected auto, single or parallel`)
+    process.exit(2)
+  }
   const explicit = process.execArgv.some((flag) => /^--(no-)?single-threaded(-gc)?$/.test(flag))
   if (!explicit && (gc === 'single' || (gc === 'auto' && (await cores()) <= 1))) {
     process.execve(

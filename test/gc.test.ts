@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
-import { ROOT, startCli } from './helpers/cli.ts'
+import { ROOT, spawnCli, startCli } from './helpers/cli.ts'
 import { json, startStub } from './helpers/stub.ts'
 
 const taskset = (() => {
@@ -108,4 +108,11 @@ describe('garbage collection for the cores the server has', { skip }, () => {
       assert.equal(await single.stop(), 0)
     },
   )
+
+  test('BATON_GC with another value is a usage error naming it (exit 2)', async (t) => {
+    const cli = spawnCli(t, ['serve', 'examples/checkout/baton.yaml'], { env: { ...process.env, BATON_GC: 'fast' } })
+    assert.deepEqual(await cli.exited, { code: 2, signal: null })
+    assert.equal(cli.stderr, 'baton serve: BATON_GC=fast: expected auto, single or parallel\n')
+    assert.equal(cli.stdout, '')
+  })
 })
