@@ -175,6 +175,79 @@ describe('baton serve --workers 2', () => {
     for (let i = 0; i < 2; i++) assert.equal(valueOf((await getAlone(admin, '/metrics')).body, ITEMS_OK), 10)
   })
 
+  test('an invalidation or a reload POSTed to one worker is passed on to the other: the whole instance acts on it', async (t) => {
+    const stub = await stubFor(t)
+    let version = 1
+    stub.route('GET /items/:id', (req) => json({ id: req.params.id, version }))
+    const admin = await freePort()
+    const cached = config(stub, `\n  metrics: { port: ${admin} }`).replace(
+      '    response: "${item}"',
+      '    cache: { ttl: 60s, tags: ["item:${request.params.id}"] }\n    response: "${item}"',
+    )
+    const file = write(t, cached)
+    // --no-watch: only the POST may reload them.
+    const { cli, port } = await startCli(t, ['serve', file, '--port', '0', '--workers', '2', '--no-watch'])
+    const calls = (): number => stub.requestsTo('GET /items/:id').length
+    // The workers take turns with new connections: each caches the answer once (a miss each), then hits.
+    for (let i = 0; i < 4; i++)
+      assert.deepEqual(JSON.parse((await getAlone(port, '/items/1')).body), { id: '1', version: 1 })
+    assert.equal(calls(), 2)
+    version = 2
+    const dropped = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port: admin,
+          path: '/admin/cache/invalidate',
+          method: 'POST',
+          agent: false,
+          headers: { 'content-type': 'application/json' },
+        },
+        (res) => {
+          let body = ''
+          res.on('data', (c: Buffer) => (body += c.toString()))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        },
+      )
+      req.on('error', reject)
+      req.end(JSON.stringify({ tags: ['item:1'] }))
+    })
+    assert.equal(dropped.status, 200)
+    assert.deepEqual(JSON.parse(dropped.body), { tags: ['item:1'], dropped: 1, published: false })
+    // Both workers dropped it (a line each), whichever got the POST: each misses once more, then hits.
+    await eventually(() => events(cli, 'cache_invalidated').length === 2, 'both workers dropped item:1', 5000)
+    assert.deepEqual(
+      events(cli, 'cache_invalidated')
+        .map((l) => [l.worker, l.dropped])
+        .sort(),
+      [
+        [1, 1],
+        [2, 1],
+      ],
+    )
+    for (let i = 0; i < 4; i++)
+      assert.deepEqual(JSON.parse((await getAlone(port, '/items/1')).body), { id: '1', version: 2 })
+    assert.equal(calls(), 4)
+
+    // A reload POSTed to one worker reloads the other too (its log line says why).
+    writeFileSync(file, cached.replace('timeout: 5s\nendpoints', 'timeout: 4s\nendpoints'))
+    const reloaded = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        { host: '127.0.0.1', port: admin, path: '/admin/reload', method: 'POST', agent: false },
+        (res) => {
+          res.resume()
+          res.on('end', () => resolve(res.statusCode ?? 0))
+        },
+      )
+      req.on('error', reject)
+      req.end()
+    })
+    assert.equal(reloaded, 200)
+    await eventually(() => events(cli, 'reloaded').length >= 2, 'both workers reloaded', 5000)
+    const workers = new Set(events(cli, 'reloaded').map((l) => l.worker))
+    assert.deepEqual([...workers].sort(), [1, 2])
+  })
+
   test('a worker killed with SIGKILL is restarted (warn line), and requests keep being answered', async (t) => {
     const stub = await stubFor(t)
     stub.route('GET /items/:id', (req) => json({ id: req.params.id }))

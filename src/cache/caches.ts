@@ -127,6 +127,11 @@ export class GatewayCaches {
     })
   }
 
+  /** Drops the entries with these tags from this process's memory only; returns how many. */
+  dropHere(tags: readonly string[]): number {
+    return this.#memory?.drop(tags) ?? 0
+  }
+
   /**
    * Drops the entries with these tags here and in Redis, and tells every instance. Returns the
    * entries dropped (the larger of this memory's and Redis's count) and whether the other

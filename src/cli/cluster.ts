@@ -9,13 +9,16 @@
  *   as one process would (src/cli/serve.ts: drain, a second signal cuts); it exits when they all
  *   have, with the worst exit code;
  * - answers the workers' requests for the metrics of all of them: whichever worker a scrape lands
- *   on, it asks the primary, which sums every worker's registry (prom-client's AggregatorRegistry).
+ *   on, it asks the primary, which sums every worker's registry (prom-client's AggregatorRegistry);
+ * - passes what an admin endpoint did on one worker (an invalidation, a reload, a canary ended)
+ *   on to the others, so that whichever worker a POST lands on, the whole instance acts on it.
  * A worker is `baton serve` in one process, linked to its primary by a WorkerLink.
  */
 import cluster, { type Worker } from 'node:cluster'
 import { constants } from 'node:os'
 import { AggregatorRegistry, type Registry } from 'prom-client'
 import type { GatewayPlan } from '../plan/types.ts'
+import type { AdminAction } from '../server/admin.ts'
 import { createLogger, logListening, serve, type ServeOptions, type WorkerLink } from './serve.ts'
 
 /** The signals the primary passes on. */
@@ -33,6 +36,7 @@ type Message =
   | { type: 'baton:listening'; address: { host: string; port: number; url: string } }
   | { type: 'baton:signal'; signal: NodeJS.Signals }
   | { type: 'baton:metrics'; id: number; text?: string; error?: string }
+  | { type: 'baton:admin'; action: AdminAction }
 
 function isMessage(value: unknown): value is Message {
   return typeof value === 'object' && value !== null && String((value as { type?: unknown }).type).startsWith('baton:')
@@ -52,6 +56,7 @@ async function worker(plan: GatewayPlan, options: ServeOptions): Promise<number>
   const ignore = (): void => {}
   for (const signal of SIGNALS) process.on(signal, ignore)
   const metrics = new Map<number, PromiseWithResolvers<string>>()
+  const admins: ((action: AdminAction) => void)[] = []
   let next = 0
   const logger = createLogger(plan, { level: options.logLevel, worker: self.id })
   process.on('message', (message: unknown) => {
@@ -66,6 +71,8 @@ async function worker(plan: GatewayPlan, options: ServeOptions): Promise<number>
         logger.warn({ event: 'signal_ignored', signal: 'SIGHUP' }, 'SIGHUP before the worker serves: nothing to reload')
       // Stopped before it was serving: nothing to drain.
       else process.exit(128 + (constants.signals[message.signal] as number))
+    } else if (message.type === 'baton:admin') {
+      for (const handler of admins) handler(message.action)
     } else if (message.type === 'baton:metrics') {
       const waiting = metrics.get(message.id)
       metrics.delete(message.id)
@@ -78,6 +85,10 @@ async function worker(plan: GatewayPlan, options: ServeOptions): Promise<number>
     listening: (address) => send({ type: 'baton:listening', address }),
     onSignal(signal, handler) {
       handlers.set(signal, [...(handlers.get(signal) ?? []), handler])
+    },
+    tellOthers: (action) => send({ type: 'baton:admin', action }),
+    onOthers(handler) {
+      admins.push(handler)
     },
     metricsSource(registry: Registry) {
       // prom-client's worker side: answers the primary's AggregatorRegistry with this registry's series.
@@ -150,6 +161,8 @@ async function primary(plan: GatewayPlan, options: ServeOptions, count: number):
             `rate limits in memory are counted by each of the ${count} workers on its own: a client may get up to ${count}× a limit; gateway.rateLimit.store: redis counts them across workers and instances`,
           )
       }
+    } else if (message.type === 'baton:admin') {
+      for (const other of live.keys()) if (other !== w && other.isConnected()) other.send(message)
     } else if (message.type === 'baton:metrics') {
       const reply = (answer: Message): void => {
         if (w.isConnected()) w.send(answer)

@@ -7,6 +7,7 @@ import { constants } from 'node:os'
 import { pino, type Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { createGateway, type Release } from '../server/gateway.ts'
+import type { AdminAction } from '../server/admin.ts'
 import { DEV_SUBJECT } from './devtoken.ts'
 import { formatRate } from './plan.ts'
 import { formatDuration } from '../config/units.ts'
@@ -64,6 +65,10 @@ export interface WorkerLink {
   onSignal(signal: NodeJS.Signals, handler: (signal: NodeJS.Signals) => void): void
   /** The metrics path's text: the sum over every worker. */
   metricsSource(registry: Registry): () => Promise<string>
+  /** Passes what an admin endpoint did here on to the other workers. */
+  tellOthers(action: AdminAction): void
+  /** What an admin endpoint did on another worker, for this one to do too. */
+  onOthers(handler: (action: AdminAction) => void): void
 }
 
 /** How `baton serve`/`dev` log: the plan's schema (README "Logs and Server-Timing"), pretty for a person under `baton dev`. */
@@ -114,7 +119,9 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
     ...(mocks === null ? {} : { origins: mocks.origins, serverTiming: true }),
     ...(reloader === undefined ? {} : { reloader }),
     ...(options.candidate == null ? {} : { candidate: options.candidate }),
-    ...(options.worker === undefined ? {} : { metricsSource: options.worker.metricsSource }),
+    ...(options.worker === undefined
+      ? {}
+      : { metricsSource: options.worker.metricsSource, onAdmin: options.worker.tellOthers }),
   })
   const listenOptions: { host?: string; port?: number } = {}
   if (options.host !== undefined) listenOptions.host = options.host
@@ -203,6 +210,16 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
       ? null
       : new FileWatcher((file) => void reload(`${shortName(file)} changed`))
   watcher?.watch(plan.files)
+  // --workers: an admin endpoint acted on another worker; this one does the same.
+  options.worker?.onOthers((action) => {
+    if (action.type === 'reload') return void reload('POST /admin/reload on another worker')
+    if (action.type === 'canary') return void gateway.endCanary(action.how)
+    const dropped = gateway.dropCached(action.tags)
+    logger.info(
+      { event: 'cache_invalidated', tags: action.tags, dropped },
+      `cache: another worker's invalidation dropped ${dropped} entries here`,
+    )
+  })
   const onHangup = (): void => void reload('SIGHUP')
   // A worker of `--workers` acts on the signals its primary passes on, not on those sent to it directly.
   const on = options.worker?.onSignal ?? ((signal, handler) => process.on(signal, handler))

@@ -9,9 +9,17 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
-import type { GatewayCaches } from '../cache/caches.ts'
 import { ConfigError } from '../errors.ts'
 import { requestIdOf, send, sendError } from './answers.ts'
+
+/**
+ * What an admin endpoint did in this process, as `baton serve --workers` passes it on to the
+ * other workers (each has its own memory cache, generation and canary).
+ */
+export type AdminAction =
+  | { readonly type: 'invalidate'; readonly tags: readonly string[] }
+  | { readonly type: 'reload' }
+  | { readonly type: 'canary'; readonly how: 'promote' | 'abort' }
 
 /** At most this many tags per call. */
 const MAX_TAGS = 100
@@ -46,7 +54,10 @@ function adminRoute(
   })
 }
 
-export function invalidationRoute(path: string, caches: () => GatewayCaches | null): AdminRoute {
+export function invalidationRoute(
+  path: string,
+  invalidate: (tags: string[]) => Promise<{ dropped: number; published: boolean }>,
+): AdminRoute {
   return adminRoute(path, async (req, reply, requestId) => {
     const tags = (req.body as { tags?: unknown } | null)?.tags
     if (
@@ -62,8 +73,7 @@ export function invalidationRoute(path: string, caches: () => GatewayCaches | nu
         `Send {"tags": [...]}: 1 to ${MAX_TAGS} non-empty strings, e.g. {"tags": ["product:42"]}`,
       )
     }
-    const now = caches()
-    const result = now === null ? { dropped: 0, published: false } : await now.invalidate(tags as string[])
+    const result = await invalidate(tags as string[])
     return send(reply, { status: 200, body: { tags, ...result }, headers: null }, requestId)
   })
 }

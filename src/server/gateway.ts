@@ -33,7 +33,7 @@ import { isPreflight, registerCors } from './cors.ts'
 import { Drain, type DrainReport, sinceArrival } from './drain.ts'
 import { Generation, type GenerationContext, type Match, MAX_PARAM_LENGTH } from './generation.ts'
 import { type ProbeResults, registerHealth, startProbes } from './health.ts'
-import { canaryRoute, invalidationRoute, reloadRoute } from './admin.ts'
+import { type AdminAction, canaryRoute, invalidationRoute, reloadRoute } from './admin.ts'
 import { Canary } from './canary.ts'
 import { cacheStores, closeCacheStores } from '../cache/caches.ts'
 import { systemClock } from '../policies/clock.ts'
@@ -82,6 +82,12 @@ export interface GatewayOptions {
    * --workers` answers with the sum over every worker. Default: this gateway's own registry.
    */
   metricsSource?: (registry: Registry) => () => Promise<string>
+  /**
+   * Told after an admin endpoint has acted here (an invalidation, a reload, a canary ended):
+   * `baton serve --workers` passes it on to the other workers, which apply it with
+   * `dropCached`, `reload` and `endCanary`.
+   */
+  onAdmin?: (action: AdminAction) => void
 }
 
 export interface CloseOptions {
@@ -110,6 +116,8 @@ export interface Gateway {
   readonly canary: Canary | null
   /** Ends the canary: `promote` serves the candidate to everyone, `abort` the stable version; false when none runs. */
   endCanary(how: 'promote' | 'abort'): boolean
+  /** Drops the answers with these tags from this process's memory cache only (another worker invalidated them everywhere else); returns how many. */
+  dropCached(tags: readonly string[]): number
   readonly server: FastifyInstance
   /** Resolves with the bound address; port 0 picks a free port. */
   listen(options?: {
@@ -367,16 +375,30 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
 
   // The admin endpoints: always on the admin port (it is private), on the main port only behind a token.
   const invalidationToken = first.cache.invalidation.token ?? first.adminToken
-  const invalidate = invalidationRoute(first.cache.invalidation.path, () => current.caches)
+  const told = options.onAdmin ?? null
+  const invalidate = invalidationRoute(first.cache.invalidation.path, async (tags) => {
+    const caches = current.caches
+    const result = caches === null ? { dropped: 0, published: false } : await caches.invalidate(tags)
+    told?.({ type: 'invalidate', tags })
+    return result
+  })
   if (admin !== null) admin.route(invalidate(null))
   if (invalidationToken !== null) routes.push(invalidate(invalidationToken))
-  const reloads = reloadRoute('/admin/reload', async () => await reload())
+  const reloads = reloadRoute('/admin/reload', async () => {
+    const report = await reload()
+    told?.({ type: 'reload' })
+    return report
+  })
   if (options.reloader !== undefined) {
     if (admin !== null) admin.route(reloads(null))
     if (first.adminToken !== null) routes.push(reloads(first.adminToken))
   }
   for (const how of ['promote', 'abort'] as const) {
-    const route = canaryRoute(`/admin/canary/${how}`, () => endCanary(how))
+    const route = canaryRoute(`/admin/canary/${how}`, () => {
+      const ended = endCanary(how)
+      if (ended) told?.({ type: 'canary', how })
+      return ended
+    })
     if (admin !== null) admin.route(route(null))
     if (first.adminToken !== null) routes.push(route(first.adminToken))
   }
@@ -488,6 +510,9 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       return canary
     },
     endCanary,
+    dropCached(tags) {
+      return current.caches?.dropHere(tags) ?? 0
+    },
     async listen({ host = first.host, port = first.port } = {}) {
       // The first requests must be counted: a shared store is connected before the port opens.
       await current.prepare()
