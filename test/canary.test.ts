@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
@@ -254,6 +255,46 @@ describe('the real CLI', () => {
       alerts.stdout,
       /alert: BatonCanaryRolledBack\n\s+expr: increase\(baton_canary_rollbacks_total\[10m\]\) > 0/,
     )
+    cli.kill('SIGTERM')
+    assert.equal((await cli.exited).code, 0)
+  })
+})
+
+describe('baton serve --workers 2 with a canary', () => {
+  test('baton canary abort, whichever worker takes it, ends the canary in both workers', async (t) => {
+    const stub = await stubFor(t)
+    routes(stub)
+    const dir = mkdtempSync(join(tmpdir(), 'baton-canary-workers-'))
+    const adminPort = await freePort()
+    const withPorts = (text: string): string =>
+      text.replace('metrics: { port: 0 }', `metrics: { port: ${adminPort} }, host: 127.0.0.1, port: 0`)
+    writeFileSync(join(dir, 'base.yaml'), withPorts(stable(stub, '{ config: next.yaml, weight: 50% }')))
+    writeFileSync(join(dir, 'next.yaml'), withPorts(candidate(stub)))
+    const { cli, url } = await startCli(t, ['serve', join(dir, 'base.yaml'), '--no-watch', '--workers', '2'])
+    const abort = spawnCli(t, ['canary', 'abort', join(dir, 'base.yaml')])
+    assert.equal((await abort.exited).code, 0, abort.stderr)
+    const aborted = (): Record<string, unknown>[] => cli.json().filter((l) => l.event === 'canary_aborted')
+    for (let i = 0; i < 200 && aborted().length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 25))
+    assert.deepEqual(
+      aborted()
+        .map((l) => l.worker)
+        .sort(),
+      [1, 2],
+    )
+    // New connections go to the workers in turn: none of them routes to the candidate any more.
+    for (let i = 0; i < 6; i++) {
+      const answer = await new Promise<{ version: string | undefined; body: string }>((resolve, reject) => {
+        const req = httpRequest(`${url}/product`, { agent: false, headers: { 'x-baton-canary': 'always' } }, (res) => {
+          let body = ''
+          res.on('data', (c: Buffer) => (body += c.toString()))
+          res.on('end', () => resolve({ version: res.headers['baton-version'] as string | undefined, body }))
+        })
+        req.on('error', reject)
+        req.end()
+      })
+      assert.equal(answer.version, undefined)
+      assert.deepEqual(JSON.parse(answer.body), { product: { version: 1 } })
+    }
     cli.kill('SIGTERM')
     assert.equal((await cli.exited).code, 0)
   })

@@ -359,7 +359,11 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       current.onFinished = null
     }
     logger?.warn(
-      { event: `canary_${how}d`, release: ending.candidate.plan.release, ...figures },
+      {
+        event: how === 'promote' ? 'canary_promoted' : 'canary_aborted',
+        release: ending.candidate.plan.release,
+        ...figures,
+      },
       how === 'promote'
         ? `canary ${ending.candidate.plan.release} promoted: it serves every request until the next reload (make it the config to keep it)`
         : `canary ${ending.candidate.plan.release} aborted: ${previous.plan.release} serves every request`,
