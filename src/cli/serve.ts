@@ -237,9 +237,11 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
           { event: 'stopped', signal: first, forced: true, exitCode: code },
           `stopped (forced by a second ${signal})`,
         )
-        logger.flush()
-        // The one place that exits on its own: the pools, Redis and the exporter are not waited for.
-        process.exit(code)
+        // The one place that exits on its own: the pools, Redis and the exporter are not waited for. The log is:
+        // its lines are written asynchronously, and exiting at once could lose the last ones (a busy pipe).
+        const exit = (): never => process.exit(code)
+        setTimeout(exit, 1000).unref()
+        logger.flush(exit)
       }
       first = signal
       watcher?.close()
