@@ -341,6 +341,37 @@ describe('expiry', () => {
     assert.equal(stub.requestsTo('GET /products/:id').length, 2)
   })
 
+  test('a background refresh runs to the end even when a request that joined it leaves', async (t) => {
+    const stub = await stubFor(t)
+    const held = gate()
+    let n = 0
+    stub.route('GET /products/:id', async (req) => (++n === 1 ? json({ v: 1 }) : await held.hold(json({ v: 2 }))(req)))
+    const { url } = await startGateway(t, config(stub, '{ ttl: 100ms, staleWhileRevalidate: 200ms }'))
+    await get(`${url}/products/1`)
+    await sleep(150)
+    // Stale: answered from the entry, and the refresh starts (held at the stub).
+    assert.match((await get(`${url}/products/1`)).headers['cache-status'] ?? '', /detail=stale-while-revalidate$/)
+    await eventually(() => stub.requestsTo('GET /products/:id').length === 2, 'the refresh reached the service')
+    // Past the stale window: the next request waits for the refresh, then its client leaves.
+    await sleep(250)
+    const leaving = new AbortController()
+    const joined = fetch(`${url}/products/1`, { signal: leaving.signal }).catch(() => null)
+    const collapsed = 'baton_cache_lookups_total{method="GET",route="/products/:id",result="collapsed"}'
+    for (let i = 0; i < 500 && (await metric(url, collapsed)) !== 1; i++) await sleep(10)
+    assert.equal(await metric(url, collapsed), 1)
+    leaving.abort()
+    await joined
+    await sleep(50)
+    held.open()
+    await eventually(() => stub.requestsTo('GET /products/:id')[1]?.closed === true, 'the refresh to be answered')
+    assert.equal(stub.requestsTo('GET /products/:id')[1]?.aborted, false, 'the refresh was not cut')
+    assert.equal(stub.requestsTo('GET /products/:id').length, 2)
+    // The refresh stored its answer: served from the entry (fresh, or stale on a slow machine).
+    const fresh = await get(`${url}/products/1`)
+    assert.deepEqual(fresh.body, { product: { v: 2 } })
+    assert.match(fresh.headers['cache-status'] ?? '', /^baton; hit; ttl=/)
+  })
+
   test('stale-if-error: the stored answer instead of the failing run’s error', async (t) => {
     const stub = await stubFor(t)
     stub.route('GET /products/:id', inTurn(json({ v: 1 }), json({}, { status: 500 })))

@@ -192,8 +192,13 @@ export class ResponseCache {
     return tags
   }
 
-  #compute(key: string, request: RequestView, requestId: string, start: StartRun) {
-    return this.#flights.start(key, start(request, requestId), (answer) => this.#settle(key, request, answer))
+  #compute(key: string, request: RequestView, requestId: string, start: StartRun, detached = false) {
+    return this.#flights.start(
+      key,
+      start(request, requestId),
+      (answer) => this.#settle(key, request, answer),
+      detached,
+    )
   }
 
   /** Serialises the answer and stores it when it may be stored. */
@@ -235,10 +240,13 @@ export class ResponseCache {
     return this.#plan.ttl
   }
 
-  /** One background run per key, whoever asks: the stale entry is served meanwhile. */
+  /**
+   * One background run per key, whoever asks: the stale entry is served meanwhile. It runs to the
+   * end even if a request that joined it (the entry went past stale meanwhile) leaves.
+   */
   #refresh(key: string, request: RequestView, start: StartRun): void {
     if (this.#flights.has(key)) return
-    const flight = this.#compute(key, request, randomUUID(), start)
+    const flight = this.#compute(key, request, randomUUID(), start, true)
     flight.result.catch((err: unknown) => this.#options.onError?.(err))
   }
 

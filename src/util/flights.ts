@@ -47,9 +47,14 @@ export class Flights<T, R extends SharedRun<unknown> = SharedRun<unknown>> {
     return this.#flights.has(key)
   }
 
-  /** The flight of `run` under `key`: its result is `settle` of the run's answer; forgotten once settled. */
-  start<A>(key: string, run: R & SharedRun<A>, settle: (answer: A) => T): Flight<T, R> {
-    const flight: Flight<T, R> = { key, run, result: run.answer.then(settle), waiters: 0 }
+  /**
+   * The flight of `run` under `key`: its result is `settle` of the run's answer; forgotten once
+   * settled. A `detached` flight (a background refresh nobody asked for) is never abandoned:
+   * requests that join it and leave do not end it.
+   */
+  start<A>(key: string, run: R & SharedRun<A>, settle: (answer: A) => T, detached = false): Flight<T, R> {
+    // A detached flight holds a waiter of its own until it settles, so the count never falls to 0.
+    const flight: Flight<T, R> = { key, run, result: run.answer.then(settle), waiters: detached ? 1 : 0 }
     this.#flights.set(key, flight)
     const done = (): void => {
       if (this.#flights.get(key) === flight) this.#flights.delete(key)
