@@ -367,6 +367,37 @@ endpoints:
     assert.equal(await gateway.close(), report)
   })
 
+  test('a connection that has sent nothing (a preconnect, a pool spare) does not hold the drain: closed like an idle one', async (t) => {
+    const stub = await stubFor(t)
+    stub.route('GET /items/:id', json({ ok: true }))
+    const { plan } = compileText('baton.yaml', yaml(stub.url, '3s'), { env: {} })
+    const gateway = createGateway(plan)
+    t.after(() => gateway.close({ force: true }))
+    const { port } = await gateway.listen({ host: '127.0.0.1', port: 0 })
+    // One answered with keep-alive (idle now), one that has sent nothing, one halfway through a request head.
+    const idle = await rawConnection(port)
+    idle.socket.write('GET /items/1 HTTP/1.1\r\nhost: baton\r\n\r\n')
+    await eventually(() => idle.received().includes('"ok":true'), 'the idle connection answered once')
+    const silent = await rawConnection(port)
+    const half = await rawConnection(port)
+    half.socket.write('GET /items/2 HTTP/1.1\r\nhost: baton\r\n')
+    // Accepted in order: once a later connection is answered, these two are open at the gateway.
+    assert.equal((await getAlone(port, '/items/3')).status, 200)
+
+    const closing = gateway.close()
+    await within(2000, 'the idle connection closed', idle.closed)
+    await within(2000, 'the silent connection closed', silent.closed)
+    // The half-sent request is still served, then its connection closes.
+    assert.equal(half.socket.destroyed, false)
+    half.socket.write('\r\n')
+    await within(2000, 'the half-sent request answered', half.closed)
+    assert.deepEqual([parseRaw(half.received()).status, parseRaw(half.received()).headers.connection], [200, 'close'])
+    const report = await closing
+    // Neither idle connection was cut by the drain timeout (3 s): they were closed at its start.
+    assert.deepEqual([report.timedOut, report.destroyed, report.drained], [false, 0, 1])
+    assert.equal(stub.requestsTo('GET /items/:id').length, 3)
+  })
+
   test('the drain timeout cuts a run shared by identical requests: each of them is answered 503 SHUTTING_DOWN', async (t) => {
     const stub = await stubFor(t)
     stub.route('GET /items/:id', hang())

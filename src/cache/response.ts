@@ -193,12 +193,7 @@ export class ResponseCache {
   }
 
   #compute(key: string, request: RequestView, requestId: string, start: StartRun, detached = false) {
-    return this.#flights.start(
-      key,
-      start(request, requestId),
-      (answer) => this.#settle(key, request, answer),
-      detached,
-    )
+    return this.#flights.start(key, start(request, requestId), (answer) => this.#settle(key, request, answer), detached)
   }
 
   /** Serialises the answer and stores it when it may be stored. */

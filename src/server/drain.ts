@@ -163,6 +163,7 @@ export class Drain {
     for (const res of this.#responses()) if (!res.headersSent) res.setHeader('connection', 'close')
     // Node's close stops the listener now, closes the idle connections, and calls back once the last connection has closed.
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    this.#closeUnused()
     const woken = new Promise<void>((resolve) => (this.#wake = resolve))
     if (force) this.force()
     // Fastify's close runs its hooks, then waits for the same connections: it is awaited last.
@@ -241,6 +242,18 @@ export class Drain {
       },
       `drain timeout (${formatDuration(timeout)}): ${plural(this.#cut, 'request')} still in flight, ${this.#answered} answered 503 SHUTTING_DOWN; ${plural(connections, 'connection')} destroyed`,
     )
+  }
+
+  /**
+   * Connections that have not sent a byte (a browser's preconnect, a pool's spare) are idle too,
+   * though Node counts them as active from the moment they open, so that its request timeout
+   * covers them: left open, they would hold the drain until the client gave up on them. One that
+   * has sent part of a request is not touched: its request is served.
+   */
+  #closeUnused(): void {
+    for (const socket of this.#sockets) {
+      if (socket[RESPONSES] === undefined && socket.bytesRead === 0) socket.destroy()
+    }
   }
 
   #destroyAll(): number {
