@@ -23,7 +23,10 @@ import {
   startCollector,
   startGrpcCollector,
 } from './helpers/otlp.ts'
-import { hang, json, type Stub } from './helpers/stub.ts'
+import { gate } from './helpers/resilience.ts'
+import { metricValue } from './helpers/metrics.ts'
+import { eventually, hang, json, type Stub } from './helpers/stub.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 const run = promisify(execFile)
 
@@ -451,6 +454,101 @@ endpoints:
     const server = serverSpan(collector.spans)
     assert.equal(server.serviceName, 'from-env')
     assertPropagated(stub, collector.spans, server.traceId)
+  })
+
+  test("answers without a run of their own have a server span in their client's trace: a shared run's waiters link to its span; a cache hit", async (t) => {
+    const stub = await stubFor(t)
+    const held = gate()
+    stub.route('GET /items/:id', held.hold(json({ id: 1 })))
+    const collector = await startCollector(t)
+    const gateway = await startGateway(
+      t,
+      `
+version: 1
+gateway: { name: Shared, tracing: { endpoint: "${collector.url}" } }
+services:
+  items: { url: "${stub.url}" }
+endpoints:
+  GET /shared/{id}:
+    calls:
+      item: { request: "GET items /items/\${request.params.id}" }
+  GET /cached/{id}:
+    cache: { ttl: 60s }
+    calls:
+      item: { request: "GET items /items/\${request.params.id}" }
+  GET /checked/{id}:
+    validate:
+      params: { properties: { id: { type: integer } } }
+    calls:
+      item: { request: "GET items /items/\${request.params.id}" }
+`,
+    )
+    const url = gateway.url
+    // Three clients, each in a trace of its own, ask for the same answer at once: one run, two waiters.
+    const parent = (i: number): string => `00-${String(i).repeat(32)}-${String(i).repeat(16)}-01`
+    const first = get(`${url}/shared/1`, { traceparent: parent(1) })
+    await eventually(() => stub.requestsTo('GET /items/:id').length === 1, 'the run reached the service')
+    const others = [2, 3].map((i) => get(`${url}/shared/1`, { traceparent: parent(i) }))
+    const coalesced = 'baton_coalesced_requests_total{method="GET",route="/shared/:id"}'
+    for (let i = 0; i < 500 && (await metricValue(url, coalesced)) !== 2; i++) await sleep(10)
+    held.open()
+    const answers = await Promise.all([first, ...others])
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [200, 200, 200],
+    )
+    // A miss, then a hit; a 404 and the health check, which are not traced.
+    for (let i = 4; i <= 5; i++) assert.equal((await get(`${url}/cached/1`, { traceparent: parent(i) })).status, 200)
+    // Turned away before any run: a 400.
+    assert.equal((await get(`${url}/checked/abc`, { traceparent: parent(8) })).status, 400)
+    assert.equal((await get(`${url}/nothing`, { traceparent: parent(6) })).status, 404)
+    assert.equal((await get(`${url}/health`, { traceparent: parent(7) })).status, 200)
+    await gateway.close()
+
+    const spans = servers(collector.spans)
+    assert.deepEqual(
+      spans.map((s) => s.traceId).sort(),
+      [1, 2, 3, 4, 5, 8].map((i) => String(i).repeat(32)),
+    )
+    const byTrace = (i: number): ReceivedSpan => spans.find((s) => s.traceId === String(i).repeat(32)) as ReceivedSpan
+    const run = byTrace(1)
+    assert.equal(run.name, 'GET /shared/:id')
+    assert.equal(
+      clients(collector.spans).filter((c) => c.parentSpanId === run.spanId).length,
+      1,
+      'the call is the run’s',
+    )
+    for (const i of [2, 3]) {
+      const waiter = byTrace(i)
+      assert.equal(waiter.name, 'GET /shared/:id')
+      assert.equal(waiter.parentSpanId, String(i).repeat(16))
+      assert.deepEqual(waiter.links, [{ traceId: run.traceId, spanId: run.spanId }])
+      assert.deepEqual(waiter.attributes, {
+        'http.request.method': 'GET',
+        'http.route': '/shared/:id',
+        'baton.endpoint': 'GET /shared/:id',
+        'baton.request_id': answers[i - 1]?.headers['x-request-id'],
+        'http.response.status_code': 200,
+        'baton.outcome': 'complete',
+        'baton.shared_run': run.attributes['baton.request_id'],
+      })
+      assert.equal(clients(collector.spans).filter((c) => c.parentSpanId === waiter.spanId).length, 0)
+    }
+    const hit = byTrace(5)
+    assert.equal(hit.name, 'GET /cached/:id')
+    assert.equal(hit.parentSpanId, '5'.repeat(16))
+    assert.deepEqual(hit.links, [])
+    assert.equal(hit.attributes['http.response.status_code'], 200)
+    assert.equal(byTrace(4).attributes['baton.request_id'] !== hit.attributes['baton.request_id'], true)
+    const refused = byTrace(8)
+    assert.deepEqual(
+      [refused.name, refused.status, refused.attributes['http.response.status_code']],
+      ['GET /checked/:id', STATUS.UNSET, 400],
+    )
+    assert.deepEqual(
+      [refused.attributes['baton.error_code'], refused.attributes['baton.outcome']],
+      ['VALIDATION_FAILED', 'failed'],
+    )
   })
 
   test('two gateways in one process keep their spans apart', async (t) => {

@@ -1,4 +1,5 @@
 /** A request's outcome as logs, metrics and traces name it. */
+import type { IncomingHttpHeaders } from 'node:http'
 import type { GatewayAnswer, RunReport } from '../runtime/observer.ts'
 
 export type Outcome = 'complete' | 'partial' | 'failed'
@@ -38,6 +39,18 @@ export interface Answered {
   readonly logged: boolean
   /** The request id of the request whose run answered this one (endpoint coalescing); null when it ran its own, or none. */
   readonly sharedRun: string | null
+  /** The server span of that run (traced gateways), which this answer's span links to; null otherwise. */
+  readonly sharedSpan: SpanIds | null
+  /** The request's headers (its trace context); null for an error before a request existed. */
+  readonly headers: IncomingHttpHeaders | null
+  /** One of the config's endpoints matched (not the gateway's own paths, not an unmatched one). */
+  readonly matched: boolean
+}
+
+/** A span, by its ids. */
+export interface SpanIds {
+  readonly traceId: string
+  readonly spanId: string
 }
 
 /** Told about every answer written outside a run (the run's own observers see the others). */

@@ -20,7 +20,7 @@ import type { GatewayAnswer, RunObserver, RunReport, RunView } from '../runtime/
 import type { ServiceClient } from '../upstream/client.ts'
 import type { CallError } from '../upstream/failure.ts'
 import type { CallResponse, Try } from '../upstream/pipeline.ts'
-import { outcomeOf } from './outcome.ts'
+import { type Answered, type AnswerObserver, answerOutcome, outcomeOf } from './outcome.ts'
 
 interface Otel {
   readonly api: typeof OtelApi
@@ -56,7 +56,7 @@ async function batonVersion(): Promise<string> {
 }
 
 /** A gateway's tracer provider: started when the gateway gets ready, flushed and shut down when it closes. */
-export class GatewayTracing {
+export class GatewayTracing implements AnswerObserver {
   readonly plan: TracingPlan
   /** Null until start(), which the gateway awaits before it serves anything, and after close(). */
   tracer: Tracer | null = null
@@ -163,6 +163,52 @@ export class GatewayTracing {
         trace?.finish(answer, run)
       },
     }
+  }
+
+  /**
+   * A server span for an endpoint's answer written without a run of its own: a cache hit, a
+   * request that shared another's run (linked to that run's span, where its calls are), a request
+   * turned away at the edge. In the client's trace, as a run's span is. The gateway's own paths
+   * (health, metrics, admin) and unmatched ones are not traced.
+   */
+  answered(answer: Answered): void {
+    const tracer = this.tracer
+    if (tracer === null || !answer.matched || answer.headers === null) return
+    const { api, propagator } = otel as Otel
+    const headers = answer.headers
+    const parent =
+      headers.traceparent === undefined && headers.baggage === undefined
+        ? api.ROOT_CONTEXT
+        : propagator.extract(api.ROOT_CONTEXT, headers, api.defaultTextMapGetter)
+    const label = answer.endpoint
+    const space = label.indexOf(' ')
+    const route = label.slice(space + 1)
+    const attributes: Attributes = {
+      'http.request.method': label.slice(0, space),
+      'http.route': route === '' ? '/' : route,
+      'baton.endpoint': label,
+      'baton.request_id': answer.requestId,
+      'http.response.status_code': answer.status,
+      'baton.outcome': answerOutcome(answer.status),
+    }
+    if (answer.sharedRun !== null) attributes['baton.shared_run'] = answer.sharedRun
+    if (answer.code !== null) attributes['baton.error_code'] = answer.code
+    const shared = answer.sharedSpan
+    const links =
+      shared === null
+        ? []
+        : [{ context: { traceId: shared.traceId, spanId: shared.spanId, traceFlags: api.TraceFlags.SAMPLED } }]
+    const now = Date.now()
+    const span = tracer.startSpan(
+      label,
+      { kind: api.SpanKind.SERVER, attributes, links, startTime: now - (answer.durationMs ?? 0) },
+      parent,
+    )
+    if (answer.status >= 500) {
+      span.setAttribute('error.type', answer.code ?? String(answer.status))
+      span.setStatus({ code: api.SpanStatusCode.ERROR })
+    }
+    span.end(now)
   }
 
   /** Exports the spans still buffered, then stops. */

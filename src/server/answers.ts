@@ -9,6 +9,7 @@ import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
+import type { SpanIds } from '../observability/outcome.ts'
 import type { GatewayAnswer } from '../runtime/execute.ts'
 
 declare module 'fastify' {
@@ -19,6 +20,8 @@ declare module 'fastify' {
     recorded: number
     /** The request id of another request whose run answered this one (endpoint coalescing); null otherwise. */
     sharedRun: string | null
+    /** That run's server span (traced gateways); null otherwise. */
+    sharedSpan: SpanIds | null
   }
 }
 

@@ -10,6 +10,7 @@
  * cache (the cache collapses identical requests itself); `coalesce: false` turns it off.
  */
 import type { IncomingMessage } from 'node:http'
+import type { SpanIds } from '../observability/outcome.ts'
 import type { Principal } from '../plan/scope.ts'
 import { type ClientHandle, Flights, type SharedRun, type WaiterObserver } from '../util/flights.ts'
 import { PER_REQUEST } from '../upstream/request-key.ts'
@@ -29,6 +30,8 @@ export interface SharedAnswer {
   readonly headers: Readonly<Record<string, string>>
   /** The request id of the request whose run made it (its log line and trace hold the run's details). */
   readonly requestId: string
+  /** That run's server span, when the gateway traces. */
+  readonly span: SpanIds | null
 }
 
 export interface Shared {
@@ -40,6 +43,8 @@ export interface Shared {
 /** A run as coalescing drives it: shared, and cut by the drain. */
 export interface CoalescedRun extends SharedRun<RunAnswer> {
   cut(): boolean
+  /** Its trace ids, set when the run started (null when the gateway does not trace). */
+  readonly report: { readonly traceId: string | null; readonly spanId: string | null }
 }
 
 export class EndpointCoalescing<R extends CoalescedRun = CoalescedRun> {
@@ -74,14 +79,17 @@ export class EndpointCoalescing<R extends CoalescedRun = CoalescedRun> {
   ): Promise<Shared | null> {
     let flight = this.#flights.get(key)
     const joined = flight !== undefined
-    flight ??= this.#flights.start(key, start(), (answer: RunAnswer) => serialise(answer, requestId))
+    if (flight === undefined) {
+      const run = start()
+      flight = this.#flights.start(key, run, (answer: RunAnswer) => serialise(answer, requestId, run.report))
+    }
     using(flight.run)
     const answer = await this.#flights.wait(flight, client, joined)
     return answer === null ? null : { answer, ran: !joined }
   }
 }
 
-function serialise(answer: RunAnswer, requestId: string): SharedAnswer {
+function serialise(answer: RunAnswer, requestId: string, trace: CoalescedRun['report']): SharedAnswer {
   let bytes: Buffer | null
   try {
     bytes = Buffer.from(JSON.stringify(answer.body))
@@ -90,7 +98,9 @@ function serialise(answer: RunAnswer, requestId: string): SharedAnswer {
   }
   // Answers are made per request (an endpoint with a response cache does not coalesce).
   const headers = answer.headers === null ? NO_STORE : { ...answer.headers, 'cache-control': 'no-store' }
-  return { status: answer.status, bytes, headers, requestId }
+  const { traceId, spanId } = trace
+  const span = traceId === null || spanId === null ? null : { traceId, spanId }
+  return { status: answer.status, bytes, headers, requestId, span }
 }
 
 const NO_STORE: Readonly<Record<string, string>> = Object.freeze({ 'cache-control': 'no-store' })

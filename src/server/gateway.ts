@@ -157,6 +157,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   if (metrics !== null) answerObservers.push(metrics)
   const answersLog = logger === null ? null : answerLog(logger, accessLog)
   if (answersLog !== null) answerObservers.push(answersLog)
+  if (tracing !== null) answerObservers.push(tracing)
   const tell = (answer: Answered): void => {
     for (const observer of answerObservers) {
       try {
@@ -222,6 +223,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   server.decorateRequest('answerCode', null)
   server.decorateRequest('recorded', 0)
   server.decorateRequest('sharedRun', null)
+  server.decorateRequest('sharedSpan', null)
   server.decorateRequest('matched', null)
   // Every answer carries x-request-id and is counted and logged: a run's by its observers, every other one here.
   server.addHook('onSend', finish)
@@ -658,6 +660,9 @@ function answerOf(req: FastifyRequest, reply: FastifyReply): Answered {
     path: unmatched ? (req.url.split('?')[0] as string).slice(0, 256) : null,
     logged: req.recorded === LOGGED,
     sharedRun: req.sharedRun ?? null,
+    sharedSpan: req.sharedSpan ?? null,
+    headers: req.headers,
+    matched: req.matched != null,
   }
 }
 
@@ -673,5 +678,8 @@ function socketAnswer(answer: SocketAnswer): Answered {
     path: null,
     logged: false,
     sharedRun: null,
+    sharedSpan: null,
+    headers: null,
+    matched: false,
   }
 }

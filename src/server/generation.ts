@@ -364,6 +364,7 @@ function handlerFor(
         for (const observer of edgeObservers) observer.rejected(endpoint.plan, INVALID, { ip: req.ip, requestId })
         // Its `rejected` line is its log line; the onSend hook counts it.
         req.recorded = LOGGED
+        req.answerCode = 'VALIDATION_FAILED'
         return send(reply, { status: INVALID.status, body: validationEnvelope(issues), headers: null }, requestId)
       }
       params = parts.params
@@ -408,7 +409,10 @@ function handlerFor(
       // This request's own run has counted and logged its answer; the others are counted by onSend.
       const { answer } = shared
       if (shared.ran) req.recorded = RECORDED
-      else req.sharedRun = answer.requestId
+      else {
+        req.sharedRun = answer.requestId
+        req.sharedSpan = answer.span
+      }
       if (answer.bytes === null) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
       return sendText(reply, answer.status, answer.bytes, answer.headers, requestId)
     }

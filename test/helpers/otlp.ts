@@ -31,6 +31,7 @@ interface OtlpSpan {
   kind: number
   attributes?: KeyValue[]
   status?: { code?: number; message?: string }
+  links?: { traceId: string; spanId: string }[]
 }
 
 interface ExportRequest {
@@ -59,6 +60,8 @@ export interface ReceivedSpan {
   readonly resource: Record<string, unknown>
   /** The instrumentation scope. */
   readonly scope: { readonly name: string; readonly version: string }
+  /** The spans it links to. */
+  readonly links: readonly { readonly traceId: string; readonly spanId: string }[]
 }
 
 export interface Collector {
@@ -187,6 +190,7 @@ function take(spans: ReceivedSpan[], body: ExportRequest): void {
           serviceName: resource['service.name'],
           resource,
           scope,
+          links: (span.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })),
         })
       }
     }
@@ -272,6 +276,10 @@ function decodeSpan(f: Field[]): OtlpSpan {
     kind: Number(one(f, 6)?.varint ?? 0n),
     attributes: decodeAttributes(f, 9),
     status: { code: status === undefined ? 0 : Number(one(fieldsOf(status.bytes), 3)?.varint ?? 0n) },
+    links: all(f, 13).map((l) => {
+      const lf = fieldsOf(l.bytes)
+      return { traceId: hex(one(lf, 1)) ?? '', spanId: hex(one(lf, 2)) ?? '' }
+    }),
   }
 }
 
