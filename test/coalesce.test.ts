@@ -220,6 +220,48 @@ describe('identical requests in flight share one run (endpoint coalescing)', () 
     assert.equal(stub.requestsTo('GET /users/:id').length, 2)
   })
 
+  test('a partial answer shared by a run is partial for every request that waited: metrics and log lines', async (t) => {
+    const stub = await stubFor(t)
+    const release = gate()
+    stub.route('GET /users/:id', release.hold(json({ id: 7 })))
+    stub.route('GET /extras/:id', json({}, { status: 503 }))
+    const { logger, lines } = captureLog()
+    const { url } = await startGateway(
+      t,
+      `
+version: 1
+gateway: { name: Coalesce }
+services:
+  users: { url: "${stub.url}" }
+endpoints:
+  GET /profile/{id}:
+    calls:
+      user: { request: "GET users /users/\${request.params.id}" }
+      extras: { request: "GET users /extras/\${request.params.id}", required: false, fallback: null }
+`,
+      { logger },
+    )
+    const answers = Array.from(
+      { length: 5 },
+      async (_, i) => await get(`${url}/profile/7`, { 'x-request-id': `c-${i}` }),
+    )
+    await inFlight(url, 5)
+    release.open()
+    for (const res of await Promise.all(answers)) {
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['baton-degraded'], 'extras')
+    }
+    assert.deepEqual(await metric(url, 'baton_requests_total{method="GET",route="/profile/:id"'), [
+      'baton_requests_total{method="GET",route="/profile/:id",status_class="2xx",outcome="partial"} 5',
+    ])
+    const logged = lines.filter((l) => l.event === 'request' && String(l.requestId).startsWith('c-'))
+    assert.deepEqual(
+      logged.map((l) => l.outcome),
+      ['partial', 'partial', 'partial', 'partial', 'partial'],
+    )
+    assert.equal(logged.filter((l) => l.sharedRun !== undefined).length, 4)
+  })
+
   test('another query, another header value or another caller: a run of its own', async (t) => {
     const stub = await stubFor(t)
     const release = gate()

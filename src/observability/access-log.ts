@@ -103,7 +103,7 @@ export function answerLog(logger: Logger, accessLog = true): AnswerObserver | nu
           endpoint,
           ...(method === null ? {} : { method, path }),
           status,
-          outcome: answerOutcome(status),
+          outcome: answerOutcome(status, answer.degraded),
           ...(durationMs === null ? {} : { durationMs: Math.round(durationMs * 10) / 10 }),
           ...(code === null ? {} : { code }),
           ...(sharedRun === null ? {} : { sharedRun }),

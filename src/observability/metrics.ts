@@ -45,6 +45,9 @@ interface CallSeries {
   readonly batchSize: HistogramSeries | null
 }
 
+/** Where a partial answer's series sits in an endpoint's list, after those by status. */
+const PARTIAL = 1000
+
 export class GatewayMetrics implements EdgeObserver, AnswerObserver {
   readonly registry = new Registry()
   // The series a request records into are SeriesHistogram/SeriesCounter (see series.ts); the rare ones stay prom-client's.
@@ -306,31 +309,31 @@ export class GatewayMetrics implements EdgeObserver, AnswerObserver {
 
   /** Counts an answer written outside a run (its series are few: labels, never raw paths). */
   answered(answer: Answered): void {
-    this.#answers(answer.endpoint, answer.status).inc()
+    this.#answers(answer.endpoint, answer.status, answer.degraded).inc()
   }
 
   /** Creates the series an answer outside a run will count into, so that dashboards see a zero rather than a gap. */
   expectAnswers(endpoint: string, status: number): void {
-    this.#answers(endpoint, status)
+    this.#answers(endpoint, status, false)
   }
 
-  /** Per endpoint label, its answers' series by status (found once, then read without building labels). */
+  /** Per endpoint label, its answers' series by status, partial ones at status + PARTIAL (found once, then read without building labels). */
   readonly #answerSeries = new Map<string, CounterSeries[]>()
 
   /** An answer no route matched has route "unmatched" and no method: its method is in its log line, never a label. */
-  #answers(endpoint: string, status: number): CounterSeries {
+  #answers(endpoint: string, status: number, degraded: boolean): CounterSeries {
     let byStatus = this.#answerSeries.get(endpoint)
     if (byStatus === undefined) this.#answerSeries.set(endpoint, (byStatus = []))
-    return (byStatus[status] ??= this.#answersSeries(endpoint, status))
+    return (byStatus[degraded ? status + PARTIAL : status] ??= this.#answersSeries(endpoint, status, degraded))
   }
 
-  #answersSeries(endpoint: string, status: number): CounterSeries {
+  #answersSeries(endpoint: string, status: number, degraded: boolean): CounterSeries {
     const labels = routeLabels(endpoint)
     return this.#requests.labels({
       method: labels.method,
       route: labels.route,
       status_class: `${Math.floor(status / 100)}xx`,
-      outcome: answerOutcome(status),
+      outcome: answerOutcome(status, degraded),
     })
   }
 

@@ -45,6 +45,8 @@ export interface Answered {
   readonly headers: IncomingHttpHeaders | null
   /** One of the config's endpoints matched (not the gateway's own paths, not an unmatched one). */
   readonly matched: boolean
+  /** The answer says `baton-degraded`: a partial answer, shared by a run or stored in the cache. */
+  readonly degraded: boolean
 }
 
 /** A span, by its ids. */
@@ -58,7 +60,8 @@ export interface AnswerObserver {
   answered(answer: Answered): void
 }
 
-/** The outcome of an answer outside a run: there are no fallbacks there. */
-export function answerOutcome(status: number): Outcome {
-  return status >= 400 ? 'failed' : 'complete'
+/** The outcome of an answer outside a run: partial when it is a run's partial answer, shared or cached. */
+export function answerOutcome(status: number, degraded: boolean): Outcome {
+  if (status >= 400) return 'failed'
+  return degraded ? 'partial' : 'complete'
 }

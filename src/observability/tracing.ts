@@ -189,7 +189,7 @@ export class GatewayTracing implements AnswerObserver {
       'baton.endpoint': label,
       'baton.request_id': answer.requestId,
       'http.response.status_code': answer.status,
-      'baton.outcome': answerOutcome(answer.status),
+      'baton.outcome': answerOutcome(answer.status, answer.degraded),
     }
     if (answer.sharedRun !== null) attributes['baton.shared_run'] = answer.sharedRun
     if (answer.code !== null) attributes['baton.error_code'] = answer.code

@@ -663,6 +663,7 @@ function answerOf(req: FastifyRequest, reply: FastifyReply): Answered {
     sharedSpan: req.sharedSpan ?? null,
     headers: req.headers,
     matched: req.matched != null,
+    degraded: reply.hasHeader('baton-degraded'),
   }
 }
 
@@ -681,5 +682,6 @@ function socketAnswer(answer: SocketAnswer): Answered {
     sharedSpan: null,
     headers: null,
     matched: false,
+    degraded: false,
   }
 }
