@@ -6,6 +6,7 @@
  * `Gateway.close()`, the library's way, drains the same.
  */
 import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
@@ -367,7 +368,7 @@ endpoints:
     assert.equal(await gateway.close(), report)
   })
 
-  test('a connection that has sent nothing (a preconnect, a pool spare) does not hold the drain: closed like an idle one', async (t) => {
+  test('a connection that has sent nothing (a preconnect, a pool spare) does not hold the drain: closed after a second, its request served if sent meanwhile', async (t) => {
     const stub = await stubFor(t)
     stub.route('GET /items/:id', json({ ok: true }))
     const { plan } = compileText('baton.yaml', yaml(stub.url, '3s'), { env: {} })
@@ -379,6 +380,7 @@ endpoints:
     idle.socket.write('GET /items/1 HTTP/1.1\r\nhost: baton\r\n\r\n')
     await eventually(() => idle.received().includes('"ok":true'), 'the idle connection answered once')
     const silent = await rawConnection(port)
+    const late = await rawConnection(port)
     const half = await rawConnection(port)
     half.socket.write('GET /items/2 HTTP/1.1\r\nhost: baton\r\n')
     // Accepted in order: once a later connection is answered, these two are open at the gateway.
@@ -386,6 +388,12 @@ endpoints:
 
     const closing = gateway.close()
     await within(2000, 'the idle connection closed', idle.closed)
+    // A request on its way when the drain began is served: a connection that has sent nothing yet gets a second.
+    await sleep(200)
+    late.socket.write('GET /items/4 HTTP/1.1\r\nhost: baton\r\n\r\n')
+    await within(2000, 'the late request answered', late.closed)
+    assert.deepEqual([parseRaw(late.received()).status, parseRaw(late.received()).headers.connection], [200, 'close'])
+    // The one that never sends is closed then, well before the drain timeout (3 s).
     await within(2000, 'the silent connection closed', silent.closed)
     // The half-sent request is still served, then its connection closes.
     assert.equal(half.socket.destroyed, false)
@@ -394,8 +402,8 @@ endpoints:
     assert.deepEqual([parseRaw(half.received()).status, parseRaw(half.received()).headers.connection], [200, 'close'])
     const report = await closing
     // Neither idle connection was cut by the drain timeout (3 s): they were closed at its start.
-    assert.deepEqual([report.timedOut, report.destroyed, report.drained], [false, 0, 1])
-    assert.equal(stub.requestsTo('GET /items/:id').length, 3)
+    assert.deepEqual([report.timedOut, report.destroyed, report.drained], [false, 0, 2])
+    assert.equal(stub.requestsTo('GET /items/:id').length, 4)
   })
 
   test('the drain timeout cuts a run shared by identical requests: each of them is answered 503 SHUTTING_DOWN', async (t) => {

@@ -43,7 +43,8 @@ export interface DrainReport {
  */
 const RESPONSES = Symbol('baton.drain.responses')
 const RUN = Symbol('baton.drain.run')
-type Connection = Socket & { [RESPONSES]?: Tracked[] | undefined }
+const OPENED = Symbol('baton.drain.opened')
+type Connection = Socket & { [RESPONSES]?: Tracked[] | undefined; [OPENED]?: number }
 /** A response in flight: the run answering it (null until the handler starts one; undefined once it has ended). */
 type Tracked = ServerResponse & { [RUN]?: Cuttable | null | undefined; [RESPONSES]?: Tracked[] | undefined }
 
@@ -58,6 +59,11 @@ export function sinceArrival(req: IncomingMessage): number | null {
 
 /** After the runs still going are answered 503, the time their answers get to leave before every connection left is destroyed. */
 const CUT_GRACE = 250
+/**
+ * How long a connection that has sent nothing keeps its chance to send a request once the drain
+ * has begun (counted from when it opened): one opened just before may have its request on the way.
+ */
+const UNUSED_GRACE = 1000
 
 const SERVING = 0
 const DRAINING = 1
@@ -105,6 +111,7 @@ export class Drain {
     }
     server.on('connection', (socket: Socket) => {
       sockets.add(socket)
+      ;(socket as Connection)[OPENED] = performance.now()
       socket.on('close', socketClosed)
     })
     // Before fastify's own listener, so that an answer written at once carries the header too.
@@ -247,13 +254,21 @@ export class Drain {
   /**
    * Connections that have not sent a byte (a browser's preconnect, a pool's spare) are idle too,
    * though Node counts them as active from the moment they open, so that its request timeout
-   * covers them: left open, they would hold the drain until the client gave up on them. One that
-   * has sent part of a request is not touched: its request is served.
+   * covers them: left open, they would hold the drain until the client gave up on them. Each is
+   * closed once it has been open UNUSED_GRACE (as Go's Shutdown treats a new connection as idle
+   * after a while), so that a request already on its way is still served. One that has sent part
+   * of a request is not touched: its request is served.
    */
   #closeUnused(): void {
+    const now = performance.now()
+    let next = Infinity
     for (const socket of this.#sockets) {
-      if (socket[RESPONSES] === undefined && socket.bytesRead === 0) socket.destroy()
+      if (socket[RESPONSES] !== undefined || socket.bytesRead !== 0 || socket.destroyed) continue
+      const left = (socket[OPENED] ?? 0) + UNUSED_GRACE - now
+      if (left <= 0) socket.destroy()
+      else next = Math.min(next, left)
     }
+    if (next !== Infinity) setTimeout(() => this.#closeUnused(), Math.ceil(next)).unref()
   }
 
   #destroyAll(): number {
