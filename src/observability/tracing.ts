@@ -14,6 +14,7 @@ import type * as OtelApi from '@opentelemetry/api'
 import type { Attributes, Context, Span, TextMapPropagator, Tracer } from '@opentelemetry/api'
 import type { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base'
 import { readFile } from 'node:fs/promises'
+import type { IncomingHttpHeaders } from 'node:http'
 import type { Logger } from 'pino'
 import type { EndpointPlan, TracingPlan } from '../plan/types.ts'
 import type { GatewayAnswer, RunObserver, RunReport, RunView } from '../runtime/observer.ts'
@@ -174,12 +175,8 @@ export class GatewayTracing implements AnswerObserver {
   answered(answer: Answered): void {
     const tracer = this.tracer
     if (tracer === null || !answer.matched || answer.headers === null) return
-    const { api, propagator } = otel as Otel
-    const headers = answer.headers
-    const parent =
-      headers.traceparent === undefined && headers.baggage === undefined
-        ? api.ROOT_CONTEXT
-        : propagator.extract(api.ROOT_CONTEXT, headers, api.defaultTextMapGetter)
+    const { api } = otel as Otel
+    const parent = clientContext(answer.headers)
     const label = answer.endpoint
     const space = label.indexOf(' ')
     const route = label.slice(space + 1)
@@ -299,12 +296,9 @@ class EndpointSpans {
   startRequest(run: RunView): RequestTrace | null {
     const tracer = this.tracing.tracer
     if (tracer === null) return null
-    const { api, propagator } = otel as Otel
+    const { api } = otel as Otel
     const { headers, url, client } = run.request
-    const parent =
-      headers.traceparent === undefined && headers.baggage === undefined
-        ? api.ROOT_CONTEXT
-        : propagator.extract(api.ROOT_CONTEXT, headers, api.defaultTextMapGetter)
+    const parent = clientContext(headers)
     const attributes: Attributes = {
       ...this.attributes,
       'url.scheme': client.protocol,
@@ -319,6 +313,14 @@ class EndpointSpans {
     const span = tracer.startSpan(this.name, { kind: api.SpanKind.SERVER, attributes }, parent)
     return new RequestTrace(this, tracer, span, api.trace.setSpan(parent, span))
   }
+}
+
+/** The client's trace context (its traceparent and baggage), or a new trace's root when it sent none. */
+function clientContext(headers: IncomingHttpHeaders): Context {
+  const { api, propagator } = otel as Otel
+  return headers.traceparent === undefined && headers.baggage === undefined
+    ? api.ROOT_CONTEXT
+    : propagator.extract(api.ROOT_CONTEXT, headers, api.defaultTextMapGetter)
 }
 
 /** The trace of one request: its server span, parent of the spans of its calls. */
