@@ -23,6 +23,10 @@ if (upstreamUrl === undefined || upstreamUrl === '') {
 }
 const port = Number(process.env.PORT ?? 0)
 const naive = process.env.BASELINE_NAIVE === '1'
+// The floor (target `floor`): a posts route keeps its first answer as bytes and sends them to
+// every later request, with nothing else: what fastify on Node costs per request, before any
+// gateway work, to compare a gateway's cost per request with.
+const floor = process.env.BASELINE_FLOOR === '1'
 // wrk keeps 50 connections busy and one checkout has at most three calls in flight, so
 // 128 sockets per origin means requests almost never queue inside the pool.
 const connections = Number(process.env.UPSTREAM_CONNECTIONS ?? 128)
@@ -352,19 +356,23 @@ function withUsers(posts: Array<Post & { author: unknown }>) {
   })
 }
 
-const postsRoute = (shape: (posts: Array<Post & { author: unknown }>) => unknown) =>
-  async function posts(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+const postsRoute = (shape: (posts: Array<Post & { author: unknown }>) => unknown) => {
+  let kept: Buffer | null = null
+  return async function posts(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    if (kept !== null) return reply.header('content-type', 'application/json; charset=utf-8').send(kept)
     const requestId = requestIdOf(request.headers['x-request-id'])
     const deadline = startDeadline(postsTimeoutMs)
     try {
-      const posts = await postsWithAuthors(requestId, deadline.signal)
-      return withRequestId(reply, requestId).send(shape(posts))
+      const body = shape(await postsWithAuthors(requestId, deadline.signal))
+      if (floor) kept = Buffer.from(JSON.stringify(body))
+      return withRequestId(reply, requestId).send(body)
     } catch (err) {
       return sendError(reply, err, deadline.signal, requestId)
     } finally {
       deadline.end()
     }
   }
+}
 
 app.get(
   '/posts-with-authors',

@@ -226,6 +226,16 @@ export const targets: Target[] = [
     env: {},
   },
   {
+    // The floor: the baseline's posts route sending its first answer, kept as bytes, to every request
+    // (no calls, no headers, no work): what fastify on Node costs per request on this machine.
+    name: 'floor',
+    command: () => [...node, 'bench/baseline.ts'],
+    env: { PORT: '0', BASELINE_FLOOR: '1' },
+    optional: true,
+    reference: true,
+    appliesTo: (scenario) => scenario.name.startsWith('posts'),
+  },
+  {
     // The baseline written in a hurry: no per-call timeouts, no deadline, no x-request-id.
     // The bar for the fast regime: Baton's CPU per request at most this one's.
     name: 'baseline-naive',
