@@ -170,7 +170,7 @@ export class Drain {
     for (const res of this.#responses()) if (!res.headersSent) res.setHeader('connection', 'close')
     // Node's close stops the listener now, closes the idle connections, and calls back once the last connection has closed.
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
-    this.#closeUnused()
+    this.#closeUnusedSoon()
     const woken = new Promise<void>((resolve) => (this.#wake = resolve))
     if (force) this.force()
     // Fastify's close runs its hooks, then waits for the same connections: it is awaited last.
@@ -268,7 +268,12 @@ export class Drain {
       if (left <= 0) socket.destroy()
       else next = Math.min(next, left)
     }
-    if (next !== Infinity) setTimeout(() => this.#closeUnused(), Math.ceil(next)).unref()
+    if (next !== Infinity) setTimeout(() => this.#closeUnusedSoon(), Math.ceil(next)).unref()
+  }
+
+  /** After the event loop's next poll for I/O: bytes that have already arrived are read first, not thrown away. */
+  #closeUnusedSoon(): void {
+    setImmediate(() => this.#closeUnused()).unref()
   }
 
   #destroyAll(): number {
