@@ -23,6 +23,7 @@ import {
   startCollector,
   startGrpcCollector,
 } from './helpers/otlp.ts'
+import { captureLog } from './helpers/log.ts'
 import { gate } from './helpers/resilience.ts'
 import { metricValue } from './helpers/metrics.ts'
 import { eventually, hang, json, type Stub } from './helpers/stub.ts'
@@ -461,6 +462,7 @@ endpoints:
     const held = gate()
     stub.route('GET /items/:id', held.hold(json({ id: 1 })))
     const collector = await startCollector(t)
+    const { logger, lines } = captureLog()
     const gateway = await startGateway(
       t,
       `
@@ -482,6 +484,7 @@ endpoints:
     calls:
       item: { request: "GET items /items/\${request.params.id}" }
 `,
+      { logger },
     )
     const url = gateway.url
     // Three clients, each in a trace of its own, ask for the same answer at once: one run, two waiters.
@@ -533,6 +536,12 @@ endpoints:
         'baton.shared_run': run.attributes['baton.request_id'],
       })
       assert.equal(clients(collector.spans).filter((c) => c.parentSpanId === waiter.spanId).length, 0)
+      // Its log line names its own span, as a run's line does.
+      const line = lines.find((l) => l.event === 'request' && l.requestId === waiter.attributes['baton.request_id'])
+      assert.deepEqual(
+        [line?.traceId, line?.spanId, line?.sharedRun],
+        [waiter.traceId, waiter.spanId, run.attributes['baton.request_id']],
+      )
     }
     const hit = byTrace(5)
     assert.equal(hit.name, 'GET /cached/:id')

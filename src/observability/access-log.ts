@@ -94,12 +94,13 @@ export function answerLog(logger: Logger, accessLog = true): AnswerObserver | nu
   return {
     answered(answer) {
       if (answer.logged) return
-      const { endpoint, status, durationMs, code, method, path, sharedRun } = answer
+      const { endpoint, status, durationMs, code, method, path, sharedRun, traceId } = answer
       const where = method === null ? endpoint : `${endpoint} ${method} ${path ?? ''}`
       logger.info(
         {
           event: 'request',
           requestId: answer.requestId,
+          ...(traceId === null ? {} : { traceId, spanId: answer.spanId }),
           endpoint,
           ...(method === null ? {} : { method, path }),
           status,

@@ -47,6 +47,9 @@ export interface Answered {
   readonly matched: boolean
   /** The answer says `baton-degraded`: a partial answer, shared by a run or stored in the cache. */
   readonly degraded: boolean
+  /** Its trace id and server span's id, set by the tracing observer (told first) when it traces the answer. */
+  traceId: string | null
+  spanId: string | null
 }
 
 /** A span, by its ids. */

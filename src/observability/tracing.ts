@@ -206,6 +206,7 @@ export class GatewayTracing implements AnswerObserver {
       span.setStatus({ code: api.SpanStatusCode.ERROR })
     }
     span.end(now)
+    ;({ traceId: answer.traceId, spanId: answer.spanId } = span.spanContext())
   }
 
   /** Exports the spans still buffered, then stops. */

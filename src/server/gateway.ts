@@ -154,10 +154,11 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   const { headers: headersTimeout, body: requestTimeout } = edge.clientTimeouts
   // Told about every answer written outside a run (a run's observers see the others).
   const answerObservers: AnswerObserver[] = []
+  // Tracing first, so that the others (the log) see the answer's trace id, as with a run's observers.
+  if (tracing !== null) answerObservers.push(tracing)
   if (metrics !== null) answerObservers.push(metrics)
   const answersLog = logger === null ? null : answerLog(logger, accessLog)
   if (answersLog !== null) answerObservers.push(answersLog)
-  if (tracing !== null) answerObservers.push(tracing)
   const tell = (answer: Answered): void => {
     for (const observer of answerObservers) {
       try {
@@ -664,6 +665,8 @@ function answerOf(req: FastifyRequest, reply: FastifyReply): Answered {
     headers: req.headers,
     matched: req.matched != null,
     degraded: reply.hasHeader('baton-degraded'),
+    traceId: null,
+    spanId: null,
   }
 }
 
@@ -683,5 +686,7 @@ function socketAnswer(answer: SocketAnswer): Answered {
     headers: null,
     matched: false,
     degraded: false,
+    traceId: null,
+    spanId: null,
   }
 }
