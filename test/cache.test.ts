@@ -346,14 +346,14 @@ describe('expiry', () => {
     const held = gate()
     let n = 0
     stub.route('GET /products/:id', async (req) => (++n === 1 ? json({ v: 1 }) : await held.hold(json({ v: 2 }))(req)))
-    const { url } = await startGateway(t, config(stub, '{ ttl: 100ms, staleWhileRevalidate: 200ms }'))
+    const { url } = await startGateway(t, config(stub, '{ ttl: 100ms, staleWhileRevalidate: 300ms }'))
     await get(`${url}/products/1`)
     await sleep(150)
     // Stale: answered from the entry, and the refresh starts (held at the stub).
     assert.match((await get(`${url}/products/1`)).headers['cache-status'] ?? '', /detail=stale-while-revalidate$/)
     await eventually(() => stub.requestsTo('GET /products/:id').length === 2, 'the refresh reached the service')
-    // Past the stale window: the next request waits for the refresh, then its client leaves.
-    await sleep(250)
+    // Past the stale window (400 ms after the entry was stored): the next request waits for the refresh, then its client leaves.
+    await sleep(350)
     const leaving = new AbortController()
     const joined = fetch(`${url}/products/1`, { signal: leaving.signal }).catch(() => null)
     const collapsed = 'baton_cache_lookups_total{method="GET",route="/products/:id",result="collapsed"}'
