@@ -18,10 +18,8 @@ declare module 'fastify' {
     answerCode: ErrorCode | null
     /** How much of this request's answer is already counted and logged: 0, LOGGED or RECORDED. */
     recorded: number
-    /** The request id of another request whose run answered this one (endpoint coalescing); null otherwise. */
-    sharedRun: string | null
-    /** That run's server span (traced gateways); null otherwise. */
-    sharedSpan: SpanIds | null
+    /** The run of another request that answered this one (endpoint coalescing): its request id and server span; null otherwise. */
+    sharedRun: { readonly requestId: string; readonly span: SpanIds | null } | null
   }
 }
 

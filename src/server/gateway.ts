@@ -224,7 +224,6 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   server.decorateRequest('answerCode', null)
   server.decorateRequest('recorded', 0)
   server.decorateRequest('sharedRun', null)
-  server.decorateRequest('sharedSpan', null)
   server.decorateRequest('matched', null)
   // Every answer carries x-request-id and is counted and logged: a run's by its observers, every other one here.
   server.addHook('onSend', finish)
@@ -660,8 +659,8 @@ function answerOf(req: FastifyRequest, reply: FastifyReply): Answered {
     // The path only: a query string may carry an API key. Cut short: it is the client's text.
     path: unmatched ? (req.url.split('?')[0] as string).slice(0, 256) : null,
     logged: req.recorded === LOGGED,
-    sharedRun: req.sharedRun ?? null,
-    sharedSpan: req.sharedSpan ?? null,
+    sharedRun: req.sharedRun?.requestId ?? null,
+    sharedSpan: req.sharedRun?.span ?? null,
     headers: req.headers,
     matched: req.matched != null,
     degraded: reply.hasHeader('baton-degraded'),

@@ -409,10 +409,7 @@ function handlerFor(
       // This request's own run has counted and logged its answer; the others are counted by onSend.
       const { answer } = shared
       if (shared.ran) req.recorded = RECORDED
-      else {
-        req.sharedRun = answer.requestId
-        req.sharedSpan = answer.span
-      }
+      else req.sharedRun = answer
       if (answer.bytes === null) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
       return sendText(reply, answer.status, answer.bytes, answer.headers, requestId)
     }
