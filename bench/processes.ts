@@ -3,8 +3,9 @@
 // driver however the driver ends.
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 const tailLines = 40
@@ -148,6 +149,15 @@ export async function startServer(
   if (command === undefined) throw new Error(`${name}: empty command`)
   const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
   trackChild(child)
+  // BENCH_LOG_DIR: every line each server writes goes to a file of its own too (--trace-gc runs, say).
+  const logDir = process.env.BENCH_LOG_DIR
+  if (logDir !== undefined && logDir !== '') {
+    mkdirSync(logDir, { recursive: true })
+    const file = `${name.replace(/[^\w.-]+/g, '-').replace(/-$/, '')}.${String(child.pid)}.log`
+    const log = createWriteStream(join(logDir, file))
+    child.stdout.pipe(log, { end: false })
+    child.stderr.pipe(log, { end: false })
+  }
   const tail: string[] = []
   let exited: string | undefined
   let resolvePort: (port: number) => void = () => {}

@@ -16,7 +16,8 @@
 // "baseline,baseline-again" measures the noise of the machine), BENCH_OUTPUT
 // (bench/RESULTS.md), BENCH_NODE_FLAGS (extra flags for the Node gateways, e.g. --cpu-prof),
 // BENCH_PIN (cores for the gateways, e.g. 1: they run there alone, the upstream and wrk on the
-// others; see bench/pin.ts).
+// others; see bench/pin.ts), BENCH_LOG_DIR (a folder for everything each server writes, e.g.
+// with BENCH_NODE_FLAGS=--trace-gc).
 // A target that does not apply to a scenario, or cannot run here
 // (Tailcall not installed, a config Baton refuses), is skipped with a line saying why.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
