@@ -16,8 +16,10 @@ import {
   zstdDecompressSync,
 } from 'node:zlib'
 import { describe, test } from 'node:test'
+import { Precompressed } from '../src/server/precompress.ts'
 import { errorsOf } from './helpers/config.ts'
 import { assertError, get, startGateway, stubFor } from './helpers/gateway.ts'
+import { gate } from './helpers/resilience.ts'
 import { eventually, json, type Stub, text } from './helpers/stub.ts'
 
 const ENCODERS: Record<string, (body: Buffer) => Buffer> = {
@@ -174,13 +176,14 @@ endpoints:
   })
 })
 
-/** A GET whose body is kept as bytes, as they came (node:http decodes nothing). */
+/** A GET (or HEAD) whose body is kept as bytes, as they came (node:http decodes nothing). */
 async function getRaw(
   url: string,
   headers: Record<string, string>,
+  method = 'GET',
 ): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
   return await new Promise((resolve, reject) => {
-    const req = httpRequest(url, { headers, agent: false, signal: AbortSignal.timeout(10_000) }, (res) => {
+    const req = httpRequest(url, { method, headers, agent: false, signal: AbortSignal.timeout(10_000) }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('error', reject)
@@ -380,3 +383,138 @@ gateway: { name: X, compression: ${compression} }
     }
   })
 })
+
+/** The members of a Vary header, lowercased and sorted. */
+const varied = (vary: string | undefined): string[] =>
+  (vary ?? '')
+    .split(',')
+    .map((v) => v.trim().toLowerCase())
+    .filter((v) => v !== '')
+    .sort()
+
+describe('shared and cached answers: compressed once per body, for all their clients', () => {
+  test('a cached answer: each encoding made once and served to every hit, HEAD alike; Vary keeps Origin and the key headers', async (t) => {
+    const stub = await stubFor(t)
+    stub.route('GET /posts', json(POSTS))
+    const { url } = await startGateway(
+      t,
+      `
+version: 1
+gateway: { name: Cached, cors: { origins: ['https://app.example.com'] } }
+services:
+  s: { url: "${stub.url}" }
+endpoints:
+  GET /posts:
+    cache: { ttl: 60s, scope: public, key: { headers: [x-tenant] } }
+    calls:
+      posts: { request: GET s /posts }
+    response: "\${posts}"
+`,
+    )
+    const asked = { origin: 'https://app.example.com', 'x-tenant': 'acme' }
+    const plain = Buffer.from(JSON.stringify(POSTS))
+    const miss = await getRaw(`${url}/posts`, { ...asked, 'accept-encoding': 'gzip' })
+    const hit = await getRaw(`${url}/posts`, { ...asked, 'accept-encoding': 'gzip' })
+    assert.match(miss.headers['cache-status'] ?? '', /fwd=miss; stored/)
+    assert.match(hit.headers['cache-status'] ?? '', /; hit;/)
+    for (const res of [miss, hit]) {
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['content-encoding'], 'gzip')
+      assert.equal(res.headers['content-length'], String(res.body.length))
+      assert.equal(res.headers['access-control-allow-origin'], 'https://app.example.com')
+      assert.deepEqual(varied(res.headers.vary), ['accept-encoding', 'origin', 'x-tenant'])
+      assert.deepEqual(gunzipSync(res.body), plain)
+    }
+    assert.ok(miss.body.equals(hit.body))
+    const br = await getRaw(`${url}/posts`, { ...asked, 'accept-encoding': 'br' })
+    assert.equal(br.headers['content-encoding'], 'br')
+    assert.deepEqual(brotliDecompressSync(br.body), plain)
+    const head = await getRaw(`${url}/posts`, { ...asked, 'accept-encoding': 'gzip' }, 'HEAD')
+    assert.equal(head.status, 200)
+    assert.equal(head.headers['content-encoding'], 'gzip')
+    assert.equal(head.headers['content-length'], String(miss.body.length))
+    assert.equal(head.body.length, 0)
+    // Without accept-encoding: the bytes as stored, and Vary as the cache and CORS say.
+    const none = await getRaw(`${url}/posts`, asked)
+    assert.equal(none.headers['content-encoding'], undefined)
+    assert.deepEqual(varied(none.headers.vary), ['origin', 'x-tenant'])
+    assert.deepEqual(none.body, plain)
+    assert.equal(stub.requestsTo('GET /posts').length, 1)
+  })
+
+  test('a coalesced run: its 20 waiting clients get one compression of its answer', async (t) => {
+    const stub = await stubFor(t)
+    const release = gate()
+    stub.route('GET /posts', release.hold(json(POSTS)))
+    const { url } = await startGateway(
+      t,
+      `
+version: 1
+gateway: { name: Shared }
+services:
+  s: { url: "${stub.url}" }
+endpoints:
+  GET /posts:
+    calls:
+      posts: { request: GET s /posts }
+    response: "\${posts}"
+`,
+    )
+    const answers = Array.from(
+      { length: 20 },
+      async () => await getRaw(`${url}/posts`, { 'accept-encoding': 'gzip, deflate, br, zstd' }),
+    )
+    await eventually(() => stub.requestsTo('GET /posts').length === 1, 'the run')
+    // Every client has been counted in flight before the run is let go (they all wait for it).
+    await inFlightAt(url, 20)
+    release.open()
+    const got = await Promise.all(answers)
+    const first = got[0]?.body as Buffer
+    for (const res of got) {
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['content-encoding'], 'zstd')
+      assert.equal(res.headers.vary, 'accept-encoding')
+      // Sent as bytes made beforehand (the plugin would stream a body this size, without a length).
+      assert.equal(res.headers['content-length'], String(first.length))
+      assert.ok(res.body.equals(first))
+    }
+    assert.deepEqual(JSON.parse(zstdDecompressSync(first).toString('utf8')), POSTS)
+    assert.equal(stub.requestsTo('GET /posts').length, 1)
+  })
+
+  test('Precompressed: one compression per body and encoding, shared while it runs, the same bytes after', async () => {
+    const forms = new Precompressed({ threshold: 100, encodings: ['zstd', 'gzip', 'br'] })
+    const body = Buffer.from(JSON.stringify(POSTS))
+    const pending = [forms.form(body, 'gzip'), forms.form(body, 'gzip')]
+    assert.ok(pending[0] instanceof Promise)
+    assert.equal(pending[0], pending[1])
+    const made = await pending[0]
+    assert.equal(forms.form(body, 'gzip'), made)
+    assert.deepEqual(gunzipSync(made), body)
+    // Another body, or another encoding, is another form.
+    assert.notEqual(forms.form(Buffer.from(body), 'gzip'), made)
+    assert.deepEqual(brotliDecompressSync(await forms.form(body, 'br')), body)
+    // The negotiation is the plugin's: the client's preference, then the configured order; * and x-gzip are gzip.
+    const choose = (headers: Record<string, string>, bytes = body): string | null => forms.choose(headers, bytes)
+    assert.equal(choose({ 'accept-encoding': 'gzip, br, zstd' }), 'zstd')
+    assert.equal(choose({ 'accept-encoding': 'gzip;q=0.5, br' }), 'br')
+    assert.equal(choose({ 'accept-encoding': 'X-GZIP' }), 'gzip')
+    assert.equal(choose({ 'accept-encoding': '*' }), 'gzip')
+    assert.equal(choose({ 'accept-encoding': 'deflate' }), null)
+    assert.equal(choose({ 'accept-encoding': 'identity' }), null)
+    assert.equal(choose({}), null)
+    assert.equal(choose({ 'accept-encoding': 'gzip', 'x-no-compression': '1' }), null)
+    assert.equal(choose({ 'accept-encoding': 'gzip' }, Buffer.from('{"ok":true}')), null)
+  })
+})
+
+/** Resolves once the gateway has `n` requests in flight. */
+async function inFlightAt(url: string, n: number): Promise<void> {
+  let value = -1
+  for (let i = 0; i < 500 && value !== n; i++) {
+    const text = await (await fetch(`${url}/metrics`)).text()
+    value = Number(/^baton_requests_in_flight (\d+)$/m.exec(text)?.[1] ?? -1)
+    if (value !== n) await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  assert.equal(value, n, `${n} requests in flight at the gateway`)
+}

@@ -11,6 +11,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { type ErrorCode, ErrorCodes, errorEnvelope } from '../errors.ts'
 import type { SpanIds } from '../observability/outcome.ts'
 import type { GatewayAnswer } from '../runtime/execute.ts'
+import { type Precompressed, varyOn } from './precompress.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -48,19 +49,41 @@ export function send(reply: FastifyReply, answer: GatewayAnswer, requestId: stri
   return reply.send(text)
 }
 
-/** An answer already serialised (a cached or shared one: as bytes, encoded once for every client); `text` null for a 304. */
+/**
+ * An answer already serialised (a cached or shared one: as bytes, encoded once for every client);
+ * `text` null for a 304. Given `precompressed`, a client that accepts an encoding gets the body's
+ * compressed form, made once for every client of these bytes (the compression plugin then leaves it).
+ */
 export function sendText(
   reply: FastifyReply,
   status: number,
   text: string | Buffer | null,
   headers: Readonly<Record<string, string>>,
   requestId: string,
-): FastifyReply {
+  precompressed: Precompressed | null = null,
+): FastifyReply | Promise<FastifyReply> {
   reply.code(status)
   if (text !== null) reply.header('content-type', JSON_TYPE)
   reply.header('x-request-id', requestId)
-  for (const name in headers) reply.header(name, headers[name])
-  return reply.send(text ?? undefined)
+  for (const name in headers) {
+    const value = headers[name] as string
+    // CORS has already said Vary: Origin; the cache's own Vary adds to it.
+    reply.header(name, name === 'vary' ? varyOn(reply.getHeader('vary'), value) : value)
+  }
+  if (precompressed === null || text === null || typeof text === 'string') return reply.send(text ?? undefined)
+  const encoding = precompressed.choose(reply.request.headers, text)
+  if (encoding === null) return reply.send(text)
+  reply.header('vary', varyOn(reply.getHeader('vary'), 'accept-encoding'))
+  reply.header('content-encoding', encoding)
+  const form = precompressed.form(text, encoding)
+  if (Buffer.isBuffer(form)) return reply.send(form)
+  return form.then(
+    (bytes) => reply.send(bytes),
+    () => {
+      reply.removeHeader('content-encoding')
+      return reply.send(text)
+    },
+  )
 }
 
 export function sendError(

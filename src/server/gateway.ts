@@ -29,6 +29,7 @@ import type { Clock } from '../policies/clock.ts'
 import type { RunObserver } from '../runtime/observer.ts'
 import { PoolRegistry, type ServiceStage } from '../upstream/client.ts'
 import { clientError, errorCodeOf, LOGGED, RECORDED, requestIdOf, sendError, type SocketAnswer } from './answers.ts'
+import { Precompressed } from './precompress.ts'
 import { isPreflight, registerCors } from './cors.ts'
 import { Drain, type DrainReport, sinceArrival } from './drain.ts'
 import { Generation, type GenerationContext, type Match, MAX_PARAM_LENGTH } from './generation.ts'
@@ -318,6 +319,8 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
     rateLimits: options.rateLimits !== false,
     fixedRoutes: () => served,
     cacheStores: cacheStores(),
+    // As the compression plugin registered above: settled by the first config (a reload keeps them).
+    precompressed: first.compression === null ? null : new Precompressed(first.compression),
   }
   let number = 1
   current = new Generation(number, first, context, null)

@@ -35,6 +35,7 @@ import { LOGGED, RECORDED, requestIdOf, send, sendError, sendText } from './answ
 import type { Drain } from './drain.ts'
 import { guardFor } from './guard.ts'
 import { type AllowedMethods, allowedMethods, type ServedRoute } from './methods.ts'
+import type { Precompressed } from './precompress.ts'
 
 /** What every generation of one gateway shares: the server's own parts, and the options it was made with. */
 export interface GenerationContext {
@@ -56,6 +57,8 @@ export interface GenerationContext {
   readonly cacheStores: CacheStores
   /** The server's routes that are not endpoints (health, metrics, the webhook), for 405's Allow. */
   readonly fixedRoutes: () => readonly ServedRoute[]
+  /** Compressed forms of shared and cached answers, made once per body; null with compression off. */
+  readonly precompressed: Precompressed | null
 }
 
 /** An endpoint as the server dispatches to it. */
@@ -309,6 +312,7 @@ export class Generation {
         bound,
         edgeObservers,
         this.#context.drain,
+        this.#context.precompressed,
         this.caches?.for(endpoint) ?? null,
         endpoint.coalesce ? new EndpointCoalescing<Run>(metrics?.sharedRunsOf(endpoint.label) ?? null) : null,
       ),
@@ -342,6 +346,7 @@ function handlerFor(
   endpoint: BoundEndpoint,
   edgeObservers: readonly EdgeObserver[],
   drain: Drain,
+  precompressed: Precompressed | null,
   cache: ResponseCache | null,
   coalescing: EndpointCoalescing<Run> | null,
 ): EndpointRoute['handler'] {
@@ -393,7 +398,7 @@ function handlerFor(
       // This request's own run has counted and logged its answer; the others (hits, waiters) are counted by onSend.
       if (served.ran) req.recorded = RECORDED
       if (served.unserialisable === true) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
-      return sendText(reply, served.status, served.bytes, served.headers, requestId)
+      return sendText(reply, served.status, served.bytes, served.headers, requestId, precompressed)
     }
     if (coalescing !== null) {
       const res = reply.raw
@@ -411,7 +416,7 @@ function handlerFor(
       if (shared.ran) req.recorded = RECORDED
       else req.sharedRun = answer
       if (answer.bytes === null) return sendError(reply, 'RESPONSE_ASSEMBLY_FAILED', requestId)
-      return sendText(reply, answer.status, answer.bytes, answer.headers, requestId)
+      return sendText(reply, answer.status, answer.bytes, answer.headers, requestId, precompressed)
     }
     const run = execute(endpoint, request, requestId)
     // A client that hangs up takes its downstream calls with it: nothing keeps running for nobody.

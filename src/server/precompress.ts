@@ -1,0 +1,86 @@
+/**
+ * Compressed forms of the answers many clients share: a cache entry's body, a coalesced run's
+ * body. @fastify/compress compresses each answer it sends, so fifty clients of one shared body
+ * cost fifty compressions; here a body is compressed once per encoding, the first time a
+ * client asks for it, and the form lives as long as the body it was made from (a WeakMap keyed
+ * by the body's bytes: while the cache entry, or the run's answer, holds them).
+ *
+ * The client gets exactly what the plugin would have sent it: the same negotiation (the
+ * encodings of `gateway.compression` in their order, `*` and `x-gzip` read as gzip), the same
+ * threshold, `x-no-compression`, the same zlib settings (brotli at quality 4). Answers written
+ * here carry their Content-Encoding, so the plugin's onSend passes them through.
+ */
+import { negotiate } from '@fastify/accept-negotiator'
+import type { IncomingHttpHeaders } from 'node:http'
+import { promisify } from 'node:util'
+import zlib from 'node:zlib'
+
+type Compress = (bytes: Buffer) => Promise<Buffer>
+
+const BROTLI: zlib.BrotliOptions = { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 4 } }
+const brotli = promisify(zlib.brotliCompress)
+const COMPRESSORS: Readonly<Record<string, Compress>> = {
+  br: (bytes) => brotli(bytes, BROTLI),
+  gzip: promisify(zlib.gzip),
+  deflate: promisify(zlib.deflate),
+  zstd: promisify(zlib.zstdCompress),
+}
+
+const GZIP_ALIASES = /\*|x-gzip/gu
+
+export interface CompressionSettings {
+  readonly threshold: number
+  readonly encodings: readonly string[]
+}
+
+export class Precompressed {
+  readonly #threshold: number
+  readonly #encodings: string[]
+  /** Per body: its forms, as the compression in flight until it is done. */
+  readonly #forms = new WeakMap<Buffer, Map<string, Buffer | Promise<Buffer>>>()
+
+  constructor(settings: CompressionSettings) {
+    this.#threshold = settings.threshold
+    this.#encodings = settings.encodings.filter((encoding) => encoding in COMPRESSORS)
+  }
+
+  /** The encoding a client with these request headers gets `bytes` in, or null: as they are. */
+  choose(headers: IncomingHttpHeaders, bytes: Buffer): string | null {
+    const accepted = headers['accept-encoding']
+    if (accepted === undefined || bytes.length < this.#threshold || headers['x-no-compression'] !== undefined)
+      return null
+    return negotiate(accepted.toLowerCase().replace(GZIP_ALIASES, 'gzip'), this.#encodings)
+  }
+
+  /**
+   * `bytes` in `encoding`: compressed (in libuv's threadpool) the first time, the same Buffer
+   * after. Clients that ask while it is being compressed wait for that one compression.
+   */
+  form(bytes: Buffer, encoding: string): Buffer | Promise<Buffer> {
+    const forms = this.#forms.get(bytes) ?? new Map<string, Buffer | Promise<Buffer>>()
+    if (forms.size === 0) this.#forms.set(bytes, forms)
+    const known = forms.get(encoding)
+    if (known !== undefined) return known
+    const compressed = (COMPRESSORS[encoding] as Compress)(bytes).then((form) => {
+      forms.set(encoding, form)
+      return form
+    })
+    // A compression that fails (it should not) is forgotten: the next client tries again.
+    compressed.catch(() => forms.delete(encoding))
+    forms.set(encoding, compressed)
+    return compressed
+  }
+}
+
+/** Adds `value` to the answer's Vary, keeping what is there (CORS's Origin, the cache's headers). */
+export function varyOn(current: unknown, value: string): string {
+  if (typeof current !== 'string' || current === '') return value
+  const names = current.split(',').map((name) => name.trim().toLowerCase())
+  if (names.includes('*')) return current
+  let out = current
+  for (const name of value.split(',')) {
+    const trimmed = name.trim()
+    if (trimmed !== '' && !names.includes(trimmed.toLowerCase())) out += `, ${trimmed}`
+  }
+  return out
+}
