@@ -15,6 +15,8 @@ export interface Settings {
   timeoutSeconds: number
   /** BENCH_PIN: the gateways' cores and everything else's; null when the scheduler decides. */
   pin: Pinning | null
+  /** BENCH_HEADER: a header line wrk sends with every request; null for none. */
+  header: string | null
 }
 
 /** One wrk run, with what the machine and the gateway did meanwhile. */
@@ -317,7 +319,8 @@ export function renderResults(m: Machine, settings: Settings, results: ScenarioR
     '- Before measuring, every gateway must answer each scenario with 200 and the same JSON as',
     `  ${results[0]?.targets[0]?.name ?? 'the baseline'} (deep-equal, key order ignored; Tailcall's data.posts); the driver stops otherwise.`,
     `- wrk \`-t${settings.threads} -c${settings.connections} -d${settings.durationSeconds}s ` +
-      `--timeout ${settings.timeoutSeconds}s --latency\`, keep-alive connections.`,
+      `--timeout ${settings.timeoutSeconds}s --latency` +
+      `${settings.header === null ? '' : ` -H '${settings.header}'`}\`, keep-alive connections.`,
     `- Per scenario: one ${settings.warmupSeconds}-second warm-up run per gateway (not counted; V8 needs`,
     '  about 8 s of this load to reach its steady CPU cost per request), then ' +
       `${settings.rounds} rounds alternating ${alternation}, so that drift in the machine's speed hits all alike.`,

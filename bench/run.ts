@@ -17,7 +17,8 @@
 // (bench/RESULTS.md), BENCH_NODE_FLAGS (extra flags for the Node gateways, e.g. --cpu-prof),
 // BENCH_PIN (cores for the gateways, e.g. 1: they run there alone, the upstream and wrk on the
 // others; see bench/pin.ts), BENCH_LOG_DIR (a folder for everything each server writes, e.g.
-// with BENCH_NODE_FLAGS=--trace-gc).
+// with BENCH_NODE_FLAGS=--trace-gc), BENCH_HEADER (a header line wrk sends with every request,
+// e.g. "Accept-Encoding: gzip, deflate, br, zstd" as browsers send it).
 // A target that does not apply to a scenario, or cannot run here
 // (Tailcall not installed, a config Baton refuses), is skipped with a line saying why.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -47,6 +48,15 @@ function numberFromEnv(name: string, fallback: number, min: number, max: number)
     throw new Error(`${name}=${text}: expected a whole number from ${min} to ${max}`)
   }
   return value
+}
+
+// BENCH_HEADER: one header line, "Name: value", that wrk sends with every request.
+function headerFromEnv(): string | null {
+  const text = process.env.BENCH_HEADER?.trim()
+  if (text === undefined || text === '') return null
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*[^\r\n]+$/.test(text))
+    throw new Error(`BENCH_HEADER=${text}: expected one header line, e.g. "Accept-Encoding: gzip, br"`)
+  return text
 }
 
 // The items named in the environment variable, or by default all but the optional ones.
@@ -367,6 +377,7 @@ async function benchScenario(
         timeoutSeconds: settings.timeoutSeconds,
         ...(script === undefined ? {} : { script }),
         ...(settings.pin === null ? {} : { cores: settings.pin.load }),
+        ...(settings.header === null ? {} : { header: settings.header }),
       })
       const cpuAfter = server.cpuSeconds()
       const round: Round = {
@@ -430,6 +441,7 @@ async function main(): Promise<number> {
     threads: numberFromEnv('BENCH_THREADS', 1, 1, 16),
     timeoutSeconds: numberFromEnv('BENCH_TIMEOUT', 2, 1, 60),
     pin: pinningFromEnv(),
+    header: headerFromEnv(),
   }
   if (settings.connections < settings.threads) throw new Error('BENCH_CONNECTIONS must be at least BENCH_THREADS')
   const upstreams = selectedUpstreams()

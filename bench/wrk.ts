@@ -14,6 +14,8 @@ export interface WrkOptions {
   timeoutSeconds: number
   /** A Lua script, e.g. to send a POST body. */
   script?: string
+  /** A header line sent with every request (BENCH_HEADER), e.g. a browser's Accept-Encoding. */
+  header?: string
   /** Cores to run wrk on (taskset's list), from BENCH_PIN. */
   cores?: string
 }
@@ -96,6 +98,7 @@ export async function runWrk(wrk: string, options: WrkOptions): Promise<WrkResul
     `${options.timeoutSeconds}s`,
     '--latency',
     ...(options.script === undefined ? [] : ['-s', options.script]),
+    ...(options.header === undefined ? [] : ['-H', options.header]),
     options.url,
   ]
   const [command, ...argv] = pinned(options.cores, [wrk, ...args])
