@@ -8,7 +8,7 @@ import { describe, test } from 'node:test'
 import { renderPlan } from '../src/cli/plan.ts'
 import { compileText } from '../src/plan/compile.ts'
 import { diagnosticsOf } from './helpers/config.ts'
-import { get, startGateway, stubFor, type ClientResponse } from './helpers/gateway.ts'
+import { get, inFlight, startGateway, stubFor, type ClientResponse } from './helpers/gateway.ts'
 import { captureLog } from './helpers/log.ts'
 import { gate } from './helpers/resilience.ts'
 import { eventually, json, type Stub } from './helpers/stub.ts'
@@ -32,20 +32,6 @@ endpoints:
     calls:
       user: { request: "POST users /users/\${request.params.id}"${call} }
 `
-}
-
-/** Resolves once the gateway has `n` requests in flight. */
-async function inFlight(url: string, n: number): Promise<void> {
-  let value = -1
-  const read = async (): Promise<number> => {
-    const text = await (await fetch(`${url}/metrics`)).text()
-    return Number(/^baton_requests_in_flight (\d+)$/m.exec(text)?.[1] ?? -1)
-  }
-  for (let i = 0; i < 500 && value !== n; i++) {
-    value = await read()
-    if (value !== n) await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-  assert.equal(value, n, `${n} requests in flight at the gateway`)
 }
 
 async function metric(url: string, name: string): Promise<string[]> {

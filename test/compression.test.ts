@@ -18,7 +18,7 @@ import {
 import { describe, test } from 'node:test'
 import { Precompressed } from '../src/server/precompress.ts'
 import { errorsOf } from './helpers/config.ts'
-import { assertError, get, startGateway, stubFor } from './helpers/gateway.ts'
+import { assertError, get, inFlight, startGateway, stubFor } from './helpers/gateway.ts'
 import { gate } from './helpers/resilience.ts'
 import { eventually, json, type Stub, text } from './helpers/stub.ts'
 
@@ -466,7 +466,7 @@ endpoints:
     )
     await eventually(() => stub.requestsTo('GET /posts').length === 1, 'the run')
     // Every client has been counted in flight before the run is let go (they all wait for it).
-    await inFlightAt(url, 20)
+    await inFlight(url, 20)
     release.open()
     const got = await Promise.all(answers)
     const first = got[0]?.body as Buffer
@@ -507,14 +507,3 @@ endpoints:
     assert.equal(choose({ 'accept-encoding': 'gzip' }, Buffer.from('{"ok":true}')), null)
   })
 })
-
-/** Resolves once the gateway has `n` requests in flight. */
-async function inFlightAt(url: string, n: number): Promise<void> {
-  let value = -1
-  for (let i = 0; i < 500 && value !== n; i++) {
-    const text = await (await fetch(`${url}/metrics`)).text()
-    value = Number(/^baton_requests_in_flight (\d+)$/m.exec(text)?.[1] ?? -1)
-    if (value !== n) await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-  assert.equal(value, n, `${n} requests in flight at the gateway`)
-}

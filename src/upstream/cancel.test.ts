@@ -70,6 +70,24 @@ describe('InFlight', () => {
     assert.equal(inFlight.size, 0)
   })
 
+  test('a timer that fires late aborts the tries it finds due in the order of their times', async () => {
+    const inFlight = new InFlight()
+    const now = performance.now()
+    const late = new TryCancel(now + 6, DEADLINE)
+    const early = new TryCancel(now + 3, TIMEOUT)
+    const order: string[] = []
+    late.on('abort', () => order.push('late'))
+    early.on('abort', () => order.push('early'))
+    inFlight.hold(late)
+    inFlight.hold(early)
+    // Keep the loop busy past both times: one firing finds both due.
+    const until = performance.now() + 20
+    while (performance.now() < until);
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    assert.deepEqual(order, ['early', 'late'])
+    assert.equal(inFlight.size, 0)
+  })
+
   test('a try dropped before its time is not aborted', async () => {
     const inFlight = new InFlight()
     const now = performance.now()

@@ -122,6 +122,8 @@ export class InFlight {
       else if (cancel.expiresAt < next) next = cancel.expiresAt
     }
     if (expired !== null) {
+      // A timer that fires late (a busy loop) may find several due: the earliest is aborted first.
+      if (expired.length > 1) expired.sort((a, b) => a.expiresAt - b.expiresAt)
       for (const cancel of expired) {
         this.drop(cancel)
         cancel.abort(cancel.timeoutReason as CallError)

@@ -90,6 +90,17 @@ export async function toResponse(res: Response): Promise<ClientResponse> {
   return { status: res.status, headers: Object.fromEntries(res.headers), body }
 }
 
+/** Resolves once the gateway at `url` counts `n` requests in flight (baton_requests_in_flight). */
+export async function inFlight(url: string, n: number): Promise<void> {
+  let value = -1
+  for (let i = 0; i < 500 && value !== n; i++) {
+    const text = await (await fetch(`${url}/metrics`)).text()
+    value = Number(/^baton_requests_in_flight (\d+)$/m.exec(text)?.[1] ?? -1)
+    if (value !== n) await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  assert.equal(value, n, `${n} requests in flight at the gateway`)
+}
+
 export async function get(url: string, headers: Record<string, string> = {}): Promise<ClientResponse> {
   return await send(url, { headers })
 }
