@@ -70,10 +70,12 @@ export function sendText(
     // CORS has already said Vary: Origin; the cache's own Vary adds to it.
     reply.header(name, name === 'vary' ? varyOn(reply.getHeader('vary'), value) : value)
   }
-  if (precompressed === null || text === null || typeof text === 'string') return reply.send(text ?? undefined)
+  if (precompressed === null || text === null || typeof text === 'string' || !precompressed.compressible(text))
+    return reply.send(text ?? undefined)
+  // Whatever this client gets, another may get it compressed: a cache in between must tell them apart.
+  reply.header('vary', varyOn(reply.getHeader('vary'), 'accept-encoding'))
   const encoding = precompressed.choose(reply.request.headers, text)
   if (encoding === null) return reply.send(text)
-  reply.header('vary', varyOn(reply.getHeader('vary'), 'accept-encoding'))
   reply.header('content-encoding', encoding)
   const form = precompressed.form(text, encoding)
   if (Buffer.isBuffer(form)) return reply.send(form)

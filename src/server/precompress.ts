@@ -8,7 +8,10 @@
  * The client gets exactly what the plugin would have sent it: the same negotiation (the
  * encodings of `gateway.compression` in their order, `*` and `x-gzip` read as gzip), the same
  * threshold, `x-no-compression`, the same zlib settings (brotli at quality 4). Answers written
- * here carry their Content-Encoding, so the plugin's onSend passes them through.
+ * here carry their Content-Encoding, so the plugin's onSend passes them through. Unlike the
+ * plugin's, such an answer says `Vary: accept-encoding` even when it goes uncompressed (as
+ * nginx's gzip_vary does): these are the answers a CDN stores, and one stored from a client that
+ * accepts no encoding must not be served to every browser as it is.
  */
 import { negotiate } from '@fastify/accept-negotiator'
 import type { IncomingHttpHeaders } from 'node:http'
@@ -44,11 +47,15 @@ export class Precompressed {
     this.#encodings = settings.encodings.filter((encoding) => encoding in COMPRESSORS)
   }
 
+  /** Whether `bytes` is large enough to be sent compressed to a client that accepts it. */
+  compressible(bytes: Buffer): boolean {
+    return bytes.length >= this.#threshold && this.#encodings.length > 0
+  }
+
   /** The encoding a client with these request headers gets `bytes` in, or null: as they are. */
   choose(headers: IncomingHttpHeaders, bytes: Buffer): string | null {
     const accepted = headers['accept-encoding']
-    if (accepted === undefined || bytes.length < this.#threshold || headers['x-no-compression'] !== undefined)
-      return null
+    if (accepted === undefined || !this.compressible(bytes) || headers['x-no-compression'] !== undefined) return null
     return negotiate(accepted.toLowerCase().replace(GZIP_ALIASES, 'gzip'), this.#encodings)
   }
 
