@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
+import { gunzipSync } from 'node:zlib'
 import pino, { type Logger } from 'pino'
 import { spawnCli } from './helpers/cli.ts'
-import { get, post, startGateway, stubFor } from './helpers/gateway.ts'
+import { get, getBytes, post, startGateway, stubFor } from './helpers/gateway.ts'
 import { ownRedisFor, redisFor, redisProxyFor, uniquePrefix } from './helpers/redis.ts'
 import { fakeClock } from './helpers/resilience.ts'
 import { eventually, json, type Stub } from './helpers/stub.ts'
@@ -89,6 +90,32 @@ describe('two instances, one Redis', () => {
     }
     assert.equal(status(after), 'baton; fwd=miss; stored')
     assert.equal(calls(stub), misses + 1)
+  })
+
+  test('hits from Redis alone (store: redis) are compressed for clients that accept it, the same bytes each time', async (t) => {
+    const redis = await redisFor(t)
+    if (redis === null) return
+    const stub = await stubFor(t)
+    const big = { id: '3', description: 'a product described at length '.repeat(80) }
+    stub.route('GET /products/:id', json(big))
+    const yaml = config(stub, redis.url, redis.prefix, 'redis')
+    const a = await startGateway(t, yaml, { env: { PURGE: TOKEN } })
+    const b = await startGateway(t, yaml, { env: { PURGE: TOKEN } })
+    const zipped = { 'accept-encoding': 'gzip' }
+    const miss = await getBytes(`${a.url}/products/3`, zipped)
+    assert.equal(status(miss), 'baton; fwd=miss; stored')
+    let onB = await getBytes(`${b.url}/products/3`, zipped)
+    for (let i = 0; i < 100 && !status(onB).startsWith('baton; hit'); i++)
+      onB = await getBytes(`${b.url}/products/3`, zipped)
+    const again = await getBytes(`${b.url}/products/3`, zipped)
+    for (const res of [miss, onB, again]) {
+      assert.equal(res.headers['content-encoding'], 'gzip')
+      assert.equal(res.headers['content-length'], String(res.body.length))
+      assert.deepEqual(JSON.parse(gunzipSync(res.body).toString('utf8')), { product: big })
+    }
+    assert.match(status(again), /^baton; hit/)
+    assert.ok(onB.body.equals(again.body))
+    assert.equal(stub.requestsTo('GET /products/:id').length, 1)
   })
 
   test('baton invalidate TAG publishes to every instance and empties Redis of the tag', async (t) => {

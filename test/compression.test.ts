@@ -5,7 +5,6 @@
  * compressed answers above gateway.compression.threshold.
  */
 import assert from 'node:assert/strict'
-import { request as httpRequest } from 'node:http'
 import {
   brotliCompressSync,
   brotliDecompressSync,
@@ -18,7 +17,7 @@ import {
 import { describe, test } from 'node:test'
 import { Precompressed } from '../src/server/precompress.ts'
 import { errorsOf } from './helpers/config.ts'
-import { assertError, get, inFlight, startGateway, stubFor } from './helpers/gateway.ts'
+import { assertError, get, getBytes, inFlight, startGateway, stubFor } from './helpers/gateway.ts'
 import { gate } from './helpers/resilience.ts'
 import { eventually, json, type Stub, text } from './helpers/stub.ts'
 
@@ -176,29 +175,6 @@ endpoints:
   })
 })
 
-/** A GET (or HEAD) whose body is kept as bytes, as they came (node:http decodes nothing). */
-async function getRaw(
-  url: string,
-  headers: Record<string, string>,
-  method = 'GET',
-): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers, agent: false, signal: AbortSignal.timeout(10_000) }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('error', reject)
-      res.on('end', () => {
-        const flat: Record<string, string> = {}
-        for (const [k, v] of Object.entries(res.headers))
-          if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v
-        resolve({ status: res.statusCode ?? 0, headers: flat, body: Buffer.concat(chunks) })
-      })
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
-
 const DECODE: Record<string, (body: Buffer) => Buffer> = {
   zstd: zstdDecompressSync,
   br: brotliDecompressSync,
@@ -246,7 +222,7 @@ describe('answers compressed for clients that accept it', () => {
       const stub = await stubFor(t)
       postsStub(stub)
       const { url } = await startGateway(t, upstream(stub))
-      const res = await getRaw(`${url}/posts`, { 'accept-encoding': encoding, 'x-request-id': 'zip-1' })
+      const res = await getBytes(`${url}/posts`, { 'accept-encoding': encoding, 'x-request-id': 'zip-1' })
       assert.equal(res.status, 200)
       assert.equal(res.headers['content-encoding'], encoding)
       assert.equal(res.headers.vary, 'accept-encoding')
@@ -272,7 +248,7 @@ describe('answers compressed for clients that accept it', () => {
     postsStub(stub)
     const { url } = await startGateway(t, upstream(stub))
     const chosen = async (accept: string): Promise<string | undefined> =>
-      (await getRaw(`${url}/posts`, { 'accept-encoding': accept })).headers['content-encoding']
+      (await getBytes(`${url}/posts`, { 'accept-encoding': accept })).headers['content-encoding']
     assert.equal(await chosen('gzip, deflate, br, zstd'), 'zstd')
     assert.equal(await chosen('gzip, deflate, br'), 'gzip')
     assert.equal(await chosen('deflate, br'), 'br')
@@ -284,7 +260,7 @@ describe('answers compressed for clients that accept it', () => {
     const stub = await stubFor(t)
     postsStub(stub)
     const { url } = await startGateway(t, upstream(stub, ", cors: { origins: ['https://app.example.com'] }"))
-    const res = await getRaw(`${url}/posts`, { 'accept-encoding': 'gzip', origin: 'https://app.example.com' })
+    const res = await getBytes(`${url}/posts`, { 'accept-encoding': 'gzip', origin: 'https://app.example.com' })
     assert.equal(res.headers['content-encoding'], 'gzip')
     assert.equal(res.headers['access-control-allow-origin'], 'https://app.example.com')
     assert.deepEqual(
@@ -300,14 +276,14 @@ describe('answers compressed for clients that accept it', () => {
     const stub = await stubFor(t)
     postsStub(stub)
     const { url } = await startGateway(t, upstream(stub))
-    const none = await getRaw(`${url}/posts`, {})
+    const none = await getBytes(`${url}/posts`, {})
     assert.equal(none.headers['content-encoding'], undefined)
     assert.equal(JSON.parse(none.body.toString('utf8')).posts.length, 50)
-    const small = await getRaw(`${url}/small`, { 'accept-encoding': 'gzip, br' })
+    const small = await getBytes(`${url}/small`, { 'accept-encoding': 'gzip, br' })
     assert.equal(small.headers['content-encoding'], undefined)
     assert.deepEqual(JSON.parse(small.body.toString('utf8')), { small: { ok: true } })
     for (const path of ['/broken', '/nope']) {
-      const error = await getRaw(`${url}${path}`, { 'accept-encoding': 'gzip, br' })
+      const error = await getBytes(`${url}${path}`, { 'accept-encoding': 'gzip, br' })
       assert.ok(error.status === 502 || error.status === 404)
       assert.equal(error.headers['content-encoding'], undefined)
       assert.equal(error.headers['content-type'], 'application/json; charset=utf-8')
@@ -321,15 +297,15 @@ describe('answers compressed for clients that accept it', () => {
     const stub = await stubFor(t)
     postsStub(stub)
     const tuned = await startGateway(t, upstream(stub, ', compression: { threshold: 10, encodings: [gzip] }'))
-    const small = await getRaw(`${tuned.url}/small`, { 'accept-encoding': 'zstd, br, gzip' })
+    const small = await getBytes(`${tuned.url}/small`, { 'accept-encoding': 'zstd, br, gzip' })
     assert.equal(small.headers['content-encoding'], 'gzip')
     assert.deepEqual(JSON.parse(gunzipSync(small.body).toString('utf8')), { small: { ok: true } })
     assert.equal(
-      (await getRaw(`${tuned.url}/posts`, { 'accept-encoding': 'br' })).headers['content-encoding'],
+      (await getBytes(`${tuned.url}/posts`, { 'accept-encoding': 'br' })).headers['content-encoding'],
       undefined,
     )
     const off = await startGateway(t, upstream(stub, ', compression: false'))
-    const res = await getRaw(`${off.url}/posts`, { 'accept-encoding': 'gzip, br, zstd' })
+    const res = await getBytes(`${off.url}/posts`, { 'accept-encoding': 'gzip, br, zstd' })
     assert.equal(res.status, 200)
     assert.equal(res.headers['content-encoding'], undefined)
     assert.equal(res.headers.vary, undefined)
@@ -413,8 +389,8 @@ endpoints:
     )
     const asked = { origin: 'https://app.example.com', 'x-tenant': 'acme' }
     const plain = Buffer.from(JSON.stringify(POSTS))
-    const miss = await getRaw(`${url}/posts`, { ...asked, 'accept-encoding': 'gzip' })
-    const hit = await getRaw(`${url}/posts`, { ...asked, 'accept-encoding': 'gzip' })
+    const miss = await getBytes(`${url}/posts`, { ...asked, 'accept-encoding': 'gzip' })
+    const hit = await getBytes(`${url}/posts`, { ...asked, 'accept-encoding': 'gzip' })
     assert.match(miss.headers['cache-status'] ?? '', /fwd=miss; stored/)
     assert.match(hit.headers['cache-status'] ?? '', /; hit;/)
     for (const res of [miss, hit]) {
@@ -426,10 +402,10 @@ endpoints:
       assert.deepEqual(gunzipSync(res.body), plain)
     }
     assert.ok(miss.body.equals(hit.body))
-    const br = await getRaw(`${url}/posts`, { ...asked, 'accept-encoding': 'br' })
+    const br = await getBytes(`${url}/posts`, { ...asked, 'accept-encoding': 'br' })
     assert.equal(br.headers['content-encoding'], 'br')
     assert.deepEqual(brotliDecompressSync(br.body), plain)
-    const head = await getRaw(`${url}/posts`, { ...asked, 'accept-encoding': 'gzip' }, 'HEAD')
+    const head = await getBytes(`${url}/posts`, { ...asked, 'accept-encoding': 'gzip' }, 'HEAD')
     assert.equal(head.status, 200)
     assert.equal(head.headers['content-encoding'], 'gzip')
     assert.equal(head.headers['content-length'], String(miss.body.length))
@@ -437,7 +413,7 @@ endpoints:
     // Without accept-encoding: the bytes as stored, still varying on accept-encoding (a CDN must not
     // serve this copy to browsers that take a compressed one), as with x-no-compression.
     for (const extra of [{}, { 'accept-encoding': 'gzip', 'x-no-compression': '1' }]) {
-      const none = await getRaw(`${url}/posts`, { ...asked, ...extra })
+      const none = await getBytes(`${url}/posts`, { ...asked, ...extra })
       assert.equal(none.headers['content-encoding'], undefined)
       assert.deepEqual(varied(none.headers.vary), ['accept-encoding', 'origin', 'x-tenant'])
       assert.deepEqual(none.body, plain)
@@ -465,7 +441,7 @@ endpoints:
     )
     const answers = Array.from(
       { length: 20 },
-      async () => await getRaw(`${url}/posts`, { 'accept-encoding': 'gzip, deflate, br, zstd' }),
+      async () => await getBytes(`${url}/posts`, { 'accept-encoding': 'gzip, deflate, br, zstd' }),
     )
     await eventually(() => stub.requestsTo('GET /posts').length === 1, 'the run')
     // Every client has been counted in flight before the run is let go (they all wait for it).

@@ -10,10 +10,15 @@
  * starts one. One instance per cached endpoint.
  */
 import { createHash, randomUUID } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 import type { RequestView } from '../plan/scope.ts'
 import type { EndpointCachePlan, EndpointPlan } from '../plan/types.ts'
 import { type ClientHandle, Flights, type WaiterObserver } from '../util/flights.ts'
 import type { Entry, EntryStore } from './entries.ts'
+
+/** Bodies of entries read from Redis kept as bytes per endpoint, by count and by size. */
+const RECENT_BODIES = 64
+const RECENT_BYTES = 8 * 1024 * 1024
 
 /** An answer as a run gives it (runtime's GatewayAnswer). */
 export interface RunAnswer {
@@ -80,6 +85,15 @@ export class ResponseCache {
   readonly #flights: Flights<Computed>
   /** An entry's text as bytes, made on its first hit (an entry read from Redis is a new object each time). */
   readonly #bytes = new WeakMap<Entry, Buffer>()
+  /**
+   * The bytes of recent bodies by ETag (a digest of the text): hits read anew from Redis share one
+   * Buffer, and with it the compressed forms made of it (src/server/precompress.ts keys them by Buffer).
+   */
+  readonly #recent = new LRUCache<string, Buffer>({
+    max: RECENT_BODIES,
+    maxSize: RECENT_BYTES,
+    sizeCalculation: (b) => b.length || 1,
+  })
   /** The headers every answer from an entry carries (all but Age and Cache-Status), made once per entry. */
   readonly #fixed = new WeakMap<Entry, Readonly<Record<string, string>>>()
   /** Digests of recent keys: a hit costs a Map lookup, not a SHA-256 (cleared when it holds MEMO_KEYS). */
@@ -257,7 +271,11 @@ export class ResponseCache {
     if (this.#options.serverTiming) headers['server-timing'] = `cache;desc="${how}"`
     if (this.#notModified(request, entry)) return { status: 304, bytes: null, headers, ran: false }
     let bytes = this.#bytes.get(entry)
-    if (bytes === undefined) this.#bytes.set(entry, (bytes = Buffer.from(entry.text)))
+    if (bytes === undefined) {
+      bytes = this.#recent.get(entry.etag)
+      if (bytes === undefined) this.#recent.set(entry.etag, (bytes = Buffer.from(entry.text)))
+      this.#bytes.set(entry, bytes)
+    }
     return { status: entry.status, bytes, headers, ran: false }
   }
 

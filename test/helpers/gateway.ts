@@ -118,6 +118,33 @@ export async function post(url: string, body: unknown, headers: Record<string, s
  * A request through node:http, which (unlike fetch) lets a test send hop-by-hop headers
  * such as Connection, Keep-Alive, TE and Upgrade.
  */
+/** A GET (or HEAD) whose body is kept as bytes, as they came (node:http decodes nothing). */
+export async function getBytes(
+  url: string,
+  headers: Record<string, string>,
+  method = 'GET',
+): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest(
+      url,
+      { method, headers, agent: false, signal: AbortSignal.timeout(CLIENT_TIMEOUT) },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('error', reject)
+        res.on('end', () => {
+          const flat: Record<string, string> = {}
+          for (const [k, v] of Object.entries(res.headers))
+            if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v
+          resolve({ status: res.statusCode ?? 0, headers: flat, body: Buffer.concat(chunks) })
+        })
+      },
+    )
+    req.on('error', reject)
+    req.end()
+  })
+}
+
 export async function rawRequest(
   method: string,
   url: string,
