@@ -29,7 +29,6 @@ import type { Clock } from '../policies/clock.ts'
 import type { RunObserver } from '../runtime/observer.ts'
 import { PoolRegistry, type ServiceStage } from '../upstream/client.ts'
 import { clientError, errorCodeOf, LOGGED, RECORDED, requestIdOf, sendError, type SocketAnswer } from './answers.ts'
-import { Precompressed } from './precompress.ts'
 import { isPreflight, registerCors } from './cors.ts'
 import { Drain, type DrainReport, sinceArrival } from './drain.ts'
 import { Generation, type GenerationContext, type Match, MAX_PARAM_LENGTH } from './generation.ts'
@@ -39,6 +38,7 @@ import { Canary } from './canary.ts'
 import { cacheStores, closeCacheStores } from '../cache/caches.ts'
 import { systemClock } from '../policies/clock.ts'
 import type { ServedRoute } from './methods.ts'
+import { Precompressed } from './precompress.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
