@@ -38,7 +38,7 @@ import { Canary } from './canary.ts'
 import { cacheStores, closeCacheStores } from '../cache/caches.ts'
 import { systemClock } from '../policies/clock.ts'
 import type { ServedRoute } from './methods.ts'
-import { Precompressed } from './precompress.ts'
+import { Precompressed, SYNC_LIMIT } from './precompress.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -236,6 +236,8 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
       encodings: [...first.compression.encodings] as ('zstd' | 'br' | 'gzip' | 'deflate')[],
       // Answers only: request bodies stay JSON as sent (a compressed one is not JSON, 400 INVALID_JSON or 415).
       globalDecompression: false,
+      // On the spot up to the size shared answers are (precompress.ts: the threadpool costs more CPU than it saves).
+      syncThreshold: SYNC_LIMIT,
     })
   }
 

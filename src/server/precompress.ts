@@ -37,8 +37,9 @@ const COMPRESSORS: Readonly<Record<string, Compressor>> = {
  * and ~350 µs handed to libuv's threadpool (measured here: the hand-off and a context per call),
  * which on a gateway given one core competes with it anyway. 256 KB costs 0.3–0.7 ms at once.
  * Larger bodies go to the threadpool, so one huge answer does not hold every other request.
+ * The compression plugin is given the same limit for the answers it compresses.
  */
-const SYNC_LIMIT = 256 * 1024
+export const SYNC_LIMIT = 256 * 1024
 
 const GZIP_ALIASES = /\*|x-gzip/gu
 
