@@ -311,6 +311,45 @@ describe('answers compressed for clients that accept it', () => {
     assert.equal(res.headers.vary, undefined)
   })
 
+  test('an answer of up to 256 KB is compressed in one call, sent with its length; a larger one is streamed', async (t) => {
+    const stub = await stubFor(t)
+    const rows = (n: number): unknown[] => Array.from({ length: n }, (_, i) => ({ i, text: `row ${i} `.repeat(12) }))
+    stub.route('GET /mid', json(rows(1000)))
+    stub.route('GET /big', json(rows(4000)))
+    const { url } = await startGateway(
+      t,
+      `
+version: 1
+gateway: { name: Sizes }
+services:
+  s: { url: "${stub.url}" }
+endpoints:
+  GET /mid:
+    coalesce: false
+    calls:
+      rows: { request: GET s /mid }
+    response: "\${rows}"
+  GET /big:
+    coalesce: false
+    calls:
+      rows: { request: GET s /big }
+    response: "\${rows}"
+`,
+    )
+    const mid = await getBytes(`${url}/mid`, { 'accept-encoding': 'gzip' })
+    const midPlain = gunzipSync(mid.body)
+    assert.ok(midPlain.length > 64 * 1024 && midPlain.length < 256 * 1024, `${midPlain.length} bytes`)
+    assert.equal(mid.headers['content-encoding'], 'gzip')
+    assert.equal(mid.headers['content-length'], String(mid.body.length))
+    assert.deepEqual(JSON.parse(midPlain.toString('utf8')), rows(1000))
+    const big = await getBytes(`${url}/big`, { 'accept-encoding': 'gzip' })
+    const bigPlain = gunzipSync(big.body)
+    assert.ok(bigPlain.length > 256 * 1024, `${bigPlain.length} bytes`)
+    assert.equal(big.headers['content-encoding'], 'gzip')
+    assert.equal(big.headers['transfer-encoding'], 'chunked')
+    assert.deepEqual(JSON.parse(bigPlain.toString('utf8')), rows(4000))
+  })
+
   test('a compressed request body is not decoded: it is not JSON', async (t) => {
     const stub = await stubFor(t)
     const { url } = await startGateway(
