@@ -1,17 +1,18 @@
 /**
  * Compressed forms of the answers many clients share: a cache entry's body, a coalesced run's
  * body. @fastify/compress compresses each answer it sends, so fifty clients of one shared body
- * cost fifty compressions; here a body is compressed once per encoding, the first time a
- * client asks for it (on the spot unless it is large), and the form lives as long as the body it was made from (a WeakMap keyed
- * by the body's bytes: while the cache entry, or the run's answer, holds them).
+ * cost fifty compressions; here a body is compressed once per encoding, the first time a client
+ * asks for it (on the spot unless it is large), and the form lives as long as the body it was
+ * made from (a WeakMap keyed by the body's bytes: while the cache entry, or the run's answer,
+ * holds them).
  *
- * The client gets exactly what the plugin would have sent it: the same negotiation (the
- * encodings of `gateway.compression` in their order, `*` and `x-gzip` read as gzip), the same
- * threshold, `x-no-compression`, the same zlib settings (brotli at quality 4). Answers written
- * here carry their Content-Encoding, so the plugin's onSend passes them through. Unlike the
- * plugin's, such an answer says `Vary: accept-encoding` even when it goes uncompressed (as
- * nginx's gzip_vary does): these are the answers a CDN stores, and one stored from a client that
- * accepts no encoding must not be served to every browser as it is.
+ * The client gets what the plugin would send it: the same negotiation (the encodings of
+ * `gateway.compression` in their order, `*` and `x-gzip` read as gzip), the same threshold,
+ * `x-no-compression`, the same zlib settings (brotli at quality 4). Answers written here carry
+ * their Content-Encoding, so the plugin's onSend passes them through. Unlike the plugin's, such
+ * an answer says `Vary: accept-encoding` even when it goes uncompressed (as nginx's gzip_vary
+ * does): these are the answers a CDN stores, and one stored from a client that accepts no
+ * encoding must not be served to every browser as it is.
  */
 import { negotiate } from '@fastify/accept-negotiator'
 import type { IncomingHttpHeaders } from 'node:http'
