@@ -114,16 +114,23 @@ export async function post(url: string, body: unknown, headers: Record<string, s
   })
 }
 
+/** An answer whose body is kept as bytes, as they came (node:http decodes nothing). */
+export interface ByteResponse {
+  status: number
+  headers: Record<string, string>
+  body: Buffer
+}
+
 /**
  * A request through node:http, which (unlike fetch) lets a test send hop-by-hop headers
- * such as Connection, Keep-Alive, TE and Upgrade.
+ * such as Connection, Keep-Alive, TE and Upgrade, and decodes no Content-Encoding.
  */
-/** A GET (or HEAD) whose body is kept as bytes, as they came (node:http decodes nothing). */
-export async function getBytes(
+async function exchange(
+  method: string,
   url: string,
-  headers: Record<string, string>,
-  method = 'GET',
-): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+  headers: OutgoingHttpHeaders,
+  body?: string,
+): Promise<ByteResponse> {
   return await new Promise((resolve, reject) => {
     const req = httpRequest(
       url,
@@ -141,42 +148,31 @@ export async function getBytes(
       },
     )
     req.on('error', reject)
-    req.end()
+    req.end(body)
   })
 }
 
+/** A GET (or HEAD) whose body is kept as bytes: a compressed answer as it was sent. */
+export async function getBytes(url: string, headers: OutgoingHttpHeaders, method = 'GET'): Promise<ByteResponse> {
+  return await exchange(method, url, headers)
+}
+
+/** A request through node:http (hop-by-hop headers allowed); the body parsed as JSON when it is JSON. */
 export async function rawRequest(
   method: string,
   url: string,
   headers: OutgoingHttpHeaders,
   body?: string,
 ): Promise<ClientResponse> {
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest(
-      url,
-      { method, headers, agent: false, signal: AbortSignal.timeout(CLIENT_TIMEOUT) },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('error', reject)
-        res.on('end', () => {
-          const raw = Buffer.concat(chunks).toString('utf8')
-          let parsed: unknown = raw
-          try {
-            parsed = JSON.parse(raw)
-          } catch {
-            /* keep the text */
-          }
-          const flat: Record<string, string> = {}
-          for (const [k, v] of Object.entries(res.headers))
-            if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v
-          resolve({ status: res.statusCode ?? 0, headers: flat, body: parsed })
-        })
-      },
-    )
-    req.on('error', reject)
-    req.end(body)
-  })
+  const res = await exchange(method, url, headers, body)
+  const raw = res.body.toString('utf8')
+  let parsed: unknown = raw
+  try {
+    parsed = JSON.parse(raw)
+  } catch {
+    /* keep the text */
+  }
+  return { status: res.status, headers: res.headers, body: parsed }
 }
 
 /**
