@@ -47,6 +47,17 @@ describe('the environment', () => {
     assert.match(cli.stderr, /value 'eighty' from env 'PORT' is invalid\. a port is a number from 0 to 65535/)
   })
 
+  test("an empty PORT is no PORT: the config's port is used, not a random one", async (t) => {
+    const port = await freePort()
+    const file = configFile()
+    writeFileSync(file, readFileSync(file, 'utf8').replace('port: 1,', `port: ${port},`))
+    const env = { ...process.env, PORT: '', BATON_HOST: '127.0.0.1' }
+    const { cli, url } = await startCli(t, ['serve', file, '--log-level', 'info'], { env })
+    assert.equal(url, `http://127.0.0.1:${port}`)
+    cli.kill('SIGTERM')
+    assert.equal((await cli.exited).code, 0)
+  })
+
   test('baton --version is the package version', async (t) => {
     const cli = spawnCli(t, ['--version'])
     assert.equal((await cli.exited).code, 0)

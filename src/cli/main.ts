@@ -314,6 +314,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       console.log(JSON.stringify(jsonSchema(), null, 2))
     })
 
+  // An empty variable (PORT= in a shell or an env file) is no variable, as with `process.env.PORT || …`:
+  // the config's value is used, not a port of 0 (a random one) or a host of ''.
+  for (const option of program.commands.flatMap((command) => command.options)) {
+    if (option.envVar !== undefined && process.env[option.envVar]?.trim() === '') delete process.env[option.envVar]
+  }
   try {
     await program.parseAsync([...argv])
   } catch (err) {
