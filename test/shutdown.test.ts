@@ -110,10 +110,23 @@ function parseRaw(raw: string): Answer {
   return { status: Number(statusLine?.split(' ')[1]), headers, body: raw.slice(at + 4) }
 }
 
+/**
+ * How a new connection ends once the gateway has begun to close: the listener stops as soon as the
+ * drain has taken the connections already queued for it (a few turns of the event loop), so one
+ * made meanwhile is taken and served; the next ones are refused.
+ */
 async function refused(port: number): Promise<string> {
-  const socket = connect(port, '127.0.0.1')
-  const [err] = (await once(socket, 'error')) as [NodeJS.ErrnoException]
-  return err.code ?? ''
+  for (let i = 0; i < 100; i++) {
+    const socket = connect(port, '127.0.0.1')
+    const outcome = await Promise.race([
+      once(socket, 'error').then(([err]) => (err as NodeJS.ErrnoException).code ?? ''),
+      once(socket, 'connect').then(() => null),
+    ])
+    if (outcome !== null) return outcome
+    socket.destroy()
+    await sleep(10)
+  }
+  return 'still accepting after a second'
 }
 
 async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
@@ -366,6 +379,39 @@ endpoints:
     )
     // Closed once: a second call gets the same report.
     assert.equal(await gateway.close(), report)
+  })
+
+  test('connections already on their way when the drain begins are taken and served, not reset', async (t) => {
+    const stub = await stubFor(t)
+    stub.route('GET /items/:id', (req) => json({ id: req.params.id }))
+    const { plan } = compileText('baton.yaml', yaml(stub.url), { env: {} })
+    const gateway = createGateway(plan)
+    t.after(() => gateway.close({ force: true }))
+    const { port } = await gateway.listen({ host: '127.0.0.1', port: 0 })
+    // 20 connections and their requests, made in the same tick as close(): the gateway has taken
+    // none of them when it begins to close (a busy gateway's backlog, in small).
+    const clients = Array.from({ length: 20 }, (_, i) => {
+      const socket = connect(port, '127.0.0.1')
+      let data = ''
+      socket.on('data', (c: Buffer) => (data += c.toString()))
+      const failed = once(socket, 'error').then(([err]) => (err as NodeJS.ErrnoException).code)
+      socket.write(`GET /items/${i} HTTP/1.1\r\nhost: baton\r\n\r\n`)
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+      return { received: () => data, closed, failed }
+    })
+    const closing = gateway.close()
+    await within(5000, 'every queued connection answered and closed', Promise.all(clients.map((c) => c.closed)))
+    clients.forEach((client, i) => {
+      const answer = parseRaw(client.received())
+      assert.deepEqual(
+        [answer.status, JSON.parse(answer.body), answer.headers.connection],
+        [200, { item: { id: String(i) } }, 'close'],
+        `connection ${i}: ${client.received() === '' ? 'no answer' : client.received()}`,
+      )
+    })
+    const report = await closing
+    assert.deepEqual([report.drained, report.destroyed, report.timedOut], [20, 0, false])
+    assert.equal(await refused(port), 'ECONNREFUSED')
   })
 
   test('a connection that has sent nothing (a preconnect, a pool spare) does not hold the drain: closed after a second, its request served if sent meanwhile', async (t) => {

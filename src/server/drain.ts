@@ -1,11 +1,11 @@
 /**
- * Shutting down without losing a request. When the gateway closes, its listener stops at once
- * (new connections are refused) and idle keep-alive connections are closed; every request in
- * flight, and every request that still arrives on a connection already open, is served, its
- * answer saying `Connection: close`; the gateway closes when the last connection has. If that
- * takes longer than the drain timeout, the requests the gateway is still running are answered
- * 503 SHUTTING_DOWN (their calls aborted), and the connections still open a moment later are
- * destroyed. A forced close destroys them at once.
+ * Shutting down without losing a request. When the gateway closes, it takes the connections the
+ * kernel has already queued for it, then its listener stops (new connections are refused) and idle
+ * keep-alive connections are closed; every request in flight, and every request that still arrives
+ * on a connection already open, is served, its answer saying `Connection: close`; the gateway
+ * closes when the last connection has. If that takes longer than the drain timeout, the requests
+ * the gateway is still running are answered 503 SHUTTING_DOWN (their calls aborted), and the
+ * connections still open a moment later are destroyed. A forced close destroys them at once.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
@@ -65,6 +65,9 @@ const CUT_GRACE = 250
  */
 const UNUSED_GRACE = 1000
 
+/** At most this many turns of the event loop to take the listener's backlog (Node's default backlog is 511). */
+const BACKLOG_TURNS = 512
+
 const SERVING = 0
 const DRAINING = 1
 const CUTTING = 2
@@ -75,7 +78,7 @@ export class Drain {
   /** Every connection; each holds its requests in flight (RESPONSES), with the run answering each once the handler has started one. */
   readonly #sockets = new Set<Connection>()
   /** Shared with the listeners below: the state, the requests in flight, and those that finished while draining. */
-  readonly #s = { state: SERVING, drained: 0, inFlight: 0 }
+  readonly #s = { state: SERVING, drained: 0, inFlight: 0, accepted: 0 }
   #cut = 0
   #answered = 0
   #destroyed = 0
@@ -110,6 +113,7 @@ export class Drain {
       server.closeIdleConnections()
     }
     server.on('connection', (socket: Socket) => {
+      s.accepted++
       sockets.add(socket)
       ;(socket as Connection)[OPENED] = performance.now()
       socket.on('close', socketClosed)
@@ -168,6 +172,18 @@ export class Drain {
     const started = performance.now()
     this.#s.state = DRAINING
     for (const res of this.#responses()) if (!res.headersSent) res.setHeader('connection', 'close')
+    // Connections the kernel has accepted but the gateway not yet (the backlog of a busy or paused
+    // process) are clients that sent their request before the drain began: closing the listener
+    // would reset them. Node takes about one per turn of the event loop (its poll for I/O): turn
+    // until a turn takes none. The first immediate ends this turn; each one after spans a poll.
+    if (!force) {
+      await nextTurn()
+      for (let turn = 0; turn < BACKLOG_TURNS; turn++) {
+        const before = this.#s.accepted
+        await nextTurn()
+        if (this.#s.accepted === before) break
+      }
+    }
     // Node's close stops the listener now, closes the idle connections, and calls back once the last connection has closed.
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
     this.#closeUnusedSoon()
@@ -287,6 +303,11 @@ export class Drain {
     this.#destroyed += n
     return n
   }
+}
+
+/** Resolves in the event loop's next check phase (after a poll for I/O, unless called before this turn's). */
+async function nextTurn(): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(resolve))
 }
 
 function plural(n: number, word: string): string {
