@@ -17,8 +17,9 @@
 // round after round; one that does not stays level. The verdict compares the last two rounds with
 // rounds 2–3 (the first round also warms up: JIT code, pools, the `#recent` bodies).
 //
-// Environment: BENCH_SOAK_ROUNDS (8), BENCH_SOAK_SECONDS (15), REDIS_URL (redis://127.0.0.1:6379).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+// Environment: BENCH_SOAK_ROUNDS (8), BENCH_SOAK_SECONDS (15), REDIS_URL (redis://127.0.0.1:6379),
+// BENCH_SOAK_SNAPSHOTS (a folder for heap snapshots after round 2 and the last; see bench/heapdiff.ts).
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -32,6 +33,9 @@ import { findWrk, runWrk } from './wrk.ts'
 const ROUNDS = wholeNumber('BENCH_SOAK_ROUNDS', 8, 3, 100)
 const SECONDS = wholeNumber('BENCH_SOAK_SECONDS', 15, 2, 600)
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+// A folder: heap snapshots after round 2 and after the last, to compare with bench/heapdiff.ts.
+const SNAPSHOTS = process.env.BENCH_SOAK_SNAPSHOTS || undefined
+if (SNAPSHOTS !== undefined) mkdirSync(SNAPSHOTS, { recursive: true })
 
 function wholeNumber(name: string, fallback: number, min: number, max: number): number {
   const text = process.env[name]
@@ -194,7 +198,8 @@ interface Sample {
   resources: Record<string, number>
 }
 
-async function inspect(): Promise<Sample> {
+/** Asks the gateway for its heap, and for a heap snapshot written to `snapshot` when given. */
+async function inspect(snapshot?: string): Promise<Sample> {
   const targets = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as Array<{
     webSocketDebuggerUrl: string
   }>
@@ -207,8 +212,16 @@ async function inspect(): Promise<Sample> {
   })
   let id = 0
   const pending = new Map<number, (result: unknown) => void>()
+  const chunks: string[] = []
   socket.addEventListener('message', (event) => {
-    const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown; error?: unknown }
+    const message = JSON.parse(String(event.data)) as {
+      id?: number
+      method?: string
+      params?: { chunk?: string }
+      result?: unknown
+      error?: unknown
+    }
+    if (message.method === 'HeapProfiler.addHeapSnapshotChunk') chunks.push(message.params?.chunk ?? '')
     if (message.id === undefined) return
     pending.get(message.id)?.(message.error === undefined ? message.result : { error: message.error })
     pending.delete(message.id)
@@ -227,6 +240,10 @@ async function inspect(): Promise<Sample> {
       expression: `JSON.stringify({ memory: process.memoryUsage(), resources: process.getActiveResourcesInfo() })`,
       returnByValue: true,
     })) as { result?: { value?: string } }
+    if (snapshot !== undefined) {
+      await send('HeapProfiler.takeHeapSnapshot', { reportProgress: false })
+      writeFileSync(snapshot, chunks.join(''))
+    }
     const value = evaluated.result?.value
     if (value === undefined) throw new Error(`the inspector did not evaluate: ${JSON.stringify(evaluated)}`)
     const { memory, resources } = JSON.parse(value) as { memory: NodeJS.MemoryUsage; resources: string[] }
@@ -337,7 +354,12 @@ try {
     // response caches (what they hold depends on the round's last keys), then look.
     await sleep(1500)
     await emptyCaches()
-    const sample = await inspect()
+    const snapshot =
+      SNAPSHOTS !== undefined && (round === 2 || round === ROUNDS)
+        ? join(SNAPSHOTS, `round-${round}.heapsnapshot`)
+        : undefined
+    const sample = await inspect(snapshot)
+    if (snapshot !== undefined) console.error(`heap snapshot: ${snapshot}`)
     const e = result.socketErrors
     rounds.push({
       requests: result.requests,
