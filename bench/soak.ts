@@ -6,7 +6,8 @@
 //   front of Redis (`store: tiered`, bounded by `gateway.cache.maxSize`), a batched forEach, a
 //   coalesced endpoint with a slow optional call that often times out, and a POST cached by body;
 // - clients that hang up after 1–100 ms, mid-run or while waiting for another request's run;
-// - an upstream that fails 3 % of its calls;
+// - an upstream that fails 3 % of its calls, and a Redis (its own) frozen or killed for 3 s in two
+//   rounds of three;
 // - invalidations through the webhook every 500 ms, and a reload (SIGHUP, the config alternating
 //   between two versions) every 2 s.
 //
@@ -17,22 +18,22 @@
 // round after round; one that does not stays level. The verdict compares the last two rounds with
 // rounds 2–3 (the first round also warms up: JIT code, pools, the `#recent` bodies).
 //
-// Environment: BENCH_SOAK_ROUNDS (8), BENCH_SOAK_SECONDS (15), REDIS_URL (redis://127.0.0.1:6379),
+// Environment: BENCH_SOAK_ROUNDS (8), BENCH_SOAK_SECONDS (15), BENCH_REDIS_SERVER (/usr/bin/redis-server),
 // BENCH_SOAK_SNAPSHOTS (a folder for heap snapshots after round 2 and the last; see bench/heapdiff.ts).
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Redis } from 'ioredis'
 import { freePort, startServer, stopAll } from './processes.ts'
+import type { Server } from './processes.ts'
 import { postsBody, userBodies } from './upstream-data.ts'
 import { findWrk, runWrk } from './wrk.ts'
 
 const ROUNDS = wholeNumber('BENCH_SOAK_ROUNDS', 8, 3, 100)
 const SECONDS = wholeNumber('BENCH_SOAK_SECONDS', 15, 2, 600)
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const REDIS_SERVER = process.env.BENCH_REDIS_SERVER ?? '/usr/bin/redis-server'
 // A folder: heap snapshots after round 2 and after the last, to compare with bench/heapdiff.ts.
 const SNAPSHOTS = process.env.BENCH_SOAK_SNAPSHOTS || undefined
 if (SNAPSHOTS !== undefined) mkdirSync(SNAPSHOTS, { recursive: true })
@@ -53,13 +54,26 @@ if (wrk === undefined) {
   console.error('bench:soak needs wrk on PATH (Debian: apt-get install wrk)')
   process.exit(1)
 }
-const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 })
-try {
-  await redis.connect()
-} catch (err) {
-  console.error(`bench:soak needs Redis at ${REDIS_URL} (REDIS_URL): ${(err as Error).message}`)
+// A Redis of its own, so that it can be frozen and killed: every third round from the second
+// freezes it (SIGSTOP) for 3 s, every third from the third kills it and starts it again 3 s later.
+if (!existsSync(REDIS_SERVER)) {
+  console.error(
+    `bench:soak needs redis-server at ${REDIS_SERVER} (Debian: apt-get install redis-server; or set BENCH_REDIS_SERVER)`,
+  )
   process.exit(1)
 }
+const redisPort = await freePort()
+const startRedis = (): Promise<Server> =>
+  startServer(
+    'redis',
+    [REDIS_SERVER, '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    process.env,
+    {
+      knownPort: redisPort,
+    },
+  )
+let redis = await startRedis()
+const redisUrl = `redis://127.0.0.1:${redisPort}`
 
 // ---------------------------------------------------------------------------------------------
 // The upstream: posts, users (one by one and in batches), a slow service and a search.
@@ -108,7 +122,6 @@ const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port
 // ---------------------------------------------------------------------------------------------
 // The gateway: two versions of one config, alternated by the reloads.
 
-const prefix = `baton-soak-${process.pid}`
 const config = (version: 'A' | 'B'): string => `
 version: 1
 gateway:
@@ -116,7 +129,7 @@ gateway:
   host: 127.0.0.1
   port: 0
   accessLog: false
-  redis: { url: "${REDIS_URL}", prefix: ${prefix} }
+  redis: { url: "${redisUrl}", timeout: 100ms }
   cache: { maxSize: 8mb, invalidation: { token: soak } }
 services:
   api: { url: "${upstreamUrl}", timeout: ${version === 'A' ? '1s' : '900ms'} }
@@ -318,6 +331,26 @@ async function emptyCaches(): Promise<void> {
   await res.arrayBuffer()
 }
 
+const faults = { frozen: 0, killed: 0 }
+
+/** Freezes or kills Redis a third of the way into the round, for 3 s. */
+async function redisFault(round: number, until: number): Promise<void> {
+  const fault = round % 3 === 2 ? 'freeze' : round % 3 === 0 ? 'kill' : null
+  if (fault === null) return
+  await sleep(Math.max(0, (until - Date.now()) / 3))
+  if (fault === 'freeze') {
+    faults.frozen++
+    process.kill(redis.pid, 'SIGSTOP')
+    await sleep(3000)
+    process.kill(redis.pid, 'SIGCONT')
+  } else {
+    faults.killed++
+    process.kill(redis.pid, 'SIGKILL')
+    await sleep(3000)
+    redis = await startRedis()
+  }
+}
+
 async function reloads(until: number): Promise<void> {
   while (Date.now() + 2000 < until) {
     await sleep(2000)
@@ -349,6 +382,7 @@ try {
       hangUps(until),
       invalidations(until),
       reloads(until),
+      redisFault(round, until),
     ])
     // Let what is still in flight end (the slow calls, the background refreshes), empty the
     // response caches (what they hold depends on the round's last keys), then look.
@@ -380,9 +414,6 @@ try {
   await stopAll()
   upstream.close()
   upstream.closeAllConnections()
-  const keys = await redis.keys(`${prefix}:*`)
-  if (keys.length > 0) await redis.del(...keys)
-  redis.disconnect()
   rmSync(dir, { recursive: true, force: true })
 }
 if (failed) process.exit(1)
@@ -414,7 +445,7 @@ console.log(
 console.log(
   `\n${ROUNDS} × ${SECONDS} s; besides wrk: ${stats.aborted} hang-ups, ${stats.invalidations} invalidations ` +
     `(${stats.invalidationFailures} failed), ${stats.reloads} reloads; upstream: ${upstreamStats.requests} requests, ` +
-    `${upstreamStats.failed} failed on purpose.`,
+    `${upstreamStats.failed} failed on purpose; Redis frozen ${faults.frozen} times and killed ${faults.killed} times (3 s each).`,
 )
 console.log(
   `Heap after GC, caches emptied: ${mib(early)} MiB (rounds 2–3) → ${mib(late)} MiB (last two rounds): ` +
