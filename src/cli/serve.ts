@@ -170,21 +170,6 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
       else logger.info({ event: 'rate_limits', applied: true }, `rate limits on: ${all.join(', ')}`)
     }
   }
-  if (options.worker === undefined) logListening(logger, plan, address)
-  else options.worker.listening(address)
-  if (options.devToken !== undefined) {
-    logger.info(
-      { event: 'dev_token' },
-      `export TOKEN=${options.devToken}   # a dev token: sub ${DEV_SUBJECT}, valid 1h`,
-    )
-    const e = plan.endpoints.find((x) => x.auth !== null)
-    if (e !== undefined)
-      logger.info(
-        { event: 'dev_token' },
-        `  curl -H "authorization: Bearer $TOKEN"${e.method === 'GET' ? '' : ` -X ${e.method} -H 'content-type: application/json' -d '{…}'`} ${address.url}${e.route}`,
-      )
-  }
-
   const reload = async (why: string): Promise<void> => {
     try {
       await gateway.reload()
@@ -285,6 +270,23 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
     }
     on('SIGINT', stop)
     on('SIGTERM', stop)
+    // Only now does the gateway say it listens: tooling that waits for this line and then sends
+    // SIGTERM must find the handler in place (before it, the signal's default action kills the
+    // process: exit by signal, nothing drained).
+    if (options.worker === undefined) logListening(logger, plan, address)
+    else options.worker.listening(address)
+    if (options.devToken !== undefined) {
+      logger.info(
+        { event: 'dev_token' },
+        `export TOKEN=${options.devToken}   # a dev token: sub ${DEV_SUBJECT}, valid 1h`,
+      )
+      const e = plan.endpoints.find((x) => x.auth !== null)
+      if (e !== undefined)
+        logger.info(
+          { event: 'dev_token' },
+          `  curl -H "authorization: Bearer $TOKEN"${e.method === 'GET' ? '' : ` -X ${e.method} -H 'content-type: application/json' -d '{…}'`} ${address.url}${e.route}`,
+        )
+    }
   })
 }
 
