@@ -402,7 +402,14 @@ ${call}
           message: "no service named 'user'",
           hint: "did you mean 'users'?",
         },
-        { code: 'BATON_MISSING_KEY', line: 13, col: 16, message: "missing required key 'key'" },
+        {
+          code: 'BATON_MISSING_KEY',
+          line: 13,
+          col: 16,
+          message: "missing required key 'key'",
+          // The key's description in the schema (and the JSON Schema) says what it wants.
+          hint: "The field of each result in the batch's answer (a JSON list) that holds its key, e.g. id.",
+        },
         {
           code: 'BATON_INVALID_VALUE',
           line: 13,

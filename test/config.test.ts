@@ -452,6 +452,101 @@ gateway:
   })
 })
 
+describe('cache durations written as bare numbers', () => {
+  it('a warning at each, saying it is milliseconds and how to write seconds; with a unit, none', () => {
+    const found = reported(`version: 1
+gateway: { name: Test }
+services:
+  catalog: { url: "http://catalog.local", timeout: 1s, cache: { ttl: 30 } }
+endpoints:
+  GET /product/{id}:
+    cache: { ttl: 300, staleWhileRevalidate: 60s, staleIfError: 600, partialTtl: 0 }
+    calls:
+      product: { request: "GET catalog /products/\${request.params.id}", cache: { ttl: 5 } }
+      price: { request: "GET catalog /prices/\${request.params.id}", cache: { ttl: 5ms } }
+    response: { product: "\${product}", price: "\${price}" }
+  GET /other:
+    cache: { ttl: 300s, staleIfError: 1500ms }
+    calls:
+      p: { request: GET catalog /p }
+    response: "\${p}"
+`)
+    assert.deepEqual(found, [
+      {
+        severity: 'warning',
+        code: 'BATON_CACHE_UNIT',
+        line: 4,
+        col: 70,
+        message: 'ttl: 30 is 30 ms: a bare number is milliseconds',
+        hint: 'write 30s if you meant seconds (as max-age, Redis and CDNs count), or 30ms to say milliseconds',
+        path: 'services › catalog › cache › ttl',
+      },
+      {
+        severity: 'warning',
+        code: 'BATON_CACHE_UNIT',
+        line: 7,
+        col: 19,
+        message: 'ttl: 300 is 300 ms: a bare number is milliseconds',
+        hint: 'write 300s if you meant seconds (as max-age, Redis and CDNs count), or 300ms to say milliseconds',
+        path: 'endpoints › GET /product/{id} › cache › ttl',
+      },
+      {
+        severity: 'warning',
+        code: 'BATON_CACHE_UNIT',
+        line: 7,
+        col: 65,
+        message: 'staleIfError: 600 is 600 ms: a bare number is milliseconds',
+        hint: 'write 600s if you meant seconds (as max-age, Redis and CDNs count), or 600ms to say milliseconds',
+        path: 'endpoints › GET /product/{id} › cache › staleIfError',
+      },
+      {
+        severity: 'warning',
+        code: 'BATON_CACHE_UNIT',
+        line: 9,
+        col: 87,
+        message: 'ttl: 5 is 5 ms: a bare number is milliseconds',
+        hint: 'write 5s if you meant seconds (as max-age, Redis and CDNs count), or 5ms to say milliseconds',
+        path: 'endpoints › GET /product/{id} › calls › product › cache › ttl',
+      },
+    ])
+  })
+})
+
+describe('a value of the wrong form: the hint is the key’s own description', () => {
+  it('none of a union’s forms (key.query: a word), the wrong type (a number for a service cache): what the key takes', () => {
+    const found = errors(`version: 1
+gateway: { name: Test }
+services:
+  catalog: { url: "http://catalog.local", timeout: 1s, cache: 5 }
+endpoints:
+  GET /product/{id}:
+    cache: { ttl: 60s, key: { query: lang } }
+    calls:
+      product: { request: "GET catalog /products/\${request.params.id}" }
+    response: "\${product}"
+`)
+    assert.deepEqual(
+      found.map((d) => [d.code, d.line, d.col, d.message, d.hint]),
+      [
+        [
+          'BATON_INVALID_VALUE',
+          4,
+          63,
+          'expected object, got 5',
+          'Per-call cache of the GET/HEAD calls to this service, in memory (a call may say otherwise): { ttl: 30s } or { honor: true }; maxSize bounds it.',
+        ],
+        [
+          'BATON_INVALID_VALUE',
+          7,
+          38,
+          'invalid value "lang"',
+          'Query parameters in the key: true (all, the default), false (none), or a list of names.',
+        ],
+      ],
+    )
+  })
+})
+
 describe('JSON Schema', () => {
   it('schema/baton.schema.json is generated from the validator (run `npm run schema` after changing src/config/schema.ts)', () => {
     const committed: unknown = JSON.parse(readFileSync('schema/baton.schema.json', 'utf8'))

@@ -57,23 +57,35 @@ export class ConfigSource {
     return this.document.toJS({ maxAliasCount: 100 })
   }
 
-  /** Position of the value at `path` (or of its key, when `key` is set); falls back to the nearest ancestor. */
-  locate(path: ConfigPath, options: { key?: boolean; offset?: number } = {}): Position {
+  /** The node at `path` and its key's node, or the nearest ancestor's when the path goes further than the document. */
+  #nodeAt(path: ConfigPath): { node: unknown; keyNode: unknown; whole: boolean } {
     let node: unknown = this.document.contents
     let keyNode: unknown
     for (const segment of path) {
       if (isMap(node)) {
         const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) === String(segment) : false))
-        if (pair === undefined) break
+        if (pair === undefined) return { node, keyNode, whole: false }
         keyNode = pair.key
         node = pair.value
       } else if (isSeq(node) && typeof segment === 'number') {
         keyNode = undefined
         node = node.items[segment]
       } else {
-        break
+        return { node, keyNode, whole: false }
       }
     }
+    return { node, keyNode, whole: true }
+  }
+
+  /** The scalar as written at `path` (a number stays a number: `ttl: 60`, not `ttl: 60s`), or undefined. */
+  written(path: ConfigPath): unknown {
+    const { node, whole } = this.#nodeAt(path)
+    return whole && isScalar(node) ? node.value : undefined
+  }
+
+  /** Position of the value at `path` (or of its key, when `key` is set); falls back to the nearest ancestor. */
+  locate(path: ConfigPath, options: { key?: boolean; offset?: number } = {}): Position {
+    const { node, keyNode } = this.#nodeAt(path)
     const target = (options.key === true && keyNode !== undefined ? keyNode : (node ?? keyNode)) as Node | undefined
     const start = target?.range?.[0] ?? 0
     let offset = 0

@@ -78,18 +78,17 @@ function toDiagnostics(source: ConfigSource, issue: z.core.$ZodIssue): Diagnosti
     case 'invalid_type': {
       const missing = issue.input === undefined
       const last = path.at(-1)
+      const hint = descriptionAt(path)
       return [
-        source.diagnostic(
-          {
-            severity: 'error',
-            code: missing ? 'BATON_MISSING_KEY' : 'BATON_INVALID_VALUE',
-            message: missing
-              ? `missing required key '${String(last)}'`
-              : `expected ${issue.expected}, got ${describe(issue.input)}`,
-            path,
-          },
-          missing ? {} : {},
-        ),
+        source.diagnostic({
+          severity: 'error',
+          code: missing ? 'BATON_MISSING_KEY' : 'BATON_INVALID_VALUE',
+          message: missing
+            ? `missing required key '${String(last)}'`
+            : `expected ${issue.expected}, got ${describe(issue.input)}`,
+          path,
+          ...(hint === undefined ? {} : { hint }),
+        }),
       ]
     }
     default:
@@ -99,7 +98,11 @@ function toDiagnostics(source: ConfigSource, issue: z.core.$ZodIssue): Diagnosti
           code: 'BATON_INVALID_VALUE',
           message: `invalid value ${describe(issue.input)}`,
           path,
-          hint: issue.message,
+          // A value that fits none of a union's forms and has no message of its own: zod says only
+          // "Invalid input"; the key's own description says what fits.
+          hint:
+            (issue.code === 'invalid_union' && issue.message === 'Invalid input' ? descriptionAt(path) : undefined) ??
+            issue.message,
         }),
       ]
   }
@@ -126,6 +129,25 @@ function keysAt(path: readonly PropertyKey[]): string[] {
   }
   const def = (unwrap(schema) as { _zod: { def: Record<string, unknown> } })._zod.def
   return def.type === 'object' ? Object.keys(def.shape as object) : []
+}
+
+/** The schema's description of the key at `path` (the JSON Schema's too), if it has one. */
+function descriptionAt(path: readonly PropertyKey[]): string | undefined {
+  let schema: unknown = configSchema
+  for (const segment of path) {
+    const def = (unwrap(schema) as { _zod: { def: Record<string, unknown> } })._zod.def
+    if (def.type === 'object') schema = (def.shape as Record<string, unknown>)[String(segment)]
+    else if (def.type === 'record') schema = def.valueType
+    else if (def.type === 'array') schema = def.element
+    else return undefined
+    if (schema === undefined) return undefined
+  }
+  for (let s = schema as { description?: string; _zod: { def: Record<string, unknown> } }; ;) {
+    if (s.description !== undefined) return s.description
+    const inner = unwrap(s) as typeof s
+    if (inner === s) return undefined
+    s = inner
+  }
 }
 
 function unwrap(schema: unknown): unknown {

@@ -2,7 +2,8 @@
  * An endpoint's `cache` block, compiled: the key's parts, the tags (expressions over the request
  * and the caller), the store. Refuses what would serve one caller another caller's answer.
  */
-import type { EndpointConfig } from '../config/schema.ts'
+import type { Config, EndpointConfig } from '../config/schema.ts'
+import type { ConfigPath } from '../config/source.ts'
 import type { Reference } from '../expr/index.ts'
 import type { Diagnostics } from './diagnostics.ts'
 import { compileString, type TemplateScope } from './templates.ts'
@@ -76,5 +77,34 @@ export function compileEndpointCache(
     tags,
     tagSources: cache.tags,
     store: cache.store ?? context.defaultStore,
+  }
+}
+
+/** The durations of response and call caches, where a bare number is most likely meant as seconds. */
+const CACHE_DURATIONS = ['ttl', 'staleWhileRevalidate', 'staleIfError', 'partialTtl'] as const
+
+/**
+ * Warns about a cache duration written as a bare number (`ttl: 300`). A bare number is milliseconds
+ * in every duration of the config, but a cache's TTL is counted in seconds nearly everywhere else
+ * (Cache-Control's max-age, Redis, CDNs, the template's table), so `ttl: 300` is far more often
+ * meant as five minutes than as 0.3 s. `300s` or `300ms` says which.
+ */
+export function warnBareCacheDurations(config: Config, diagnostics: Diagnostics): void {
+  const check = (path: ConfigPath): void => {
+    const written = diagnostics.written(path)
+    if (typeof written !== 'number' || written <= 0) return
+    const field = String(path.at(-1))
+    diagnostics.warn('BATON_CACHE_UNIT', `${field}: ${written} is ${written} ms: a bare number is milliseconds`, path, {
+      hint: `write ${written}s if you meant seconds (as max-age, Redis and CDNs count), or ${written}ms to say milliseconds`,
+    })
+  }
+  for (const [name, service] of Object.entries(config.services)) {
+    if (typeof service.cache === 'object') check(['services', name, 'cache', 'ttl'])
+  }
+  for (const [key, endpoint] of Object.entries(config.endpoints)) {
+    if (endpoint.cache !== undefined) for (const field of CACHE_DURATIONS) check(['endpoints', key, 'cache', field])
+    for (const [name, call] of Object.entries(endpoint.calls ?? {})) {
+      if (typeof call.cache === 'object') check(['endpoints', key, 'calls', name, 'cache', 'ttl'])
+    }
   }
 }

@@ -14,6 +14,7 @@ import { compileEdge, compileRedis, type EdgeContext, resolveEnv } from './edge.
 import { dirname, resolve } from 'node:path'
 import { compileTracing } from './tracing.ts'
 import { compileCanary } from './canary.ts'
+import { warnBareCacheDurations } from './cache.ts'
 import type { EndpointPlan, GatewayPlan } from './types.ts'
 import { SchemaCompiler } from './validation.ts'
 
@@ -102,6 +103,7 @@ export function compileConfig(loaded: LoadedConfig, options: CompileOptions = {}
     })
     if (plan !== null) endpoints.push(plan)
   }
+  warnBareCacheDurations(config, diagnostics)
   for (const name of declaredServices) {
     if (!used.has(name))
       diagnostics.warn('BATON_UNUSED_SERVICE', `service '${name}' is not called by any endpoint`, ['services', name], {

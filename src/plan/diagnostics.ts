@@ -24,6 +24,11 @@ export class Diagnostics {
     this.#add('warning', code, message, path, place)
   }
 
+  /** The scalar as the file writes it at `path` (see ConfigSource.written). */
+  written(path: ConfigPath): unknown {
+    return this.#source.written(path)
+  }
+
   get failed(): boolean {
     return this.list.some((d) => d.severity === 'error')
   }
