@@ -118,21 +118,25 @@ function describe(value: unknown): string {
 
 /** The keys the schema allows at `path`, for "did you mean". */
 function keysAt(path: readonly PropertyKey[]): string[] {
-  let schema: unknown = configSchema
-  for (const segment of path) {
-    schema = unwrap(schema)
-    const def = (schema as { _zod: { def: Record<string, unknown> } })._zod.def
-    if (def.type === 'object') schema = (def.shape as Record<string, unknown>)[String(segment)]
-    else if (def.type === 'record') schema = def.valueType
-    else return []
-    if (schema === undefined) return []
-  }
+  const schema = schemaAt(path)
+  if (schema === undefined) return []
   const def = (unwrap(schema) as { _zod: { def: Record<string, unknown> } })._zod.def
   return def.type === 'object' ? Object.keys(def.shape as object) : []
 }
 
 /** The schema's description of the key at `path` (the JSON Schema's too), if it has one. */
 function descriptionAt(path: readonly PropertyKey[]): string | undefined {
+  for (let s = schemaAt(path) as { description?: string } | undefined; s !== undefined;) {
+    if (s.description !== undefined) return s.description
+    const inner = unwrap(s) as typeof s
+    if (inner === s) return undefined
+    s = inner
+  }
+  return undefined
+}
+
+/** The schema of the key at `path` as declared (with its default, optional and description), or undefined. */
+function schemaAt(path: readonly PropertyKey[]): unknown {
   let schema: unknown = configSchema
   for (const segment of path) {
     const def = (unwrap(schema) as { _zod: { def: Record<string, unknown> } })._zod.def
@@ -142,12 +146,7 @@ function descriptionAt(path: readonly PropertyKey[]): string | undefined {
     else return undefined
     if (schema === undefined) return undefined
   }
-  for (let s = schema as { description?: string; _zod: { def: Record<string, unknown> } }; ;) {
-    if (s.description !== undefined) return s.description
-    const inner = unwrap(s) as typeof s
-    if (inner === s) return undefined
-    s = inner
-  }
+  return schema
 }
 
 function unwrap(schema: unknown): unknown {
