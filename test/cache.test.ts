@@ -69,6 +69,19 @@ describe('a fresh entry is served without a call', () => {
     )
   })
 
+  test("a client's Cache-Control: no-cache or Pragma: no-cache does not skip the cache", async (t) => {
+    const stub = await stubFor(t)
+    product(stub)
+    const { url } = await startGateway(t, config(stub, '{ ttl: 60s }'))
+    await get(`${url}/products/1`)
+    const noCache = await get(`${url}/products/1`, { 'cache-control': 'no-cache, max-age=0' })
+    const pragma = await get(`${url}/products/1`, { pragma: 'no-cache' })
+    assert.equal(stub.requestsTo('GET /products/:id').length, 1)
+    assert.match(noCache.headers['cache-status'] ?? '', /^baton; hit; /)
+    assert.match(pragma.headers['cache-status'] ?? '', /^baton; hit; /)
+    assert.deepEqual(pragma.body, { product: { id: '1', version: 1 } })
+  })
+
   test('an endpoint without cache says no-store, and every request makes its call', async (t) => {
     const stub = await stubFor(t)
     product(stub)
