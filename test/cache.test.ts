@@ -160,6 +160,25 @@ describe('the key', () => {
     assert.equal(stub.requestsTo('GET /products/:id').length, 3)
   })
 
+  test("a query parameter's name cannot spell another request's key: no answer is stored for another query", async (t) => {
+    const stub = await stubFor(t)
+    product(stub)
+    const { url } = await startGateway(
+      t,
+      config(stub, '{ ttl: 60s }').replace(
+        'product: { request: "GET catalog /products/${request.params.id}" }',
+        'product: { request: "GET catalog /products/${request.params.id}" }\n    response: { a: "${request.query.a ?? \'none\'}", b: "${request.query.b ?? \'none\'}" }',
+      ),
+    )
+    // One parameter named `a="1"` + newline + `q:b`, valued 2: written raw in the key, it reads as a=1 and b=2.
+    const crafted = await get(`${url}/products/1?a%3D%221%22%0Aq%3Ab=2`)
+    assert.deepEqual(crafted.body, { a: 'none', b: 'none' })
+    const honest = await get(`${url}/products/1?a=1&b=2`)
+    assert.equal(honest.headers['cache-status'], 'baton; fwd=miss; stored')
+    assert.deepEqual(honest.body, { a: '1', b: '2' })
+    assert.equal(stub.requestsTo('GET /products/:id').length, 2)
+  })
+
   test('key.query: false: the query does not make entries', async (t) => {
     const stub = await stubFor(t)
     product(stub)

@@ -168,16 +168,18 @@ export class ResponseCache {
     if (plan.query !== false) {
       const query = request.query
       const names = plan.query === true ? Object.keys(query).sort() : plan.query
+      // Names as JSON too: a client chooses them (`?a%3D%221%22%0Aq%3Ab=2`), and written raw one
+      // could spell another request's key (`?a=1&b=2`) and store its own answer there for everyone.
       for (const name of names) {
         const value = query[name]
-        if (value !== undefined) key += `\nq:${name}=${JSON.stringify(value)}`
+        if (value !== undefined) key += `\nq:${JSON.stringify(name)}=${JSON.stringify(value)}`
       }
     }
     for (const name of plan.headers) {
       const value = request.headers[name]
-      if (value !== undefined) key += `\nh:${name}=${Array.isArray(value) ? value.join(', ') : value}`
+      if (value !== undefined) key += `\nh:${name}=${JSON.stringify(Array.isArray(value) ? value.join(', ') : value)}`
     }
-    if (plan.scope === 'user') key += `\nu:${request.auth?.method ?? ''}:${request.auth?.sub ?? ''}`
+    if (plan.scope === 'user') key += `\nu:${JSON.stringify([request.auth?.method ?? '', request.auth?.sub ?? ''])}`
     if (plan.body) key += `\nb:${JSON.stringify(request.body ?? null)}`
     // Stored under a digest: a key of any length (a POST's body) is a short name in memory and in Redis.
     let digest = this.#digests.get(key)
