@@ -101,6 +101,8 @@ export const ConfigCodes = {
   BATON_BATCH:
     'a batched forEach that cannot work: its request never reads ${ids}, reads the item, or writes the whole ${ids} list into its path; an itemKey that does not read the item',
   BATON_CACHE_METHOD: 'a per-call cache on a call that is not GET or HEAD',
+  BATON_CACHE_KEY:
+    '(warning) a cached answer that depends on what its key leaves out: the caller under scope: public, a request header or query parameter not in cache.key',
   BATON_CACHE_UNIT: '(warning) a cache TTL written as a bare number, which is milliseconds (ttl: 300 is 0.3 s)',
   BATON_COALESCE:
     'coalesce: true on an endpoint that cannot share its runs: not GET, a response cache (it collapses requests itself), or a call that does not coalesce',

@@ -512,6 +512,88 @@ endpoints:
   })
 })
 
+describe('a cached answer that may depend on what its key leaves out', () => {
+  const keyWarnings = (text: string): [number | undefined, number | undefined, string, string | undefined][] =>
+    reported(text)
+      .filter((d) => d.code === 'BATON_CACHE_KEY')
+      .map((d) => [d.line, d.col, d.message, d.hint])
+
+  it('the caller under scope public, a header or a query parameter outside the key, a forwarded header: a warning at each, once', () => {
+    assert.deepEqual(
+      keyWarnings(`version: 1
+gateway: { name: Test, auth: { jwt: { secret: "\${env.JWT_SECRET}" } } }
+services:
+  catalog: { url: "http://catalog.local", timeout: 1s, forwardHeaders: [accept-language, x-tenant] }
+endpoints:
+  GET /product/{id}:
+    auth: public
+    cache: { ttl: 60s, key: { query: [lang], headers: [x-tenant] } }
+    calls:
+      product:
+        request: "GET catalog /products/\${request.params.id}"
+        query: { page: "\${request.query.page}", lang: "\${request.query.lang}" }
+    response: { p: "\${product}", who: "\${auth.sub ?? 'anon'}", again: "\${auth.sub}", ua: "\${request.headers['user-agent']}" }
+`),
+      [
+        [
+          8,
+          5,
+          "the answer may depend on the client's accept-language header (a service forwards it: forwardHeaders), which the cache key leaves out: every caller would get the first one's variant",
+          'add accept-language to cache.key.headers (then an entry is kept per value, and Vary says so)',
+        ],
+        [
+          12,
+          27,
+          "the answer may depend on request.query.page, which the cache key leaves out: every caller would get the first one's answer, whatever their query",
+          'add page to cache.key.query',
+        ],
+        [
+          13,
+          42,
+          "the answer may depend on auth.sub, which the cache key leaves out: scope: public serves one entry to every caller, so each would get the first caller's answer",
+          'use scope: user (one entry per caller), or keep the caller out of the calls and the answer',
+        ],
+        [
+          13,
+          93,
+          "the answer may depend on request.headers['user-agent'], which the cache key leaves out: every caller would get the first one's variant",
+          'add user-agent to cache.key.headers (then an entry is kept per value, and Vary says so)',
+        ],
+      ],
+    )
+  })
+
+  it('none when the key covers what is read: scope user for the caller, the whole query, the listed headers; nor for what only a tag reads', () => {
+    assert.deepEqual(
+      keyWarnings(`version: 1
+gateway: { name: Test, auth: { jwt: { secret: "\${env.JWT_SECRET}" } } }
+services:
+  catalog: { url: "http://catalog.local", timeout: 1s, forwardHeaders: [accept-language] }
+endpoints:
+  GET /mine:
+    cache: { ttl: 60s, scope: user, key: { headers: [accept-language, x-tenant] }, tags: ["user:\${auth.sub}"] }
+    calls:
+      me: { request: "GET catalog /me/\${auth.sub}", query: { page: "\${request.query.page}" } }
+    response: { me: "\${me}", tenant: "\${request.headers['x-tenant']}" }
+  GET /catalog/{id}:
+    auth: public
+    cache: { ttl: 60s, tags: ["who:\${auth.sub ?? 'anon'}", "lang:\${request.headers['accept-language']}"] }
+    calls:
+      item: { request: "GET catalog /items/\${request.params.id}" }
+    response: "\${item}"
+`),
+      [
+        [
+          13,
+          5,
+          "the answer may depend on the client's accept-language header (a service forwards it: forwardHeaders), which the cache key leaves out: every caller would get the first one's variant",
+          'add accept-language to cache.key.headers (then an entry is kept per value, and Vary says so)',
+        ],
+      ],
+    )
+  })
+})
+
 describe('a value of the wrong form: the hint is the key’s own description', () => {
   it('none of a union’s forms (key.query: a word), the wrong type (a number for a service cache): what the key takes', () => {
     const found = errors(`version: 1

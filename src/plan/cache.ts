@@ -12,6 +12,12 @@ import type { CacheStoreKind, EndpointAuthPlan, EndpointCachePlan } from './type
 /** Roots a tag may read: the request and the caller (and the environment). */
 const TAG_ROOTS = new Set(['request', 'auth', 'env'])
 
+/** A reference to the request or the caller in one of the endpoint's calls or its answer. */
+export interface RequestRead {
+  readonly ref: Reference
+  readonly refPath: ConfigPath
+}
+
 export function compileEndpointCache(
   cache: NonNullable<EndpointConfig['cache']>,
   context: {
@@ -20,6 +26,10 @@ export function compileEndpointCache(
     readonly auth: EndpointAuthPlan | null
     readonly defaultStore: CacheStoreKind
     readonly scope: TemplateScope
+    /** What the calls and the answer read of the request and the caller. */
+    readonly reads: readonly RequestRead[]
+    /** The client headers the endpoint's services forward (`forwardHeaders`). */
+    readonly forwarded: readonly string[]
     readonly diagnostics: Diagnostics
   },
 ): EndpointCachePlan | null {
@@ -65,18 +75,104 @@ export function compileEndpointCache(
     }
     return [compiled.evaluate]
   })
+  const query = cache.key.query === true || cache.key.query === false ? cache.key.query : [...cache.key.query].sort()
+  const headers = cache.key.headers.map((h) => h.toLowerCase()).sort()
+  warnOutsideKey(context.reads, context.forwarded, { scope, query, headers }, where, diagnostics)
   return {
     ttl: cache.ttl,
     staleWhileRevalidate: cache.staleWhileRevalidate,
     staleIfError: cache.staleIfError,
     partialTtl: cache.partialTtl,
     scope,
-    query: cache.key.query === true || cache.key.query === false ? cache.key.query : [...cache.key.query].sort(),
-    headers: cache.key.headers.map((h) => h.toLowerCase()).sort(),
+    query,
+    headers,
     body: context.method !== 'GET' && context.method !== 'HEAD',
     tags,
     tagSources: cache.tags,
     store: cache.store ?? context.defaultStore,
+  }
+}
+
+/**
+ * Warns when the answer may depend on something the cache key leaves out: then every caller is
+ * served the first caller's answer. The caller (`auth.…`) under `scope: public`, a request header
+ * (read in an expression, or forwarded to a service) missing from `key.headers`, a query parameter
+ * (or the whole query) that `key.query` leaves out. Warnings, not errors: a value may be read
+ * without changing the answer (a header passed on for a log, say), which only the author knows.
+ */
+function warnOutsideKey(
+  reads: readonly RequestRead[],
+  forwarded: readonly string[],
+  key: { scope: 'public' | 'user'; query: boolean | readonly string[]; headers: readonly string[] },
+  where: ConfigPath,
+  diagnostics: Diagnostics,
+): void {
+  const warned = new Set<string>()
+  const warn = (what: string, path: ConfigPath, offset: number | undefined, why: string, hint: string): void => {
+    if (warned.has(what)) return
+    warned.add(what)
+    diagnostics.warn(
+      'BATON_CACHE_KEY',
+      `the answer may depend on ${what}, which the cache key leaves out: ${why}`,
+      path,
+      offset === undefined ? { key: true, hint } : { offset, hint },
+    )
+  }
+  const inQuery = (name: string | undefined): boolean =>
+    key.query === true || (key.query !== false && name !== undefined && key.query.includes(name))
+  for (const { ref, refPath } of reads) {
+    const [field, name] = ref.path
+    if (ref.root === 'auth') {
+      if (key.scope === 'public')
+        warn(
+          field === undefined ? 'auth' : `auth.${field}`,
+          refPath,
+          ref.offset,
+          "scope: public serves one entry to every caller, so each would get the first caller's answer",
+          'use scope: user (one entry per caller), or keep the caller out of the calls and the answer',
+        )
+    } else if (field === 'headers' && (name === undefined || !key.headers.includes(name))) {
+      warn(
+        name === undefined ? 'request.headers' : `request.headers['${name}']`,
+        refPath,
+        ref.offset,
+        "every caller would get the first one's variant",
+        name === undefined
+          ? 'read the headers you need by name and list them in cache.key.headers'
+          : `add ${name} to cache.key.headers (then an entry is kept per value, and Vary says so)`,
+      )
+    } else if (field === 'query' && !inQuery(name)) {
+      warn(
+        name === undefined ? 'request.query' : `request.query.${name}`,
+        refPath,
+        ref.offset,
+        "every caller would get the first one's answer, whatever their query",
+        name === undefined
+          ? 'leave cache.key.query out (the whole query is then in the key)'
+          : `add ${name} to cache.key.query`,
+      )
+    }
+  }
+  for (const name of forwarded) {
+    if (name === 'authorization' || name === 'cookie') {
+      // Forwarded credentials make the endpoint take them: it needs a scope, and scope: user keys by the caller.
+      if (key.scope === 'public')
+        warn(
+          `the client's ${name} header (forwardHeaders)`,
+          where,
+          undefined,
+          "scope: public serves one entry to every caller, so each would get the first caller's answer",
+          'use scope: user (one entry per caller)',
+        )
+    } else if (!key.headers.includes(name)) {
+      warn(
+        `the client's ${name} header (a service forwards it: forwardHeaders)`,
+        where,
+        undefined,
+        "every caller would get the first one's variant",
+        `add ${name} to cache.key.headers (then an entry is kept per value, and Vary says so)`,
+      )
+    }
   }
 }
 

@@ -12,7 +12,7 @@ import { invalidRouteSegment, routeParams, routeToServerPath } from './routes.ts
 import { AUTH_FIELDS, type CallMeta, readsOnlyTheClient, type Scope } from './scope.ts'
 import { cachePlan, checkHeaderName } from './services.ts'
 import { compileCondition, compileString, compileValue, type TemplateScope } from './templates.ts'
-import { compileEndpointCache } from './cache.ts'
+import { compileEndpointCache, type RequestRead } from './cache.ts'
 import type { BatchPlan, CacheStoreKind, CallPlan, EndpointPlan, ForEachPlan, ServicePlan } from './types.ts'
 import { compileValidation, type SchemaCompiler } from './validation.ts'
 
@@ -71,11 +71,14 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
     }
   }
 
+  // What the calls and the answer read of the request and the caller: a response cache must key by it (plan/cache.ts).
+  const reads: RequestRead[] = []
   /** Checks one reference and, when `from` is a call, records the dependency it implies. */
   const onReference =
     (from: number | null) =>
     (ref: Reference, refPath: readonly (string | number)[]): void => {
       const place = { offset: ref.offset }
+      if (ref.root === 'request' || ref.root === 'auth') reads.push({ ref, refPath })
       if (ref.root === 'request') {
         const field = ref.path[0]
         if (field !== undefined && !REQUEST_FIELDS.includes(field)) {
@@ -185,6 +188,9 @@ export function compileEndpoint(ctx: EndpointContext): EndpointPlan | null {
           auth,
           defaultStore: ctx.defaultCacheStore,
           scope: rootsFor(null, null),
+          // A copy: the tags, compiled next, read the request too, and a tag may.
+          reads: [...reads],
+          forwarded: [...new Set(partial.flatMap((call) => call.service.forwardHeaders))],
           diagnostics,
         })
 
