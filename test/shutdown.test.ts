@@ -8,15 +8,12 @@
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { connect, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import { compileText } from '../src/plan/compile.ts'
 import { createGateway } from '../src/server/gateway.ts'
-import { type Cli, spawnCli, startCli } from './helpers/cli.ts'
+import { type Cli, configFile, spawnCli, startCli } from './helpers/cli.ts'
 import { stubFor } from './helpers/gateway.ts'
 import { eventually, hang, json, type Stub } from './helpers/stub.ts'
 
@@ -52,11 +49,7 @@ endpoints:
 
 /** Writes the config to a temporary file (removed after the test) and runs `baton serve` on it. */
 async function serve(t: TestContext, yaml: string): Promise<{ cli: Cli; port: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'baton-shutdown-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const file = join(dir, 'baton.yaml')
-  writeFileSync(file, yaml)
-  const { cli, port } = await startCli(t, ['serve', file, '--port', '0'])
+  const { cli, port } = await startCli(t, ['serve', configFile(t, yaml), '--port', '0'])
   // The first line says where it listens: {"event":"listening","port":N,…}
   const first = JSON.parse(cli.stdout.slice(0, cli.stdout.indexOf('\n'))) as { event?: string; port?: number }
   assert.deepEqual([first.event, first.port], ['listening', port])
@@ -273,19 +266,17 @@ describe('baton serve on SIGTERM', () => {
   test('SIGTERM the moment "listening" is printed finds its handler in place: 8 gateways at once, each exits 0', async (t) => {
     // Before, the line was written before the handlers were installed; a process descheduled in
     // between (8 starting at once on 2 cores) died of the signal's default action: 9 of 40 by hand.
-    const dir = mkdtempSync(join(tmpdir(), 'baton-shutdown-'))
-    t.after(() => rmSync(dir, { recursive: true, force: true }))
-    const file = join(dir, 'baton.yaml')
-    writeFileSync(
-      file,
+    const file = configFile(
+      t,
       'version: 1\ngateway: { name: Early stop, host: 127.0.0.1, port: 0 }\nendpoints:\n  GET /hello:\n    response: { hello: world }\n',
     )
     const exits = await Promise.all(
       Array.from({ length: 8 }, async () => {
         const cli = spawnCli(t, ['serve', file])
-        await cli.waitFor(/"event":"listening"/)
+        // Eight start at once on two cores: slow, but only slowness may make them late.
+        await cli.waitFor(/"event":"listening"/, 60_000)
         cli.kill('SIGTERM')
-        return await within(10_000, 'the exit', cli.exited)
+        return await within(30_000, 'the exit', cli.exited)
       }),
     )
     assert.deepEqual(
@@ -328,11 +319,8 @@ describe('baton serve on SIGTERM', () => {
 })
 
 test('baton dev drains too, and closes the mocks after the gateway: the request in flight gets its mock answer', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'baton-shutdown-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const file = join(dir, 'baton.yaml')
-  writeFileSync(
-    file,
+  const file = configFile(
+    t,
     `version: 1
 gateway: { name: Dev drain }
 services:

@@ -3,6 +3,9 @@
  * runs it: spawned, its output collected, waited for until it listens, killed when the test ends.
  */
 import { type ChildProcessByStdio, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 
@@ -37,6 +40,15 @@ export interface Cli {
 /** Something that runs a cleanup when the test ends (a TestContext). */
 interface Cleanup {
   after(fn: () => unknown): void
+}
+
+/** `text` as baton.yaml in a folder of its own, removed after the test; returns the file's path. */
+export function configFile(t: Cleanup, text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-test-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'baton.yaml')
+  writeFileSync(file, text)
+  return file
 }
 
 /** Spawns `baton …args`; it is killed (SIGKILL) when the test ends, if it is still running. */
