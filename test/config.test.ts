@@ -563,12 +563,12 @@ endpoints:
     )
   })
 
-  it('none when the key covers what is read: scope user for the caller, the whole query, the listed headers; nor for what only a tag reads', () => {
+  it('none when the key covers what is read: scope user for the caller, the whole query, the listed headers; nor for what only a tag reads, nor for the request id and trace context', () => {
     assert.deepEqual(
       keyWarnings(`version: 1
 gateway: { name: Test, auth: { jwt: { secret: "\${env.JWT_SECRET}" } } }
 services:
-  catalog: { url: "http://catalog.local", timeout: 1s, forwardHeaders: [accept-language] }
+  catalog: { url: "http://catalog.local", timeout: 1s, forwardHeaders: [accept-language, x-request-id, traceparent] }
 endpoints:
   GET /mine:
     cache: { ttl: 60s, scope: user, key: { headers: [accept-language, x-tenant] }, tags: ["user:\${auth.sub}"] }

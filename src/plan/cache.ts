@@ -6,6 +6,7 @@ import type { Config, EndpointConfig } from '../config/schema.ts'
 import type { ConfigPath } from '../config/source.ts'
 import type { Reference } from '../expr/index.ts'
 import type { Diagnostics } from './diagnostics.ts'
+import { PER_REQUEST } from './headers.ts'
 import { compileString, type TemplateScope } from './templates.ts'
 import type { CacheStoreKind, EndpointAuthPlan, EndpointCachePlan } from './types.ts'
 
@@ -154,6 +155,7 @@ function warnOutsideKey(
     }
   }
   for (const name of forwarded) {
+    if (PER_REQUEST.has(name)) continue
     if (name === 'authorization' || name === 'cookie') {
       // Forwarded credentials make the endpoint take them: it needs a scope, and scope: user keys by the caller.
       if (key.scope === 'public')

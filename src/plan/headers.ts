@@ -21,3 +21,10 @@ export function isForbiddenHeader(name: string): boolean {
   const lower = name.toLowerCase()
   return HOP_BY_HOP.has(lower) || RESERVED.has(lower)
 }
+
+/**
+ * Headers that differ per request without changing the answer: the request id and the trace
+ * context. Coalescing and the call cache leave them out of their keys; a response cache needs no
+ * entry per value of them.
+ */
+export const PER_REQUEST: ReadonlySet<string> = new Set(['x-request-id', 'traceparent', 'tracestate', 'baggage'])

@@ -13,7 +13,7 @@ import type { IncomingMessage } from 'node:http'
 import type { SpanIds } from '../observability/outcome.ts'
 import type { Principal } from '../plan/scope.ts'
 import { type ClientHandle, Flights, type SharedRun, type WaiterObserver } from '../util/flights.ts'
-import { PER_REQUEST } from '../upstream/request-key.ts'
+import { PER_REQUEST } from '../plan/headers.ts'
 
 /** An answer as a run gives it (runtime's GatewayAnswer). */
 export interface RunAnswer {

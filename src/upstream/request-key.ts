@@ -5,10 +5,8 @@
  * from the client (Authorization, Cookie) are headers like any other, so a key never spans two
  * callers' credentials.
  */
+import { PER_REQUEST } from '../plan/headers.ts'
 import type { Outgoing } from './pipeline.ts'
-
-/** Headers that differ per request without changing the answer: the request id and the trace context. */
-export const PER_REQUEST: ReadonlySet<string> = new Set(['x-request-id', 'traceparent', 'tracestate', 'baggage'])
 
 export function requestKey(request: Outgoing): string {
   let key = `${request.method} ${request.path}\n${request.body ?? ''}`
