@@ -574,7 +574,7 @@ endpoints:
     cache: { ttl: 60s, scope: user, key: { headers: [accept-language, x-tenant] }, tags: ["user:\${auth.sub}"] }
     calls:
       me: { request: "GET catalog /me/\${auth.sub}", query: { page: "\${request.query.page}" } }
-    response: { me: "\${me}", tenant: "\${request.headers['x-tenant']}" }
+    response: { me: "\${me}", tenant: "\${request.headers['x-tenant']}", id: "\${request.headers['x-request-id']}" }
   GET /catalog/{id}:
     auth: public
     cache: { ttl: 60s, tags: ["who:\${auth.sub ?? 'anon'}", "lang:\${request.headers['accept-language']}"] }

@@ -132,7 +132,7 @@ function warnOutsideKey(
           "scope: public serves one entry to every caller, so each would get the first caller's answer",
           'use scope: user (one entry per caller), or keep the caller out of the calls and the answer',
         )
-    } else if (field === 'headers' && (name === undefined || !key.headers.includes(name))) {
+    } else if (field === 'headers' && (name === undefined || !(key.headers.includes(name) || PER_REQUEST.has(name)))) {
       warn(
         name === undefined ? 'request.headers' : `request.headers['${name}']`,
         refPath,
@@ -157,7 +157,7 @@ function warnOutsideKey(
   for (const name of forwarded) {
     if (PER_REQUEST.has(name)) continue
     if (name === 'authorization' || name === 'cookie') {
-      // Forwarded credentials make the endpoint take them: it needs a scope, and scope: user keys by the caller.
+      // The caller's own credentials: under scope: user the key holds the caller already.
       if (key.scope === 'public')
         warn(
           `the client's ${name} header (forwardHeaders)`,
