@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { ROOT, spawnCli, startCli } from './helpers/cli.ts'
+import { ROOT, configFile as configIn, spawnCli, startCli } from './helpers/cli.ts'
 import { get } from './helpers/gateway.ts'
 import { freePort } from './helpers/redis.ts'
 
@@ -54,6 +54,42 @@ describe('the environment', () => {
     const env = { ...process.env, PORT: '', BATON_HOST: '127.0.0.1' }
     const { cli, url } = await startCli(t, ['serve', file, '--log-level', 'info'], { env })
     assert.equal(url, `http://127.0.0.1:${port}`)
+    cli.kill('SIGTERM')
+    assert.equal((await cli.exited).code, 0)
+  })
+
+  test("the config's warnings are logged: at start, before listening, and after a reload that brings new ones", async (t) => {
+    const file = configIn(
+      t,
+      `version: 1
+gateway: { name: Warned, host: 127.0.0.1, port: 0 }
+endpoints:
+  GET /hello:
+    cache: { ttl: 300, scope: public }
+    response: { hello: world }
+`,
+    )
+    const { cli } = await startCli(t, ['serve', file])
+    const lines = cli.json()
+    const warned = lines.findIndex((l) => l.event === 'config_warning')
+    assert.ok(warned !== -1 && warned < lines.findIndex((l) => l.event === 'listening'), cli.stdout)
+    assert.deepEqual(
+      [lines[warned]?.level, lines[warned]?.code, lines[warned]?.at],
+      ['warn', 'BATON_CACHE_UNIT', `${file}:5:19`],
+    )
+    assert.match(String(lines[warned]?.msg), /ttl: 300 is 300 ms: a bare number is milliseconds/)
+
+    writeFileSync(file, readFileSync(file, 'utf8').replace('ttl: 300,', 'ttl: 300s, staleIfError: 60,'))
+    cli.kill('SIGHUP')
+    await cli.waitFor(/"event":"reloaded"[^\n]*\n[^\n]*"event":"config_warning"/)
+    const after = cli.json().filter((l) => l.event === 'config_warning')
+    assert.deepEqual(
+      after.map((l) => [l.code, l.at]),
+      [
+        ['BATON_CACHE_UNIT', `${file}:5:19`],
+        ['BATON_CACHE_UNIT', `${file}:5:39`],
+      ],
+    )
     cli.kill('SIGTERM')
     assert.equal((await cli.exited).code, 0)
   })

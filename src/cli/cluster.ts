@@ -19,6 +19,7 @@ import { constants } from 'node:os'
 import { AggregatorRegistry, type Registry } from 'prom-client'
 import type { GatewayPlan } from '../plan/types.ts'
 import type { AdminAction } from '../server/admin.ts'
+import { logWarnings } from '../server/gateway.ts'
 import { createLogger, logListening, serve, type ServeOptions, type WorkerLink } from './serve.ts'
 
 /** The signals the primary passes on. */
@@ -116,6 +117,7 @@ function send(message: Message): void {
 
 async function primary(plan: GatewayPlan, options: ServeOptions, count: number): Promise<number> {
   const logger = createLogger(plan, { level: options.logLevel })
+  logWarnings(logger, options.warnings)
   const aggregator = plan.metrics === null ? null : new AggregatorRegistry()
   /** When each live worker was forked, and whether it listens. */
   const live = new Map<Worker, { forkedAt: number; listening: boolean }>()

@@ -145,7 +145,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         }
         const result = { plan: release.plan }
         const { workers: n = 1, ...rest } = given
-        const serving = { ...rest, reload, candidate: release.candidate ?? null }
+        const serving = { ...rest, reload, candidate: release.candidate ?? null, warnings: release.warnings ?? [] }
         code = n === 1 ? await serve(result.plan, serving) : await serveWorkers(result.plan, serving, n)
       },
     )
@@ -360,11 +360,12 @@ function reloaderOf(
         },
       }
     }
+    // A config that compiles has warnings only.
     const canary = plan.canary
-    if (canary === null) return { plan }
+    if (canary === null) return { plan, warnings: result.diagnostics }
     const candidate = await check(canary.config, mode, devSecret)
     if (candidate.plan === undefined) throw new ConfigError(candidate.diagnostics)
-    return { plan, candidate: candidate.plan }
+    return { plan, candidate: candidate.plan, warnings: [...result.diagnostics, ...candidate.diagnostics] }
   }
 }
 

@@ -6,14 +6,14 @@
 import { constants } from 'node:os'
 import { pino, type Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { createGateway, type Release } from '../server/gateway.ts'
+import { createGateway, logWarnings, type Release } from '../server/gateway.ts'
 import type { AdminAction } from '../server/admin.ts'
 import { DEV_SUBJECT } from './devtoken.ts'
 import { formatRate } from './plan.ts'
 import { formatDuration } from '../config/units.ts'
 import { startMocks } from '../server/mocks.ts'
 import type { GatewayPlan } from '../plan/types.ts'
-import { ConfigError, formatDiagnostic } from '../errors.ts'
+import { ConfigError, type Diagnostic, formatDiagnostic } from '../errors.ts'
 import { relative } from 'node:path'
 import { FileWatcher } from './watch.ts'
 import { logOptions, prettyStream, type LogSchema } from '../observability/log.ts'
@@ -53,6 +53,8 @@ export interface ServeOptions {
   watch?: boolean
   /** baton serve --workers: this process is one of the workers (src/cli/cluster.ts). */
   worker?: WorkerLink
+  /** The config's warnings, logged at start (by the primary under --workers); baton dev prints them itself. */
+  warnings?: readonly Diagnostic[]
 }
 
 /** What a worker of `baton serve --workers` does through its primary instead of on its own. */
@@ -102,6 +104,7 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
     level: options.logLevel,
     ...(options.worker === undefined ? {} : { worker: options.worker.id }),
   })
+  if (options.worker === undefined) logWarnings(logger, options.warnings)
   const mocks = options.mocks === undefined ? null : await startMocks(plan, options.mocks)
   const reloader =
     options.reload === undefined

@@ -17,6 +17,7 @@ import Fastify, {
   type RouteOptions,
 } from 'fastify'
 import type { Logger } from 'pino'
+import { type Diagnostic, formatDiagnostic } from '../errors.ts'
 import type { EdgeObserver } from '../edge/admission.ts'
 import type { Registry } from 'prom-client'
 import { accessLogObserver, answerLog, rejectionLog } from '../observability/access-log.ts'
@@ -484,6 +485,7 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
         { event: 'reloaded', ...report },
         `reloaded: generation ${report.generation}${describeChanges(report)}`,
       )
+      logWarnings(logger, release.warnings)
       for (const key of report.restartNeeded)
         logger?.warn(
           { event: 'reload_restart_needed', key },
@@ -574,6 +576,17 @@ const TOO_LONG = 'A path segment is longer than 100 characters'
 export interface Release {
   readonly plan: GatewayPlan
   readonly candidate?: GatewayPlan | null
+  /** What `baton check` would warn about in the config (and the candidate's): logged once it serves. */
+  readonly warnings?: readonly Diagnostic[]
+}
+
+/** A config's warnings as log lines: one `config_warning` each, with its code and place. */
+export function logWarnings(logger: Logger | null | undefined, warnings: readonly Diagnostic[] | undefined): void {
+  for (const d of warnings ?? [])
+    logger?.warn(
+      { event: 'config_warning', code: d.code, at: `${d.file ?? ''}:${d.line ?? 0}:${d.col ?? 0}` },
+      formatDiagnostic(d),
+    )
 }
 
 /** What a reload did. */
