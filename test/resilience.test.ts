@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { parseConfig } from '../src/config/load.ts'
 import { compileConfig } from '../src/plan/compile.ts'
-import { assertError, get } from './helpers/gateway.ts'
+import { assertError, get, startGateway, stubFor } from './helpers/gateway.ts'
 import { fakeClock, inSequence, inTurn, oneService } from './helpers/resilience.ts'
 import { eventually, hang, json, reset, type StubRequest } from './helpers/stub.ts'
 
@@ -302,5 +302,40 @@ endpoints:
       warnings(config('retry: { attempts: 1 }', '', '5s'))[0]?.message ?? '',
       /^worst case unbounded \(2 tries of no timeout plus backoff\)/,
     )
+  })
+})
+
+describe("a call waiting for one of its service's connections", () => {
+  test('times out on time, while the call holding the only connection goes on', async (t) => {
+    const stub = await stubFor(t)
+    let release!: () => void
+    const released = new Promise<void>((resolve) => (release = resolve))
+    stub.route('GET /held', () => released.then(() => OK))
+    stub.route('GET /queued', OK)
+    const { url } = await startGateway(
+      t,
+      `
+version: 1
+gateway: { name: Queued }
+services:
+  s: { url: "${stub.url}", connections: 1, coalesce: false }
+endpoints:
+  GET /x:
+    timeout: 5s
+    calls:
+      held: { request: GET s /held, timeout: 4s, required: false }
+      queued: { request: GET s /queued, timeout: 200ms }
+    response: { held: "\${held}", queued: "\${queued}" }
+`,
+    )
+    // Its own timeout fails it (a required call): it did not wait for the connection to be free (it did before the
+    // transport was undici's dispatch; with coalescing on, the coalescing stage gave up on it on time anyway).
+    const res = await get(`${url}/x`)
+    assertError(res, 502, 'DOWNSTREAM_FAILURE', 's failed: timed out', ['s'])
+    assert.deepEqual(
+      stub.requests.map((r) => r.url),
+      ['/held'],
+    )
+    release()
   })
 })
