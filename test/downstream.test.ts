@@ -4,6 +4,8 @@
  * then on its own origin only: its credentials never go anywhere else).
  */
 import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { describe, test } from 'node:test'
 import { errorsOf } from './helpers/config.ts'
 import { assertError, get, post, startGateway, stubFor } from './helpers/gateway.ts'
@@ -53,6 +55,22 @@ endpoints:
       's failed: answered with a body that is not JSON',
       ['s'],
     )
+  })
+  test('informational answers first (103 Early Hints): the call takes the final answer', async (t) => {
+    let seen = 0
+    const server = createServer((_req, res) => {
+      seen++
+      res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' })
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"id":7}')
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    t.after(() => new Promise((resolve) => server.close(resolve)))
+    const { port } = server.address() as AddressInfo
+    const { url } = await startGateway(t, yaml({ url: `http://127.0.0.1:${port}` } as Stub))
+    const res = await get(`${url}/x/hinted`)
+    assert.equal(res.status, 200)
+    assert.deepEqual(res.body, { value: { id: 7 }, field: 7, status: 200, ok: true })
+    assert.equal(seen, 1)
   })
 })
 
