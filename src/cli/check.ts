@@ -25,10 +25,19 @@ export function renderDiagnostics(diagnostics: readonly Diagnostic[], stream: No
     .join('\n')
 }
 
-export function summary(file: string, plan: GatewayPlan, warnings: number): string {
+/** The last line of `baton check`: what the config holds, or what is wrong with it (the warnings counted too). */
+export function summary(file: string, result: CheckResult): string {
+  const errors = result.diagnostics.filter((d) => d.severity === 'error').length
+  const warnings = result.diagnostics.length - errors
+  const warned = warnings > 0 ? `, ${plural(warnings, 'warning')}` : ''
+  const plan = result.plan
+  if (plan === undefined) return `${file}: ${plural(errors, 'error')}${warned}`
   const calls = plan.endpoints.reduce((n, e) => n + e.calls.length, 0)
-  const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`
-  return `${file}: ok — ${plural(plan.services.length, 'service')}, ${plural(plan.endpoints.length, 'endpoint')}, ${plural(calls, 'call')}${warnings > 0 ? `, ${plural(warnings, 'warning')}` : ''}`
+  return `${file}: ok — ${plural(plan.services.length, 'service')}, ${plural(plan.endpoints.length, 'endpoint')}, ${plural(calls, 'call')}${warned}`
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`
 }
 
 /** How `baton check` and `baton plan` print: for people, for programs, for GitHub Actions annotations. */

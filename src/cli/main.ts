@@ -66,12 +66,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       if (result.diagnostics.length > 0) console.error(renderDiagnostics(result.diagnostics, process.stderr))
       if (result.plan === undefined) {
-        const errors = result.diagnostics.filter((d) => d.severity === 'error').length
-        console.error(`${file}: ${errors} error${errors === 1 ? '' : 's'}`)
+        console.error(summary(file, result))
         code = 1
         return
       }
-      console.log(summary(file, result.plan, result.diagnostics.length))
+      console.log(summary(file, result))
     })
 
   program
