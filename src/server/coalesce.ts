@@ -57,7 +57,8 @@ export class EndpointCoalescing<R extends CoalescedRun = CoalescedRun> {
 
   /** What makes two requests the same: method, target, caller, and the headers that may change the answer. */
   keyOf(raw: IncomingMessage, auth: Principal | null): string {
-    let key = `${raw.method} ${raw.url}\n${auth === null ? '' : `${auth.method}:${auth.sub ?? ''}`}`
+    // The caller as JSON: a subject is the issuer's text, and must not be able to spell a header line.
+    let key = `${raw.method} ${raw.url}\n${auth === null ? '' : `${auth.method}:${JSON.stringify(auth.sub ?? '')}`}`
     const headers = raw.rawHeaders
     for (let i = 0; i < headers.length; i += 2) {
       const name = (headers[i] as string).toLowerCase()
