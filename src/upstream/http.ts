@@ -53,6 +53,7 @@ export function httpSend(pool: Pool, service: ServicePlan): Transport {
     })
     const { status, headers, encoding } = answer
     let bytes = answer.bytes
+    // An empty body is empty whatever its content-encoding says, as a 200 without one is.
     if (encoding !== null && bytes.length > 0) bytes = await decode(bytes, encoding, limit)
     let body: unknown = null
     if (bytes.length > 0) {
