@@ -89,9 +89,12 @@ export function createLogger(
   if (pretty) return pino(logOptions(schema), prettyStream())
   // Workers share stdout: each write is whole lines and at most PIPE_BUF bytes, so that a pipe never interleaves them.
   // Asynchronous writes keep a line per request off the request path; stop() flushes them.
+  // minLength 1 writes as soon as 0 would, but makes flush(cb) wait until what is buffered is written (with 0 it
+  // calls back at once): the forced stop exits in that callback, and lost its last lines when stdout was busy.
   const destination = pino.destination({
     fd: 1,
     sync: false,
+    minLength: 1,
     ...(options.worker === undefined ? {} : { maxWrite: 4096 }),
   })
   return pino(logOptions(schema), destination)
@@ -215,8 +218,11 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
 
   return await new Promise<number>((resolve) => {
     let first: NodeJS.Signals | null = null
+    let forced = false
     const stop = (signal: NodeJS.Signals): void => {
+      if (forced) return
       if (first !== null) {
+        forced = true
         // A second signal: whoever sent it does not want to wait. Cut what is left and go.
         logger.warn({ event: 'forced', signal }, `a second signal (${signal}): cutting the requests still in flight`)
         void gateway.close({ force: true })
@@ -230,6 +236,7 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
         const exit = (): never => process.exit(code)
         setTimeout(exit, 1000).unref()
         logger.flush(exit)
+        return
       }
       first = signal
       watcher?.close()
@@ -249,6 +256,8 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
         })
         .then(
           (report) => {
+            // Forced: the second signal's exit is on its way, with its own last line.
+            if (forced) return
             const code = report.timedOut ? EXIT.FAILED : EXIT.OK
             logger.info(
               {
@@ -265,6 +274,7 @@ export async function serve(plan: GatewayPlan, options: ServeOptions): Promise<n
             resolve(code)
           },
           (err: unknown) => {
+            if (forced) return
             logger.error({ event: 'stopped', signal, err, exitCode: EXIT.FAILED }, 'error while stopping')
             logger.flush()
             resolve(EXIT.FAILED)
