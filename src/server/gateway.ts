@@ -443,11 +443,15 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
         else guard.call(server, req, reply).then((answered) => answered === undefined && done(), done)
       }
       if (canary === null) return enter(current)
-      canary.choose(req, current).then((generation) => {
-        // While a canary runs, every answer says which version made it.
-        reply.header('baton-version', generation.plan.release)
-        enter(generation)
-      }, done)
+      canary
+        .choose(req, current)
+        .then((generation) => {
+          // While a canary runs, every answer says which version made it.
+          reply.header('baton-version', generation.plan.release)
+          enter(generation)
+        })
+        // What fails here is the error handler's, as a throw in the hook itself would be.
+        .catch(done)
     },
     handler: (req, reply) => {
       const match = req.matched as Match
