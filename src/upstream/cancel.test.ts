@@ -13,7 +13,7 @@ async function until(condition: () => boolean): Promise<void> {
 }
 
 describe('TryCancel', () => {
-  test("tells undici's listener (the EventEmitter form) once, with the first reason", () => {
+  test("tells the transport's listener (the EventEmitter form) once, with the first reason", () => {
     const cancel = new TryCancel(Infinity, null)
     const heard: (CallError | null)[] = []
     cancel.once('abort', () => heard.push(cancel.reason))
@@ -34,7 +34,7 @@ describe('TryCancel', () => {
     assert.deepEqual(heard, ['second'])
   })
 
-  test('has no `aborted` property, so undici takes it as an EventEmitter', () => {
+  test('has no `aborted` property, so it is told from an AbortSignal (the transport, undici) as an EventEmitter', () => {
     assert.equal('aborted' in new TryCancel(Infinity, null), false)
   })
 

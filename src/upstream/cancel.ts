@@ -4,7 +4,7 @@
  * undici uses on an AbortSignal, is ~0.5 µs by itself).
  *
  * - A `TryCancel` is what aborts one try: its timeout, the deadline, or the request's answer
- *   decided without it. undici takes it as the request's `signal` in its EventEmitter form (an
+ *   decided without it. The HTTP transport (http.ts) listens to it in its EventEmitter form (an
  *   `'abort'` event and a `reason`), which costs a field write. A real AbortSignal is made only
  *   when a stage asks for `attempt.signal` (a bulkhead queue, coalescing, credentials, your own
  *   stages), and it aborts with the try.
@@ -49,7 +49,7 @@ export class TryCancel {
     this.#controller?.abort(reason)
   }
 
-  // The EventEmitter form of a signal, as undici's `signal` option takes it: 'abort' is the only event.
+  // The EventEmitter form of a signal (the transport's, and undici's `signal` option's): 'abort' is the only event.
 
   on(_event: 'abort', listener: () => void): this {
     if (this.#listener === null) this.#listener = listener
