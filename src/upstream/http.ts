@@ -39,7 +39,7 @@ export function httpSend(pool: Pool, service: ServicePlan): Transport {
     // A try's TryCancel is listened to as it is (a field, no AbortSignal made); anything else, its signal.
     const cancel = cancelOf(request)
     const signal = cancel ?? request.signal
-    if (cancel === null ? signal.reason !== undefined : cancel.reason !== null) throw abortReason(signal)
+    if (aborted(signal)) throw abortReason(signal)
     const answer = await new Promise<Answer>((resolve, reject) => {
       pool.dispatch(
         {
@@ -234,6 +234,11 @@ async function decode(bytes: Buffer, encoding: string, limit: number): Promise<B
   return Buffer.concat(chunks, size)
 }
 
+/** Whether the try is aborted: an AbortSignal says so, a TryCancel has a reason (and no `aborted`). */
+function aborted(signal: Signal): boolean {
+  return 'aborted' in signal ? signal.aborted : signal.reason !== null
+}
+
 /** Why the try was aborted: its reason, when the runtime gave one. */
 function abortReason(signal: Signal): CallError {
   const reason: unknown = signal.reason
@@ -241,13 +246,9 @@ function abortReason(signal: Signal): CallError {
 }
 
 /** What undici threw, as a CallError: the abort's reason when the try was aborted, else connect or network. */
-function transportError(err: unknown, signal: AbortSignal | TryCancel): CallError {
+function transportError(err: unknown, signal: Signal): CallError {
   if (err instanceof CallError) return err
-  const aborted = 'aborted' in signal ? signal.aborted : signal.reason !== null
-  if (aborted) {
-    const reason: unknown = signal.reason
-    return reason instanceof CallError ? reason : new CallError('aborted', 'call aborted', { cause: err })
-  }
+  if (aborted(signal)) return abortReason(signal)
   const code = (err as { code?: string }).code
   const connect =
     code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'UND_ERR_CONNECT_TIMEOUT'
