@@ -27,13 +27,17 @@ export function renderDiagnostics(diagnostics: readonly Diagnostic[], stream: No
 
 /** The last line of `baton check`: what the config holds, or what is wrong with it (the warnings counted too). */
 export function summary(file: string, result: CheckResult): string {
-  const errors = result.diagnostics.filter((d) => d.severity === 'error').length
-  const warnings = result.diagnostics.length - errors
+  const { errors, warnings } = counts(result)
   const warned = warnings > 0 ? `, ${plural(warnings, 'warning')}` : ''
   const plan = result.plan
   if (plan === undefined) return `${file}: ${plural(errors, 'error')}${warned}`
   const calls = plan.endpoints.reduce((n, e) => n + e.calls.length, 0)
   return `${file}: ok — ${plural(plan.services.length, 'service')}, ${plural(plan.endpoints.length, 'endpoint')}, ${plural(calls, 'call')}${warned}`
+}
+
+function counts(result: CheckResult): { errors: number; warnings: number } {
+  const errors = result.diagnostics.filter((d) => d.severity === 'error').length
+  return { errors, warnings: result.diagnostics.length - errors }
 }
 
 function plural(n: number, word: string): string {
@@ -45,14 +49,12 @@ export type Format = 'text' | 'json' | 'github'
 
 /** `baton check --format json`: one object on stdout. */
 export function checkJson(file: string, result: CheckResult): string {
-  const errors = result.diagnostics.filter((d) => d.severity === 'error').length
   const plan = result.plan
   return JSON.stringify(
     {
       file,
       ok: plan !== undefined,
-      errors,
-      warnings: result.diagnostics.length - errors,
+      ...counts(result),
       diagnostics: result.diagnostics.map((d) => ({
         severity: d.severity,
         code: d.code,
