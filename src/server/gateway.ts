@@ -423,39 +423,25 @@ export function createGateway(plan: GatewayPlan, options: GatewayOptions = {}): 
   routes.push({
     method: edge.cors === null ? [...DISPATCHED, 'OPTIONS'] : DISPATCHED,
     url: '*',
-    // In the callback style: a request with no canary and no guard goes through without a promise. A hook that
-    // answers (404, a rejection) does not call done().
-    onRequest: (req, reply, done) => {
-      const enter = (generation: Generation): void => {
-        const match = generation.match(req.method, req.url)
-        if (match === null) {
-          notFound(req, reply)
-          return
-        }
-        req.matched = match
-        // The request runs wholly on this generation; it is released when the last of its requests has ended.
-        generation.enter()
-        const res = reply.raw as ServerResponse & { generation?: Generation }
-        res.generation = generation
-        res.once('close', ended)
-        const guard = match.route.guard
-        if (guard === null) done()
-        else guard.call(server, req, reply).then((answered) => answered === undefined && done(), done)
-      }
-      if (canary === null) return enter(current)
-      canary
-        .choose(req, current)
-        .then((generation) => {
-          // While a canary runs, every answer says which version made it.
-          reply.header('baton-version', generation.plan.release)
-          enter(generation)
-        })
-        // What fails here is the error handler's, as a throw in the hook itself would be.
-        .catch(done)
+    onRequest: async (req, reply) => {
+      const generation = canary === null ? current : await canary.choose(req, current)
+      // While a canary runs, every answer says which version made it.
+      if (canary !== null) reply.header('baton-version', generation.plan.release)
+      const match = generation.match(req.method, req.url)
+      if (match === null) return notFound(req, reply)
+      req.matched = match
+      // The request runs wholly on this generation; it is released when the last of its requests has ended.
+      generation.enter()
+      const res = reply.raw as ServerResponse & { generation?: Generation }
+      res.generation = generation
+      res.once('close', ended)
+      const guard = match.route.guard
+      if (guard !== null) return await guard.call(server, req, reply)
+      return undefined
     },
-    handler: (req, reply) => {
+    handler: async (req, reply) => {
       const match = req.matched as Match
-      return match.route.handler(req, reply, match.params)
+      return await match.route.handler(req, reply, match.params)
     },
   })
 
